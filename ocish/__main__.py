@@ -1,0 +1,21 @@
+"""`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, bundle)."""
+from __future__ import annotations
+
+import sys
+
+SHELL_COMMANDS = {"bundle"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in SHELL_COMMANDS and argv[0] == command:
+        if command == "bundle":
+            from ocish.bundle import main as bundle_main
+            return bundle_main(argv[1:])
+    from runtime.cli import main as runtime_main
+    return runtime_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""cgroup drivers behind one Manager interface (base.Manager): v1 (also hybrid) and v2.
+
+open_manager() detects the layout under the mount root, as runc's fs drivers do:
+
+- pure v2: the root itself is a cgroup2 mount (it has cgroup.controllers); one directory;
+- v1: one directory per mounted controller (root/memory, root/cpu,cpuacct, ..., and
+  root/systemd for name=systemd); on a hybrid host root/unified is a cgroup2 mount without
+  controllers, which the manager also makes and joins (paths key "unified").
+
+cgroupsPath as runc's fs driver reads it: "/a/b" is below each hierarchy's root, "a/b" is below
+the cgroup the calling process is in (from /proc/self/cgroup), none means "/ocish/<id>". The
+systemd form "slice:prefix:name" needs a systemd driver, which ocish does not have.
+"""
+from __future__ import annotations
+
+import os
+
+from runtime.cgroups.base import STAGE, Manager
+from runtime.cgroups.v1 import V1Manager
+from runtime.cgroups.v2 import V2Manager
+from runtime.errors import StageError
+
+__all__ = ["Manager", "V1Manager", "V2Manager", "open_manager", "from_state"]
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
+# the v1 hierarchies runc's fs manager joins; any other mount under the root is left alone
+_V1_CONTROLLERS = {"cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids",
+                   "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "name=systemd"}
+_POINTER = "/linux/cgroupsPath"
+
+
+def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP_ROOT,
+                 proc_self_cgroup: str = PROC_SELF_CGROUP) -> Manager:
+    """The manager of a container's cgroup; nothing is made until create()."""
+    inner, absolute = _inner_path(cgroups_path, container_id)
+    root = root.rstrip("/") or "/"
+    own = _OwnCgroups(proc_self_cgroup)
+    if os.path.exists(f"{root}/cgroup.controllers"):
+        return V2Manager({"": _join(root, "" if absolute else own.path(""), inner)}, root)
+    paths = {ctrl: _join(mount, "" if absolute else own.path(ctrl), inner)
+             for ctrl, mount in _v1_mounts(root).items()}
+    if not paths:
+        raise StageError(STAGE, "open", root, 0, detail="no cgroup hierarchy is mounted here")
+    if os.path.exists(f"{root}/unified/cgroup.controllers"):
+        paths["unified"] = _join(f"{root}/unified", "" if absolute else own.path(""), inner)
+    return V1Manager(paths, root)
+
+
+def from_state(d: dict) -> Manager:
+    """Rebuild a manager from Manager.to_state(), for the commands after create."""
+    cls = {1: V1Manager, 2: V2Manager}.get(d.get("version"))
+    if cls is None:
+        raise StageError(STAGE, "load", "", 0,
+                         detail=f"unknown cgroup driver version {d.get('version')!r}")
+    return cls(d["paths"], d.get("root", CGROUP_ROOT), d.get("created", []))
+
+
+def _inner_path(cgroups_path: str | None, container_id: str) -> tuple[str, bool]:
+    """(the cleaned path without leading "/", whether it is absolute)."""
+    if not cgroups_path:
+        return f"ocish/{container_id}", True
+    if "/" not in cgroups_path and cgroups_path.count(":") == 2:
+        raise StageError(STAGE, "open", cgroups_path, 0, _POINTER,
+                         'a "slice:prefix:name" cgroupsPath needs the systemd cgroup driver, '
+                         'which ocish does not have: use a path like "/ocish/<id>"')
+    # as runc's CleanPath: ".." cannot climb above the hierarchy root (or the own cgroup)
+    inner = os.path.normpath("/" + cgroups_path.lstrip("/")).lstrip("/")
+    if not inner:
+        raise StageError(STAGE, "open", cgroups_path, 0, _POINTER,
+                         "names no cgroup below the hierarchy root")
+    return inner, cgroups_path.startswith("/")
+
+
+def _join(mount: str, own: str, inner: str) -> str:
+    return "/".join(p for p in (mount, own.strip("/"), inner) if p)
+
+
+def _v1_mounts(root: str) -> dict[str, str]:
+    """{controller: hierarchy dir}; co-mounted controllers (cpu,cpuacct) share the directory, and
+    the alias symlinks next to it (cpu -> cpu,cpuacct) are not needed."""
+    mounts = {}
+    try:
+        entries = list(os.scandir(root))
+    except OSError as e:
+        raise StageError(STAGE, "open", root, e.errno or 0) from None
+    for entry in entries:
+        if entry.is_symlink() or not os.path.exists(f"{entry.path}/cgroup.procs"):
+            continue
+        names = ["name=systemd"] if entry.name == "systemd" else entry.name.split(",")
+        for name in names:
+            if name in _V1_CONTROLLERS:
+                mounts[name] = entry.path
+    return mounts
+
+
+class _OwnCgroups:
+    """The caller's cgroups from /proc/self/cgroup, read only when a relative path needs them."""
+
+    def __init__(self, path: str) -> None:
+        self._file = path
+        self._map: dict[str, str] | None = None
+
+    def path(self, ctrl: str) -> str:
+        """The cgroup of `ctrl` ("" for v2) as seen from its hierarchy root."""
+        if self._map is None:
+            self._map = self._read()
+        if ctrl not in self._map:
+            raise StageError(STAGE, "read", self._file, 0, _POINTER,
+                             f'no "{ctrl or "0::"}" line for a relative cgroupsPath')
+        return self._map[ctrl]
+
+    def _read(self) -> dict[str, str]:
+        try:
+            with open(self._file) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise StageError(STAGE, "read", self._file, e.errno or 0, _POINTER) from None
+        out = {}
+        for line in lines:
+            if line.count(":") < 2:
+                continue
+            _, controllers, path = line.split(":", 2)  # "4:memory:/a", "1:name=systemd:/", "0::/"
+            for ctrl in controllers.split(",") if controllers else [""]:
+                out[ctrl] = path
+        return out

@@ -1,0 +1,61 @@
+"""Errors that reach the user as one line.
+
+Every failure the user can cause (bad config, missing container, a syscall the kernel refuses) is an
+`OcishError`; the CLI prints its message on one line and exits non-zero, never a traceback.
+Messages are lower-case without a trailing period and read as a path through the stages, e.g.
+
+    create failed: stage mounts: mount "proc" on "/proc" (config /mounts/1): operation not permitted
+"""
+from __future__ import annotations
+
+import os
+
+
+class OcishError(Exception):
+    """A failure explained in one line; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else self.__class__.__name__
+
+
+class SpecError(OcishError):
+    """config.json is malformed: `pointer` is the JSON pointer of the offending item."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(f"config {pointer or '/'}: {message}")
+        self.pointer = pointer
+        self.message = message
+
+
+class StageError(OcishError):
+    """A setup stage failed at one operation (usually a syscall) on one target."""
+
+    def __init__(self, stage: str, op: str, target: str = "", errno: int = 0,
+                 pointer: str = "", detail: str = "") -> None:
+        self.stage, self.op, self.target, self.errno = stage, op, target, errno
+        self.pointer, self.detail = pointer, detail
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        what = f"{self.op} {self.target}".strip()
+        if self.pointer:
+            what += f" (config {self.pointer})"
+        why = self.detail or (os.strerror(self.errno).lower() if self.errno else "failed")
+        return f"stage {self.stage}: {what}: {why}"
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "op": self.op, "target": self.target, "errno": self.errno,
+                "pointer": self.pointer, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StageError":
+        return cls(d["stage"], d["op"], d.get("target", ""), d.get("errno", 0),
+                   d.get("pointer", ""), d.get("detail", ""))
+
+
+def oserror(stage: str, op: str, target: str, exc: OSError, pointer: str = "") -> StageError:
+    """Wrap an OSError raised by a syscall wrapper into a StageError."""
+    return StageError(stage, op, target, exc.errno or 0, pointer,
+                      "" if exc.errno else str(exc))

@@ -1,0 +1,72 @@
+"""json.loads/json.dumps on CPython's C accelerator `_json`, without importing `json`.
+
+`import json` pulls in `re` (several ms at every runtime start here); the runtime parses and
+writes small documents on its hot path, so it talks to `_json` directly and imports `json` only
+to explain a document that does not parse.
+"""
+from __future__ import annotations
+
+import _json
+
+
+class NotJson(ValueError):
+    """NaN, Infinity and -Infinity: Python's json accepts them, JSON does not."""
+
+
+class _ScanContext:
+    """What `_json.make_scanner` reads off a JSONDecoder; NaN and Infinity are not JSON."""
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str):
+        raise NotJson(name)
+
+
+_scan = _json.make_scanner(_ScanContext())
+_encode = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ": ", ", ",
+                             False, False, False)
+_WS = " \t\n\r"
+
+
+def loads(text: str):
+    n, i = len(text), 0
+    while i < n and text[i] in _WS:
+        i += 1
+    try:
+        value, end = _scan(text, i)
+    except (StopIteration, ValueError, RecursionError):
+        end = -1
+    else:
+        while end < n and text[end] in _WS:
+            end += 1
+    if end != n:  # let json word the error (line, column, what was expected)
+        import json
+        return json.loads(text, parse_constant=_ScanContext.parse_constant)
+    return value
+
+
+def quote(s: str) -> str:
+    """A JSON string literal, non-ASCII kept as is (for messages)."""
+    return _json.encode_basestring(s)
+
+
+def dumps(obj, indent: int | None = None) -> str:
+    if indent is None:
+        return "".join(_encode(obj, 0))
+    return _pretty(obj, indent, 0)
+
+
+def _pretty(obj, indent: int, level: int) -> str:
+    if isinstance(obj, dict) and obj:
+        pad = "\n" + " " * indent * (level + 1)
+        body = ",".join(f"{pad}{dumps(str(k))}: {_pretty(v, indent, level + 1)}" for k, v in obj.items())
+        return "{" + body + "\n" + " " * indent * level + "}"
+    if isinstance(obj, (list, tuple)) and obj:
+        pad = "\n" + " " * indent * (level + 1)
+        body = ",".join(f"{pad}{_pretty(v, indent, level + 1)}" for v in obj)
+        return "[" + body + "\n" + " " * indent * level + "]"
+    return dumps(obj)

@@ -1,0 +1,213 @@
+"""Container lifecycle: create, start, run, state, list, kill, delete — the code behind the CLI.
+
+`Setup` is one container being created: its state dir, exec.fifo, context and engine. `create`
+runs the engine straight through; the debugger builds the same `Setup` and steps the engine
+itself, then calls `finish()` exactly as `create` does.
+"""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import time
+
+from runtime import spec as specmod
+from runtime import state
+from runtime.defaults import OCI_VERSION
+from runtime.engine import Context, Engine, Observer
+from runtime.errors import OcishError, StageError
+from runtime.linux import procfs
+from runtime.linux import syscalls as S
+from runtime.stages import pipeline
+
+
+class Setup:
+    """A container between `create`'s first step and its state.json being written."""
+
+    def __init__(self, root: str, cid: str, bundle: str, observer: Observer | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 console_socket: str | None = None, pid_file: str | None = None) -> None:
+        specmod.validate_id(cid)
+        bundle = os.path.abspath(bundle)
+        spec, rootfs = specmod.load(bundle)
+        self.root, self.pid_file = root, pid_file
+        os.makedirs(root, 0o700, exist_ok=True)
+        self.dir = state.container_dir(root, cid)
+        try:
+            os.mkdir(self.dir, 0o711)
+        except FileExistsError:
+            raise OcishError(f"container with id exists: {cid}") from None
+        try:
+            fifo = os.path.join(self.dir, state.FIFO)
+            os.mkfifo(fifo, 0o622)
+            # O_PATH: reachable later as /proc/self/fd/N, after pivot_root hides the state dir
+            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
+                           no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                           console_socket=console_socket, fifo_fd=fifo_fd)
+        self.engine = Engine(self.ctx, pipeline(), observer)
+
+    def finish(self) -> dict:
+        """After the last stage: record the container, so `start`, `state` and `list` find it."""
+        ctx = self.ctx
+        st = {"id": ctx.id, "pid": ctx.pid, "start_time": procfs.start_time(ctx.pid),
+              "bundle": ctx.bundle, "rootfs": ctx.rootfs, "created": state.rfc3339_now(),
+              "owner": "", "annotations": ctx.spec.get("annotations") or {},
+              "cgroup": ctx.cgroup.to_state() if ctx.cgroup else None}
+        state.save(self.root, st)
+        if self.pid_file:
+            write_pid_file(self.pid_file, ctx.pid)
+        self.engine.close()
+        os.close(ctx.fifo_fd)
+        return st
+
+    def abort(self) -> None:
+        """Undo everything: the container process, its cgroups, the state dir."""
+        self.engine.kill()
+        if self.ctx.cgroup is not None:
+            self.ctx.cgroup.destroy()
+        try:
+            os.close(self.ctx.fifo_fd)
+        except OSError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def create(root: str, cid: str, bundle: str, **opts) -> dict:
+    setup = Setup(root, cid, bundle, **opts)
+    try:
+        setup.engine.run()
+    except StageError as err:
+        setup.abort()
+        raise OcishError(f"create failed: {err}") from None
+    except BaseException:
+        setup.abort()
+        raise
+    return setup.finish()
+
+
+def start(root: str, cid: str) -> None:
+    st = state.load(root, cid)
+    status = state.status(root, st)
+    if status == "stopped":
+        raise OcishError("cannot start a container that has stopped")
+    if status != "created":
+        raise OcishError("cannot start an already running container")
+    fifo = os.path.join(state.container_dir(root, cid), state.FIFO)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(100):  # the container writes one byte, then execs
+            if not state.alive(st):
+                raise OcishError("cannot start a container that has stopped")
+        os.read(fd, 1)
+        os.unlink(fifo)
+        poller.poll(1000)  # POLLHUP: execve closed the fifo; the user process runs
+    finally:
+        os.close(fd)
+
+
+def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = False, **opts) -> int:
+    """create + start; in the foreground, wait for the container and return its exit status."""
+    if detach:
+        create(root, cid, bundle, **opts)
+        start(root, cid)
+        return 0
+    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
+    st = create(root, cid, bundle, **opts)
+    pid = st["pid"]
+    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+               signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+    for sig in forward:
+        signal.signal(sig, lambda n, _f: _signal(pid, n))
+    try:
+        start(root, cid)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig in forward:
+            signal.signal(sig, signal.SIG_DFL)
+        if not keep:
+            delete(root, cid, force=True)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def oci_state(root: str, cid: str) -> dict:
+    return state.oci_state(root, state.load(root, cid), OCI_VERSION)
+
+
+def list_states(root: str) -> list[dict]:
+    out = []
+    for cid in state.list_ids(root):
+        try:
+            out.append(oci_state(root, cid))
+        except state.NotExist:  # deleted while we listed
+            pass
+    return out
+
+
+def kill(root: str, cid: str, sig: int, all_: bool = False) -> None:
+    st = state.load(root, cid)
+    if not state.alive(st):
+        if all_:
+            return
+        raise OcishError("container not running")
+    if all_ and st.get("cgroup"):
+        from runtime import cgroups
+        cgroups.from_state(st["cgroup"]).kill_all(sig)
+    else:
+        os.kill(st["pid"], sig)
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    try:
+        st = state.load(root, cid)
+    except state.NotExist:
+        if force:
+            return
+        raise
+    status = state.status(root, st)
+    if status in ("running", "paused") and not force:
+        raise OcishError(f"cannot delete container {cid} that is not stopped: {status}")
+    manager = None
+    if st.get("cgroup"):
+        from runtime import cgroups
+        manager = cgroups.from_state(st["cgroup"])
+    if status != "stopped":
+        if manager is not None:
+            manager.kill_all(signal.SIGKILL)
+        _signal(st["pid"], signal.SIGKILL)
+        _wait_stopped(st)
+    if manager is not None:
+        manager.destroy()
+    shutil.rmtree(state.container_dir(root, cid), ignore_errors=True)
+
+
+def _wait_stopped(st: dict, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while state.alive(st):
+        try:  # reap it if it is ours (we may be its subreaper)
+            os.waitpid(st["pid"], os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            raise OcishError(f"container {st['id']} did not stop after SIGKILL")
+        time.sleep(0.005)

@@ -1,0 +1,80 @@
+"""Small procfs readers shared by stages and lifecycle; they return plain data and never print."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class MountEntry:
+    mount_id: int
+    parent_id: int
+    root: str
+    mountpoint: str
+    options: str
+    optional: list[str]     # propagation tags: shared:N, master:N, propagate_from:N, unbindable
+    fstype: str
+    source: str
+    super_options: str
+
+
+def _unescape(s: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    if "\\" not in s:
+        return s
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 3 < len(s) + 1 and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def mountinfo(pid: int | str = "self") -> list[MountEntry]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        lines = f.read().splitlines()
+    entries = []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        f1 = left.split(" ")
+        f2 = right.split(" ")
+        entries.append(MountEntry(int(f1[0]), int(f1[1]), _unescape(f1[3]), _unescape(f1[4]),
+                                  f1[5], f1[6:], f2[0], _unescape(f2[1]),
+                                  f2[2] if len(f2) > 2 else ""))
+    return entries
+
+
+def mount_containing(path: str, entries: list[MountEntry]) -> MountEntry:
+    """The mount whose mountpoint is the longest prefix of path (the last one wins on overmounts)."""
+    best = entries[0]
+    for e in entries:
+        mp = e.mountpoint
+        if path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/":
+            if len(mp) >= len(best.mountpoint):
+                best = e
+    return best
+
+
+def start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: tells a live pid from a reused one."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def proc_state(pid: int) -> str:
+    """The one-letter state (R, S, D, T, Z...) of /proc/<pid>/stat, or "" when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    return chr(data[data.rindex(b")") + 2])
+
+
+def self_cgroups(pid: int | str = "self") -> list[tuple[str, str]]:
+    """(controllers, path) pairs from /proc/<pid>/cgroup; controllers "" is the v2 hierarchy."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        return [(p[1], p[2]) for p in (ln.split(":", 2) for ln in f.read().splitlines())]

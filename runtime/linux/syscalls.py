@@ -1,0 +1,168 @@
+"""The one door to the kernel calls Python's os module lacks (3.11 has no unshare/setns/mount).
+
+Everything goes through libc via ctypes, loaded at import time: container-side stages run after
+pivot_root, when the host's libraries are no longer reachable, so nothing may be dlopen'ed late.
+Each wrapper raises OSError(errno) like the os module does. Stages reach these through
+`ctx.sys`, so unit tests can swap in `runtime.linux.fake.RecordingSyscalls`.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import resource
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# <linux/sched.h>
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <linux/mount.h>
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 0x2
+
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYSCALL_NR = {  # only the calls glibc has no wrapper for
+    "x86_64": {"pivot_root": 155, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "keyctl": 219},
+}[platform.machine()]
+
+
+def _check(ret: int, what: str = "") -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), what or None)
+    return ret
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["pivot_root"]), _b(new_root), _b(put_old)), new_root)
+
+
+def join_session_keyring(name: str) -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, not the host's."""
+    _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["keyctl"]), ctypes.c_int(1), _b(name)))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
+
+
+def chroot(path: str) -> None:
+    os.chroot(path)
+
+
+def chdir(path: str) -> None:
+    os.chdir(path)
+
+
+def mknod(path: str, mode: int, device: int) -> None:
+    os.mknod(path, mode, device)
+
+
+def symlink(target: str, path: str) -> None:
+    os.symlink(target, path)
+
+
+def setgroups(gids: list[int]) -> None:
+    os.setgroups(gids)
+
+
+def setresgid(rgid: int, egid: int, sgid: int) -> None:
+    os.setresgid(rgid, egid, sgid)
+
+
+def setresuid(ruid: int, euid: int, suid: int) -> None:
+    os.setresuid(ruid, euid, suid)
+
+
+def setrlimit(res: int, soft: int, hard: int) -> None:
+    resource.setrlimit(res, (soft, hard))
+
+
+def umask(mask: int) -> None:
+    os.umask(mask)
+
+
+def write_file(path: str, data: str) -> None:
+    """Write a procfs/sysfs knob in one write(2), as the kernel expects."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+def fork() -> int:
+    return os.fork()

@@ -1,0 +1,765 @@
+"""Load and validate a bundle's config.json before the runtime trusts it.
+
+Everything the runtime later reads from the spec is checked here, by hand, once: the stages index
+required fields directly and do not re-check types. This module is on the hot path of every `create`, so
+it imports nothing beyond `os`, `runtime.errors` and `runtime.jsonfast` at import time (no `re`,
+`json`, `pathlib` or `jsonschema`): `json` itself is imported only to explain a parse error.
+
+Rules
+-----
+- Unknown fields are ignored (runtime-spec: "MUST ignore unknown properties"); known fields must
+  have the right type. `null` is never accepted for a known field: Go clients (podman, containerd,
+  runc spec) omit empty fields rather than writing null.
+- Optional fields may be absent; a stage reading one uses `.get()` with the runtime-spec default
+  (absent `process.user` or `uid`/`gid` mean 0, as in runc).
+- The first problem found raises `SpecError(pointer, message)`, `pointer` being the RFC 6901 JSON
+  pointer of the offending item (or of the missing one). Problems are looked for in this order:
+  /ociVersion, /root, /linux/namespaces (other checks depend on them), /process, /hostname,
+  /domainname, /mounts, /hooks, /annotations, the rest of /linux, the cross-checks between them,
+  and last the rootfs on disk. Only namespace paths (existence; the netns of net.* sysctls) and
+  the rootfs touch the filesystem.
+
+Compatibility with runc: the namespace rules follow runc's `libcontainer/configs/validate`
+(hostname needs a uts namespace, sysctls must be namespaced, user namespace mappings, time
+offsets, masked paths need a mount namespace); as in runc, a "private" namespace is one listed in
+/linux/namespaces, new or joined by path. Where runc is looser we are stricter on purpose,
+because the runtime acts on the result: relative mount destinations and ".." components in
+container paths are rejected, and mounts need a mount namespace (runc silently skips them).
+"""
+import os
+
+from runtime import jsonfast
+from runtime.errors import OcishError, SpecError
+
+U32 = 2**32 - 1
+U64 = 2**64 - 1
+I64_MIN, I64_MAX = -2**63, 2**63 - 1
+
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
+    "AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE", "NOFILE",
+    "NPROC", "RSS", "RTPRIO", "RTTIME", "SIGPENDING", "STACK"))
+CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+PROPAGATIONS = ("shared", "slave", "private", "unbindable",
+                "rshared", "rslave", "rprivate", "runbindable")
+HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
+SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO",
+                  "SCHED_IDLE", "SCHED_DEADLINE")
+PERSONALITY_DOMAINS = ("LINUX", "LINUX32")
+TIME_CLOCKS = ("boottime", "monotonic")
+HOST_NAME_MAX = 64
+
+# Sysctls that live in the ipc namespace (runc's list, as prefixes) and the other namespaced ones.
+_IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_MAX = 255  # the id names the state directory: NAME_MAX
+
+
+# ---------------------------------------------------------------------------------------------
+# container ids
+
+def validate_id(container_id: str) -> None:
+    """Reject ids that are empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.+-]*` (so never "/",
+    ".", ".." or a leading "-"): the id names a directory under the state root."""
+    if type(container_id) is not str:
+        raise OcishError(f"invalid container id: must be a string, got {_got(container_id)}")
+    if not container_id:
+        raise OcishError('invalid container id "": must not be empty')
+    why = ""
+    if len(container_id) > _ID_MAX:
+        why = f"must be at most {_ID_MAX} characters, got {len(container_id)}"
+    elif container_id in (".", ".."):
+        why = '"." and ".." are not allowed'
+    else:
+        for ch in container_id:
+            if ch not in _ID_CHARS:
+                why = (f'character {_q(ch)} is not allowed; use letters, digits and '
+                       f'"_", ".", "+", "-"')
+                break
+        else:
+            if container_id[0] not in _ID_FIRST:
+                why = "must start with a letter or a digit"
+    if why:
+        raise OcishError(f"invalid container id {_q(container_id)}: {why}")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+def load(bundle: str) -> tuple[dict, str]:
+    """Read and validate `<bundle>/config.json`; return the spec and the absolute, symlink-free
+    rootfs path. Raises OcishError (file problems) or SpecError (content problems)."""
+    bundle = os.path.abspath(bundle)
+    if not os.path.isdir(bundle):
+        why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
+        raise OcishError(f"bundle {_q(bundle)}: {why}")
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            data = f.read()
+    except OSError as e:
+        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise OcishError(f"bundle {_q(bundle)}: config.json: {why}") from None
+    try:
+        text = data.decode("utf-8")
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        spec = jsonfast.loads(text)
+    except UnicodeDecodeError as e:
+        why = f"not valid utf-8 at byte {e.start}"
+    except jsonfast.NotJson as e:
+        why = f"invalid json: {e.args[0]} is not a json value"
+    except RecursionError:
+        why = "invalid json: nested too deeply"
+    except ValueError as e:  # json.JSONDecodeError
+        msg = getattr(e, "msg", str(e))
+        why = (f"invalid json at line {getattr(e, 'lineno', 0)} column {getattr(e, 'colno', 0)}: "
+               f"{msg[:1].lower()}{msg[1:]}")
+    else:
+        return spec, _validate(spec, bundle)
+    raise OcishError(f"bundle {_q(bundle)}: config.json: {why}")
+
+
+def validate(spec: dict, bundle: str) -> None:
+    """Raise SpecError at the first problem in `spec`; relative paths are relative to `bundle`."""
+    _validate(spec, os.path.abspath(bundle))
+
+
+# ---------------------------------------------------------------------------------------------
+# small checkers: each returns the value or raises SpecError(pointer, ...)
+
+def esc(key: str) -> str:
+    """A key as one RFC 6901 reference token."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _q(s: str) -> str:
+    if len(s) > 80:
+        s = s[:77] + "..."
+    return jsonfast.quote(s)
+
+
+def _got(v) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    t = type(v)
+    if t is str:
+        return _q(v)
+    if t is int or t is float:
+        return repr(v)
+    if t is list:
+        return "an array"
+    if t is dict:
+        return "an object"
+    return t.__name__
+
+
+def _bad(p: str, what: str, v) -> None:
+    raise SpecError(p, f"must be {what}, got {_got(v)}")
+
+
+def _missing(p: str, what: str) -> None:
+    raise SpecError(p, f"missing, expected {what}")
+
+
+def _obj(v, p: str) -> dict:
+    if type(v) is not dict:
+        _bad(p, "an object", v)
+    return v
+
+
+def _list(v, p: str, what: str = "an array") -> list:
+    if type(v) is not list:
+        _bad(p, what, v)
+    return v
+
+
+def _str(v, p: str, what: str = "a string") -> str:
+    if type(v) is not str:
+        _bad(p, what, v)
+    if "\0" in v:
+        raise SpecError(p, "must not contain a nul byte")
+    if not v.isascii():
+        try:
+            v.encode()
+        except UnicodeEncodeError:
+            raise SpecError(p, f"must be valid unicode, got {ascii(v)[:80]}") from None
+    return v
+
+
+def _nonempty(v, p: str, what: str = "a non-empty string") -> str:
+    if not _str(v, p, what):
+        _bad(p, what, v)
+    return v
+
+
+def _bool(v, p: str) -> bool:
+    if type(v) is not bool:
+        _bad(p, "true or false", v)
+    return v
+
+
+def _int(v, p: str, lo: int, hi: int, what: str = "") -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        if not what:
+            if lo == I64_MIN and hi == I64_MAX:
+                what = "an integer"
+            elif hi in (U64, I64_MAX):
+                what = f"an integer >= {lo}" if lo else "a non-negative integer"
+            else:
+                what = f"an integer from {lo} to {hi}"
+        _bad(p, what, v)
+    return v
+
+
+def _strlist(v, p: str) -> list:
+    for i, s in enumerate(_list(v, p, "an array of strings")):
+        _str(s, f"{p}/{i}")
+    return v
+
+
+def _path(v, p: str, dotdot: bool = True) -> str:
+    """An absolute path; `dotdot=False` also rejects ".." components (paths inside the rootfs)."""
+    if type(v) is not str or not v.startswith("/"):
+        _bad(p, "an absolute path", v)
+    _str(v, p)
+    if not dotdot and ".." in v.split("/"):
+        raise SpecError(p, f'must not contain ".." components, got {_q(v)}')
+    return v
+
+
+def _cpulist(v, p: str) -> str:
+    """A cpuset list such as "0-2,4"; empty means unset."""
+    s = _str(v, p)
+    if s:
+        for part in s.split(","):
+            lo, dash, hi = part.partition("-")
+            ok = lo.isascii() and lo.isdigit()
+            if ok and dash:
+                ok = hi.isascii() and hi.isdigit() and int(lo) <= int(hi)
+            if not ok:
+                _bad(p, 'a cpu list like "0-2,4"', s)
+    return s
+
+
+def _opt(d: dict, key: str, p: str, check, *args):
+    """Run `check(value, pointer, *args)` when `key` is present."""
+    if key in d:
+        return check(d[key], f"{p}/{key}", *args)
+    return None
+
+
+def _req(d: dict, key: str, p: str, what: str, check, *args):
+    if key not in d:
+        _missing(f"{p}/{key}", what)
+    return check(d[key], f"{p}/{key}", *args)
+
+
+def _mappings(v, p: str) -> list:
+    """[{containerID, hostID, size}]: uint32 each, size > 0, no range overflow or overlap."""
+    seen: list = []
+    for i, m in enumerate(_list(v, p)):
+        mp = f"{p}/{i}"
+        _obj(m, mp)
+        c = _req(m, "containerID", mp, "an integer from 0 to 4294967295", _int, 0, U32)
+        h = _req(m, "hostID", mp, "an integer from 0 to 4294967295", _int, 0, U32)
+        n = _req(m, "size", mp, "an integer from 1 to 4294967295", _int, 1, U32)
+        if c + n - 1 > U32 or h + n - 1 > U32:
+            raise SpecError(mp + "/size", f"range overflows 32 bits: {max(c, h)} + {n} - 1 "
+                                          f"> {U32}")
+        for j, (c2, h2, n2) in enumerate(seen):
+            for key, a, b in (("containerID", c, c2), ("hostID", h, h2)):
+                if a < b + n2 and b < a + n:
+                    raise SpecError(f"{mp}/{key}", f"range {a}-{a + n - 1} overlaps "
+                                                   f"{p}/{j} ({b}-{b + n2 - 1})")
+        seen.append((c, h, n))
+    return v
+
+
+def _mapped(ident: int, maps: list) -> bool:
+    return any(m["containerID"] <= ident < m["containerID"] + m["size"] for m in maps)
+
+
+def _add_ns(t: str) -> str:
+    return f'add {{"type": "{t}"}} to /linux/namespaces'
+
+
+# ---------------------------------------------------------------------------------------------
+# the sections of config.json
+
+def _validate(spec, bundle: str) -> str:
+    """Check everything; return the real rootfs path."""
+    if type(spec) is not dict:
+        _bad("", "a json object", spec)
+
+    if "ociVersion" not in spec:
+        _missing("/ociVersion", 'a version string like "1.2.0"')
+    ver = _str(spec["ociVersion"], "/ociVersion", 'a version string like "1.2.0"')
+    major, dot, _ = ver.partition(".")
+    if major != "1" or not dot:
+        raise SpecError("/ociVersion", f'unsupported version {_q(ver)}: expected 1.x.y, '
+                                       f'such as "1.2.0"')
+
+    root = _req(spec, "root", "", 'an object like {"path": "rootfs"}', _obj)
+    _req(root, "path", "/root", "the rootfs path", _nonempty, "a non-empty path")
+    _opt(root, "readonly", "/root", _bool)
+
+    linux = _opt(spec, "linux", "", _obj) or {}
+    ns = _namespaces(linux)
+
+    _process(spec)
+
+    for key in ("hostname", "domainname"):
+        if key in spec:
+            name = _str(spec[key], "/" + key)
+            if len(name.encode()) > HOST_NAME_MAX:
+                raise SpecError("/" + key, f"must be at most {HOST_NAME_MAX} bytes, got "
+                                           f"{len(name.encode())}")
+            if name and "uts" not in ns:
+                raise SpecError("/" + key, f"unable to set {key} without a private uts "
+                                           f"namespace: {_add_ns('uts')}")
+
+    _mounts(spec, ns)
+    _hooks(spec)
+    if "annotations" in spec:
+        for k, v in _obj(spec["annotations"], "/annotations").items():
+            _str(v, "/annotations/" + esc(k))
+
+    _linux(linux, ns)
+    _cross(spec, linux, ns)
+    return _rootfs(root["path"], bundle)
+
+
+def _namespaces(linux: dict) -> dict:
+    """Validate /linux/namespaces; return {type: (index, path or None)}."""
+    ns: dict = {}
+    if "namespaces" not in linux:
+        return ns
+    for i, n in enumerate(_list(linux["namespaces"], "/linux/namespaces")):
+        p = f"/linux/namespaces/{i}"
+        _obj(n, p)
+        what = "one of " + ", ".join(NAMESPACES)
+        t = _req(n, "type", p, what, _str, what)
+        if t not in NAMESPACES:
+            _bad(p + "/type", what, t)
+        if t in ns:
+            raise SpecError(p + "/type", f'duplicate namespace "{t}", already at '
+                                         f'/linux/namespaces/{ns[t][0]}')
+        path = _opt(n, "path", p, _path)
+        if path is not None and not os.path.exists(path):
+            raise SpecError(p + "/path", f"{t} namespace file {_q(path)} does not exist")
+        ns[t] = (i, path)
+    return ns
+
+
+def _process(spec: dict) -> None:
+    proc = _req(spec, "process", "", "an object with args, cwd and user", _obj)
+    p = "/process"
+    args = _req(proc, "args", p, "a non-empty array of strings", _strlist)
+    if not args:
+        _bad(p + "/args", "a non-empty array of strings", args)
+    _nonempty(args[0], p + "/args/0", "a program name or path")
+    _req(proc, "cwd", p, "an absolute path", _path)
+    if "env" in proc:
+        for i, e in enumerate(_strlist(proc["env"], p + "/env")):
+            if e.find("=") <= 0:
+                _bad(f"{p}/env/{i}", '"KEY=value" with a non-empty KEY', e)
+    _opt(proc, "terminal", p, _bool)
+    if "consoleSize" in proc:
+        cs = _obj(proc["consoleSize"], p + "/consoleSize")
+        for k in ("height", "width"):
+            _opt(cs, k, p + "/consoleSize", _int, 0, 65535)
+
+    if "user" in proc:
+        up = p + "/user"
+        user = _obj(proc["user"], up)
+        _opt(user, "uid", up, _int, 0, U32)
+        _opt(user, "gid", up, _int, 0, U32)
+        _opt(user, "umask", up, _int, 0, 0o777, "an integer from 0 to 511 (0o777)")
+        if "additionalGids" in user:
+            for i, g in enumerate(_list(user["additionalGids"], up + "/additionalGids")):
+                _int(g, f"{up}/additionalGids/{i}", 0, U32)
+        _opt(user, "username", up, _str)
+
+    if "rlimits" in proc:
+        seen: dict = {}
+        rp = p + "/rlimits"
+        for i, r in enumerate(_list(proc["rlimits"], rp)):
+            ip = f"{rp}/{i}"
+            _obj(r, ip)
+            what = 'an RLIMIT_* name such as "RLIMIT_NOFILE"'
+            t = _req(r, "type", ip, what, _str, what)
+            if t not in RLIMITS:
+                _bad(ip + "/type", what, t)
+            if t in seen:
+                raise SpecError(ip + "/type", f'duplicate rlimit "{t}", already at '
+                                              f'{rp}/{seen[t]}')
+            seen[t] = i
+            soft = _req(r, "soft", ip, "a non-negative integer", _int, 0, U64)
+            hard = _req(r, "hard", ip, "a non-negative integer", _int, 0, U64)
+            if soft > hard:
+                raise SpecError(ip + "/soft", f"must not exceed hard limit {hard}, got {soft}")
+
+    _opt(proc, "oomScoreAdj", p, _int, -1000, 1000)
+    _opt(proc, "noNewPrivileges", p, _bool)
+    _opt(proc, "apparmorProfile", p, _str)
+    _opt(proc, "selinuxLabel", p, _str)
+
+    if "capabilities" in proc:
+        cp = p + "/capabilities"
+        caps = _obj(proc["capabilities"], cp)
+        for s in CAP_SETS:
+            if s in caps:
+                for i, c in enumerate(_list(caps[s], f"{cp}/{s}", "an array of capability names")):
+                    if type(c) is not str or not c.startswith("CAP_"):
+                        _bad(f"{cp}/{s}/{i}", 'a capability name like "CAP_KILL"', c)
+                    _str(c, f"{cp}/{s}/{i}")
+
+    if "ioPriority" in proc:
+        ip = p + "/ioPriority"
+        io = _obj(proc["ioPriority"], ip)
+        what = "one of " + ", ".join(IOPRIO_CLASSES)
+        if _req(io, "class", ip, what, _str, what) not in IOPRIO_CLASSES:
+            _bad(ip + "/class", what, io["class"])
+        _opt(io, "priority", ip, _int, 0, 7)
+
+    if "scheduler" in proc:
+        sp = p + "/scheduler"
+        sch = _obj(proc["scheduler"], sp)
+        what = "one of " + ", ".join(SCHED_POLICIES)
+        if _req(sch, "policy", sp, what, _str, what) not in SCHED_POLICIES:
+            _bad(sp + "/policy", what, sch["policy"])
+        _opt(sch, "nice", sp, _int, -20, 19)
+        _opt(sch, "priority", sp, _int, -2**31, 2**31 - 1)
+        _opt(sch, "flags", sp, _strlist)
+        for k in ("runtime", "deadline", "period"):
+            _opt(sch, k, sp, _int, 0, U64)
+
+    if "execCPUAffinity" in proc:
+        ap = p + "/execCPUAffinity"
+        aff = _obj(proc["execCPUAffinity"], ap)
+        _opt(aff, "initial", ap, _cpulist)
+        _opt(aff, "final", ap, _cpulist)
+
+
+def _mounts(spec: dict, ns: dict) -> None:
+    if "mounts" not in spec:
+        return
+    mounts = _list(spec["mounts"], "/mounts")
+    if mounts and "mount" not in ns:
+        raise SpecError("/mounts", f"mounts need a private mount namespace: {_add_ns('mount')}")
+    for i, m in enumerate(mounts):
+        p = f"/mounts/{i}"
+        _obj(m, p)
+        _req(m, "destination", p, "an absolute path", _path, False)
+        typ = _opt(m, "type", p, _str)
+        src = _opt(m, "source", p, _str)
+        opts = _opt(m, "options", p, _strlist) or ()
+        bind = typ == "bind" or "bind" in opts or "rbind" in opts
+        if bind and not src:
+            if src is None:
+                _missing(p + "/source", "the path to bind-mount")
+            _bad(p + "/source", "the path to bind-mount", src)
+        has = [k for k in ("uidMappings", "gidMappings") if k in m]
+        for k in has:
+            _mappings(m[k], f"{p}/{k}")
+        if len(has) == 1:
+            other = "gidMappings" if has[0] == "uidMappings" else "uidMappings"
+            raise SpecError(f"{p}/{other}", "missing: an id-mapped mount needs both uidMappings "
+                                            "and gidMappings")
+        if has and not bind:
+            raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
+                                             'or option "bind"/"rbind")')
+
+
+def _hooks(spec: dict) -> None:
+    if "hooks" not in spec:
+        return
+    hooks = _obj(spec["hooks"], "/hooks")
+    for kind in HOOKS:
+        if kind not in hooks:
+            continue
+        for i, h in enumerate(_list(hooks[kind], f"/hooks/{kind}")):
+            p = f"/hooks/{kind}/{i}"
+            _obj(h, p)
+            _req(h, "path", p, "the absolute path of the hook program", _path)
+            _opt(h, "args", p, _strlist)
+            _opt(h, "env", p, _strlist)
+            _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
+
+
+def _linux(linux: dict, ns: dict) -> None:
+    # user namespace and its mappings (runc's rules)
+    maps = {k: _opt(linux, k, "/linux", _mappings) or [] for k in ("uidMappings", "gidMappings")}
+    if "user" not in ns:
+        for k in ("uidMappings", "gidMappings"):
+            if maps[k]:
+                raise SpecError("/linux/" + k, "user namespace mappings given, but there is no "
+                                               f"user namespace: {_add_ns('user')}")
+    elif ns["user"][1] is None:
+        for k in ("uidMappings", "gidMappings"):
+            if not maps[k]:
+                raise SpecError("/linux/" + k, f"the new user namespace (/linux/namespaces/"
+                                               f"{ns['user'][0]}) needs {k[:3]} mappings, "
+                                               f"got none")
+
+    if "sysctl" in linux:
+        for key, value in _obj(linux["sysctl"], "/linux/sysctl").items():
+            p = "/linux/sysctl/" + esc(key)
+            _str(value, p)
+            _sysctl(key, p, ns)
+
+    if "resources" in linux:
+        _resources(_obj(linux["resources"], "/linux/resources"))
+
+    if "devices" in linux:
+        for i, d in enumerate(_list(linux["devices"], "/linux/devices")):
+            p = f"/linux/devices/{i}"
+            _obj(d, p)
+            path = _req(d, "path", p, "an absolute path under the rootfs", _path, False)
+            if not path.strip("/"):
+                _bad(p + "/path", "the path of a device node, not the rootfs itself", path)
+            what = 'one of "c", "b", "u", "p"'
+            t = _req(d, "type", p, what, _str, what)
+            if t not in ("c", "b", "u", "p"):
+                _bad(p + "/type", what, t)
+            for k in ("major", "minor"):
+                if t == "p":
+                    _opt(d, k, p, _int, 0, I64_MAX)
+                else:
+                    _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
+            _opt(d, "fileMode", p, _int, 0, U32)
+            _opt(d, "uid", p, _int, 0, U32)
+            _opt(d, "gid", p, _int, 0, U32)
+
+    if "cgroupsPath" in linux:
+        cg = _str(linux["cgroupsPath"], "/linux/cgroupsPath")
+        if ".." in cg.split("/"):
+            raise SpecError("/linux/cgroupsPath", f'must not contain ".." components, got {_q(cg)}')
+
+    if "rootfsPropagation" in linux:
+        what = "one of " + ", ".join(PROPAGATIONS)
+        if _str(linux["rootfsPropagation"], "/linux/rootfsPropagation", what) not in PROPAGATIONS:
+            _bad("/linux/rootfsPropagation", what, linux["rootfsPropagation"])
+
+    for key in ("maskedPaths", "readonlyPaths"):
+        if key in linux:
+            paths = _list(linux[key], "/linux/" + key, "an array of absolute paths")
+            for i, path in enumerate(paths):
+                _path(path, f"/linux/{key}/{i}", False)
+            if paths and "mount" not in ns:
+                raise SpecError("/linux/" + key, "unable to restrict paths without a private mount "
+                                                 f"namespace: {_add_ns('mount')}")
+
+    if "timeOffsets" in linux:
+        tp = "/linux/timeOffsets"
+        for clock, off in _obj(linux["timeOffsets"], tp).items():
+            cp = f"{tp}/{esc(clock)}"
+            if clock not in TIME_CLOCKS:
+                raise SpecError(cp, f"unknown clock {_q(clock)}, expected boottime or monotonic")
+            _obj(off, cp)
+            _opt(off, "secs", cp, _int, I64_MIN, I64_MAX)
+            _opt(off, "nanosecs", cp, _int, 0, 999_999_999)
+        if "time" not in ns:
+            raise SpecError(tp, f"time offsets need a time namespace: {_add_ns('time')}")
+        if ns["time"][1] is not None:
+            raise SpecError(tp, "time offsets apply only to a new time namespace, but "
+                                f"/linux/namespaces/{ns['time'][0]} joins an existing one")
+
+    _opt(linux, "mountLabel", "/linux", _str)
+    _opt(linux, "seccomp", "/linux", _obj)
+    _opt(linux, "intelRdt", "/linux", _obj)
+    _opt(linux, "memoryPolicy", "/linux", _obj)
+    if "netDevices" in linux:
+        for name, dev in _obj(linux["netDevices"], "/linux/netDevices").items():
+            dp = "/linux/netDevices/" + esc(name)
+            _opt(_obj(dev, dp), "name", dp, _str)
+    if "personality" in linux:
+        pp = "/linux/personality"
+        pers = _obj(linux["personality"], pp)
+        what = "one of " + ", ".join(PERSONALITY_DOMAINS)
+        if _req(pers, "domain", pp, what, _str, what) not in PERSONALITY_DOMAINS:
+            _bad(pp + "/domain", what, pers["domain"])
+        _opt(pers, "flags", pp, _strlist)
+
+
+def _sysctl(key: str, p: str, ns: dict) -> None:
+    """runc's rule: a sysctl must belong to a namespace the container has of its own."""
+    if not key:
+        raise SpecError(p, "sysctl name must not be empty")
+    _str(key, p)
+    name = key.replace("/", ".")
+    if name.startswith(_IPC_SYSCTL_PREFIXES):
+        if "ipc" not in ns:
+            raise SpecError(p, f"sysctl {_q(key)} needs a private ipc namespace: {_add_ns('ipc')}")
+        return
+    if name.startswith("net."):
+        if "network" not in ns:
+            raise SpecError(p, f"sysctl {_q(key)} needs a private network namespace: "
+                               f"{_add_ns('network')}")
+        i, path = ns["network"]
+        if path is not None and _same_file(path, "/proc/self/ns/net"):
+            raise SpecError(p, f"sysctl {_q(key)} is not allowed in the host network namespace "
+                               f"(joined by /linux/namespaces/{i}/path)")
+        return
+    if name == "kernel.hostname":
+        raise SpecError(p, f"sysctl {_q(key)} conflicts with /hostname: set the hostname there")
+    if name == "kernel.domainname":
+        if "uts" not in ns:
+            raise SpecError(p, f"sysctl {_q(key)} needs a private uts namespace: {_add_ns('uts')}")
+        return
+    raise SpecError(p, f"sysctl {_q(key)} is not namespaced and would change the host: only ipc "
+                       f"(kernel.msg*, kernel.sem*, kernel.shm*, fs.mqueue.*), net.* and "
+                       f"kernel.domainname sysctls are allowed")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _resources(res: dict) -> None:
+    rp = "/linux/resources"
+
+    if "memory" in res:
+        mp = rp + "/memory"
+        mem = _obj(res["memory"], mp)
+        what = "a number of bytes, or -1 for unlimited"
+        for k in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
+            _opt(mem, k, mp, _int, -1, I64_MAX, what)
+        _opt(mem, "swappiness", mp, _int, 0, 100)
+        for k in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
+            _opt(mem, k, mp, _bool)
+        limit, swap = mem.get("limit", 0), mem.get("swap", 0)
+        if limit > 0 and swap > 0 and swap < limit:
+            raise SpecError(mp + "/swap", f"memory+swap limit must be at least the memory limit "
+                                          f"{limit} (or -1 for unlimited), got {swap}")
+
+    if "cpu" in res:
+        cp = rp + "/cpu"
+        cpu = _obj(res["cpu"], cp)
+        for k in ("shares", "period", "realtimePeriod", "burst"):
+            _opt(cpu, k, cp, _int, 0, U64)
+        for k in ("quota", "realtimeRuntime", "idle"):
+            _opt(cpu, k, cp, _int, I64_MIN, I64_MAX)
+        _opt(cpu, "cpus", cp, _cpulist)
+        _opt(cpu, "mems", cp, _cpulist)
+
+    if "pids" in res:
+        pp = rp + "/pids"
+        _opt(_obj(res["pids"], pp), "limit", pp, _int, I64_MIN, I64_MAX)
+
+    if "blockIO" in res:
+        bp = rp + "/blockIO"
+        bio = _obj(res["blockIO"], bp)
+        _opt(bio, "weight", bp, _int, 10, 1000)
+        _opt(bio, "leafWeight", bp, _int, 10, 1000)
+        if "weightDevice" in bio:
+            for i, d in enumerate(_list(bio["weightDevice"], bp + "/weightDevice")):
+                dp = f"{bp}/weightDevice/{i}"
+                _obj(d, dp)
+                _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
+                _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
+                _opt(d, "weight", dp, _int, 10, 1000)
+                _opt(d, "leafWeight", dp, _int, 10, 1000)
+        for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
+                  "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+            if k in bio:
+                for i, d in enumerate(_list(bio[k], f"{bp}/{k}")):
+                    dp = f"{bp}/{k}/{i}"
+                    _obj(d, dp)
+                    _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
+                    _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
+                    _req(d, "rate", dp, "a non-negative integer", _int, 0, U64)
+
+    if "devices" in res:
+        for i, d in enumerate(_list(res["devices"], rp + "/devices")):
+            dp = f"{rp}/devices/{i}"
+            _obj(d, dp)
+            _req(d, "allow", dp, "true or false", _bool)
+            if "type" in d:
+                what = 'one of "a", "b", "c"'
+                if _str(d["type"], dp + "/type", what) not in ("a", "b", "c"):
+                    _bad(dp + "/type", what, d["type"])
+            for k in ("major", "minor"):
+                _opt(d, k, dp, _int, -1, I64_MAX, f"a device {k} number, or -1 for any")
+            if "access" in d:
+                acc = _str(d["access"], dp + "/access")
+                if any(ch not in "rwm" for ch in acc) or len(set(acc)) != len(acc):
+                    _bad(dp + "/access", 'a combination of "r", "w" and "m"', acc)
+
+    if "hugepageLimits" in res:
+        for i, h in enumerate(_list(res["hugepageLimits"], rp + "/hugepageLimits")):
+            hp = f"{rp}/hugepageLimits/{i}"
+            _obj(h, hp)
+            what = 'a page size like "2MB" or "1GB"'
+            size = _req(h, "pageSize", hp, what, _str, what)
+            num, unit = size[:-2], size[-2:]
+            if not (num.isascii() and num.isdigit() and unit in ("KB", "MB", "GB", "TB", "PB")):
+                _bad(hp + "/pageSize", what, size)
+            _req(h, "limit", hp, "a number of bytes", _int, 0, U64)
+
+    if "network" in res:
+        np_ = rp + "/network"
+        net = _obj(res["network"], np_)
+        _opt(net, "classID", np_, _int, 0, U32)
+        if "priorities" in net:
+            for i, pr in enumerate(_list(net["priorities"], np_ + "/priorities")):
+                pp = f"{np_}/priorities/{i}"
+                _obj(pr, pp)
+                _req(pr, "name", pp, "an interface name", _nonempty)
+                _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0, U32)
+
+    if "rdma" in res:
+        for dev, lim in _obj(res["rdma"], rp + "/rdma").items():
+            dp = f"{rp}/rdma/{esc(dev)}"
+            _obj(lim, dp)
+            _opt(lim, "hcaHandles", dp, _int, 0, U32)
+            _opt(lim, "hcaObjects", dp, _int, 0, U32)
+
+    if "unified" in res:
+        for key, value in _obj(res["unified"], rp + "/unified").items():
+            up = f"{rp}/unified/{esc(key)}"
+            dot = key.find(".")
+            if dot <= 0 or dot == len(key) - 1 or "/" in key or "\0" in key:
+                raise SpecError(up, f'must be a cgroup file name like "memory.high", '
+                                    f'got {_q(key)}')
+            _str(value, up)
+
+
+def _cross(spec: dict, linux: dict, ns: dict) -> None:
+    """Checks across sections: process ids must be mapped in a new user namespace."""
+    if "user" not in ns or ns["user"][1] is not None:
+        return
+    user = spec["process"].get("user", {})
+    for key, maps_key, what in (("uid", "uidMappings", "uid"), ("gid", "gidMappings", "gid")):
+        ident = user.get(key, 0)
+        if not _mapped(ident, linux[maps_key]):
+            raise SpecError(f"/process/user/{key}", f"{what} {ident} is not mapped by "
+                                                    f"/linux/{maps_key}")
+    for i, g in enumerate(user.get("additionalGids", ())):
+        if not _mapped(g, linux["gidMappings"]):
+            raise SpecError(f"/process/user/additionalGids/{i}", f"gid {g} is not mapped by "
+                                                                 f"/linux/gidMappings")
+
+
+def _rootfs(path: str, bundle: str) -> str:
+    full = os.path.normpath(os.path.join(bundle, path))
+    try:
+        st = os.stat(full)
+    except OSError as e:
+        why = "does not exist" if isinstance(e, FileNotFoundError) else \
+            os.strerror(e.errno).lower() if e.errno else str(e)
+        raise SpecError("/root/path", f"rootfs {_q(full)}: {why}") from None
+    if (st.st_mode & 0o170000) != 0o040000:
+        raise SpecError("/root/path", f"rootfs {_q(full)} is not a directory")
+    return os.path.realpath(full)

@@ -1,0 +1,15 @@
+"""The setup pipeline: the ordered stages every container goes through, runtime and debugger alike."""
+from __future__ import annotations
+
+from runtime.engine import Stage
+from runtime.stages.cgroup import Cgroup
+from runtime.stages.exec import Exec
+from runtime.stages.idmap import Idmap
+from runtime.stages.mounts import Mounts
+from runtime.stages.pivot import Pivot
+from runtime.stages.process import Process
+from runtime.stages.unshare import Unshare
+
+
+def pipeline() -> list[Stage]:
+    return [Cgroup(), Unshare(), Idmap(), Mounts(), Pivot(), Process(), Exec()]

@@ -1,0 +1,93 @@
+"""Stage `exec`: find the program, seal the fds, wait on exec.fifo for `start`, then execve(2).
+
+`run` resolves args[0] inside the container and reports back, so a missing program fails
+`create` (as with runc) instead of the started container. `handoff` runs after the host has its
+answer: it blocks opening exec.fifo for writing until `start` opens it for reading, writes one
+byte, and execs. Nothing Python-level runs after that open but execve.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+
+from runtime.engine import CONTAINER, Context, Stage
+from runtime.errors import StageError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_path(env: list[str]) -> str:
+    for entry in env:
+        if entry.startswith("PATH="):
+            return entry[5:]
+    return DEFAULT_PATH
+
+
+def look_path(name: str, path: str) -> str | None:
+    """Like Go's exec.LookPath: a name with a slash is used as is, others are searched in PATH."""
+    candidates = [name] if "/" in name else [f"{d or '.'}/{name}" for d in path.split(":")]
+    for c in candidates:
+        try:
+            st = os.stat(c)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return c
+    return None
+
+
+class Exec(Stage):
+    name = "exec"
+    side = CONTAINER
+    summary = "close leaked fds, wait for `start` on exec.fifo, then execve(2) the user process"
+
+    def describe(self, ctx: Context) -> str:
+        args = ctx.process.get("args") or []
+        keep = f"0-{2 + ctx.preserve_fds}" if ctx.preserve_fds else "0-2"
+        return (f"look up {args[0] if args else '?'!r} in the container's PATH (config /process/args/0).\n"
+                f"mark every fd but {keep} close-on-exec (--preserve-fds {ctx.preserve_fds}).\n"
+                f"block opening exec.fifo until `ocish start`, then execve(2) {args} with "
+                f"{len(ctx.process.get('env') or [])} environment variables (config /process/env).")
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        args = ctx.process.get("args") or []
+        env = ctx.process.get("env") or []
+        path = look_path(args[0], env_path(env))
+        if path is None:
+            raise StageError(self.name, "exec", f'"{args[0]}"', errno.ENOENT, "/process/args/0",
+                             "executable file not found in $PATH" if "/" not in args[0]
+                             else "no such file or directory")
+        ctx.notes["exec_path"] = path
+        if not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
+            raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
+                             "the container has no /proc mounted: it is needed to reach exec.fifo")
+        keep = 3 + ctx.preserve_fds
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if 3 <= fd < keep:
+                os.set_inheritable(fd, True)
+            elif fd >= keep:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:  # the listing's own fd, already closed
+                    pass
+
+    def handoff(self, ctx: Context) -> None:
+        for sig in range(1, signal.NSIG):
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        args = ctx.process["args"]
+        env = dict(e.split("=", 1) for e in ctx.process.get("env") or [])
+        try:
+            os.execve(ctx.notes["exec_path"], args, env)
+        except OSError as e:
+            os.write(2, f"ocish: exec {args[0]}: {os.strerror(e.errno or 0).lower()}\n".encode())
+            os._exit(127 if e.errno == errno.ENOENT else 126)

@@ -1,0 +1,233 @@
+"""Stage `mounts`: prepare the rootfs, mount each config.json mount inside it, create /dev.
+
+Items (what `break mount /proc` can stop at): "rootfs", one "/mounts/N" per mount, "devices".
+Every destination is resolved with secure_join, so a symlink in the rootfs cannot redirect a mount
+outside it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from runtime.engine import CONTAINER, Context, Stage
+from runtime.errors import StageError
+from runtime.linux import procfs
+from runtime.linux import syscalls as S
+from runtime.linux.paths import make_target, secure_join
+from runtime.stages import mountopts
+from runtime.stages.unshare import has_new
+
+DEFAULT_DEVICES = [  # path, major, minor
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+]
+DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+             ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+             ("pts/ptmx", "/dev/ptmx")]
+_DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+_NO_SYMLINK_TYPES = {"proc", "sysfs"}
+
+
+def mount_list(ctx: Context) -> list[dict]:
+    return ctx.spec.get("mounts") or []
+
+
+def dev_is_bound(ctx: Context) -> bool:
+    """/dev bind-mounted from the host: then the host's nodes are used as they are."""
+    return any(m.get("destination") == "/dev" and mountopts.parse(m.get("options") or []).is_bind
+               for m in mount_list(ctx))
+
+
+def describe_mount(m: dict) -> str:
+    opts = ",".join(m.get("options") or [])
+    return f"{m.get('type') or 'bind'} {m.get('source', '')} on {m['destination']}" + (
+        f" ({opts})" if opts else "")
+
+
+class Mounts(Stage):
+    name = "mounts"
+    side = CONTAINER
+    summary = "mount the rootfs and every config.json mount inside it, create device nodes"
+
+    def items(self, ctx: Context) -> list[str]:
+        return ["rootfs"] + [f"/mounts/{i}" for i in range(len(mount_list(ctx)))] + ["devices"]
+
+    def describe(self, ctx: Context) -> str:
+        prop = ctx.linux.get("rootfsPropagation") or "rslave"
+        lines = [self.summary + ".",
+                 f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself.",
+                 ]
+        for i, m in enumerate(mount_list(ctx)):
+            lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
+        devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
+        devs += [d["path"] for d in ctx.linux.get("devices") or []]
+        how = "bind-mount from the host (user namespace)" if has_new(ctx, "user") else "mknod(2)"
+        lines.append(f"devices: {how} " + (", ".join(devs) or "none") + " (config /linux/devices).")
+        return "\n".join(lines)
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        if item == "rootfs":
+            self._rootfs(ctx)
+        elif item == "devices":
+            self._devices(ctx)
+        else:
+            index = int(item.rsplit("/", 1)[1])
+            self._mount(ctx, index, mount_list(ctx)[index])
+
+    # -- rootfs ---------------------------------------------------------------------------------
+    def _rootfs(self, ctx: Context) -> None:
+        if not any(ns["type"] == "mount" for ns in ctx.linux.get("namespaces") or []):
+            raise StageError(self.name, "check", "mount namespace", 0, "/linux/namespaces",
+                             "a mount namespace is required to set up the rootfs")
+        prop = ctx.linux.get("rootfsPropagation")
+        flags = mountopts.PROPAGATION[prop] if prop else S.MS_SLAVE | S.MS_REC
+        self._call(ctx, "mount", "/", (None, "/", None, flags), "/linux/rootfsPropagation")
+        # pivot_root(2) refuses a new root whose parent mount is shared.
+        parent = procfs.mount_containing(ctx.rootfs, procfs.mountinfo())
+        if any(t.startswith("shared:") for t in parent.optional):
+            self._call(ctx, "mount", parent.mountpoint,
+                       (None, parent.mountpoint, None, S.MS_PRIVATE), "/linux/rootfsPropagation")
+        self._call(ctx, "mount", ctx.rootfs,
+                   (ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC), "/root/path")
+
+    # -- one mount ------------------------------------------------------------------------------
+    def _mount(self, ctx: Context, i: int, m: dict) -> None:
+        ptr = f"/mounts/{i}"
+        dest_rel = m["destination"]
+        dest = secure_join(ctx.rootfs, dest_rel)
+        kind = m.get("type") or ""
+        source = m.get("source") or kind or "none"
+        opts = mountopts.parse(m.get("options") or [])
+        what = f'"{source}" on "{dest_rel}"'
+        if kind in _NO_SYMLINK_TYPES and dest != ctx.rootfs.rstrip("/") + os.path.normpath(dest_rel):
+            raise StageError(self.name, "mount", what, 0, f"{ptr}/destination",
+                             f"destination is a symlink in the rootfs (resolves to "
+                             f"{dest[len(ctx.rootfs.rstrip('/')):]}); {kind} must be mounted on a real directory")
+        if opts.is_bind or kind == "bind":
+            self._bind(ctx, ptr, what, m, dest, opts)
+        elif kind == "cgroup":
+            self._cgroup_v1(ctx, ptr, what, dest, opts)
+        else:
+            self._mkdir(ctx, ptr, dest, like_file=False)
+            self._fs_mount(ctx, ptr, what, source, dest, kind, opts)
+        for p in opts.propagation:
+            self._call(ctx, "mount", what, (None, dest, None, p), f"{ptr}/options")
+
+    def _fs_mount(self, ctx: Context, ptr: str, what: str, source: str, dest: str, kind: str,
+                  opts: mountopts.MountOptions) -> None:
+        args = (source, dest, kind, opts.flags, ",".join(opts.data) or None)
+        try:
+            ctx.sys.mount(*args)
+        except OSError as e:
+            if kind == "sysfs" and e.errno == 1 and not has_new(ctx, "network"):
+                # sysfs needs a network namespace owned by our user namespace: bind the host's
+                self._call(ctx, "mount", what, ("/sys", dest, None, S.MS_BIND | S.MS_REC), ptr)
+                self._remount(ctx, ptr, what, dest, opts.flags)
+                return
+            raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+
+    def _bind(self, ctx: Context, ptr: str, what: str, m: dict, dest: str,
+              opts: mountopts.MountOptions) -> None:
+        source = m.get("source") or ""
+        if not os.path.isabs(source):
+            source = os.path.join(ctx.bundle, source)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as e:
+            raise StageError(self.name, "stat", f'"{source}"', e.errno or 0, f"{ptr}/source") from None
+        self._mkdir(ctx, ptr, dest, like_file=not is_dir)
+        self._call(ctx, "mount", what, (source, dest, "bind", opts.flags & (S.MS_BIND | S.MS_REC)), ptr)
+        if opts.flags & mountopts.REMOUNT_FLAGS:
+            self._remount(ctx, ptr, what, dest, opts.flags)
+
+    def _remount(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
+        flags = (flags & mountopts.REMOUNT_FLAGS) | S.MS_BIND | S.MS_REMOUNT
+        try:
+            ctx.sys.mount(None, dest, None, flags, None)
+        except OSError as e:
+            if e.errno != 1:
+                raise StageError(self.name, "remount", what, e.errno or 0, f"{ptr}/options") from None
+            # In a user namespace the flags the host set are locked: keep them and retry.
+            locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
+            self._call(ctx, "remount", what, (None, dest, None, flags | locked), f"{ptr}/options")
+
+    def _cgroup_v1(self, ctx: Context, ptr: str, what: str, dest: str,
+                   opts: mountopts.MountOptions) -> None:
+        """Type "cgroup": a tmpfs holding one mount per host hierarchy, as runc does on v1 hosts."""
+        self._mkdir(ctx, ptr, dest, like_file=False)
+        base = opts.flags & ~S.MS_RDONLY
+        self._call(ctx, "mount", what, ("tmpfs", dest, "tmpfs", base, "mode=755"), ptr)
+        own = dict(procfs.self_cgroups())
+        cgroupns = has_new(ctx, "cgroup")
+        for e in procfs.mountinfo():
+            if e.fstype not in ("cgroup", "cgroup2") or not e.mountpoint.startswith("/sys/fs/cgroup/"):
+                continue
+            name = e.mountpoint.rsplit("/", 1)[1]
+            sub = ",".join(o for o in e.super_options.split(",") if o not in ("rw", "ro"))
+            target = f"{dest}/{name}"
+            self._mkdir(ctx, ptr, target, like_file=False)
+            if cgroupns:
+                self._call(ctx, "mount", what, (e.fstype, target, e.fstype, base, sub or None), ptr)
+            else:
+                key = "" if e.fstype == "cgroup2" else sub
+                host = e.mountpoint + own.get(key, "/")
+                self._call(ctx, "mount", what, (host, target, None, S.MS_BIND | S.MS_REC), ptr)
+            if opts.flags & S.MS_RDONLY:
+                self._remount(ctx, ptr, what, target, opts.flags)
+        if opts.flags & S.MS_RDONLY:
+            self._call(ctx, "remount", what,
+                       (None, dest, None, opts.flags | S.MS_REMOUNT, "mode=755"), ptr)
+
+    # -- devices --------------------------------------------------------------------------------
+    def _devices(self, ctx: Context) -> None:
+        in_userns = has_new(ctx, "user")
+        nodes: list[tuple[str, dict]] = []
+        if not dev_is_bound(ctx):
+            nodes += [("", {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666})
+                      for p, ma, mi in DEFAULT_DEVICES]
+        nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(ctx.linux.get("devices") or [])]
+        for ptr, dev in nodes:
+            self._device(ctx, ptr, dev, in_userns)
+        if dev_is_bound(ctx):
+            return
+        for target, link in DEV_LINKS:
+            path = secure_join(ctx.rootfs, link)
+            if link == "/dev/ptmx" and os.path.lexists(path):
+                os.unlink(path)  # our own tmpfs /dev: the pts instance's ptmx replaces any node
+            try:
+                ctx.sys.symlink(target, path)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise StageError(self.name, "symlink", link, e.errno or 0, "") from None
+
+    def _device(self, ctx: Context, ptr: str, dev: dict, in_userns: bool) -> None:
+        path = secure_join(ctx.rootfs, dev["path"])
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        if in_userns:  # mknod(2) is not allowed in a user namespace: bind the host's node
+            make_target(path, like_file=True)
+            self._call(ctx, "mount", dev["path"], (dev["path"], path, "bind", S.MS_BIND), ptr)
+            return
+        mode = _DEV_TYPES[dev["type"]] | (dev.get("fileMode", 0o666) & 0o7777)
+        try:
+            ctx.sys.mknod(path, mode, os.makedev(dev.get("major", 0), dev.get("minor", 0)))
+        except FileExistsError:
+            return
+        except OSError as e:
+            raise StageError(self.name, "mknod", dev["path"], e.errno or 0, ptr) from None
+        os.chmod(path, mode & 0o7777)  # mknod's mode went through the umask
+        os.chown(path, dev.get("uid", 0), dev.get("gid", 0))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _mkdir(self, ctx: Context, ptr: str, path: str, like_file: bool) -> None:
+        try:
+            make_target(path, like_file)
+        except OSError as e:
+            raise StageError(self.name, "mkdir", path[len(ctx.rootfs.rstrip("/")):] or "/",
+                             e.errno or 0, f"{ptr}/destination") from None
+
+    def _call(self, ctx: Context, op: str, what: str, args: tuple, ptr: str) -> None:
+        try:
+            ctx.sys.mount(*args)
+        except OSError as e:
+            raise StageError(self.name, op, what, e.errno or 0, ptr) from None

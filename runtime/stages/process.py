@@ -1,0 +1,84 @@
+"""Stage `process`: the process attributes of config.json, applied inside the container.
+
+hostname, domainname, sysctl, oomScoreAdj, rlimits, a fresh session keyring, then the user
+(groups, gid, uid), umask and cwd, in the order runc's init applies them.
+"""
+from __future__ import annotations
+
+import os
+import resource
+
+from runtime.engine import CONTAINER, Context, Stage
+from runtime.errors import StageError
+from runtime.stages.unshare import has_new
+
+RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+class Process(Stage):
+    name = "process"
+    side = CONTAINER
+    summary = "set hostname, sysctls, oom score, rlimits, keyring, user, umask and cwd"
+
+    def describe(self, ctx: Context) -> str:
+        p, user = ctx.process, ctx.process.get("user") or {}
+        lines = [self.summary + "."]
+        for key in ("hostname", "domainname"):
+            if ctx.spec.get(key):
+                lines.append(f"set{key}(2) {ctx.spec[key]!r} (config /{key}).")
+        for k, v in (ctx.linux.get("sysctl") or {}).items():
+            lines.append(f"sysctl {k} = {v} (config /linux/sysctl).")
+        if "oomScoreAdj" in p:
+            lines.append(f"oom_score_adj = {p['oomScoreAdj']} (config /process/oomScoreAdj).")
+        for r in p.get("rlimits") or []:
+            lines.append(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']} (config /process/rlimits).")
+        if not ctx.no_new_keyring:
+            lines.append(f"join a new session keyring named {ctx.id!r}.")
+        lines.append(f"user: uid={user.get('uid', 0)} gid={user.get('gid', 0)} "
+                     f"groups={user.get('additionalGids') or []} (config /process/user), "
+                     f"umask {oct(user.get('umask', 0o022))}, cwd {p.get('cwd', '/')} (config /process/cwd).")
+        return "\n".join(lines)
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        spec, p = ctx.spec, ctx.process
+        if spec.get("hostname"):
+            self._do(ctx.sys.sethostname, (spec["hostname"],), "sethostname", spec["hostname"], "/hostname")
+        if spec.get("domainname"):
+            self._do(ctx.sys.setdomainname, (spec["domainname"],), "setdomainname",
+                     spec["domainname"], "/domainname")
+        for key, value in (ctx.linux.get("sysctl") or {}).items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            ptr = "/linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
+            self._do(ctx.sys.write_file, (path, value), "write", path, ptr)
+        if "oomScoreAdj" in p:
+            self._do(ctx.sys.write_file, ("/proc/self/oom_score_adj", str(p["oomScoreAdj"])),
+                     "write", "/proc/self/oom_score_adj", "/process/oomScoreAdj")
+        for i, r in enumerate(p.get("rlimits") or []):
+            self._do(ctx.sys.setrlimit, (RLIMITS[r["type"]], r["soft"], r["hard"]), "setrlimit",
+                     r["type"], f"/process/rlimits/{i}")
+        if not ctx.no_new_keyring:
+            try:
+                ctx.sys.join_session_keyring(ctx.id)
+            except OSError as e:
+                # like runc: keyrings may be unavailable (ENOSYS) or refused (EACCES in a user ns)
+                if e.errno not in (38, 13, 1):
+                    raise StageError(self.name, "keyctl", "session keyring", e.errno or 0) from None
+        self._user(ctx)
+        cwd = p.get("cwd") or "/"
+        self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")
+
+    def _user(self, ctx: Context) -> None:
+        user = ctx.process.get("user") or {}
+        uid, gid = user.get("uid", 0), user.get("gid", 0)
+        groups = user.get("additionalGids") or []
+        if not has_new(ctx, "user") or groups:
+            self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
+        self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
+        self._do(ctx.sys.setresuid, (uid, uid, uid), "setresuid", str(uid), "/process/user/uid")
+        ctx.sys.umask(user.get("umask", 0o022))
+
+    def _do(self, fn, args: tuple, op: str, target: str, ptr: str) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            raise StageError(self.name, op, target, e.errno or 0, ptr) from None

@@ -1,0 +1,101 @@
+"""Stage `unshare`: join the namespaces given by path, create the new ones, fork the container's init.
+
+Runs in C1, the first forked child. Joined namespaces come first (the user namespace before the
+others, so they are entered with its privileges), then one unshare(2) for all new ones. A new pid
+namespace applies to children only, so C1 forks init (C2), reports its pid and exits: init is then
+an orphan, collected by the nearest subreaper (conmon, containerd-shim, or `ocish run`), never by
+the runtime's `create`.
+"""
+from __future__ import annotations
+
+import os
+
+from runtime import sync
+from runtime.engine import CONTAINER, Context, Stage
+from runtime.errors import StageError
+from runtime.linux import syscalls as S
+
+FLAGS = {
+    "user": S.CLONE_NEWUSER, "mount": S.CLONE_NEWNS, "pid": S.CLONE_NEWPID,
+    "network": S.CLONE_NEWNET, "ipc": S.CLONE_NEWIPC, "uts": S.CLONE_NEWUTS,
+    "cgroup": S.CLONE_NEWCGROUP, "time": S.CLONE_NEWTIME,
+}
+# setns(2) order: user first, mount last (after it, other namespace paths may no longer resolve).
+_JOIN_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"]
+
+
+def namespaces(ctx: Context) -> list[tuple[int, dict]]:
+    return list(enumerate(ctx.linux.get("namespaces") or []))
+
+
+def has_new(ctx: Context, kind: str) -> bool:
+    return any(ns["type"] == kind and not ns.get("path") for _, ns in namespaces(ctx))
+
+
+class Unshare(Stage):
+    name = "unshare"
+    side = CONTAINER
+    summary = "join or create the container's namespaces and fork its init process"
+
+    def describe(self, ctx: Context) -> str:
+        new = [ns["type"] for _, ns in namespaces(ctx) if not ns.get("path")]
+        joined = [f"{ns['type']} ({ns['path']})" for _, ns in namespaces(ctx) if ns.get("path")]
+        lines = [self.summary + "."]
+        if joined:
+            lines.append("setns(2) into: " + ", ".join(joined) + " (config /linux/namespaces).")
+        lines.append("unshare(2) new: " + (", ".join(new) or "none") + " (config /linux/namespaces).")
+        if "time" in new and ctx.linux.get("timeOffsets"):
+            lines.append("write the clock offsets to /proc/self/timens_offsets (config /linux/timeOffsets).")
+        lines.append("fork(2) the init process (pid 1 of a new pid namespace) and let this one exit.")
+        return "\n".join(lines)
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        joins = sorted(((i, ns) for i, ns in namespaces(ctx) if ns.get("path")),
+                       key=lambda p: _JOIN_ORDER.index(p[1]["type"]))
+        for i, ns in joins:
+            try:
+                fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    ctx.sys.setns(fd, FLAGS[ns["type"]])
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise StageError(self.name, "setns", ns["path"], e.errno or 0,
+                                 f"/linux/namespaces/{i}") from None
+        new = [(i, ns["type"]) for i, ns in namespaces(ctx) if not ns.get("path")]
+        flags = 0
+        for _, kind in new:
+            flags |= FLAGS[kind]
+        if flags:
+            try:
+                ctx.sys.unshare(flags)
+            except OSError as e:
+                kinds = ",".join(k for _, k in new)
+                raise StageError(self.name, "unshare", kinds, e.errno or 0, "/linux/namespaces") from None
+        if has_new(ctx, "time"):
+            self._time_offsets(ctx)
+        self._fork_init(ctx)
+
+    def _time_offsets(self, ctx: Context) -> None:
+        offsets = ctx.linux.get("timeOffsets") or {}
+        clocks = {"monotonic": "monotonic", "boottime": "boottime"}
+        lines = [f"{clocks[k]} {v.get('secs', 0)} {v.get('nanosecs', 0)}"
+                 for k, v in offsets.items() if k in clocks]
+        for line in lines:
+            try:
+                ctx.sys.write_file("/proc/self/timens_offsets", line)
+            except OSError as e:
+                raise StageError(self.name, "write", "/proc/self/timens_offsets", e.errno or 0,
+                                 "/linux/timeOffsets") from None
+
+    def _fork_init(self, ctx: Context) -> None:
+        # C2 waits for C1 to exit (EOF on the pipe) so that Pid always reaches the host before Ok.
+        r, w = os.pipe()
+        pid = ctx.sys.fork()
+        if pid:
+            os.close(r)
+            ctx.chan.send(sync.Pid(pid))
+            os._exit(0)
+        os.close(w)
+        os.read(r, 1)
+        os.close(r)

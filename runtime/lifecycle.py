@@ -40,7 +40,8 @@ class Setup:
             raise OcishError(f"container with id exists: {cid}") from None
         try:
             fifo = os.path.join(self.dir, state.FIFO)
-            os.mkfifo(fifo, 0o622)
+            os.mkfifo(fifo)
+            os.chmod(fifo, 0o622)  # writable by the container's user, whatever our umask
             # O_PATH: reachable later as /proc/self/fd/N, after pivot_root hides the state dir
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         except OSError:

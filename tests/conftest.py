@@ -107,9 +107,10 @@ def make_bundle(tmp_path, rootfs_template):
     """make_bundle(args, **spec_changes) -> bundle dir; `mutate(spec)` may edit the config freely."""
     count = [0]
 
-    def make(args: list[str] | None = None, mutate=None, terminal: bool = False) -> Path:
+    def make(args: list[str] | None = None, mutate=None, terminal: bool = False,
+             base: Path | None = None) -> Path:
         count[0] += 1
-        b = tmp_path / f"bundle{count[0]}"
+        b = (base or tmp_path) / f"bundle{count[0]}"
         b.mkdir()
         subprocess.run(["cp", "-a", str(rootfs_template / "rootfs"), str(b / "rootfs")], check=True)
         spec = json.loads((rootfs_template / "config.json").read_text())
@@ -121,6 +122,15 @@ def make_bundle(tmp_path, rootfs_template):
         return b
 
     return make
+
+
+@pytest.fixture
+def open_dir():
+    """A world-traversable temp dir (pytest's own is 0700): for bundles used by mapped ids."""
+    d = Path(tempfile.mkdtemp(prefix="ocish-test-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def cid() -> str:

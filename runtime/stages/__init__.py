@@ -6,10 +6,11 @@ from runtime.stages.cgroup import Cgroup
 from runtime.stages.exec import Exec
 from runtime.stages.idmap import Idmap
 from runtime.stages.mounts import Mounts
+from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
-from runtime.stages.process import Process
+from runtime.stages.process import Process, User
 from runtime.stages.unshare import Unshare
 
 
 def pipeline() -> list[Stage]:
-    return [Cgroup(), Unshare(), Idmap(), Mounts(), Pivot(), Process(), Exec()]
+    return [Cgroup(), Unshare(), Idmap(), Mounts(), Pivot(), Process(), Paths(), User(), Exec()]

@@ -76,6 +76,15 @@ class Mounts(Stage):
 
     # -- rootfs ---------------------------------------------------------------------------------
     def _rootfs(self, ctx: Context) -> None:
+        if has_new(ctx, "user"):
+            # Become the namespace's root (mapped now): files and dirs created from here on are
+            # owned by a mapped id, which the kernel insists on (EOVERFLOW otherwise).
+            try:
+                ctx.sys.setresgid(0, 0, 0)
+                ctx.sys.setresuid(0, 0, 0)
+            except OSError as e:
+                raise StageError(self.name, "setresuid", "0", e.errno or 0, "/linux/uidMappings",
+                                 "uid/gid 0 must be mapped in the user namespace") from None
         if not any(ns["type"] == "mount" for ns in ctx.linux.get("namespaces") or []):
             raise StageError(self.name, "check", "mount namespace", 0, "/linux/namespaces",
                              "a mount namespace is required to set up the rootfs")

@@ -1,4 +1,4 @@
-"""Stage `pivot`: make the rootfs the container's /, then mask, write-protect and seal paths.
+"""Stage `pivot`: make the rootfs the container's /.
 
 pivot_root(2) as runc does it (`pivot_root(".", ".")` then detach the old root stacked beneath),
 or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible.
@@ -13,28 +13,16 @@ from runtime.errors import StageError
 from runtime.linux import syscalls as S
 from runtime.stages import mountopts
 
-_LOCKED = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
-
 
 class Pivot(Stage):
     name = "pivot"
     side = CONTAINER
-    summary = "switch the root to the rootfs, then apply maskedPaths, readonlyPaths and root.readonly"
+    summary = "switch the root to the rootfs"
 
     def describe(self, ctx: Context) -> str:
         how = ("MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
                else "pivot_root(2) into the rootfs and detach the old root")
-        lines = [f"{how}: {ctx.rootfs}."]
-        masked = ctx.linux.get("maskedPaths") or []
-        ro = ctx.linux.get("readonlyPaths") or []
-        if masked:
-            lines.append("mask (tmpfs or /dev/null over): " + ", ".join(masked)
-                         + " (config /linux/maskedPaths).")
-        if ro:
-            lines.append("bind read-only: " + ", ".join(ro) + " (config /linux/readonlyPaths).")
-        if (ctx.spec.get("root") or {}).get("readonly"):
-            lines.append("remount / read-only (config /root/readonly).")
-        return "\n".join(lines)
+        return f"{how}: {ctx.rootfs}."
 
     def run(self, ctx: Context, item: str = "") -> None:
         if ctx.no_pivot:
@@ -45,13 +33,6 @@ class Pivot(Stage):
         if prop:
             self._mount(ctx, "/", (None, "/", None, mountopts.PROPAGATION[prop]),
                         "/linux/rootfsPropagation")
-        for i, path in enumerate(ctx.linux.get("readonlyPaths") or []):
-            self._readonly(ctx, path, f"/linux/readonlyPaths/{i}")
-        for i, path in enumerate(ctx.linux.get("maskedPaths") or []):
-            self._mask(ctx, path, f"/linux/maskedPaths/{i}")
-        if (ctx.spec.get("root") or {}).get("readonly"):
-            flags = S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY | (os.statvfs("/").f_flag & _LOCKED)
-            self._mount(ctx, "/", (None, "/", None, flags), "/root/readonly")
 
     def _pivot_root(self, ctx: Context) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -83,21 +64,6 @@ class Pivot(Stage):
         except OSError as e:
             raise StageError(self.name, "chroot", ctx.rootfs, e.errno or 0, "/root/path") from None
         os.chdir("/")
-
-    def _readonly(self, ctx: Context, path: str, ptr: str) -> None:
-        if not os.path.lexists(path):
-            return
-        self._mount(ctx, path, (path, path, None, S.MS_BIND | S.MS_REC), ptr)
-        flags = S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY | S.MS_REC | (os.statvfs(path).f_flag & _LOCKED)
-        self._mount(ctx, path, (None, path, None, flags), ptr)
-
-    def _mask(self, ctx: Context, path: str, ptr: str) -> None:
-        if not os.path.lexists(path):
-            return
-        if os.path.isdir(path):
-            self._mount(ctx, path, ("tmpfs", path, "tmpfs", S.MS_RDONLY, None), ptr)
-        else:
-            self._mount(ctx, path, ("/dev/null", path, None, S.MS_BIND), ptr)
 
     def _mount(self, ctx: Context, what: str, args: tuple, ptr: str) -> None:
         try:

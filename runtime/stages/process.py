@@ -1,7 +1,8 @@
-"""Stage `process`: the process attributes of config.json, applied inside the container.
+"""Stages `process` and `user`: the process attributes of config.json, applied inside the container.
 
-hostname, domainname, sysctl, oomScoreAdj, rlimits, a fresh session keyring, then the user
-(groups, gid, uid), umask and cwd, in the order runc's init applies them.
+`process`: hostname, domainname, sysctl, oomScoreAdj, rlimits and a fresh session keyring, while
+the process is still root with every capability. `user` (after `paths`, which still needs to
+mount): groups, gid, uid, umask and cwd, in the order runc's init applies them.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import resource
 
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
+from runtime.linux.syscalls import PR_SET_DUMPABLE
 from runtime.stages.unshare import has_new
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
@@ -18,10 +20,10 @@ RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.start
 class Process(Stage):
     name = "process"
     side = CONTAINER
-    summary = "set hostname, sysctls, oom score, rlimits, keyring, user, umask and cwd"
+    summary = "set hostname, domainname, sysctls, oom score, rlimits and session keyring"
 
     def describe(self, ctx: Context) -> str:
-        p, user = ctx.process, ctx.process.get("user") or {}
+        p = ctx.process
         lines = [self.summary + "."]
         for key in ("hostname", "domainname"):
             if ctx.spec.get(key):
@@ -34,9 +36,6 @@ class Process(Stage):
             lines.append(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']} (config /process/rlimits).")
         if not ctx.no_new_keyring:
             lines.append(f"join a new session keyring named {ctx.id!r}.")
-        lines.append(f"user: uid={user.get('uid', 0)} gid={user.get('gid', 0)} "
-                     f"groups={user.get('additionalGids') or []} (config /process/user), "
-                     f"umask {oct(user.get('umask', 0o022))}, cwd {p.get('cwd', '/')} (config /process/cwd).")
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
@@ -63,11 +62,27 @@ class Process(Stage):
                 # like runc: keyrings may be unavailable (ENOSYS) or refused (EACCES in a user ns)
                 if e.errno not in (38, 13, 1):
                     raise StageError(self.name, "keyctl", "session keyring", e.errno or 0) from None
-        self._user(ctx)
-        cwd = p.get("cwd") or "/"
-        self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")
 
-    def _user(self, ctx: Context) -> None:
+    def _do(self, fn, args: tuple, op: str, target: str, ptr: str) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            raise StageError(self.name, op, target, e.errno or 0, ptr) from None
+
+
+class User(Process):
+    name = "user"
+    summary = "switch to the container user (groups, gid, uid), set umask and cwd"
+
+    def describe(self, ctx: Context) -> str:
+        p, user = ctx.process, ctx.process.get("user") or {}
+        return (f"{self.summary}.\n"
+                f"setgroups {user.get('additionalGids') or []}, setresgid {user.get('gid', 0)}, "
+                f"setresuid {user.get('uid', 0)} (config /process/user).\n"
+                f"umask {oct(user.get('umask', 0o022))} (config /process/user/umask), "
+                f"chdir {p.get('cwd', '/')} (config /process/cwd).")
+
+    def run(self, ctx: Context, item: str = "") -> None:
         user = ctx.process.get("user") or {}
         uid, gid = user.get("uid", 0), user.get("gid", 0)
         groups = user.get("additionalGids") or []
@@ -75,10 +90,9 @@ class Process(Stage):
             self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
         self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
         self._do(ctx.sys.setresuid, (uid, uid, uid), "setresuid", str(uid), "/process/user/uid")
+        # A uid change clears "dumpable", which makes /proc/self/fd root-only: exec.fifo is
+        # reached through it. execve(2) recomputes the flag for the user's program anyway.
+        ctx.sys.prctl(PR_SET_DUMPABLE, 1)
         ctx.sys.umask(user.get("umask", 0o022))
-
-    def _do(self, fn, args: tuple, op: str, target: str, ptr: str) -> None:
-        try:
-            fn(*args)
-        except OSError as e:
-            raise StageError(self.name, op, target, e.errno or 0, ptr) from None
+        cwd = ctx.process.get("cwd") or "/"
+        self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")

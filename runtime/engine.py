@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import sync
 from runtime.errors import StageError
-from runtime.linux import syscalls
+from runtime.linux import procfs, syscalls
 
 HOST = "host"
 CONTAINER = "container"
@@ -183,11 +184,15 @@ class Engine:
 
 
 def _reap(pid: int) -> None:
-    """Reap pid if it is our child (C1, or init when we are its subreaper)."""
+    """Reap pid if it is our child (C1, or init when we are its subreaper); otherwise wait until
+    it is dead, so the caller can remove its cgroups."""
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
-        pass
+        for _ in range(1000):
+            if procfs.proc_state(pid) in ("", "Z", "X"):
+                return
+            time.sleep(0.001)
 
 
 def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:

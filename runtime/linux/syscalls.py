@@ -8,6 +8,7 @@ Each wrapper raises OSError(errno) like the os module does. Stages reach these t
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 import resource
@@ -148,7 +149,10 @@ def setresuid(ruid: int, euid: int, suid: int) -> None:
 
 
 def setrlimit(res: int, soft: int, hard: int) -> None:
-    resource.setrlimit(res, (soft, hard))
+    try:
+        resource.setrlimit(res, (soft, hard))
+    except ValueError as e:  # Python's word for EPERM ("not allowed to raise maximum limit")
+        raise OSError(errno.EPERM, str(e)) from None
 
 
 def umask(mask: int) -> None:

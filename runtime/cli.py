@@ -6,13 +6,13 @@ is what conmon and containerd-shim read back.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import sys
 
 from runtime import jsonfast
+from runtime.cliparse import Command, HelpRequested, Opt, Parsed, parse, usage
 from runtime.errors import OcishError
+from runtime.linux import sig
 
 DEFAULT_ROOT = "/run/ocish"
 
@@ -44,66 +44,48 @@ class Log:
             self.write("debug", msg)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 1 (argparse's default is usage + exit 2)
-        raise OcishError(f"{self.prog}: {message}")
-
-
 def parse_signal(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
     try:
-        return int(signal.Signals[name])
+        return sig.number(text)
     except KeyError:
         raise OcishError(f"unknown signal {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ocish", description="a runc-compatible OCI runtime and container debugger")
-    p.add_argument("--root", default=None, help=f"state directory (default {DEFAULT_ROOT})")
-    p.add_argument("--log", default=None, help="append log lines to this file")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default="criu")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_)
-
-    def creating(c: argparse.ArgumentParser) -> None:
-        c.add_argument("-b", "--bundle", default=".")
-        c.add_argument("--pid-file")
-        c.add_argument("--console-socket")
-        c.add_argument("--no-pivot", action="store_true")
-        c.add_argument("--no-new-keyring", action="store_true")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        c.add_argument("id")
-
-    c = cmd("spec", "write a default config.json")
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--rootless", action="store_true")
-    creating(cmd("create", "create a container, stopped before running its process"))
-    c = cmd("run", "create and start a container")
-    creating(c)
-    c.add_argument("-d", "--detach", action="store_true")
-    c.add_argument("--keep", action="store_true")
-    cmd("start", "run the process of a created container").add_argument("id")
-    cmd("state", "print a container's state as JSON").add_argument("id")
-    c = cmd("list", "list containers")
-    c.add_argument("-f", "--format", choices=["table", "json"], default="table")
-    c.add_argument("-q", "--quiet", action="store_true")
-    c = cmd("kill", "send a signal to a container's init (or all its processes)")
-    c.add_argument("-a", "--all", action="store_true")
-    c.add_argument("id")
-    c.add_argument("signal", nargs="?", default="SIGTERM")
-    c = cmd("delete", "delete a stopped container and what it holds")
-    c.add_argument("-f", "--force", action="store_true")
-    c.add_argument("id")
-    return p
+GLOBAL = [
+    Opt("root", str, help=f"state directory (default {DEFAULT_ROOT})"),
+    Opt("log", str, help="append log lines to this file"),
+    Opt("log-format", str, default="text", choices=("text", "json"), help="text or json"),
+    Opt("debug", help="log debug lines too"),
+    Opt("systemd-cgroup", help="(refused: no systemd on this host)"),
+    Opt("rootless", str, default="auto", help="accepted for compatibility"),
+    Opt("criu", str, default="criu", help="path to criu"),
+]
+_CREATE = [
+    Opt("bundle", str, "b", ".", "bundle directory (config.json and rootfs)"),
+    Opt("pid-file", str, help="write the container's host pid here"),
+    Opt("console-socket", str, help="AF_UNIX socket that receives the pty master"),
+    Opt("no-pivot", help="chroot instead of pivot_root (rootfs on ramfs)"),
+    Opt("no-new-keyring", help="keep the caller's session keyring"),
+    Opt("preserve-fds", int, default=0, help="pass fds 3..3+N-1 to the container"),
+]
+COMMANDS = [
+    Command("spec", "write a default config.json", [
+        Opt("bundle", str, "b", ".", "where to write config.json"),
+        Opt("rootless", help="a spec for an unprivileged user")]),
+    Command("create", "create a container, stopped before running its process", _CREATE, ("id",)),
+    Command("run", "create and start a container", _CREATE + [
+        Opt("detach", short="d", help="do not wait for the container"),
+        Opt("keep", help="keep the stopped container (no delete)")], ("id",)),
+    Command("start", "run the process of a created container", [], ("id",)),
+    Command("state", "print a container's state as JSON", [], ("id",)),
+    Command("list", "list containers", [
+        Opt("format", str, "f", "table", "table or json", ("table", "json")),
+        Opt("quiet", short="q", help="ids only")]),
+    Command("kill", "send a signal to a container's init (or all its processes)", [
+        Opt("all", short="a", help="signal every process of the container")], ("id",), ("signal",)),
+    Command("delete", "delete a stopped container and what it holds", [
+        Opt("force", short="f", help="kill it first if it still runs")], ("id",)),
+]
 
 
 def _table(states: list[dict]) -> str:
@@ -113,10 +95,10 @@ def _table(states: list[dict]) -> str:
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def dispatch(a: argparse.Namespace) -> int:
+def dispatch(g: Parsed, command: str, a: Parsed) -> int:
     from runtime import lifecycle  # after parsing: `--help` and errors stay cheap
-    root = a.root or DEFAULT_ROOT
-    if a.command == "spec":
+    root = g.root or DEFAULT_ROOT
+    if command == "spec":
         from runtime.defaults import default_spec
         path = os.path.join(a.bundle, "config.json")
         if os.path.exists(path):
@@ -124,18 +106,18 @@ def dispatch(a: argparse.Namespace) -> int:
         with open(path, "w") as f:
             f.write(jsonfast.dumps(default_spec(a.rootless), indent=2))
         return 0
-    if a.command in ("create", "run"):
+    if command in ("create", "run"):
         opts = dict(no_pivot=a.no_pivot, no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds,
                     console_socket=a.console_socket, pid_file=a.pid_file)
-        if a.command == "create":
+        if command == "create":
             lifecycle.create(root, a.id, a.bundle, **opts)
             return 0
         return lifecycle.run(root, a.id, a.bundle, detach=a.detach, keep=a.keep, **opts)
-    if a.command == "start":
+    if command == "start":
         lifecycle.start(root, a.id)
-    elif a.command == "state":
+    elif command == "state":
         print(jsonfast.dumps(lifecycle.oci_state(root, a.id), indent=2))
-    elif a.command == "list":
+    elif command == "list":
         states = lifecycle.list_states(root)
         if a.quiet:
             print("\n".join(s["id"] for s in states)) if states else None
@@ -143,9 +125,9 @@ def dispatch(a: argparse.Namespace) -> int:
             print(jsonfast.dumps(states or None))
         else:
             print(_table(states))
-    elif a.command == "kill":
-        lifecycle.kill(root, a.id, parse_signal(a.signal), a.all)
-    elif a.command == "delete":
+    elif command == "kill":
+        lifecycle.kill(root, a.id, parse_signal(a.signal or "SIGTERM"), a.all)
+    elif command == "delete":
         lifecycle.delete(root, a.id, a.force)
     return 0
 
@@ -154,15 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     log = Log(None, "text", False)
     try:
-        a = build_parser().parse_args(argv)
-        log = Log(a.log, a.log_format, a.debug)
-        if a.systemd_cgroup:
+        g, cmd, a = parse("ocish", GLOBAL, COMMANDS, argv)
+        log = Log(g.log, g.log_format, g.debug)
+        if g.systemd_cgroup:
             raise OcishError("--systemd-cgroup: the systemd cgroup driver is not available "
                              "(PID 1 is not systemd); use the cgroupfs driver")
-        if not a.command:
-            build_parser().print_help()
+        if cmd is None:
+            print(usage("ocish", GLOBAL, COMMANDS))
             return 0
-        return dispatch(a)
+        return dispatch(g, cmd.name, a)
+    except HelpRequested as h:
+        print(h.text)
+        return 0
     except OcishError as e:
         log.error(str(e))
         return e.exit_code

@@ -11,38 +11,33 @@ about setup is written outside a stage, so whatever the runtime does, the debugg
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from runtime import sync
 from runtime.errors import StageError
-from runtime.linux import procfs, syscalls
+from runtime.linux import procfs, sig, syscalls
 
 HOST = "host"
 CONTAINER = "container"
 
 
-@dataclass
 class Context:
     """Everything a stage needs; forked into the container side, so no sockets to re-open there."""
-    id: str
-    bundle: str
-    spec: dict
-    rootfs: str
-    state_dir: str
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
-    console_socket: str | None = None
-    sys: Any = syscalls          # swapped for runtime.linux.fake in unit tests
-    cgroup: Any = None            # a runtime.cgroups manager, set by the cgroup stage
-    pid: int = 0                  # host pid of the container process (C1, then init)
-    fifo_fd: int = -1             # O_PATH fd of exec.fifo, opened before the mount ns changes
-    notes: dict = field(default_factory=dict)   # what stages learned, shown by the debugger
-    chan: Any = None              # container side only: the sync channel to the host
+
+    def __init__(self, id: str, bundle: str, spec: dict, rootfs: str, state_dir: str,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 console_socket: str | None = None, sys: object = syscalls, fifo_fd: int = -1) -> None:
+        self.id, self.bundle, self.spec, self.rootfs = id, bundle, spec, rootfs
+        self.state_dir = state_dir
+        self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
+        self.preserve_fds, self.console_socket = preserve_fds, console_socket
+        self.sys = sys                # runtime.linux.syscalls, or runtime.linux.fake in unit tests
+        self.fifo_fd = fifo_fd        # O_PATH fd of exec.fifo, opened before the mount ns changes
+        self.cgroup = None            # a runtime.cgroups manager, set by the cgroup stage
+        self.pid = 0                  # host pid of the container process (C1, then init)
+        self.notes: dict = {}         # what stages learned, shown by the debugger
+        self.chan = None              # container side only: the sync channel to the host
 
     @property
     def process(self) -> dict:
@@ -177,7 +172,7 @@ class Engine:
         self.close()
         if pid > 0:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig.SIGKILL)
             except ProcessLookupError:
                 pass
             _reap(pid)

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
-import signal
 import time
 
-from runtime import spec as specmod
 from runtime import state
 from runtime.defaults import OCI_VERSION
-from runtime.engine import Context, Engine, Observer
 from runtime.errors import OcishError, StageError
-from runtime.linux import procfs
-from runtime.linux import syscalls as S
-from runtime.stages import pipeline
+from runtime.linux import procfs, sig
 
 
 class Setup:
     """A container between `create`'s first step and its state.json being written."""
 
-    def __init__(self, root: str, cid: str, bundle: str, observer: Observer | None = None,
+    def __init__(self, root: str, cid: str, bundle: str, observer=None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
                  console_socket: str | None = None, pid_file: str | None = None) -> None:
+        # Imported here: state, kill, delete and list never need the engine or the stages.
+        from runtime import spec as specmod
+        from runtime.engine import Context, Engine
+        from runtime.stages import pipeline
         specmod.validate_id(cid)
         bundle = os.path.abspath(bundle)
         spec, rootfs = specmod.load(bundle)
@@ -45,7 +43,7 @@ class Setup:
             # O_PATH: reachable later as /proc/self/fd/N, after pivot_root hides the state dir
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         except OSError:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            state.remove_dir(self.dir)
             raise
         self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
                            no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
@@ -75,7 +73,7 @@ class Setup:
             os.close(self.ctx.fifo_fd)
         except OSError:
             pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        state.remove_dir(self.dir)
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -126,27 +124,27 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = Fal
         create(root, cid, bundle, **opts)
         start(root, cid)
         return 0
+    from runtime.linux import syscalls as S
     S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
     st = create(root, cid, bundle, **opts)
     pid = st["pid"]
-    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-               signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
-    for sig in forward:
-        signal.signal(sig, lambda n, _f: _signal(pid, n))
+    forward = (sig.SIGINT, sig.SIGTERM, sig.SIGHUP, sig.SIGQUIT, sig.SIGUSR1, sig.SIGUSR2, sig.SIGWINCH)
+    for n in forward:
+        sig.signal(n, lambda num, _frame: _signal(pid, num))
     try:
         start(root, cid)
         _, status = os.waitpid(pid, 0)
     finally:
-        for sig in forward:
-            signal.signal(sig, signal.SIG_DFL)
+        for n in forward:
+            sig.signal(n, sig.SIG_DFL)
         if not keep:
             delete(root, cid, force=True)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _signal(pid: int, sig: int) -> None:
+def _signal(pid: int, num: int) -> None:
     try:
-        os.kill(pid, sig)
+        os.kill(pid, num)
     except ProcessLookupError:
         pass
 
@@ -194,12 +192,12 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         manager = cgroups.from_state(st["cgroup"])
     if status != "stopped":
         if manager is not None:
-            manager.kill_all(signal.SIGKILL)
-        _signal(st["pid"], signal.SIGKILL)
+            manager.kill_all(sig.SIGKILL)
+        _signal(st["pid"], sig.SIGKILL)
         _wait_stopped(st)
     if manager is not None:
         manager.destroy()
-    shutil.rmtree(state.container_dir(root, cid), ignore_errors=True)
+    state.remove_dir(state.container_dir(root, cid))
 
 
 def _wait_stopped(st: dict, timeout: float = 10.0) -> None:

@@ -47,6 +47,23 @@ def save(root: str, st: dict) -> None:
     os.rename(tmp, os.path.join(d, STATE_FILE))
 
 
+def remove_dir(d: str) -> None:
+    """Remove a container's state dir: a flat folder of our own files (no shutil on the hot path)."""
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(d, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
+
+
 def list_ids(root: str) -> list[str]:
     try:
         names = sorted(os.listdir(root))

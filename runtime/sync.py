@@ -22,55 +22,69 @@ host went away: the container side exits instead of running on half set up.
 """
 from __future__ import annotations
 
+import _socket
+
 from runtime import jsonfast
-import socket
-from dataclasses import asdict, dataclass, field
 
 
-@dataclass
-class Run:
+class Message:
+    """A typed message; `fields` are what goes on the wire besides its `type`."""
+    type = ""
+    fields: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.fields}
+        d["type"] = self.type
+        return d
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.fields)})"
+
+
+class Run(Message):
     """host -> container: run one item ("" for the whole stage) of a container-side stage."""
-    stage: str
-    item: str = ""
-    type: str = "run"
+    type, fields = "run", ("stage", "item")
+
+    def __init__(self, stage: str, item: str = "") -> None:
+        self.stage, self.item = stage, item
 
 
-@dataclass
-class Ok:
+class Ok(Message):
     """container -> host: the requested stage item finished."""
-    stage: str
-    data: dict = field(default_factory=dict)
-    type: str = "ok"
+    type, fields = "ok", ("stage", "data")
+
+    def __init__(self, stage: str, data: dict | None = None) -> None:
+        self.stage, self.data = stage, data or {}
 
 
-@dataclass
-class Err:
+class Err(Message):
     """container -> host: the stage item failed; `error` is a StageError.to_dict()."""
-    stage: str
-    error: dict
-    type: str = "err"
+    type, fields = "err", ("stage", "error")
+
+    def __init__(self, stage: str, error: dict) -> None:
+        self.stage, self.error = stage, error
 
 
-@dataclass
-class Pid:
+class Pid(Message):
     """container -> host: the host pid of the container's init (C2), sent by C1 before it exits."""
-    pid: int
-    type: str = "pid"
+    type, fields = "pid", ("pid",)
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
 
 
-_TYPES = {"run": Run, "ok": Ok, "err": Err, "pid": Pid}
-Message = Run | Ok | Err | Pid
+_TYPES = {m.type: m for m in (Run, Ok, Err, Pid)}
 
 
 class Channel:
     """One end of the socketpair, reading and writing whole JSON lines."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self._buf = b""
 
     def send(self, msg: Message) -> None:
-        self.sock.sendall(jsonfast.dumps(asdict(msg)).encode() + b"\n")
+        self.sock.sendall(jsonfast.dumps(msg.to_dict()).encode() + b"\n")
 
     def recv(self) -> Message | None:
         """The next message, or None on EOF (the peer is gone)."""
@@ -92,5 +106,6 @@ class Channel:
 
 def pair() -> tuple[Channel, Channel]:
     """(host end, container end); both close-on-exec so the user process never inherits them."""
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # _socket, not socket: the latter's enums cost milliseconds at every start
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return Channel(a), Channel(b)

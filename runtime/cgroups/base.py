@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from abc import ABC, abstractmethod
 
 from runtime.cgroups.resources import Section
 from runtime.errors import StageError
+from runtime.linux.sig import SIGKILL
 
 STAGE = "cgroup"
 MAX_UINT64 = 2**64 - 1
@@ -250,7 +250,7 @@ class Manager(ABC):
         """Signal every process, frozen meanwhile so that none forks away (runc's
         signalAllProcesses); SIGKILL goes through cgroup.kill where there is one."""
         v2 = self._paths.get("") or self._paths.get("unified")
-        if sig == signal.SIGKILL and v2 and self._cgroup_kill(v2):
+        if sig == SIGKILL and v2 and self._cgroup_kill(v2):
             if self.frozen():
                 self.thaw()  # a task frozen by the v1 freezer dies only once thawed
             return
@@ -264,7 +264,7 @@ class Manager(ABC):
                     pass
         finally:
             # a paused container stays paused, except that SIGKILLed processes must run to die
-            if froze or (was_frozen and sig == signal.SIGKILL):
+            if froze or (was_frozen and sig == SIGKILL):
                 self.thaw()
 
     def _try_freeze(self) -> bool:

@@ -1,20 +1,15 @@
 """Small procfs readers shared by stages and lifecycle; they return plain data and never print."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass
 class MountEntry:
-    mount_id: int
-    parent_id: int
-    root: str
-    mountpoint: str
-    options: str
-    optional: list[str]     # propagation tags: shared:N, master:N, propagate_from:N, unbindable
-    fstype: str
-    source: str
-    super_options: str
+    """One line of /proc/PID/mountinfo."""
+
+    def __init__(self, mount_id: int, parent_id: int, root: str, mountpoint: str, options: str,
+                 optional: list[str], fstype: str, source: str, super_options: str) -> None:
+        self.mount_id, self.parent_id, self.root, self.mountpoint = mount_id, parent_id, root, mountpoint
+        self.options = options
+        self.optional = optional  # propagation tags: shared:N, master:N, propagate_from:N, unbindable
+        self.fstype, self.source, self.super_options = fstype, source, super_options
 
 
 def _unescape(s: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import resource
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -65,7 +64,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSCALL_NR = {  # only the calls glibc has no wrapper for
     "x86_64": {"pivot_root": 155, "keyctl": 250},
     "aarch64": {"pivot_root": 41, "keyctl": 219},
-}[platform.machine()]
+}[os.uname().machine]
 
 
 def _check(ret: int, what: str = "") -> int:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
 
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
+from runtime.linux import sig
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -75,13 +75,14 @@ class Exec(Stage):
                     pass
 
     def handoff(self, ctx: Context) -> None:
-        for sig in range(1, signal.NSIG):
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        # Python ignores SIGPIPE (and more); ignored signals would survive execve(2)
+        for n in range(1, sig.NSIG):
+            if n not in (sig.SIGKILL, sig.SIGSTOP):
                 try:
-                    signal.signal(sig, signal.SIG_DFL)
+                    sig.signal(n, sig.SIG_DFL)
                 except (OSError, ValueError):
                     pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        sig.pthread_sigmask(sig.SIG_SETMASK, [])
         fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fd, b"0")
         args = ctx.process["args"]

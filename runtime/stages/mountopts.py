@@ -1,8 +1,6 @@
 """Mount options of config.json, split into mount(2) flags, propagation changes and fs data."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from runtime.linux import syscalls as S
 
 # option -> (flags to set, flags to clear)
@@ -35,11 +33,11 @@ REMOUNT_FLAGS = (S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_NOA
 _IGNORED = {"tmpcopyup"}  # runc extensions we accept and do not act on
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation: list[int] = []
+        self.data: list[str] = []
 
     @property
     def is_bind(self) -> bool:

@@ -1,0 +1,19 @@
+"""Signal numbers and calls from the C module `_signal`.
+
+The `signal` module wraps the same functions in enums, and importing enum costs several
+milliseconds at every runtime start; the runtime only needs the numbers and the calls.
+"""
+from _signal import (NSIG, SIG_DFL, SIG_SETMASK, SIGHUP, SIGINT, SIGKILL, SIGQUIT,  # noqa: F401
+                     SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, pthread_sigmask, signal)
+import _signal
+
+
+def number(name: str) -> int:
+    """A signal by number or name, with or without "SIG" (9, KILL, SIGKILL); KeyError if unknown."""
+    if name.isdigit():
+        return int(name)
+    upper = name.upper()
+    value = getattr(_signal, upper if upper.startswith("SIG") else "SIG" + upper, None)
+    if not isinstance(value, int) or upper.startswith("SIG_"):
+        raise KeyError(name)
+    return value

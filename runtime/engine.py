@@ -11,7 +11,6 @@ about setup is written outside a stage, so whatever the runtime does, the debugg
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from runtime import sync
@@ -217,4 +216,4 @@ def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
         if type(stage).handoff is not Stage.handoff:
             chan.close()
             stage.handoff(ctx)  # never returns
-            sys.exit(1)
+            os._exit(1)

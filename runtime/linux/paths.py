@@ -27,7 +27,7 @@ def secure_join(root: str, unsafe: str) -> str:
         candidate = f"{resolved}/{part}"
         try:
             st = os.lstat(root + candidate)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             resolved = candidate
             continue
         if not stat.S_ISLNK(st.st_mode):

@@ -19,7 +19,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def env_path(env: list[str]) -> str:
-    for entry in env:
+    for entry in reversed(env):  # execve's env (and runc) keep the last PATH=
         if entry.startswith("PATH="):
             return entry[5:]
     return DEFAULT_PATH

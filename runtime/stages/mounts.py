@@ -34,8 +34,9 @@ def mount_list(ctx: Context) -> list[dict]:
 
 def dev_is_bound(ctx: Context) -> bool:
     """/dev bind-mounted from the host: then the host's nodes are used as they are."""
-    return any(m.get("destination") == "/dev" and mountopts.parse(m.get("options") or []).is_bind
-               for m in mount_list(ctx))
+    return any(m.get("destination") == "/dev" and (
+        m.get("type") == "bind" or mountopts.parse(m.get("options") or []).is_bind)
+        for m in mount_list(ctx))
 
 
 def describe_mount(m: dict) -> str:
@@ -103,7 +104,10 @@ class Mounts(Stage):
     def _mount(self, ctx: Context, i: int, m: dict) -> None:
         ptr = f"/mounts/{i}"
         dest_rel = m["destination"]
-        dest = secure_join(ctx.rootfs, dest_rel)
+        try:
+            dest = secure_join(ctx.rootfs, dest_rel)
+        except OSError as e:  # ELOOP: a symlink loop in the rootfs
+            raise StageError(self.name, "resolve", dest_rel, e.errno or 0, f"{ptr}/destination") from None
         kind = m.get("type") or ""
         source = m.get("source") or kind or "none"
         opts = mountopts.parse(m.get("options") or [])
@@ -115,7 +119,10 @@ class Mounts(Stage):
         if opts.is_bind or kind == "bind":
             self._bind(ctx, ptr, what, m, dest, opts)
         elif kind == "cgroup":
-            self._cgroup_v1(ctx, ptr, what, dest, opts)
+            if any(e.fstype == "cgroup2" and e.mountpoint == "/sys/fs/cgroup" for e in procfs.mountinfo()):
+                self._cgroup_v2(ctx, ptr, what, dest, opts)
+            else:
+                self._cgroup_v1(ctx, ptr, what, dest, opts)
         else:
             self._mkdir(ctx, ptr, dest, like_file=False)
             self._fs_mount(ctx, ptr, what, source, dest, kind, opts)
@@ -145,7 +152,8 @@ class Mounts(Stage):
         except OSError as e:
             raise StageError(self.name, "stat", f'"{source}"', e.errno or 0, f"{ptr}/source") from None
         self._mkdir(ctx, ptr, dest, like_file=not is_dir)
-        self._call(ctx, "mount", what, (source, dest, "bind", opts.flags & (S.MS_BIND | S.MS_REC)), ptr)
+        flags = (opts.flags & (S.MS_BIND | S.MS_REC)) | S.MS_BIND  # type "bind" alone is a bind too
+        self._call(ctx, "mount", what, (source, dest, "bind", flags), ptr)
         if opts.flags & mountopts.REMOUNT_FLAGS:
             self._remount(ctx, ptr, what, dest, opts.flags)
 
@@ -159,6 +167,19 @@ class Mounts(Stage):
             # In a user namespace the flags the host set are locked: keep them and retry.
             locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
             self._call(ctx, "remount", what, (None, dest, None, flags | locked), f"{ptr}/options")
+
+    def _cgroup_v2(self, ctx: Context, ptr: str, what: str, dest: str,
+                   opts: mountopts.MountOptions) -> None:
+        """Type "cgroup" on a unified host: cgroup2 itself (cgroup ns), or a bind of our own cgroup."""
+        self._mkdir(ctx, ptr, dest, like_file=False)
+        if has_new(ctx, "cgroup"):
+            self._call(ctx, "mount", what, ("cgroup2", dest, "cgroup2", opts.flags, None), ptr)
+            return
+        own = dict(procfs.self_cgroups()).get("", "/")
+        self._call(ctx, "mount", what, ("/sys/fs/cgroup" + own.rstrip("/"), dest, None,
+                                        S.MS_BIND | S.MS_REC), ptr)
+        if opts.flags & mountopts.REMOUNT_FLAGS:
+            self._remount(ctx, ptr, what, dest, opts.flags)
 
     def _cgroup_v1(self, ctx: Context, ptr: str, what: str, dest: str,
                    opts: mountopts.MountOptions) -> None:
@@ -178,7 +199,8 @@ class Mounts(Stage):
             if cgroupns:
                 self._call(ctx, "mount", what, (e.fstype, target, e.fstype, base, sub or None), ptr)
             else:
-                key = "" if e.fstype == "cgroup2" else sub
+                key = "" if e.fstype == "cgroup2" else next(  # "xattr,name=systemd" -> "name=systemd"
+                    (k for k in own if k and set(k.split(",")) <= set(sub.split(","))), sub)
                 host = e.mountpoint + own.get(key, "/")
                 self._call(ctx, "mount", what, (host, target, None, S.MS_BIND | S.MS_REC), ptr)
             if opts.flags & S.MS_RDONLY:
@@ -200,7 +222,8 @@ class Mounts(Stage):
         if dev_is_bound(ctx):
             return
         for target, link in DEV_LINKS:
-            path = secure_join(ctx.rootfs, link)
+            # the link's directory is resolved, not the link itself: a link already there is kept
+            path = secure_join(ctx.rootfs, os.path.dirname(link)) + "/" + os.path.basename(link)
             if link == "/dev/ptmx" and os.path.lexists(path):
                 os.unlink(path)  # our own tmpfs /dev: the pts instance's ptmx replaces any node
             try:

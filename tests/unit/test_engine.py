@@ -1,0 +1,296 @@
+"""The stage engine: steps, observers, failures, and the container side over a real fork.
+
+Host-only tests give the engine a dummy channel so it never forks. The container-side tests do
+fork (engine.spawn) and talk over the real socketpair; their stages only append lines to a file in
+tmp_path. Every forked process is waited for, with a deadline, so none outlives its test.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runtime.defaults import default_spec
+from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage
+from runtime.errors import StageError
+from runtime.linux import syscalls as S
+from runtime.stages.unshare import Unshare
+
+
+class Log:
+    def __init__(self, path):
+        self.path = path
+
+    def add(self, *words) -> None:
+        with open(self.path, "a") as f:
+            f.write(" ".join(str(w) for w in words) + "\n")
+
+    def lines(self) -> list[list[str]]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as f:
+            return [ln.split() for ln in f.read().splitlines()]
+
+
+class Recording(Stage):
+    """Appends "name item pid" to the log; raises `fail` (an exception instance) on item `fail_on`."""
+
+    def __init__(self, name, side, log, items=(), fail_on=None, fail=None):
+        self.name, self.side, self.log = name, side, log
+        self._items, self.fail_on, self.fail = list(items), fail_on, fail
+
+    def items(self, ctx):
+        return list(self._items)
+
+    def run(self, ctx, item=""):
+        self.log.add(self.name, item or "-", os.getpid())
+        if self.fail_on is not None and item == self.fail_on:
+            raise self.fail
+
+
+class Dies(Stage):
+    side = CONTAINER
+    name = "dies"
+
+    def run(self, ctx, item=""):
+        os._exit(3)
+
+
+class HandsOff(Stage):
+    side = CONTAINER
+    name = "exec"
+
+    def __init__(self, log):
+        self.log = log
+
+    def run(self, ctx, item=""):
+        self.log.add("run", os.getpid())
+
+    def handoff(self, ctx):
+        self.log.add("handoff", os.getpid())
+        os._exit(7)
+
+
+class Events(Observer):
+    def __init__(self):
+        self.events = []
+
+    def before(self, engine, stage, item):
+        self.events.append(("before", stage.name, item, engine.pos))
+
+    def after(self, engine, stage, item):
+        self.events.append(("after", stage.name, item, engine.pos))
+
+    def failed(self, engine, stage, item, err):
+        self.events.append(("failed", stage.name, item, str(err)))
+
+
+class NoChild:
+    """Stands in for the sync channel so host-only tests never fork."""
+
+    def send(self, msg):
+        raise AssertionError(f"a host-only test talked to the container side: {msg!r}")
+
+    def recv(self):
+        raise AssertionError("a host-only test talked to the container side")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def log(tmp_path):
+    return Log(tmp_path / "log")
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    return Context("t1", str(tmp_path), default_spec(), str(tmp_path / "rootfs"), str(tmp_path / "state"))
+
+
+def wait_exit(pid: int, timeout: float = 5.0) -> int:
+    """waitpid with a deadline; returns the exit status, kills and fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            assert os.WIFEXITED(status), f"pid {pid} died of signal {os.WTERMSIG(status)}"
+            return os.WEXITSTATUS(status)
+        time.sleep(0.005)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"pid {pid} did not exit within {timeout}s")
+
+
+@pytest.fixture
+def engines():
+    """make(ctx, stages, observer) -> Engine; closes each one and reaps its container side."""
+    made: list[Engine] = []
+
+    def make(ctx, stages, observer=None) -> Engine:
+        e = Engine(ctx, stages, observer)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        pid = e.ctx.pid if e.chan is not None and not isinstance(e.chan, NoChild) else 0
+        e.close()
+        if pid > 0:
+            try:
+                wait_exit(pid)
+            except ChildProcessError:
+                pass
+
+
+# --- in-process (host side only) ---------------------------------------------------------------
+
+def test_steps_expand_items(ctx, log):
+    a = Recording("a", HOST, log, items=["x", "y"])
+    b = Recording("b", CONTAINER, log)
+    engine = Engine(ctx, [a, b])
+    assert engine.steps == [(a, "x"), (a, "y"), (b, "")]
+    assert engine.next_step == (a, "x") and not engine.done
+
+
+def test_host_stages_run_in_process_with_observer(ctx, log, engines):
+    obs = Events()
+    engine = engines(ctx, [Recording("a", HOST, log, items=["x", "y"]), Recording("b", HOST, log)], obs)
+    engine.chan = NoChild()
+    engine.run()
+    assert engine.done and engine.next_step is None
+    me = str(os.getpid())
+    assert log.lines() == [["a", "x", me], ["a", "y", me], ["b", "-", me]]
+    assert obs.events == [("before", "a", "x", 0), ("after", "a", "x", 1),
+                          ("before", "a", "y", 1), ("after", "a", "y", 2),
+                          ("before", "b", "", 2), ("after", "b", "", 3)]
+
+
+def test_failing_step_stays_put_and_reraises(ctx, log, engines):
+    obs = Events()
+    err = StageError("a", "mount", "/y", 1, "/mounts/1")
+    stage = Recording("a", HOST, log, items=["x", "y", "z"], fail_on="y", fail=err)
+    engine = engines(ctx, [stage], obs)
+    engine.chan = NoChild()
+    assert engine.step() == (stage, "x")
+    with pytest.raises(StageError) as first:
+        engine.step()
+    assert first.value is err and engine.failed is err and engine.pos == 1
+    with pytest.raises(StageError) as second:
+        engine.step()
+    assert second.value is err and engine.pos == 1
+    assert [line[1] for line in log.lines()] == ["x", "y"]  # "y" did not run again
+    assert obs.events == [("before", "a", "x", 0), ("after", "a", "x", 1), ("before", "a", "y", 1),
+                          ("failed", "a", "y", "stage a: mount /y (config /mounts/1): "
+                                               "operation not permitted")]
+
+
+def test_non_stage_errors_propagate_without_marking_failure(ctx, log, engines):
+    stage = Recording("a", HOST, log, fail_on="", fail=RuntimeError("bug"))
+    engine = engines(ctx, [stage])
+    engine.chan = NoChild()
+    with pytest.raises(RuntimeError):
+        engine.step()
+    assert engine.pos == 0 and engine.failed is None
+
+
+# --- the container side, over a real fork ------------------------------------------------------
+
+def test_container_stages_run_in_the_child(ctx, log, engines):
+    obs = Events()
+    stages = [Recording("cg", HOST, log), Recording("m", CONTAINER, log, items=["/a", "/b"]),
+              Recording("h", HOST, log), Recording("p", CONTAINER, log)]
+    engine = engines(ctx, stages, obs)
+    engine.step()  # first step spawns the container side, even for a host stage
+    child = ctx.pid
+    assert child > 0 and child != os.getpid() and engine.chan is not None
+    engine.run()
+    me = str(os.getpid())
+    assert log.lines() == [["cg", "-", me], ["m", "/a", str(child)], ["m", "/b", str(child)],
+                           ["h", "-", me], ["p", "-", str(child)]]
+    assert [e[0] for e in obs.events] == ["before", "after"] * 5
+    engine.close()
+    assert wait_exit(child) == 1  # the container side exits on EOF of the channel
+
+
+def test_container_side_errors_come_back_as_stage_errors(ctx, log, engines):
+    cases = [
+        (StageError("m", "mount", '"proc" on "/proc"', 1, "/mounts/0"),
+         'stage m: mount "proc" on "/proc" (config /mounts/0): operation not permitted'),
+        (PermissionError(13, "denied"), "stage m: run /x: permission denied"),
+        (ValueError("boom"), "stage m: run /x: internal error: ValueError: boom"),
+    ]
+    for exc, message in cases:
+        engine = engines(ctx, [Recording("m", CONTAINER, log, items=["/x"], fail_on="/x", fail=exc)])
+        with pytest.raises(StageError) as info:
+            engine.step()
+        assert str(info.value) == message
+        assert engine.pos == 0 and engine.failed is info.value
+        if isinstance(exc, StageError):
+            assert info.value.to_dict() == exc.to_dict()
+        engine.close()
+        assert wait_exit(ctx.pid) == 1
+
+
+def test_container_side_serves_again_after_an_error(ctx, log, engines):
+    """The child keeps serving after an Err: the debugger may retry after fixing the config."""
+    engine = engines(ctx, [Recording("m", CONTAINER, log, items=["/x", "/y"], fail_on="/x",
+                                     fail=OSError(1, "eperm"))])
+    with pytest.raises(StageError):
+        engine.step()
+    engine.failed = None
+    engine.pos = 1
+    engine.step()
+    assert [ln[1] for ln in log.lines()] == ["/x", "/y"]
+
+
+def test_container_side_dying_mid_stage(ctx, log, engines):
+    engine = engines(ctx, [Dies()])
+    with pytest.raises(StageError) as info:
+        engine.step()
+    assert "container process exited during setup" in str(info.value)
+    pid = ctx.pid
+    engine.close()
+    assert wait_exit(pid) == 3
+
+
+def test_handoff_runs_after_ok(ctx, log, engines):
+    engine = engines(ctx, [HandsOff(log)])
+    engine.step()
+    pid = ctx.pid
+    assert engine.done
+    assert wait_exit(pid) == 7
+    assert [ln[0] for ln in log.lines()] == ["run", "handoff"]
+
+
+def test_unshare_fork_hands_the_channel_to_init(tmp_path, log, engines):
+    """The real unshare stage with no namespaces: C1 forks C2, sends Pid, exits; the engine reaps
+    C1 and follows C2, which serves the following stages."""
+    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # so that C2, orphaned by C1, is ours to reap
+    spec = default_spec()
+    spec["linux"]["namespaces"] = []
+    (tmp_path / "rootfs").mkdir()
+    ctx = Context("t1", str(tmp_path), spec, str(tmp_path / "rootfs"), str(tmp_path / "state"))
+    engine = engines(ctx, [Unshare(), Recording("after", CONTAINER, log)])
+    c1 = engine.spawn()
+    engine.step()
+    c2 = ctx.pid
+    assert c2 not in (c1, os.getpid())
+    with pytest.raises(ChildProcessError):  # C1 is gone and was reaped by the engine
+        os.waitpid(c1, os.WNOHANG)
+    engine.step()
+    assert log.lines() == [["after", "-", str(c2)]]
+    engine.close()
+    assert wait_exit(c2) == 1
+
+
+def test_kill_tears_down_the_container_side(ctx, log):
+    engine = Engine(ctx, [Recording("m", CONTAINER, log), Recording("n", CONTAINER, log)])
+    engine.step()
+    pid = ctx.pid
+    engine.kill()
+    assert engine.chan is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

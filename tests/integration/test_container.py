@@ -1,13 +1,15 @@
 """Containers checked from the inside: a busybox probe reports what the kernel shows it."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import subprocess
 import uuid
 
 import pytest
 
-from tests.conftest import cid, needs_root
+from tests.conftest import REPO, cid, needs_root, ocish_cmd
 
 pytestmark = needs_root
 
@@ -179,7 +181,90 @@ def test_bind_mount_readonly(ocish, make_bundle, tmp_path):
 def test_cgroup_removed_after_delete(ocish, make_bundle):
     c = cid()
     ocish("create", "-b", str(make_bundle(["true"])), c, check=True)
-    path = f"/sys/fs/cgroup/memory/ocish/{c}"
-    assert os.path.isdir(path)
+    made = glob.glob(f"/sys/fs/cgroup/*/ocish/{c}")
+    # every v1 hierarchy and the unified tree
+    assert {p.split("/")[4] for p in made} >= {"memory", "pids", "cpu", "freezer", "devices", "unified"}
+    with open(f"/sys/fs/cgroup/pids/ocish/{c}/cgroup.procs") as f:
+        assert int(f.read()) == ocish.state(c)["pid"]
     ocish("delete", c, check=True)
-    assert not os.path.exists(path)
+    assert glob.glob(f"/sys/fs/cgroup/*/ocish/{c}") == []
+
+
+def test_time_namespace_offsets(ocish, make_bundle):
+    def mutate(s):
+        s["linux"]["namespaces"].append({"type": "time"})
+        s["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365, "nanosecs": 0}}
+    uptime = float(probe(ocish, make_bundle, "cut -d' ' -f1 /proc/uptime", mutate).strip())
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
+    assert uptime - host > 86400 * 364
+
+
+def test_oom_score_adj(ocish, make_bundle):
+    def mutate(s):
+        s["process"]["oomScoreAdj"] = 500
+    assert probe(ocish, make_bundle, "cat /proc/self/oom_score_adj", mutate).strip() == "500"
+
+
+def test_join_namespace_by_path(ocish, make_bundle):
+    first = cid()
+    ocish("run", "-d", "-b", str(make_bundle(["sleep", "30"])), first, check=True)
+    pid = ocish.state(first)["pid"]
+
+    def mutate(s):
+        for ns in s["linux"]["namespaces"]:
+            if ns["type"] in ("network", "uts"):
+                ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else 'uts'}"
+        s.pop("hostname")  # the joined uts namespace keeps its own
+    out = probe(ocish, make_bundle, "for n in net uts mnt; do readlink /proc/self/ns/$n; done; hostname",
+                mutate).split()
+    assert out[0] == os.readlink(f"/proc/{pid}/ns/net")
+    assert out[1] == os.readlink(f"/proc/{pid}/ns/uts")
+    assert out[2] != os.readlink(f"/proc/{pid}/ns/mnt")  # the rest are its own
+    assert out[3] == "ocish"  # the first container's hostname
+
+
+def test_pid_file_and_preserve_fds(ocish, make_bundle, tmp_path):
+    data = tmp_path / "passed"
+    data.write_text("through fd 3\n")
+    pid_file = tmp_path / "pid"
+    b = make_bundle(["sh", "-c", "cat <&3"])
+    # a shell opens the file as fd 3 of the runtime, as conmon does with --preserve-fds
+    cmd = ["sh", "-c", 'exec 3<"$0"; exec "$@"', str(data)] + ocish_cmd() + [
+        "--root", ocish.root, "run", "--preserve-fds", "1", "--pid-file", str(pid_file), "--keep",
+        "-b", str(b), cid()]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "through fd 3\n"
+    assert int(pid_file.read_text()) > 0
+
+
+def test_fds_are_not_leaked_without_preserve(ocish, make_bundle, tmp_path):
+    leak = open(tmp_path / "leak", "w")
+    os.set_inheritable(leak.fileno(), True)
+    try:
+        out = probe(ocish, make_bundle, "ls /proc/self/fd | sort -n | tr '\\n' ' '")
+    finally:
+        leak.close()
+    assert out.split() == ["0", "1", "2", "3"]  # 3 is ls's own listing of the directory
+
+
+def test_spec_then_run(ocish, tmp_path, rootfs_template):
+    b = tmp_path / "fresh"
+    b.mkdir()
+    os.symlink(rootfs_template / "rootfs", b / "rootfs")
+    assert ocish("spec", "-b", str(b)).returncode == 0
+    p = ocish("spec", "-b", str(b))
+    assert p.returncode == 1 and "exists" in p.stderr
+    spec = json.loads((b / "config.json").read_text())
+    assert spec["ociVersion"].startswith("1.") and spec["root"]["path"] == "rootfs"
+    spec["process"].update(args=["hostname"], terminal=False)
+    (b / "config.json").write_text(json.dumps(spec))
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 0 and p.stdout.strip() == spec["hostname"]
+    r = tmp_path / "rootless"
+    r.mkdir()
+    assert ocish("spec", "--rootless", "-b", str(r)).returncode == 0
+    rl = json.loads((r / "config.json").read_text())
+    assert {"type": "user"} in rl["linux"]["namespaces"] and rl["linux"]["uidMappings"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-SHELL_COMMANDS = {"bundle"}
+SHELL_COMMANDS = {"bundle", "debug", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "bundle":
             from ocish.bundle import main as bundle_main
             return bundle_main(argv[1:])
+        from ocish.shell import main as shell_main
+        return shell_main(argv[1:], command)
     from runtime.cli import main as runtime_main
     return runtime_main(argv)
 

@@ -85,7 +85,58 @@ COMMANDS = [
         Opt("all", short="a", help="signal every process of the container")], ("id",), ("signal",)),
     Command("delete", "delete a stopped container and what it holds", [
         Opt("force", short="f", help="kill it first if it still runs")], ("id",)),
+    Command("exec", "run one more process in a running container", [
+        Opt("console-socket", str, help="AF_UNIX socket that receives the pty master"),
+        Opt("cwd", str, help="working directory in the container"),
+        Opt("env", str, "e", help="set an environment variable KEY=value (repeatable)", multi=True),
+        Opt("tty", short="t", help="allocate a pseudo-TTY"),
+        Opt("user", str, "u", help="UID[:GID] to run as"),
+        Opt("additional-gids", int, "g", help="an additional gid (repeatable)", multi=True),
+        Opt("process", str, "p", help="process.json: the OCI process object to run"),
+        Opt("detach", short="d", help="do not wait for the process"),
+        Opt("pid-file", str, help="write the process's host pid here"),
+        Opt("process-label", str, help="SELinux label (refused: not supported)"),
+        Opt("apparmor", str, help="AppArmor profile (refused: not supported)"),
+        Opt("no-new-privs", help="set no_new_privs for the process"),
+        Opt("cap", str, "c", help="add a capability (repeatable)", multi=True),
+        Opt("preserve-fds", int, default=0, help="pass fds 3..3+N-1 to the process"),
+        Opt("cgroup", str, help="join a sub-cgroup: [CONTROLLER:]PATH (repeatable)", multi=True),
+        Opt("ignore-paused", help="allow exec in a paused container"),
+    ], ("id",), rest="command"),
+    Command("ps", "list the processes of a container", [
+        Opt("format", str, "f", "table", "table or json", ("table", "json"))],
+        ("id",), rest="ps_args"),
+    Command("pause", "freeze every process of a container", [], ("id",)),
+    Command("resume", "thaw a paused container", [], ("id",)),
+    Command("update", "change a container's resource limits", [
+        Opt("resources", str, "r", help="LinuxResources JSON file, or - for stdin"),
+        Opt("memory", str, help="memory limit in bytes (k, m, g suffixes; -1: unlimited)"),
+        Opt("memory-reservation", str, help="memory soft limit in bytes"),
+        Opt("memory-swap", str, help="memory plus swap limit in bytes (-1: unlimited)"),
+        Opt("kernel-memory", str, help="(ignored, as by runc)"),
+        Opt("kernel-memory-tcp", str, help="(ignored, as by runc)"),
+        Opt("cpu-share", str, help="cpu shares (relative weight)", aliases=("cpu-shares",)),
+        Opt("cpu-quota", str, help="CFS quota in usecs per period (-1: none)"),
+        Opt("cpu-period", str, help="CFS period in usecs"),
+        Opt("cpu-rt-runtime", str, help="realtime runtime in usecs per period"),
+        Opt("cpu-rt-period", str, help="realtime period in usecs"),
+        Opt("cpuset-cpus", str, help="cpus to use, e.g. 0-2,4"),
+        Opt("cpuset-mems", str, help="memory nodes to use"),
+        Opt("pids-limit", str, help="maximum number of pids (-1: unlimited)"),
+        Opt("blkio-weight", str, help="block IO weight, 10 to 1000"),
+        Opt("l3-cache-schema", str, help="(refused: no Intel RDT)"),
+        Opt("mem-bw-schema", str, help="(refused: no Intel RDT)"),
+    ], ("id",)),
+    Command("events", "print resource usage (and OOM) events as JSON lines", [
+        Opt("stats", help="print the stats once and exit"),
+        Opt("interval", str, default="5s", help="time between stats (default 5s)"),
+    ], ("id",)),
+    Command("features", "print what this runtime supports, as JSON"),
 ]
+_UPDATE_FLAGS = ("memory", "memory-reservation", "memory-swap", "kernel-memory", "kernel-memory-tcp",
+                 "cpu-share", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period",
+                 "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight", "l3-cache-schema",
+                 "mem-bw-schema")
 
 
 def _table(states: list[dict]) -> str:
@@ -129,7 +180,65 @@ def dispatch(g: Parsed, command: str, a: Parsed) -> int:
         lifecycle.kill(root, a.id, parse_signal(a.signal or "SIGTERM"), a.all)
     elif command == "delete":
         lifecycle.delete(root, a.id, a.force)
+    elif command == "exec":
+        return _exec(root, a)
+    elif command == "ps":
+        from runtime import commands
+        print(commands.ps_json(root, a.id) if a.format == "json"
+              else commands.ps_table(root, a.id, a.ps_args))
+    elif command in ("pause", "resume"):
+        from runtime import commands
+        getattr(commands, command)(root, a.id)
+    elif command == "update":
+        from runtime import commands
+        resources = commands.read_resources(a.resources) if a.resources else None
+        flags = {f: getattr(a, f.replace("-", "_")) for f in _UPDATE_FLAGS}
+        commands.update(root, a.id, resources, flags,
+                        warn=lambda m: sys.stderr.write(f"ocish: warning: {m}\n"))
+    elif command == "events":
+        from runtime import events
+        events.events(root, a.id, a.stats, events.parse_duration(a.interval))
+    elif command == "features":
+        from runtime.features import features
+        print(jsonfast.dumps(features(), indent=4))
     return 0
+
+
+def _exec(root: str, a: Parsed) -> int:
+    """runc's exec: every failure before the process runs is "exec failed: ..." and status 255."""
+    from runtime import execprocess as X
+    try:
+        return _exec_process(root, a, X)
+    except X.ExecFailed:
+        raise
+    except OcishError as e:
+        raise X.ExecFailed(str(e)) from None
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise X.ExecFailed(where + (os.strerror(e.errno).lower() if e.errno else str(e))) from None
+
+
+def _exec_process(root: str, a: Parsed, X) -> int:
+    st = X.load_running(root, a.id, a.ignore_paused)
+    if a.process:
+        process = X.load_process_file(a.process)
+        origin = a.process
+    else:
+        from runtime import state
+        spec = X.container_spec(state.container_dir(root, a.id), st["bundle"])
+        process = X.merge_cli(spec.get("process") or {}, a.command, cwd=a.cwd, env=a.env,
+                              user=a.user, additional_gids=a.additional_gids, caps=a.cap,
+                              no_new_privs=a.no_new_privs, tty=a.tty)
+        origin = "process"
+    if a.apparmor:
+        raise X.ExecFailed("--apparmor: ocish does not apply AppArmor profiles")
+    if a.process_label:
+        raise X.ExecFailed("selinux label is specified in config, but selinux is disabled or "
+                           "not supported")
+    X.validate_process(process, origin)
+    return X.exec_process(root, a.id, process, detach=a.detach, pid_file=a.pid_file,
+                          preserve_fds=a.preserve_fds, console_socket=a.console_socket,
+                          cgroup=X.parse_cgroup_flags(a.cgroup), st=st)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,13 @@ from runtime.errors import OcishError
 
 class Opt:
     def __init__(self, name: str, kind: type = bool, short: str = "", default=None,
-                 help: str = "", choices: tuple[str, ...] = ()) -> None:
+                 help: str = "", choices: tuple[str, ...] = (), multi: bool = False,
+                 aliases: tuple[str, ...] = ()) -> None:
         self.name, self.kind, self.short, self.help, self.choices = name, kind, short, help, choices
         self.default = False if kind is bool and default is None else default
+        self.multi, self.aliases = multi, aliases  # multi: repeatable, values gathered in a list
+        if multi and default is None:
+            self.default = []  # never mutated: each value makes a new list
         self.dest = name.replace("-", "_")
 
 
@@ -40,7 +44,7 @@ class HelpRequested(Exception):
 def _lookup(opts: list[Opt], flag: str) -> Opt | None:
     bare = flag.lstrip("-")
     for o in opts:
-        if bare == o.name or (o.short and bare == o.short):
+        if bare == o.name or (o.short and bare == o.short) or bare in o.aliases:
             return o
     return None
 
@@ -73,9 +77,10 @@ def _parse_flags(argv: list[str], i: int, opts: list[Opt], out: dict, usage) -> 
             if opt.choices and value not in opt.choices:
                 raise OcishError(f"invalid value {value!r} for {flag}: choose from {', '.join(opt.choices)}")
             try:
-                out[opt.dest] = opt.kind(value)
+                parsed = opt.kind(value)
             except ValueError:
                 raise OcishError(f"invalid value {value!r} for flag {flag}") from None
+            out[opt.dest] = (out[opt.dest] or []) + [parsed] if opt.multi else parsed
         i += 1
     return i, positionals
 
@@ -99,7 +104,7 @@ def parse(prog: str, global_opts: list[Opt], commands: list[Command], argv: list
         if i < len(argv):
             args.append(argv[i])
             i += 1
-            if cmd.rest and len(args) > len(cmd.args):  # the user's command line: raw from here
+            if cmd.rest and len(args) >= len(cmd.args):  # after the ids, raw as in runc (exec, ps)
                 args += argv[i:]
                 break
     n, opt_n = len(cmd.args), len(cmd.optional)

@@ -10,7 +10,7 @@ import os
 import select
 import time
 
-from runtime import state
+from runtime import jsonfast, state
 from runtime.defaults import OCI_VERSION
 from runtime.errors import OcishError, StageError
 from runtime.linux import procfs, sig
@@ -57,6 +57,13 @@ class Setup:
               "bundle": ctx.bundle, "rootfs": ctx.rootfs, "created": state.rfc3339_now(),
               "owner": "", "annotations": ctx.spec.get("annotations") or {},
               "cgroup": ctx.cgroup.to_state() if ctx.cgroup else None}
+        later = {k: v for k, v in (ctx.spec.get("hooks") or {}).items() if k in LATER_HOOKS and v}
+        if later:  # run by `start` and `delete`
+            st["hooks"] = later
+        # `exec` takes seccomp, namespaces and process defaults from the config the container
+        # was created with, as runc keeps it in its state.json (the bundle may change or go)
+        with open(os.path.join(self.dir, "config.json"), "w") as f:
+            f.write(jsonfast.dumps(ctx.spec))
         state.save(self.root, st)
         if self.pid_file:
             write_pid_file(self.pid_file, ctx.pid)
@@ -84,16 +91,30 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def create(root: str, cid: str, bundle: str, **opts) -> dict:
+    return _create(root, cid, bundle, True, opts)[0]
+
+
+def _create(root: str, cid: str, bundle: str, detach: bool, opts: dict):
+    """create; returns (state, a runtime.terminal.Attach when `run` keeps the pty master)."""
     setup = Setup(root, cid, bundle, **opts)
+    ctx, attach = setup.ctx, None
     try:
+        if ctx.process.get("terminal") or ctx.console_socket:
+            from runtime import terminal
+            attach = terminal.prepare(ctx, detach)
         setup.engine.run()
-    except StageError as err:
+    except BaseException as exc:
         setup.abort()
-        raise OcishError(f"create failed: {err}") from None
-    except BaseException:
-        setup.abort()
+        if attach is not None:
+            attach.close()
+        if isinstance(exc, StageError):
+            raise OcishError(f"create failed: {exc}") from None
         raise
-    return setup.finish()
+    finally:
+        sock = getattr(ctx, "console_sock", None)
+        if sock is not None:  # the container side has its own copy
+            sock.close()
+    return setup.finish(), attach
 
 
 def start(root: str, cid: str) -> None:
@@ -111,11 +132,17 @@ def start(root: str, cid: str) -> None:
         while not poller.poll(100):  # the container writes one byte, then execs
             if not state.alive(st):
                 raise OcishError("cannot start a container that has stopped")
-        os.read(fd, 1)
+        if os.read(fd, 1) == b"1":  # a startContainer hook failed: the process exits
+            why = os.read(fd, 4096).decode(errors="replace")
+            _signal(st["pid"], sig.SIGKILL)
+            _wait_stopped(st)
+            raise OcishError(f"start failed: {why}")
         os.unlink(fifo)
         poller.poll(1000)  # POLLHUP: execve closed the fifo; the user process runs
     finally:
         os.close(fd)
+    if st.get("hooks", {}).get("poststart"):
+        _later_hooks(st, "poststart", "running")
 
 
 def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = False, **opts) -> int:
@@ -126,13 +153,18 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = Fal
         return 0
     from runtime.linux import syscalls as S
     S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
-    st = create(root, cid, bundle, **opts)
+    st, tty = _create(root, cid, bundle, False, opts)
     pid = st["pid"]
     forward = (sig.SIGINT, sig.SIGTERM, sig.SIGHUP, sig.SIGQUIT, sig.SIGUSR1, sig.SIGUSR2, sig.SIGWINCH)
     for n in forward:
         sig.signal(n, lambda num, _frame: _signal(pid, num))
     try:
+        if tty is not None:  # the container's pty, on our terminal (runc's `run` with a tty)
+            tty.receive()
+            sig.signal(sig.SIGWINCH, lambda _num, _frame: tty.resize())
         start(root, cid)
+        if tty is not None:
+            tty.pump(pid)
         _, status = os.waitpid(pid, 0)
     finally:
         for n in forward:
@@ -198,6 +230,19 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     if manager is not None:
         manager.destroy()
     state.remove_dir(state.container_dir(root, cid))
+    if st.get("hooks", {}).get("poststop"):
+        _later_hooks(st, "poststop", "stopped")
+
+
+LATER_HOOKS = ("poststart", "poststop")
+
+
+def _later_hooks(st: dict, kind: str, status: str) -> None:
+    """poststart (end of `start`) and poststop (end of `delete`): failures only warn."""
+    from runtime import hooks
+    pid = st["pid"] if status == "running" else 0
+    hooks.run_all(kind, st["hooks"][kind], hooks.state(st["id"], status, pid, st["bundle"],
+                                                      st.get("annotations")), warn_only=True)
 
 
 def _wait_stopped(st: dict, timeout: float = 10.0) -> None:

@@ -333,6 +333,11 @@ def _validate(spec, bundle: str) -> str:
 
     _linux(linux, ns)
     _cross(spec, linux, ns)
+    # the security modules own their name tables; the create path imports them anyway
+    from runtime.linux.capabilities import validate_caps
+    from runtime.linux.seccomp import validate_seccomp
+    validate_caps(spec)
+    validate_seccomp(spec)
     return _rootfs(root["path"], bundle)
 
 

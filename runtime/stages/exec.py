@@ -3,7 +3,9 @@
 `run` resolves args[0] inside the container and reports back, so a missing program fails
 `create` (as with runc) instead of the started container. `handoff` runs after the host has its
 answer: it blocks opening exec.fifo for writing until `start` opens it for reading, writes one
-byte, and execs. Nothing Python-level runs after that open but execve.
+byte, and execs. Nothing Python-level runs after that open but execve, and the config's
+startContainer hooks (runtime/hooks.py) between the open and the byte: a failing one makes
+the process write "1" and the error instead, for `start` to report, and exit.
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import errno
 import os
 import stat
 
+from runtime import hooks
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
-from runtime.linux import sig
+from runtime.linux import seccomp, sig
+from runtime.linux.syscalls import PR_SET_DUMPABLE
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -43,12 +47,17 @@ class Exec(Stage):
     side = CONTAINER
     summary = "close leaked fds, wait for `start` on exec.fifo, then execve(2) the user process"
 
+    def __init__(self, wait_start: bool = True) -> None:
+        # False for `ocish exec`: the process runs at once, there is no exec.fifo to wait on
+        self.wait_start = wait_start
+
     def describe(self, ctx: Context) -> str:
         args = ctx.process.get("args") or []
         keep = f"0-{2 + ctx.preserve_fds}" if ctx.preserve_fds else "0-2"
         return (f"look up {args[0] if args else '?'!r} in the container's PATH (config /process/args/0).\n"
                 f"mark every fd but {keep} close-on-exec (--preserve-fds {ctx.preserve_fds}).\n"
-                f"block opening exec.fifo until `ocish start`, then execve(2) {args} with "
+                + ("block opening exec.fifo until `ocish start`, then " if self.wait_start else "")
+                + f"execve(2) {args} with "
                 f"{len(ctx.process.get('env') or [])} environment variables (config /process/env).")
 
     def run(self, ctx: Context, item: str = "") -> None:
@@ -60,7 +69,11 @@ class Exec(Stage):
                              "executable file not found in $PATH" if "/" not in args[0]
                              else "no such file or directory")
         ctx.notes["exec_path"] = path
-        if not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
+        if not self.wait_start:
+            # not dumpable until execve(2) decides: other processes of the container may not
+            # ptrace us or open /proc/<pid>/exe, the host's interpreter (CVE-2019-5736)
+            ctx.sys.prctl(PR_SET_DUMPABLE, 0)
+        elif not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
                              "the container has no /proc mounted: it is needed to reach exec.fifo")
         keep = 3 + ctx.preserve_fds
@@ -83,8 +96,11 @@ class Exec(Stage):
                 except (OSError, ValueError):
                     pass
         sig.pthread_sigmask(sig.SIG_SETMASK, [])
-        fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fd, b"0")
+        seccomp.load_or_exit()  # as late as possible: only the fifo, startContainer hooks, execve follow
+        if self.wait_start:
+            fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
+            os.write(fd, b"0")
         args = ctx.process["args"]
         env = dict(e.split("=", 1) for e in ctx.process.get("env") or [])
         try:

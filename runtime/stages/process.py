@@ -22,13 +22,18 @@ class Process(Stage):
     side = CONTAINER
     summary = "set hostname, domainname, sysctls, oom score, rlimits and session keyring"
 
+    def __init__(self, container_wide: bool = True) -> None:
+        # False for `exec`: hostname, domainname and sysctls belong to the container, set once
+        self.container_wide = container_wide
+
     def describe(self, ctx: Context) -> str:
         p = ctx.process
+        spec, linux = (ctx.spec, ctx.linux) if self.container_wide else ({}, {})
         lines = [self.summary + "."]
         for key in ("hostname", "domainname"):
-            if ctx.spec.get(key):
-                lines.append(f"set{key}(2) {ctx.spec[key]!r} (config /{key}).")
-        for k, v in (ctx.linux.get("sysctl") or {}).items():
+            if spec.get(key):
+                lines.append(f"set{key}(2) {spec[key]!r} (config /{key}).")
+        for k, v in (linux.get("sysctl") or {}).items():
             lines.append(f"sysctl {k} = {v} (config /linux/sysctl).")
         if "oomScoreAdj" in p:
             lines.append(f"oom_score_adj = {p['oomScoreAdj']} (config /process/oomScoreAdj).")
@@ -39,13 +44,14 @@ class Process(Stage):
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
-        spec, p = ctx.spec, ctx.process
+        p = ctx.process
+        spec, linux = (ctx.spec, ctx.linux) if self.container_wide else ({}, {})
         if spec.get("hostname"):
             self._do(ctx.sys.sethostname, (spec["hostname"],), "sethostname", spec["hostname"], "/hostname")
         if spec.get("domainname"):
             self._do(ctx.sys.setdomainname, (spec["domainname"],), "setdomainname",
                      spec["domainname"], "/domainname")
-        for key, value in (ctx.linux.get("sysctl") or {}).items():
+        for key, value in (linux.get("sysctl") or {}).items():
             path = "/proc/sys/" + key.replace(".", "/")
             ptr = "/linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
             self._do(ctx.sys.write_file, (path, value), "write", path, ptr)

@@ -1,0 +1,28 @@
+"""Readers of a container process's kernel state, one module per topic.
+
+Readers take a `Target` and return plain dataclasses; they never print (ocish.render does). The
+same data feeds the shell, `inspect --json`, `diff` snapshots and the tests.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+TOPICS = ("ns", "ids", "mounts", "cgroup", "caps", "seccomp", "rlimits", "fds", "env", "proc", "net")
+
+
+@dataclass
+class Target:
+    """The process to inspect and what the session knows about it."""
+    pid: int
+    rootfs: str = ""                                           # the bundle's rootfs on the host
+    cgroup_paths: dict[str, str] = field(default_factory=dict)  # the cgroup manager's directories
+
+
+def read(topic: str, target: Target) -> Any:
+    """The reader of `topic` (one of TOPICS) applied to `target`; raises OSError if the process
+    is gone."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}")
+    return importlib.import_module(f"ocish.inspect.{topic}").read(target)

@@ -1,0 +1,324 @@
+"""ptrace the container side while the engine runs a step, from a forked helper process.
+
+A helper process, not a thread of the shell: the kernel reports a tracee's ptrace-stops to every
+thread of the tracer's thread group, so the engine's own waitpid(C1) (the unshare stage reaps C1)
+would steal the tracer's events. Traced from another process, C1's stops reach only the helper,
+and C1's exit reaches the shell, its real parent, once the helper has seen it.
+
+    shell                                  tracer (forked helper)                 container side
+    ─────                                  ──────────────────────                 ──────────────
+    Tracer.start() ── fork ──────────────► PTRACE_SEIZE + INTERRUPT ───────────►  stops (its recv
+                   ◄──────────── "ready"   PTRACE_SYSCALL                          restarts later)
+    engine.step() ── Run ───────────────────────────────────────────────────────► syscalls, each
+                                           records enter/exit (+ forked children)  one ptrace-stop
+                   ◄──────────────────────────────────────────────────────────── Ok
+    Tracer.stop() ── "stop" (ctl pipe) ──► PTRACE_INTERRUPT, PTRACE_DETACH at
+                   ◄──────── calls, EOF    each tracee's next stop; exits
+
+Tracees are seized (PTRACE_SEIZE), so stopping them for the detach needs no signal: the container
+never sees a SIGSTOP. Records are kept in memory and written only after the detach, so the helper
+never blocks on a full pipe while a tracee waits for it.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+
+from ocish import syscall_args as A
+
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_GET_SYSCALL_INFO = 0x420E
+PTRACE_EVENT_STOP = 128
+_WALL = 0x40000000
+_SYSINFO_ENTRY, _SYSINFO_EXIT = 1, 2
+
+
+@dataclass
+class Call:
+    pid: int
+    name: str
+    args: list[str]
+    result: str = "?"
+    errno: str = ""
+
+    def text(self) -> str:
+        return f"{self.name}({', '.join(self.args)}) = {self.result}"
+
+
+@dataclass
+class Event:
+    pid: int
+    what: str      # fork, exec, exit, detach
+    detail: str = ""
+
+    def text(self) -> str:
+        return f"--- {self.what} {self.detail}".rstrip() + " ---"
+
+
+@dataclass
+class TraceResult:
+    records: list[Call | Event] = field(default_factory=list)
+    error: str = ""
+
+
+def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    from ptrace.binding.func import ptrace
+    return ptrace(request, pid, addr, data)
+
+
+class Tracer:
+    """One tracing session of `pid` (and the children it forks), in a forked helper.
+
+    mode "state": record only the calls that change kernel state (syscall_args.interesting).
+    mode "exec": record those until an execve succeeds, then every call, and detach by itself
+    after `limit` calls of the new program.
+    """
+
+    def __init__(self, pid: int, mode: str = "state", limit: int = 0) -> None:
+        self.pid, self.mode, self.limit = pid, mode, limit
+        self.helper = 0
+        self._ctl = self._out = -1
+
+    def start(self, timeout: float = 5.0) -> str:
+        """Fork the helper and wait until the tracee is under syscall tracing; "" or an error."""
+        import ptrace.binding.func  # noqa: F401 - import before fork, not in the helper
+        ctl_r, ctl_w = os.pipe()
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the helper; reports through out_w
+            code = 1
+            try:
+                os.close(ctl_w)
+                os.close(out_r)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the shell's
+                _Helper(self.pid, self.mode, self.limit, ctl_r, out_w).run()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(ctl_r)
+        os.close(out_w)
+        self.helper, self._ctl, self._out = pid, ctl_w, out_r
+        line = self._readline(timeout)
+        if line != "ready":
+            self.stop()
+            return line or "the tracer did not start"
+        return ""
+
+    def _readline(self, timeout: float) -> str:
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while not buf.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+                return ""
+            chunk = os.read(self._out, 1)
+            if not chunk:
+                return buf.decode().strip()
+            buf += chunk
+        return buf.decode().strip()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the helper to finish by itself (mode "exec"); False on timeout."""
+        return bool(select.select([self._out], [], [], timeout)[0])
+
+    def stop(self) -> TraceResult:
+        """Detach from every tracee, collect the records and reap the helper."""
+        if not self.helper:
+            return TraceResult(error="not tracing")
+        try:
+            os.write(self._ctl, b"stop\n")
+        except BrokenPipeError:  # the helper finished by itself
+            pass
+        os.close(self._ctl)
+        chunks = []
+        while chunk := os.read(self._out, 65536):
+            chunks.append(chunk)
+        os.close(self._out)
+        os.waitpid(self.helper, 0)
+        self.helper = 0
+        result = TraceResult()
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if not line or line == "ready":
+                continue
+            rec = json.loads(line)
+            kind = rec.pop("kind")
+            if kind == "error":
+                result.error = rec["msg"]
+            else:
+                result.records.append(Call(**rec) if kind == "call" else Event(**rec))
+        return result
+
+
+class _Helper:
+    """The tracer's loop, in the forked helper process."""
+
+    def __init__(self, pid: int, mode: str, limit: int, ctl: int, out: int) -> None:
+        self.root, self.mode, self.limit, self.ctl, self.out = pid, mode, limit, ctl, out
+        self.tracees: dict[int, A.Memory | None] = {}
+        self.pending: dict[int, tuple[str, list[int], list[str], bool]] = {}
+        self.records: list[dict] = []
+        self.exec_seen = False
+        self.after_exec = 0
+        self.stopping = False
+
+    def run(self) -> None:
+        from ptrace.binding.func import (PTRACE_O_TRACECLONE, PTRACE_O_TRACEEXEC,
+                                         PTRACE_O_TRACEFORK, PTRACE_O_TRACESYSGOOD,
+                                         PTRACE_O_TRACEVFORK)
+        from ptrace import PtraceError
+        opts = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
+                | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w)
+        try:
+            _ptrace(PTRACE_SEIZE, self.root, 0, opts)
+            _ptrace(PTRACE_INTERRUPT, self.root)
+        except PtraceError as e:
+            self._emit({"kind": "error", "msg": f"cannot trace pid {self.root}: {e}"})
+            return
+        self.tracees[self.root] = None
+        _, status = os.waitpid(self.root, _WALL)
+        if not os.WIFSTOPPED(status):
+            self._emit({"kind": "error", "msg": f"pid {self.root} exited before tracing"})
+            return
+        self._resume(self.root)
+        os.write(self.out, b"ready\n")
+        while self.tracees:
+            pid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+            if pid == 0:
+                ready = select.select([wake_r, self.ctl], [], [])[0]
+                if wake_r in ready:
+                    while _read_all(wake_r):
+                        pass
+                if self.ctl in ready and not self.stopping:
+                    self._stop_all()
+                continue
+            try:
+                self._handle(pid, status)
+            except PtraceError:  # the tracee died between its stop and our request
+                self._forget(pid)
+            if self.mode == "exec" and self.limit and self.after_exec >= self.limit and not self.stopping:
+                self._stop_all()
+        for rec in self.records:
+            self._emit(rec)
+
+    def _emit(self, rec: dict) -> None:
+        os.write(self.out, (json.dumps(rec) + "\n").encode())
+
+    def _event(self, pid: int, what: str, detail: str = "") -> None:
+        self.records.append({"kind": "event", **asdict(Event(pid, what, detail))})
+
+    def _resume(self, pid: int, sig: int = 0) -> None:
+        from ptrace.binding.func import PTRACE_SYSCALL
+        _ptrace(PTRACE_SYSCALL, pid, 0, sig)
+
+    def _stop_all(self) -> None:
+        """Interrupt every tracee; each is detached at its next stop."""
+        from ptrace import PtraceError
+        self.stopping = True
+        for pid in list(self.tracees):
+            try:
+                _ptrace(PTRACE_INTERRUPT, pid)
+            except PtraceError:
+                self._forget(pid)
+
+    def _forget(self, pid: int) -> None:
+        mem = self.tracees.pop(pid, None)
+        if mem is not None:
+            mem.close()
+        self.pending.pop(pid, None)
+
+    def _handle(self, pid: int, status: int) -> None:
+        from ptrace.binding.func import (PTRACE_DETACH, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC,
+                                         PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, ptrace_geteventmsg)
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            if pid in self.tracees:
+                how = (f"status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status)
+                       else f"signal {signal.Signals(os.WTERMSIG(status)).name}")
+                self._event(pid, "exit", how)
+                self._forget(pid)
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        if pid not in self.tracees:  # a new child whose first stop beat its parent's fork event
+            self.tracees[pid] = None
+        sig, event = os.WSTOPSIG(status), status >> 16
+        if self.stopping:
+            passed = sig if (event == 0 and sig != signal.SIGTRAP | 0x80) else 0
+            _ptrace(PTRACE_DETACH, pid, 0, passed)
+            self._forget(pid)
+            return
+        if event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE):
+            child = ptrace_geteventmsg(pid)
+            self.tracees.setdefault(child, None)
+            self._event(pid, "fork", f"child {child}")
+            self._resume(pid)
+        elif event == PTRACE_EVENT_EXEC:
+            self._forget_memory(pid)
+            self._event(pid, "exec", _readlink(f"/proc/{pid}/exe"))
+            self.exec_seen = True
+            self._resume(pid)
+        elif event == PTRACE_EVENT_STOP:
+            self._resume(pid)  # the first stop after seize, or of an auto-attached child
+        elif sig == signal.SIGTRAP | 0x80:
+            self._syscall(pid)
+            self._resume(pid)
+        else:
+            self._resume(pid, sig)  # a real signal: deliver it
+
+    def _forget_memory(self, pid: int) -> None:
+        mem = self.tracees.get(pid)
+        if mem is not None:  # the address space was replaced by execve
+            mem.close()
+            self.tracees[pid] = None
+
+    def _memory(self, pid: int) -> A.Memory:
+        mem = self.tracees.get(pid)
+        if mem is None:
+            mem = self.tracees[pid] = A.Memory(pid)
+        return mem
+
+    def _syscall(self, pid: int) -> None:
+        from ptrace.syscall import SYSCALL_NAMES
+        info = (ctypes.c_uint8 * 88)()
+        _ptrace(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
+        raw = bytes(info)
+        op = raw[0]
+        if op == _SYSINFO_ENTRY:
+            nr = int.from_bytes(raw[24:32], "little")
+            args = [int.from_bytes(raw[32 + 8 * i:40 + 8 * i], "little") for i in range(6)]
+            name = SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+            mem = self._memory(pid)
+            everything = self.mode == "exec" and self.exec_seen
+            keep = everything or A.interesting(name, args, mem)
+            # strings are read at entry: the call may change or free them
+            self.pending[pid] = (name, args, A.decode(name, args, mem) if keep else [], keep)
+        elif op == _SYSINFO_EXIT and pid in self.pending:
+            name, _, shown, keep = self.pending.pop(pid)
+            rval = int.from_bytes(raw[24:32], "little", signed=True)
+            result, err = A.result_text(rval, bool(raw[32]), name)
+            if keep:
+                self.records.append({"kind": "call", **asdict(Call(pid, name, shown, result, err))})
+            if self.mode == "exec" and self.exec_seen and name not in ("execve", "execveat"):
+                self.after_exec += 1
+
+
+def _read_all(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"

@@ -1,0 +1,268 @@
+"""`ocish exec`: one more process in a running container, set up by the same engine as `create`.
+
+An exec is just another pipeline of stages run by `runtime.engine.Engine`:
+
+    host (ocish exec)                          container side
+    ─────────────────                          ──────────────
+    check status, build the process spec
+    fork C1 ──────────────────────────────►    C1: blocked in recv()
+    [cgroup-join] C1 into the container's cgroups
+    Run{seccomp} ─────────────────────────►    C1: compile the container's profile (host paths)
+    Run{join} ────────────────────────────►    C1: setns(user ... mount) from /proc/<init>/ns,
+              ◄───────────────────────────         fork C2, Pid{C2}, exit
+    Run{process, bounding, user, caps} ───►    C2: oom score, rlimits, keyring; capabilities, ids
+    Run{exec} ────────────────────────────►    C2: resolve args[0], seal fds; Ok; execve(2)
+                                                   (no exec.fifo: the process runs at once)
+    foreground: wait for C2 (we are its subreaper), forward signals, exit with its status
+    --detach: write --pid-file, exit 0 (C2 goes to our caller's subreaper)
+
+The process spec is runc's: the OCI process object of `--process FILE` as it is (what containerd
+and conmon pass), or the container's config.json process with the command line's args and flags
+merged over it (`-e` appends, `--cap` adds to the bounding, effective, permitted and ambient sets).
+Errors say "exec failed: ..." and exit 255, as runc's do.
+"""
+from __future__ import annotations
+
+import os
+
+from runtime import jsonfast, state
+from runtime.errors import OcishError, SpecError, StageError
+
+CONFIG_COPY = "config.json"  # in the state dir: the config the container was created with
+
+
+class ExecFailed(OcishError):
+    """runc exits 255 when exec fails before the process runs."""
+    exit_code = 255
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"exec failed: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the process spec
+
+def container_spec(state_dir: str, bundle: str) -> dict:
+    """The container's config: the copy `create` kept in the state dir, else the bundle's."""
+    paths = [os.path.join(state_dir, CONFIG_COPY), os.path.join(bundle, "config.json")]
+    last: OSError | None = None
+    for path in paths:
+        try:
+            with open(path) as f:
+                return jsonfast.loads(f.read())
+        except FileNotFoundError as e:
+            last = e
+        except (OSError, ValueError) as e:
+            raise ExecFailed(f"read {path}: {e}") from None
+    raise ExecFailed(f"the container's config is gone: {last.filename}: no such file or directory")
+
+
+def load_process_file(path: str) -> dict:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ExecFailed(f"open {path}: {os.strerror(e.errno or 0).lower()}") from None
+    try:
+        proc = jsonfast.loads(text)
+    except ValueError as e:
+        raise ExecFailed(f"{path}: invalid json: {e}") from None
+    if not isinstance(proc, dict):
+        raise ExecFailed(f"{path}: the process must be a JSON object")
+    return proc
+
+
+def parse_user(text: str) -> tuple[int, int | None]:
+    """runc's -u: "UID" or "UID:GID", numbers only."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ExecFailed(f"invalid user: {jsonfast.quote(text)}")
+    ids = []
+    for what, value in zip(("uid", "gid"), parts):
+        if not value.isdigit():
+            raise ExecFailed(f"parsing {value} as int for {what} failed: invalid syntax")
+        ids.append(int(value))
+    return ids[0], ids[1] if len(ids) > 1 else None
+
+
+def merge_cli(base: dict, args: list[str], *, cwd: str | None = None, env: list[str] = (),
+              user: str | None = None, additional_gids: list[int] = (), caps: list[str] = (),
+              no_new_privs: bool = False, tty: bool = False, apparmor: str | None = None,
+              process_label: str | None = None) -> dict:
+    """The container's process with the command line over it, as runc's exec builds it."""
+    p = jsonfast.loads(jsonfast.dumps(base or {}))  # a deep copy
+    p["args"] = list(args)
+    if cwd:
+        p["cwd"] = cwd
+    if apparmor:
+        p["apparmorProfile"] = apparmor
+    if process_label:
+        p["selinuxLabel"] = process_label
+    if caps:
+        sets = p.get("capabilities")
+        sets = p["capabilities"] = sets if isinstance(sets, dict) else {}
+        for name in ("bounding", "effective", "permitted", "ambient"):
+            sets[name] = list(sets.get(name) or []) + list(caps)
+    p["env"] = list(p.get("env") or []) + list(env)
+    p["terminal"] = bool(tty)
+    if no_new_privs:
+        p["noNewPrivileges"] = True
+    if user:
+        uid, gid = parse_user(user)
+        u = p["user"] = dict(p.get("user") or {})
+        u["uid"] = uid
+        if gid is not None:
+            u["gid"] = gid
+    if additional_gids:
+        u = p["user"] = dict(p.get("user") or {})
+        for g in additional_gids:
+            if g < 0:
+                raise ExecFailed("additional-gids must be a positive number")
+        u["additionalGids"] = list(u.get("additionalGids") or []) + list(additional_gids)
+    return p
+
+
+def validate_process(p: dict, origin: str) -> None:
+    """runc's validateProcessSpec, then our config checks of /process (types, ranges)."""
+    if not p.get("args"):
+        raise ExecFailed("args must not be empty")
+    from runtime import spec as specmod
+    try:
+        specmod._process({"process": p})
+    except SpecError as e:
+        where = e.pointer[len("/process"):] or "/"
+        raise ExecFailed(f"{origin} {where}: {e.message}") from None
+    if p.get("selinuxLabel"):
+        raise ExecFailed("selinux label is specified in config, but selinux is disabled or "
+                         "not supported")
+
+
+def parse_cgroup_flags(values: list[str]) -> list[tuple[str, str]]:
+    """runc's exec --cgroup "[<controller>:]<path>" values."""
+    out = []
+    for v in values:
+        ctrl, _, path = v.rpartition(":")
+        parts = [c for c in path.split("/") if c]
+        if not parts or ".." in parts:
+            raise ExecFailed(f"invalid --cgroup {jsonfast.quote(v)}: a sub-cgroup path without ..")
+        for c in ctrl.split(",") if ctrl else [""]:
+            out.append((c, "/".join(parts)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+def pipeline(st: dict, sub: list[tuple[str, str]] = ()) -> list:
+    from runtime.stages.exec import Exec
+    from runtime.stages.join import CgroupJoin, Join
+    from runtime.stages.process import Process, User
+    from runtime.stages.security import Bounding, Caps, Seccomp
+    return [CgroupJoin(st.get("cgroup"), sub), Seccomp(), Join(st["pid"], st.get("start_time")),
+            Process(container_wide=False), Bounding(), User(), Caps(), Exec(wait_start=False)]
+
+
+class ExecSetup:
+    """One exec between its first step and the process running; the debugger can step
+    `engine` itself, as it does with lifecycle.Setup."""
+
+    def __init__(self, root: str, cid: str, process: dict, observer=None, preserve_fds: int = 0,
+                 console_socket: str | None = None, cgroup: list[tuple[str, str]] = (),
+                 ignore_paused: bool = False, spec: dict | None = None, st: dict | None = None) -> None:
+        from runtime.engine import Context, Engine
+        st = st or load_running(root, cid, ignore_paused)
+        if spec is None:
+            spec = container_spec(state.container_dir(root, cid), st["bundle"])
+        spec = dict(spec)
+        spec["process"] = process
+        self.st = st
+        self.ctx = Context(cid, st["bundle"], spec, st["rootfs"], state.container_dir(root, cid),
+                           preserve_fds=preserve_fds, console_socket=console_socket)
+        self.engine = Engine(self.ctx, pipeline(st, cgroup), observer)
+
+    def finish(self) -> int:
+        """The process runs: stop talking to it, return its host pid."""
+        self.engine.close()
+        return self.ctx.pid
+
+    def abort(self) -> None:
+        self.engine.kill()
+
+
+def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
+    try:
+        st = state.load(root, cid)
+    except state.NotExist as e:
+        raise ExecFailed(str(e)) from None
+    status = state.status(root, st)
+    if status == "stopped":
+        raise ExecFailed("cannot exec in a stopped container")
+    if status == "paused" and not ignore_paused:
+        raise ExecFailed("cannot exec in a paused container (use --ignore-paused to override)")
+    return st
+
+
+def check_terminal(process: dict, detach: bool, console_socket: str | None) -> None:
+    """runc's checkTerminal, then whether ocish can give the process a terminal at all."""
+    terminal = bool(process.get("terminal"))
+    if detach and terminal and not console_socket:
+        raise ExecFailed("cannot allocate tty if runc will detach without setting console socket")
+    if (not detach or not terminal) and console_socket:
+        raise ExecFailed("cannot use console socket if runc will not detach or allocate tty")
+    if terminal:
+        # TODO(terminal): remove once runtime has pty + console-socket support for exec
+        raise ExecFailed("terminal not supported yet: run exec without -t "
+                         "(or with \"terminal\": false in --process)")
+
+
+def start(setup: ExecSetup) -> int:
+    """Run the pipeline; the process runs when this returns its host pid."""
+    try:
+        setup.engine.run()
+    except StageError as err:
+        setup.abort()
+        raise ExecFailed(str(err)) from None
+    except BaseException:
+        setup.abort()
+        raise
+    return setup.finish()
+
+
+def wait(pid: int) -> int:
+    """Forward signals to the process until it exits; its exit status, 128+N when killed."""
+    import _signal
+    from runtime.linux import sig
+    forward = [getattr(_signal, n) for n in (
+        "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGALRM", "SIGCONT",
+        "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGPIPE", "SIGPWR", "SIGVTALRM", "SIGPROF",
+        "SIGIO", "SIGXCPU", "SIGXFSZ", "SIGSYS", "SIGTRAP", "SIGABRT") if hasattr(_signal, n)]
+
+    def relay(num: int, _frame) -> None:
+        try:
+            os.kill(pid, num)
+        except ProcessLookupError:
+            pass
+
+    old = {n: sig.signal(n, relay) for n in forward}
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for n, h in old.items():
+            sig.signal(n, h)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def exec_process(root: str, cid: str, process: dict, detach: bool = False,
+                 pid_file: str | None = None, **opts) -> int:
+    """Everything `ocish exec` does once the process spec is built."""
+    check_terminal(process, detach, opts.get("console_socket"))
+    if not detach:
+        from runtime.linux import syscalls as S
+        S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # C2 comes back to us when C1 exits
+    pid = start(ExecSetup(root, cid, process, **opts))
+    if pid_file:
+        from runtime.lifecycle import write_pid_file
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    return wait(pid)

@@ -1,0 +1,89 @@
+"""Stages `hooks` and `container-hooks`: the OCI hooks that belong to `create`.
+
+    ... mounts ─► hooks (host) ─────────────► container-hooks (container) ─► seccomp ─► pivot ...
+                  prestart, createRuntime:     createContainer: spawned by init, so in the
+                  spawned by the runtime, in   container's namespaces (its mount namespace
+                  the runtime namespace, with  included), path resolved before pivot_root,
+                  the container's namespaces   i.e. in the runtime's view of the filesystem
+                  and mounts already made
+
+Both stages run "after the runtime environment has been created and before pivot_root", the moment
+runc runs them (its procHooks sync inside prepareRootfs). The other kinds are not part of `create`:
+startContainer runs in exec's handoff, poststart in `start`, poststop in `delete` (see
+runtime/hooks.py, which also runs every hook).
+"""
+from __future__ import annotations
+
+import os
+
+from runtime import hooks
+from runtime.engine import CONTAINER, HOST, Context, Stage
+
+HOST_KINDS = ("prestart", "createRuntime")
+
+
+def _describe(ctx: Context, kinds: tuple, where: str) -> str:
+    lines = []
+    for kind in kinds:
+        for i, h in enumerate(hooks.hooks_of(ctx.spec, kind)):
+            lines.append(f"{kind}/{i}: {hooks.describe(h)} (config /hooks/{kind}/{i}).")
+    if not lines:
+        return f"no {' or '.join(kinds)} hooks (config /hooks): nothing to do."
+    return "\n".join([f"run, {where}, with the container state (status \"creating\") on stdin:"]
+                     + lines)
+
+
+class Hooks(Stage):
+    name = "hooks"
+    side = HOST
+    summary = "run the prestart and createRuntime hooks in the runtime namespace"
+
+    def items(self, ctx: Context) -> list[str]:
+        return [k for k in HOST_KINDS if hooks.hooks_of(ctx.spec, k)]
+
+    def describe(self, ctx: Context) -> str:
+        return _describe(ctx, HOST_KINDS, "from the runtime on the host")
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        st = None
+        for kind in (item,) if item else HOST_KINDS:
+            todo = hooks.hooks_of(ctx.spec, kind)
+            if not todo:
+                continue
+            st = st or hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
+            try:
+                hooks.run_all(kind, todo, st)
+            except hooks.HookError as err:
+                raise err.stage_error(self.name) from None
+
+
+class ContainerHooks(Stage):
+    name = "container-hooks"
+    side = CONTAINER
+    summary = "run the createContainer hooks inside the container's namespaces, before pivot_root"
+
+    def items(self, ctx: Context) -> list[str]:
+        return ["createContainer"] if hooks.hooks_of(ctx.spec, "createContainer") else []
+
+    def describe(self, ctx: Context) -> str:
+        return _describe(ctx, ("createContainer",), "from the container's init, in its namespaces")
+
+    def run(self, ctx: Context, item: str = "") -> None:
+        # Our pid as the host sees it, while /proc is still the host's: the state that the
+        # createContainer and (after pivot_root) startContainer hooks get must name it.
+        ctx.pid = _host_pid()
+        todo = hooks.hooks_of(ctx.spec, "createContainer")
+        if not todo:
+            return
+        st = hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
+        try:
+            hooks.run_all("createContainer", todo, st)
+        except hooks.HookError as err:
+            raise err.stage_error(self.name) from None
+
+
+def _host_pid() -> int:
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()

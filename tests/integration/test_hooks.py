@@ -1,0 +1,213 @@
+"""OCI hooks: when each kind runs, in which namespaces, with what on stdin, and what a failure does.
+
+The hooks are small /bin/sh scripts in a world-traversable directory that is also bind-mounted at
+the same path into the container, so startContainer (resolved inside the container) finds them
+too. Each appends one line to a log: `<kind> <mount ns of the hook> <state JSON from stdin>`.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+
+import pytest
+
+from tests.conftest import cid, needs_root, reap_orphans
+
+pytestmark = needs_root
+
+ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+KINDS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+
+
+def _script(d, name: str, body: str) -> str:
+    path = d / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _logger(d) -> str:
+    return _script(d, "log.sh", f'echo "$1 $(readlink /proc/self/ns/mnt) $(cat)" >> {d}/log')
+
+
+def _with_hooks(d, hooks: dict, annotations: dict | None = None):
+    """mutate(): the hooks, and `d` bind-mounted at the same path inside the container."""
+    def mutate(spec: dict) -> None:
+        spec["hooks"] = hooks
+        spec["mounts"].append({"destination": str(d), "type": "bind", "source": str(d),
+                               "options": ["rbind", "rw"]})
+        if annotations:
+            spec["annotations"] = annotations
+    return mutate
+
+
+def _log(d) -> list[tuple[str, str, dict]]:
+    try:
+        text = (d / "log").read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        kind, ns, raw = line.split(" ", 2)
+        out.append((kind, ns, json.loads(raw)))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    reap_orphans()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _nothing_left(ocish, c: str, pid: int) -> None:
+    assert not os.path.exists(os.path.join(ocish.root, c))
+    assert glob.glob(f"/sys/fs/cgroup/*/ocish/{c}") == []
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/ocish/{c}")
+    assert pid > 0 and _gone(pid)
+
+
+def test_order_namespaces_and_state_on_stdin(ocish, make_bundle, open_dir):
+    log = _logger(open_dir)
+    hooks = {k: [{"path": log, "args": ["log.sh", k], "env": ENV}] for k in KINDS}
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, hooks, {"org.test": "yes"}))
+    c = cid()
+    ocish("create", "-b", str(b), c, check=True)
+    pid = ocish.state(c)["pid"]
+    created = _log(open_dir)
+    assert [k for k, _, _ in created] == ["prestart", "createRuntime", "createContainer"]
+    host_ns = os.readlink("/proc/self/ns/mnt")  # ocish runs in the test's mount namespace
+    container_ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    assert host_ns != container_ns
+    ns = {k: n for k, n, _ in created}
+    assert ns["prestart"] == ns["createRuntime"] == host_ns
+    assert ns["createContainer"] == container_ns  # run by init, in the container's mount ns
+    for kind, _, st in created:
+        assert st["id"] == c and st["pid"] == pid and st["status"] == "creating", kind
+        assert st["bundle"] == str(b) and st["ociVersion"].startswith("1.")
+        assert st["annotations"] == {"org.test": "yes"}
+
+    p = ocish("start", c, check=True)
+    assert p.stderr == ""
+    started = _log(open_dir)[3:]
+    assert [k for k, _, _ in started] == ["startContainer", "poststart"]
+    (_, sc_ns, sc), (_, ps_ns, ps) = started
+    assert sc_ns == container_ns and ps_ns == host_ns
+    assert (sc["status"], sc["pid"]) == ("created", pid)
+    assert (ps["status"], ps["pid"]) == ("running", pid)
+    assert ocish.state(c)["status"] == "running"
+    assert open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0] == b"sleep"
+
+    ocish("delete", "-f", c, check=True)
+    kinds = [k for k, _, _ in _log(open_dir)]
+    assert kinds == KINDS
+    _, stop_ns, stop = _log(open_dir)[-1]
+    assert stop_ns == host_ns and stop["status"] == "stopped" and stop["id"] == c
+    assert "pid" not in stop  # gone, as with runc
+
+
+def test_failing_create_runtime_aborts_create_and_leaves_nothing(ocish, make_bundle, open_dir):
+    bad = _script(open_dir, "bad.sh", f"cat > {open_dir}/state.json\n"
+                                      "echo 'boom: no network for you' >&2\necho more >&2\nexit 3")
+    log = _logger(open_dir)
+    hooks = {"createRuntime": [{"path": bad, "env": ENV}],
+             "createContainer": [{"path": log, "args": ["log.sh", "createContainer"], "env": ENV}],
+             "poststop": [{"path": log, "args": ["log.sh", "poststop"], "env": ENV}]}
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, hooks))
+    c = cid()
+    p = ocish("create", "-b", str(b), c)
+    assert p.returncode == 1
+    assert p.stderr == (f"ocish: create failed: stage hooks: createRuntime hook {bad} "
+                        f"(config /hooks/createRuntime/0): exit status 3: boom: no network for you\n")
+    pid = json.loads((open_dir / "state.json").read_text())["pid"]
+    _nothing_left(ocish, c, pid)
+    assert _log(open_dir) == []  # neither the later create hook nor poststop ran
+
+
+def test_failing_create_container_aborts_create(ocish, make_bundle, open_dir):
+    bad = _script(open_dir, "bad.sh", f"cat > {open_dir}/state.json\necho 'inside: no' >&2\nexit 1")
+    b = make_bundle(["true"], mutate=_with_hooks(open_dir, {"createContainer": [{"path": bad}]}))
+    c = cid()
+    p = ocish("create", "-b", str(b), c)
+    assert p.returncode == 1
+    assert p.stderr == (f"ocish: create failed: stage container-hooks: createContainer hook {bad} "
+                        f"(config /hooks/createContainer/0): exit status 1: inside: no\n")
+    _nothing_left(ocish, c, json.loads((open_dir / "state.json").read_text())["pid"])
+
+
+def test_hook_timeout_kills_it_and_fails(ocish, make_bundle, open_dir):
+    slow = _script(open_dir, "slow.sh", f"echo $$ > {open_dir}/hook.pid\nexec sleep 60")
+    b = make_bundle(["true"], mutate=_with_hooks(
+        open_dir, {"prestart": [{"path": slow, "timeout": 1, "env": ENV}]}))
+    c = cid()
+    t0 = time.monotonic()
+    p = ocish("create", "-b", str(b), c)
+    assert p.returncode == 1 and time.monotonic() - t0 < 15
+    assert p.stderr.startswith(f"ocish: create failed: stage hooks: prestart hook {slow} "
+                               f"(config /hooks/prestart/0): timeout")
+    assert _gone(int((open_dir / "hook.pid").read_text()))  # the hook was killed
+    assert not os.path.exists(os.path.join(ocish.root, c))
+
+
+def test_failing_poststart_and_poststop_only_warn(ocish, make_bundle, open_dir):
+    log = _logger(open_dir)
+    bad = _script(open_dir, "bad.sh", "cat >/dev/null\necho 'post: oops' >&2\nexit 7")
+    hooks = {"poststart": [{"path": bad}, {"path": log, "args": ["log.sh", "poststart"], "env": ENV}],
+             "poststop": [{"path": bad}, {"path": log, "args": ["log.sh", "poststop"], "env": ENV}]}
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, hooks))
+    c = cid()
+    ocish("create", "-b", str(b), c, check=True)
+    p = ocish("start", c)
+    assert p.returncode == 0
+    assert p.stderr == (f"ocish: warning: poststart hook {bad} (config /hooks/poststart/0): "
+                        f"exit status 7: post: oops\n")
+    assert ocish.state(c)["status"] == "running"
+    p = ocish("delete", "-f", c)
+    assert p.returncode == 0
+    assert p.stderr == (f"ocish: warning: poststop hook {bad} (config /hooks/poststop/0): "
+                        f"exit status 7: post: oops\n")
+    assert not os.path.exists(os.path.join(ocish.root, c))
+    assert [k for k, _, _ in _log(open_dir)] == ["poststart", "poststop"]  # the rest still ran
+
+
+def test_failing_start_container_fails_start_and_stops_the_container(ocish, make_bundle, open_dir):
+    bad = _script(open_dir, "bad.sh", "cat >/dev/null\necho 'not today' >&2\nexit 2")
+    log = _logger(open_dir)
+    hooks = {"startContainer": [{"path": bad}],
+             "poststart": [{"path": log, "args": ["log.sh", "poststart"], "env": ENV}]}
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, hooks))
+    c = cid()
+    ocish("create", "-b", str(b), c, check=True)
+    pid = ocish.state(c)["pid"]
+    p = ocish("start", c)
+    assert p.returncode == 1
+    assert p.stderr == (f"ocish: start failed: startContainer hook {bad} "
+                        f"(config /hooks/startContainer/0): exit status 2: not today\n")
+    assert ocish.state(c)["status"] == "stopped" and _gone(pid)
+    assert _log(open_dir) == []  # no poststart
+    ocish("delete", c, check=True)
+
+
+@pytest.mark.parametrize("kind", ["createRuntime", "poststart"])
+def test_hook_args_env_and_missing_program(ocish, make_bundle, open_dir, kind):
+    show = _script(open_dir, "show.sh", f'echo "$# $1 $2 FOO=$FOO" >> {open_dir}/out')
+    hooks = {kind: [{"path": show, "args": ["ignored-argv0", "a b", "c"], "env": ["FOO=bar"]}]}
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, hooks))
+    c = cid()
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    assert (open_dir / "out").read_text() == "2 a b c FOO=bar\n"
+    ocish("delete", "-f", c, check=True)
+
+    missing = str(open_dir / "no-such-hook")
+    b = make_bundle(["sleep", "30"], mutate=_with_hooks(open_dir, {kind: [{"path": missing}]}))
+    c = cid()
+    p = ocish("run", "-d", "-b", str(b), c)
+    msg = f"{kind} hook {missing} (config /hooks/{kind}/0): no such file or directory"
+    if kind == "poststart":
+        assert p.returncode == 0 and p.stderr == f"ocish: warning: {msg}\n"
+    else:
+        assert p.returncode == 1 and p.stderr == f"ocish: create failed: stage hooks: {msg}\n"

@@ -1,0 +1,72 @@
+"""After setup: the same lifecycle code as the CLI, seen from the CLI too."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from tests.conftest import needs_root
+from tests.shell.conftest import alive, cgroup_dirs
+
+pytestmark = needs_root
+
+
+def _cli_status(ocish, c: str) -> str:
+    return json.loads(ocish("state", c, check=True).stdout)["status"]
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_created_container_is_the_runtimes(ocish, session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    assert "not created yet" in s.cmd("start")
+    out = s.cmd("continue")
+    assert f"setup complete: container {s.cid} created" in out
+    assert [ln.split()[:3] for ln in ocish("list", check=True).stdout.splitlines()[1:]] == \
+        [[s.cid, str(s.json("state")["pid"]), "created"]]
+    pid = s.json("state")["pid"]
+    assert s.cid in s.cmd("containers") and s.cmd(f"ps {s.cid}").split() == [str(pid)]
+    assert "started container" in s.cmd("start")
+    assert _cli_status(ocish, s.cid) == "running"
+    assert s.cmd("ps").split() == [str(pid)]
+    s.cmd("pause")
+    assert _cli_status(ocish, s.cid) == "paused" and s.json("state")["status"] == "paused"
+    assert "not running: paused" in s.cmd("pause")
+    s.cmd("resume")
+    assert _cli_status(ocish, s.cid) == "running"
+    killed = s.cmd("kill KILL")
+    assert _wait(lambda: not alive(pid))
+    out = s.cmd("state")
+    assert json.JSONDecoder().raw_decode(out)[0]["status"] == "stopped"
+    # the shell is the init's subreaper: it reaped it and said so, after this or the last command
+    assert f"container process {pid} exited: killed by SIGKILL" in killed + out + s.cmd("containers")
+    assert f"deleted container {s.cid}" in s.cmd("delete")
+    assert ocish("list", "-q", check=True).stdout.strip() == ""
+    assert not cgroup_dirs(s.cid)
+    s.quit()
+    assert s.proc.returncode == 0
+
+
+def test_quit_keep_leaves_a_started_container_and_quit_removes_it(ocish, session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("continue")
+    out = s.quit("quit --keep")  # not started: --keep does not apply
+    assert "tearing down" in out
+    assert not os.path.exists(os.path.join(ocish.root, s.cid)) and not cgroup_dirs(s.cid)
+
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("continue")
+    s.cmd("start")
+    pid = s.json("state")["pid"]
+    out = s.quit("quit --keep")
+    assert f"container {s.cid} kept running (pid {pid})" in out
+    assert _cli_status(ocish, s.cid) == "running" and alive(pid)
+    ocish("delete", "-f", s.cid, check=True)
+    assert not cgroup_dirs(s.cid)

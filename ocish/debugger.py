@@ -18,7 +18,7 @@ import shutil
 import signal
 import uuid
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Generator
 
 from ocish import diff as diffmod
 from ocish.inspect import Target
@@ -138,9 +138,9 @@ class Debugger(Observer):
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
         """Build the Setup (state dir, exec.fifo, engine) and fork the container side."""
         self.teardown()
-        self.bundle, self.cid = os.path.abspath(bundle), cid or f"debug-{uuid.uuid4().hex[:6]}"
-        self.temp_dir = temp_dir
-        self.setup = lifecycle.Setup(self.root, self.cid, self.bundle, observer=self)
+        cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
+        self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
+        self.bundle, self.cid, self.temp_dir = self.setup.ctx.bundle, cid, temp_dir
         self._spawn()
         self.stops = []
         self._last = self._snapshot("at load, before " + self.position())
@@ -148,21 +148,12 @@ class Debugger(Observer):
 
     def _spawn(self) -> None:
         assert self.setup is not None
+        # the container's stdin: a pipe the shell holds and never writes, so `sh` waits
         r, self._stdin_w = os.pipe()
-        saved = os.dup(0)
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
         try:
-            os.dup2(r, 0)
-            pid = self.setup.engine.spawn()
+            self.setup.engine.spawn(stdin_fd=r, own_group=True)
         finally:
-            os.dup2(saved, 0)
-            os.close(saved)
             os.close(r)
-            signal.signal(signal.SIGINT, old)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:  # it is already gone: the first step reports it
-            pass
 
     def restart(self) -> None:
         """Tear the container down and set it up again from the same bundle, breakpoints kept."""
@@ -176,23 +167,25 @@ class Debugger(Observer):
         """Remove the container and all it holds (process, cgroups, state dir); with `keep`, a
         started container stays. Returns notices for the user."""
         notes, kept = [], False
-        if self.in_setup:
-            self.setup.abort()
-        elif self.st is not None and self.status() != "deleted":
-            kept = keep and self.started
-            if kept:
-                notes.append(f"container {self.cid} kept running (pid {self.st['pid']}); "
-                             f"`ocish --root {self.root} delete -f {self.cid}` removes it")
-            else:
-                lifecycle.delete(self.root, self.cid, force=True)
-        if self._stdin_w >= 0:
-            os.close(self._stdin_w)
-            self._stdin_w = -1
-        self.reap()
-        if self.temp_dir and not kept:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
-        self.setup, self.st, self.started = None, None, False
-        self.bundle = self.cid = self.temp_dir = ""
+        try:
+            if self.in_setup:
+                self.setup.abort()
+            elif self.st is not None and self.status() != "deleted":
+                kept = keep and self.started
+                if kept:
+                    notes.append(f"container {self.cid} kept running (pid {self.st['pid']}); "
+                                 f"`ocish --root {self.root} delete -f {self.cid}` removes it")
+                else:
+                    lifecycle.delete(self.root, self.cid, force=True)
+        finally:
+            if self._stdin_w >= 0:
+                os.close(self._stdin_w)
+                self._stdin_w = -1
+            self.reap()
+            if self.temp_dir and not kept:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.setup, self.st, self.started = None, None, False
+            self.bundle = self.cid = self.temp_dir = ""
         return notes
 
     def reap(self) -> list[str]:
@@ -220,7 +213,7 @@ class Debugger(Observer):
             raise OcishError(f"{self.setup.engine.failed}: `restart` or `quit`")
         return self.setup
 
-    def step(self, count: int = 1) -> Iterator[StepReport]:
+    def step(self, count: int = 1) -> Generator[StepReport, None, None]:
         """Run `count` steps; fewer when one fails, setup completes or a breakpoint comes."""
         try:
             for n in range(count):
@@ -233,7 +226,7 @@ class Debugger(Observer):
         finally:
             self._mark_stop()
 
-    def cont(self) -> Iterator[StepReport]:
+    def cont(self) -> Generator[StepReport, None, None]:
         """Run steps until a breakpoint, a failure or the end of setup."""
         try:
             while True:
@@ -282,7 +275,8 @@ class Debugger(Observer):
         if len(self.stops) < 2:
             return [], "only one stop so far: step first"
         lines = diffmod.diff(self.stops[-2], self.stops[-1])
-        return lines, "" if lines else f"no change between {self.stops[-2].label!r} and {self.stops[-1].label!r}"
+        before, after = self.stops[-2].label, self.stops[-1].label
+        return lines, "" if lines else f"no change between {before!r} and {after!r}"
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:

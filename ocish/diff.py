@@ -48,8 +48,10 @@ def _facts(t: Target) -> list[str]:
         out += [f"caps {s.name} {c}" for c in s.caps] or [f"caps {s.name} (none)"]
     for m in inspect.read("cgroup", t).membership:
         out.append(f"cgroup {m.controllers or '(v2)'} {m.path}")
-    # the whole table as the process sees it: the tree view's base moves as setup goes on
-    for e in procfs.mountinfo(t.pid):
+    # the whole table as the process sees it (the tree view's base moves as setup goes on),
+    # by mountpoint: a new mount namespace lists the same mounts in another order; the sort is
+    # stable, so mounts stacked on one mountpoint keep their order
+    for e in sorted(procfs.mountinfo(t.pid), key=lambda e: e.mountpoint):
         out.append(f"mount {e.mountpoint} {e.fstype} {e.source} {e.options} "
                    f"{propagation(e.optional)}")
     return out

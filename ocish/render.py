@@ -54,13 +54,15 @@ def stages(rows: list[StageRow], fancy: bool):
         return "b" + ",".join(map(str, nums)) if nums else ""
 
     if not fancy:
-        lines = ["    stage     side       what it will do (`explain STAGE` for all)"]
+        w = max([len(r.name) for r in rows] + [5])
+        iw = max([len(it.item) for r in rows for it in r.items] + [0])
+        lines = [f"    {'stage':<{w}} side       what it will do (`explain STAGE` for all)"]
         for r in rows:
             tail = f"  [{bp(r.breakpoints)}]" if r.breakpoints else ""
-            lines.append(f"{_MARK[r.status]} {r.name:<9} {r.side:<10} {r.summary}{tail}")
+            lines.append(f"{_MARK[r.status]} {r.name:<{w}} {r.side:<10} {r.summary}{tail}")
             for it in r.items:
                 tail = f"  [{bp(it.breakpoints)}]" if it.breakpoints else ""
-                lines.append(f"    {_MARK[it.status]} {it.item:<11} {it.text}{tail}")
+                lines.append(f"    {_MARK[it.status]} {it.item:<{iw}}  {it.text}{tail}")
         lines.append("([x] done, --> next, [!] failed, [bN] breakpoint N)")
         return "\n".join(lines)
     from rich.text import Text
@@ -99,18 +101,17 @@ def stage_error(err: StageError, pid: int, fancy: bool):
     if fancy:
         from rich.console import Group
         from rich.text import Text
-        return Group(Text(f"✗ {err}", style="bold red"), _table(["", ""], rows), Text(tail, style="dim"))
+        return Group(Text(f"✗ {err}", style="bold red"), _table(["", ""], rows),
+                     Text(tail, style="dim"))
     return "\n".join([f"FAILED: {err}"] + columns(rows) + ([tail] if tail else []))
 
 
 def trace(result: TraceResult, fancy: bool):
-    lines = [r.text() for r in result.records]
-    if result.error:
-        lines.append(f"trace error: {result.error}")
-    if not lines:
-        lines = ["(no state-changing syscalls)"]
     if not fancy:
-        return "\n".join("  trace: " + ln for ln in lines)
+        lines = ["  trace: " + r.text() for r in result.records]
+        if result.error:
+            lines.append(f"  trace error: {result.error}")
+        return "\n".join(lines or ["  trace: (no state-changing syscalls)"])
     from rich.text import Text
     out = Text()
     for r in result.records:
@@ -141,7 +142,8 @@ def step_report(r: StepReport, pid: int, fancy: bool) -> list:
     elif r.trace_note:
         out.append(_styled("  trace: " + r.trace_note, "dim", fancy))
     if r.changes is not None:
-        out.append(diff(r.changes, fancy) if r.changes else _styled("  (watch: no change)", "dim", fancy))
+        out.append(diff(r.changes, fancy) if r.changes
+                   else _styled("  (watch: no change)", "dim", fancy))
     return out
 
 

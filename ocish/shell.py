@@ -18,7 +18,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from ocish import render
 from ocish.debugger import Debugger, StepReport
@@ -173,13 +173,16 @@ class Shell:
         return 0
 
     def _line_reader(self) -> Callable[[], str]:
+        echo_off = sys.stdin.isatty()
+
         def read() -> str:
             sys.stdout.write(PROMPT)
             sys.stdout.flush()
             line = sys.stdin.readline()
             if not line:
                 raise EOFError
-            print(line.rstrip("\n"), flush=True)  # the transcript shows what was typed
+            if not echo_off:  # a terminal echoes by itself; a transcript shows what was read
+                print(line.rstrip("\n"), flush=True)
             return line
         return read
 
@@ -239,12 +242,10 @@ class Shell:
             signal.signal(signal.SIGINT, old)
 
     # -- stepping ----------------------------------------------------------------------------
-    def _run_steps(self, reports: Iterator[StepReport]) -> None:
-        pid = 0
+    def _run_steps(self, reports: Generator[StepReport, None, None]) -> None:
         with self._deferred_sigint():
             for report in reports:
-                ctx = self.dbg.setup.ctx if self.dbg.setup else None
-                pid = ctx.pid if ctx else 0
+                pid = self.dbg.setup.ctx.pid if self.dbg.setup else 0
                 for block in render.step_report(report, pid, self.fancy):
                     self.show(block)
                 if report.created:

@@ -62,12 +62,13 @@ UMOUNT_FLAGS = [("MNT_FORCE", 1), ("MNT_DETACH", 2), ("MNT_EXPIRE", 4), ("UMOUNT
 OPEN_FLAGS = [(n, getattr(os, n)) for n in (
     "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_DSYNC", "O_DIRECTORY",
     "O_NOFOLLOW", "O_CLOEXEC", "O_PATH", "O_TMPFILE") if getattr(os, n, 0)]
-PRCTL = {v: k for k, v in vars(S).items() if k.startswith("PR_") and not k.startswith("PR_CAP_AMBIENT_")}
+PRCTL = {v: k for k, v in vars(S).items()
+         if k.startswith("PR_") and not k.startswith("PR_CAP_AMBIENT_")}
 PRCTL.update({22: "PR_SET_SECCOMP", 21: "PR_GET_SECCOMP", 15: "PR_SET_NAME", 16: "PR_GET_NAME"})
 # reverse order: where two names share a number (RLIMIT_OFILE), the usual one (RLIMIT_NOFILE) wins
 RLIMITS = {v: k for k, v in sorted(vars(resource).items(), reverse=True) if k.startswith("RLIMIT_")}
-SECCOMP_OPS = {0: "SECCOMP_SET_MODE_STRICT", 1: "SECCOMP_SET_MODE_FILTER", 2: "SECCOMP_GET_ACTION_AVAIL",
-               3: "SECCOMP_GET_NOTIF_SIZES"}
+SECCOMP_OPS = {0: "SECCOMP_SET_MODE_STRICT", 1: "SECCOMP_SET_MODE_FILTER",
+               2: "SECCOMP_GET_ACTION_AVAIL", 3: "SECCOMP_GET_NOTIF_SIZES"}
 KEYCTL_OPS = {0: "KEYCTL_GET_KEYRING_ID", 1: "KEYCTL_JOIN_SESSION_KEYRING"}
 AT_FDCWD = -100
 

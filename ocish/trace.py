@@ -29,6 +29,13 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 
+from ptrace import PtraceError
+from ptrace.binding.func import (PTRACE_DETACH, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC,
+                                 PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_O_TRACECLONE,
+                                 PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK, PTRACE_O_TRACESYSGOOD,
+                                 PTRACE_O_TRACEVFORK, PTRACE_SYSCALL, ptrace, ptrace_geteventmsg)
+from ptrace.syscall import SYSCALL_NAMES
+
 from ocish import syscall_args as A
 
 PTRACE_SEIZE = 0x4206
@@ -54,7 +61,7 @@ class Call:
 @dataclass
 class Event:
     pid: int
-    what: str      # fork, exec, exit, detach
+    what: str      # fork, exec, exit
     detail: str = ""
 
     def text(self) -> str:
@@ -65,11 +72,6 @@ class Event:
 class TraceResult:
     records: list[Call | Event] = field(default_factory=list)
     error: str = ""
-
-
-def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
-    from ptrace.binding.func import ptrace
-    return ptrace(request, pid, addr, data)
 
 
 class Tracer:
@@ -87,7 +89,6 @@ class Tracer:
 
     def start(self, timeout: float = 5.0) -> str:
         """Fork the helper and wait until the tracee is under syscall tracing; "" or an error."""
-        import ptrace.binding.func  # noqa: F401 - import before fork, not in the helper
         ctl_r, ctl_w = os.pipe()
         out_r, out_w = os.pipe()
         pid = os.fork()
@@ -127,7 +128,7 @@ class Tracer:
         """Wait for the helper to finish by itself (mode "exec"); False on timeout."""
         return bool(select.select([self._out], [], [], timeout)[0])
 
-    def stop(self) -> TraceResult:
+    def stop(self, timeout: float = 10.0) -> TraceResult:
         """Detach from every tracee, collect the records and reap the helper."""
         if not self.helper:
             return TraceResult(error="not tracing")
@@ -136,20 +137,34 @@ class Tracer:
         except BrokenPipeError:  # the helper finished by itself
             pass
         os.close(self._ctl)
+        result = TraceResult()
         chunks = []
-        while chunk := os.read(self._out, 65536):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+                # a tracee that never stops (e.g. in uninterruptible sleep): the kernel detaches
+                # the tracees of a tracer that dies
+                os.kill(self.helper, signal.SIGKILL)
+                result.error = "the tracer did not finish: killed (its tracees are detached)"
+                break
+            chunk = os.read(self._out, 65536)
+            if not chunk:
+                break
             chunks.append(chunk)
         os.close(self._out)
         os.waitpid(self.helper, 0)
         self.helper = 0
-        result = TraceResult()
         for line in b"".join(chunks).decode(errors="replace").splitlines():
             if not line or line == "ready":
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except ValueError:  # cut short when the helper was killed
+                continue
             kind = rec.pop("kind")
             if kind == "error":
-                result.error = rec["msg"]
+                result.error = result.error or rec["msg"]
             else:
                 result.records.append(Call(**rec) if kind == "call" else Event(**rec))
         return result
@@ -161,25 +176,21 @@ class _Helper:
     def __init__(self, pid: int, mode: str, limit: int, ctl: int, out: int) -> None:
         self.root, self.mode, self.limit, self.ctl, self.out = pid, mode, limit, ctl, out
         self.tracees: dict[int, A.Memory | None] = {}
-        self.pending: dict[int, tuple[str, list[int], list[str], bool]] = {}
+        self.pending: dict[int, tuple[str, list[str], bool]] = {}  # pid: a call entered
         self.records: list[dict] = []
         self.exec_seen = False
         self.after_exec = 0
         self.stopping = False
 
     def run(self) -> None:
-        from ptrace.binding.func import (PTRACE_O_TRACECLONE, PTRACE_O_TRACEEXEC,
-                                         PTRACE_O_TRACEFORK, PTRACE_O_TRACESYSGOOD,
-                                         PTRACE_O_TRACEVFORK)
-        from ptrace import PtraceError
         opts = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
                 | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_w)
         try:
-            _ptrace(PTRACE_SEIZE, self.root, 0, opts)
-            _ptrace(PTRACE_INTERRUPT, self.root)
+            ptrace(PTRACE_SEIZE, self.root, 0, opts)
+            ptrace(PTRACE_INTERRUPT, self.root)
         except PtraceError as e:
             self._emit({"kind": "error", "msg": f"cannot trace pid {self.root}: {e}"})
             return
@@ -204,7 +215,8 @@ class _Helper:
                 self._handle(pid, status)
             except PtraceError:  # the tracee died between its stop and our request
                 self._forget(pid)
-            if self.mode == "exec" and self.limit and self.after_exec >= self.limit and not self.stopping:
+            done = self.mode == "exec" and self.limit and self.after_exec >= self.limit
+            if done and not self.stopping:
                 self._stop_all()
         for rec in self.records:
             self._emit(rec)
@@ -216,16 +228,14 @@ class _Helper:
         self.records.append({"kind": "event", **asdict(Event(pid, what, detail))})
 
     def _resume(self, pid: int, sig: int = 0) -> None:
-        from ptrace.binding.func import PTRACE_SYSCALL
-        _ptrace(PTRACE_SYSCALL, pid, 0, sig)
+        ptrace(PTRACE_SYSCALL, pid, 0, sig)
 
     def _stop_all(self) -> None:
         """Interrupt every tracee; each is detached at its next stop."""
-        from ptrace import PtraceError
         self.stopping = True
         for pid in list(self.tracees):
             try:
-                _ptrace(PTRACE_INTERRUPT, pid)
+                ptrace(PTRACE_INTERRUPT, pid)
             except PtraceError:
                 self._forget(pid)
 
@@ -236,8 +246,6 @@ class _Helper:
         self.pending.pop(pid, None)
 
     def _handle(self, pid: int, status: int) -> None:
-        from ptrace.binding.func import (PTRACE_DETACH, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC,
-                                         PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, ptrace_geteventmsg)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             if pid in self.tracees:
                 how = (f"status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status)
@@ -252,7 +260,7 @@ class _Helper:
         sig, event = os.WSTOPSIG(status), status >> 16
         if self.stopping:
             passed = sig if (event == 0 and sig != signal.SIGTRAP | 0x80) else 0
-            _ptrace(PTRACE_DETACH, pid, 0, passed)
+            ptrace(PTRACE_DETACH, pid, 0, passed)
             self._forget(pid)
             return
         if event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE):
@@ -286,9 +294,8 @@ class _Helper:
         return mem
 
     def _syscall(self, pid: int) -> None:
-        from ptrace.syscall import SYSCALL_NAMES
         info = (ctypes.c_uint8 * 88)()
-        _ptrace(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
+        ptrace(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
         raw = bytes(info)
         op = raw[0]
         if op == _SYSINFO_ENTRY:
@@ -299,9 +306,9 @@ class _Helper:
             everything = self.mode == "exec" and self.exec_seen
             keep = everything or A.interesting(name, args, mem)
             # strings are read at entry: the call may change or free them
-            self.pending[pid] = (name, args, A.decode(name, args, mem) if keep else [], keep)
+            self.pending[pid] = (name, A.decode(name, args, mem) if keep else [], keep)
         elif op == _SYSINFO_EXIT and pid in self.pending:
-            name, _, shown, keep = self.pending.pop(pid)
+            name, shown, keep = self.pending.pop(pid)
             rval = int.from_bytes(raw[24:32], "little", signed=True)
             result, err = A.result_text(rval, bool(raw[32]), name)
             if keep:

@@ -17,6 +17,12 @@ from runtime.linux import sig
 DEFAULT_ROOT = "/run/ocish"
 
 
+def default_root() -> str:
+    """runc's rule: a caller that is not root keeps its state under $XDG_RUNTIME_DIR/ocish."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "ocish") if xdg and os.geteuid() != 0 else DEFAULT_ROOT
+
+
 class Log:
     """runc's --log/--log-format: JSON or logrus-style text lines, appended to a file."""
 
@@ -52,7 +58,8 @@ def parse_signal(text: str) -> int:
 
 
 GLOBAL = [
-    Opt("root", str, help=f"state directory (default {DEFAULT_ROOT})"),
+    Opt("root", str, help=f"state directory (default {DEFAULT_ROOT}; "
+                          f"$XDG_RUNTIME_DIR/ocish when not root)"),
     Opt("log", str, help="append log lines to this file"),
     Opt("log-format", str, default="text", choices=("text", "json"), help="text or json"),
     Opt("debug", help="log debug lines too"),
@@ -148,7 +155,7 @@ def _table(states: list[dict]) -> str:
 
 def dispatch(g: Parsed, command: str, a: Parsed) -> int:
     from runtime import lifecycle  # after parsing: `--help` and errors stay cheap
-    root = g.root or DEFAULT_ROOT
+    root = g.root or default_root()
     if command == "spec":
         from runtime.defaults import default_spec
         path = os.path.join(a.bundle, "config.json")

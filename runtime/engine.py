@@ -100,19 +100,33 @@ class Engine:
     def next_step(self) -> tuple[Stage, str] | None:
         return None if self.done else self.steps[self.pos]
 
-    def spawn(self) -> int:
-        """Fork the container side (C1), blocked until the first Run; returns its pid."""
+    def spawn(self, stdin_fd: int | None = None, own_group: bool = False) -> int:
+        """Fork the container side (C1), blocked until the first Run; returns its pid.
+
+        The debugger gives it a stdin of its own and its own process group, so the shell's
+        terminal and Ctrl-C never reach the container.
+        """
         host, child = sync.pair()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported over the channel
             try:
                 host.close()
+                if stdin_fd is not None:
+                    os.dup2(stdin_fd, 0)
+                if own_group:
+                    os.setpgid(0, 0)
+                    sig.signal(sig.SIGINT, sig.SIG_IGN)
                 serve(self.ctx, child, self.stages)
             except BaseException as exc:  # a bug of ours outside any stage: say so, then exit
                 os.write(2, f"ocish: container side: {type(exc).__name__}: {exc}\n".encode())
             finally:
                 os._exit(1)
         child.close()
+        if own_group:
+            try:  # both sides set it: whichever runs first wins the race with the next fork
+                os.setpgid(pid, pid)
+            except OSError:
+                pass
         self.chan = host
         self.ctx.pid = pid
         return pid
@@ -150,7 +164,10 @@ class Engine:
             if isinstance(msg, sync.Pid):  # C1 forked init and is exiting: reap it, follow init
                 first = self.ctx.pid
                 self.ctx.pid = msg.pid
-                os.waitpid(first, 0)
+                try:
+                    os.waitpid(first, 0)
+                except ChildProcessError:  # a subreaper's reap loop got there first
+                    pass
             elif isinstance(msg, sync.Ok):
                 return
             elif isinstance(msg, sync.Err):

@@ -74,13 +74,15 @@ class Setup:
     def abort(self) -> None:
         """Undo everything: the container process, its cgroups, the state dir."""
         self.engine.kill()
-        if self.ctx.cgroup is not None:
-            self.ctx.cgroup.destroy()
         try:
-            os.close(self.ctx.fifo_fd)
-        except OSError:
-            pass
-        state.remove_dir(self.dir)
+            if self.ctx.cgroup is not None:
+                self.ctx.cgroup.destroy()
+        finally:
+            try:
+                os.close(self.ctx.fifo_fd)
+            except OSError:
+                pass
+            state.remove_dir(self.dir)
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -16,6 +16,8 @@ AUDIT_ARCHES = {0xC000003E: "AUDIT_ARCH_X86_64", 0x40000003: "AUDIT_ARCH_I386",
 ACTIONS = {0x80000000: "KILL_PROCESS", 0x00000000: "KILL_THREAD", 0x00030000: "TRAP",
            0x00050000: "ERRNO", 0x7FC00000: "USER_NOTIF", 0x7FF00000: "TRACE",
            0x7FFC0000: "LOG", 0x7FFF0000: "ALLOW"}
+X32_SYSCALL_BIT = 0x40000000
+_NR_NOTES = {X32_SYSCALL_BIT: "x32 syscall bit", 0xFFFFFFFF: "nr -1 (no syscall)"}
 _ALU = {0x00: "add", 0x10: "sub", 0x20: "mul", 0x30: "div", 0x40: "or", 0x50: "and",
         0x60: "lsh", 0x70: "rsh", 0x80: "neg", 0x90: "mod", 0xA0: "xor"}
 _JMP = {0x10: "jeq", 0x20: "jgt", 0x30: "jge", 0x40: "jset"}
@@ -77,7 +79,8 @@ def disassemble(prog: list[Insn], syscall_names: dict[int, str] | None = None) -
             else:
                 text, holds = f"{op} [x + {k}]", ""
         elif cls == 0x01:  # ldx
-            text = f"ldx #{k:#x}" if code & 0xE0 == 0 else f"ldx M[{k}]" if code & 0xE0 == 0x60 else "ldx len"
+            mode = code & 0xE0
+            text = f"ldx #{k:#x}" if mode == 0 else f"ldx M[{k}]" if mode == 0x60 else "ldx len"
         elif cls == 0x02:
             text = f"st M[{k}]"
         elif cls == 0x03:
@@ -91,11 +94,12 @@ def disassemble(prog: list[Insn], syscall_names: dict[int, str] | None = None) -
             if op == 0x00:
                 text = f"ja {pc + 1 + k:04d}"
             else:
-                src = "x" if code & 0x08 else (f"#{k}" if holds == "nr" else f"#{k:#x}")
+                small_nr = holds == "nr" and k < X32_SYSCALL_BIT
+                src = "x" if code & 0x08 else (f"#{k}" if small_nr else f"#{k:#x}")
                 text = f"{_JMP.get(op, 'j?')} {src} jt {pc + 1 + ins.jt:04d} jf {pc + 1 + ins.jf:04d}"
                 if not code & 0x08:
                     if holds == "nr":
-                        note = names.get(k, f"syscall {k}")
+                        note = names.get(k) or _NR_NOTES.get(k, f"syscall {k}")
                     elif holds == "arch":
                         note = AUDIT_ARCHES.get(k, "")
         elif cls == 0x06:  # ret

@@ -57,7 +57,8 @@ def dirs_of(membership: list[Membership], root: str = CGROUP_ROOT) -> dict[str, 
     out = {}
     for m in membership:
         if not m.controllers:
-            out["" if pure_v2 else "unified"] = f"{root}{'' if pure_v2 else '/unified'}{m.path}".rstrip("/")
+            v2 = root if pure_v2 else f"{root}/unified"
+            out["" if pure_v2 else "unified"] = f"{v2}{m.path}".rstrip("/")
             continue
         mount = "systemd" if m.controllers == "name=systemd" else m.controllers
         for ctrl in m.controllers.split(","):

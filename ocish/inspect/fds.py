@@ -121,12 +121,14 @@ def read(t: Target) -> Fds:
         if separated:
             if target.startswith("/") and info.get("mnt_id", "").isdigit() \
                     and int(info["mnt_id"]) not in visible:
-                why = f"a host file: its mount ({info['mnt_id']}) is not in the container's mount table"
+                why = (f"a host file: its mount ({info['mnt_id']}) is not in the container's "
+                       "mount table")
             elif target.startswith(("pipe:", "socket:")):
                 if holders is None:
                     holders = _holders(mnt_ns, pid)
                 if target in holders:
-                    why = "also held outside the container by " + ", ".join(sorted(holders[target], key=lambda w: int(w.split()[0])))
+                    who = sorted(holders[target], key=lambda w: int(w.split()[0]))
+                    why = "also held outside the container by " + ", ".join(who)
                 elif target.startswith("socket:"):
                     sock_ns = _socket_netns(pid, int(name))
                     if sock_ns is not None and sock_ns != net_ns:

@@ -3,8 +3,9 @@
 The `signal` module wraps the same functions in enums, and importing enum costs several
 milliseconds at every runtime start; the runtime only needs the numbers and the calls.
 """
-from _signal import (NSIG, SIG_DFL, SIG_SETMASK, SIGHUP, SIGINT, SIGKILL, SIGQUIT,  # noqa: F401
-                     SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, pthread_sigmask, signal)
+from _signal import (NSIG, SIG_DFL, SIG_IGN, SIG_SETMASK, SIGHUP, SIGINT,  # noqa: F401
+                     SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
+                     pthread_sigmask, signal)
 import _signal
 
 

@@ -61,10 +61,29 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-_SYSCALL_NR = {  # only the calls glibc has no wrapper for
-    "x86_64": {"pivot_root": 155, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "keyctl": 219},
+# <linux/personality.h>
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+PER_QUERY = 0xFFFFFFFF
+
+# <linux/ioprio.h>
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
+_SYSCALL_NR = {  # only the calls glibc (2.36) has no wrapper for
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "ioprio_set": 251, "sched_setattr": 314,
+               "lsm_list_modules": 461},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274,
+                "lsm_list_modules": 461},
 }[os.uname().machine]
+
+
+class _SchedAttr(ctypes.Structure):
+    """struct sched_attr, SCHED_ATTR_SIZE_VER0 (48 bytes): what sched_setattr(2) reads."""
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
 
 
 def _check(ret: int, what: str = "") -> int:
@@ -117,6 +136,37 @@ def setdomainname(name: str) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
+
+
+def personality(persona: int) -> int:
+    """personality(2): set the execution domain (PER_LINUX32...) and flags; returns the old one.
+    PER_QUERY only reads it."""
+    return _check(_libc.personality(ctypes.c_ulong(persona)))
+
+
+def ioprio_set(ioclass: int, data: int) -> None:
+    """ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(class, data)) for the calling process."""
+    _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["ioprio_set"]), ctypes.c_int(IOPRIO_WHO_PROCESS),
+                         ctypes.c_int(0), ctypes.c_int(ioclass << IOPRIO_CLASS_SHIFT | data)))
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0,
+                  deadline: int = 0, period: int = 0) -> None:
+    """sched_setattr(2) of the calling thread (the whole process: we are single-threaded)."""
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline,
+                      period)
+    _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["sched_setattr"]), ctypes.c_int(0),
+                         ctypes.byref(attr), ctypes.c_uint(0)))
+
+
+def lsm_list_modules() -> list[int]:
+    """The LSM_ID_* of the active security modules, in the kernel's order (Linux 6.8 and later;
+    ENOSYS before)."""
+    ids = (ctypes.c_uint64 * 32)()
+    size = ctypes.c_uint32(ctypes.sizeof(ids))
+    n = _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["lsm_list_modules"]), ids,
+                             ctypes.byref(size), ctypes.c_uint32(0)))
+    return list(ids[:n])
 
 
 def chroot(path: str) -> None:

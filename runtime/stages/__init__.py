@@ -1,7 +1,10 @@
 """The setup pipeline: the ordered stages every container goes through, runtime and debugger alike."""
 from __future__ import annotations
 
+import os
+
 from runtime.engine import Stage
+from runtime.stages.attributes import Attributes, Lsm
 from runtime.stages.cgroup import Cgroup
 from runtime.stages.exec import Exec
 from runtime.stages.hooks import ContainerHooks, Hooks
@@ -16,6 +19,14 @@ from runtime.stages.unshare import Unshare
 
 
 def pipeline() -> list[Stage]:
-    return [Cgroup(), Unshare(), Idmap(), Mounts(), Hooks(), ContainerHooks(), Seccomp(), Pivot(),
-            Terminal(), Process(), Paths(), Bounding(), User(), Caps(), Exec()]
+    return [_cgroup(), Unshare(), Idmap(), Lsm(), Mounts(), Hooks(), ContainerHooks(), Seccomp(),
+            Pivot(), Terminal(), Process(), Paths(), Attributes(), Bounding(), User(), Caps(), Exec()]
+
+
+def _cgroup() -> Stage:
+    """An unprivileged runtime uses a cgroup only where it is delegated (runtime/rootless.py)."""
+    if os.geteuid() != 0:
+        from runtime.rootless import RootlessCgroup
+        return RootlessCgroup()
+    return Cgroup()
 

@@ -5,6 +5,8 @@ namespace, writes /proc/<init>/{uid,gid}_map while the container waits.
 """
 from __future__ import annotations
 
+import os
+
 from runtime.engine import HOST, Context, Stage
 from runtime.errors import StageError
 from runtime.stages.unshare import has_new
@@ -29,6 +31,10 @@ class Idmap(Stage):
 
     def run(self, ctx: Context, item: str = "") -> None:
         if not has_new(ctx, "user"):
+            return
+        if os.geteuid() != 0:  # rootless: own id directly, more through newuidmap/newgidmap
+            from runtime import rootless
+            rootless.write_maps(ctx, self.name)
             return
         for kind in ("uid", "gid"):
             key = f"{kind}Mappings"

@@ -20,7 +20,7 @@ def test_pipeline_listing_and_breakpoints(session, make_bundle):
     assert "stopped before the first stage" in s.banner and "next: cgroup" in s.banner
     out = s.cmd("stages")
     assert out.splitlines()[1].startswith("-->") and "cgroup" in out.splitlines()[1]
-    assert "[ ] /mounts/0   mount(2) proc proc on /proc" in out
+    assert "[ ] /mounts/0  mount(2) proc proc on /proc" in out
     assert "breakpoint 1 before mounts /mounts/0" in s.cmd("break mount /proc")
     assert "breakpoint 2 before pivot (first step)" in s.cmd("b pivot")
     assert "no stage 'nope'" in s.cmd("break nope")

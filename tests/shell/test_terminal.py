@@ -83,6 +83,9 @@ def test_terminal_session(ocish, make_bundle, tmp_path):
         t.wait_for("inspect mounts")
         t.keys("Enter")
         t.wait_for("mounts under the rootfs")
+        t.keys("stages", "Enter")  # rendered by rich: a tree with breakpoint marks
+        t.wait_for("● b1")
+        assert "setup pipeline" in t.screen()
         assert "OCISH-EXITED" not in t.screen()
         t.keys("C-d")
         t.wait_for("OCISH-EXITED 0")

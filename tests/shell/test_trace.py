@@ -54,7 +54,8 @@ def test_catch_exec_traces_the_user_process_then_detaches(session, make_bundle):
     assert "started container" in out
     lines = [ln.strip() for ln in out.splitlines() if ln.startswith("  trace: ")]
     opened = [i for i, ln in enumerate(lines) if "O_WRONLY" in ln and "openat" in ln]
-    execve = [i for i, ln in enumerate(lines) if ln.startswith('trace: execve("/bin/sleep", ["sleep", "100"]')]
+    call = 'trace: execve("/bin/sleep", ["sleep", "100"]'
+    execve = [i for i, ln in enumerate(lines) if ln.startswith(call)]
     assert opened and execve and opened[0] < execve[0], out  # the fifo, then the execve
     assert lines[execve[0]].endswith("= 0")
     assert "--- exec /bin/busybox ---" in out

@@ -9,8 +9,10 @@ SHELL_COMMANDS = {"bundle", "debug", "shell"}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if command in SHELL_COMMANDS and argv[0] == command:
+    if not argv and sys.stdin.isatty() and sys.stdout.isatty():
+        argv = ["shell"]  # bare `ocish` on a terminal: the debugger shell, empty
+    command = argv[0] if argv else None
+    if command in SHELL_COMMANDS:
         if command == "bundle":
             from ocish.bundle import main as bundle_main
             return bundle_main(argv[1:])

@@ -37,6 +37,7 @@ class Context:
         self.pid = 0                  # host pid of the container process (C1, then init)
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
+        self.console_sock = None      # connected --console-socket, opened before pivot_root
 
     @property
     def process(self) -> dict:

@@ -113,7 +113,7 @@ def _create(root: str, cid: str, bundle: str, detach: bool, opts: dict):
             raise OcishError(f"create failed: {exc}") from None
         raise
     finally:
-        sock = getattr(ctx, "console_sock", None)
+        sock = ctx.console_sock
         if sock is not None:  # the container side has its own copy
             sock.close()
     return setup.finish(), attach

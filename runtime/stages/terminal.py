@@ -31,7 +31,7 @@ class Terminal(Stage):
         if not ctx.process.get("terminal"):
             return ("process.terminal is false: the process keeps the stdio it inherits "
                     "(config /process/terminal).")
-        if getattr(ctx, "console_sock", None) is None:
+        if ctx.console_sock is None:
             return ("process.terminal is true, but there is no console socket: the process keeps "
                     "the stdio it inherits (config /process/terminal).")
         size = ctx.process.get("consoleSize") or {}
@@ -46,7 +46,7 @@ class Terminal(Stage):
         return "\n".join(line for line in lines if line)
 
     def run(self, ctx: Context, item: str = "") -> None:
-        sock = getattr(ctx, "console_sock", None)
+        sock = ctx.console_sock
         if not ctx.process.get("terminal") or sock is None:
             return
         try:

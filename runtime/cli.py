@@ -102,8 +102,8 @@ COMMANDS = [
         Opt("process", str, "p", help="process.json: the OCI process object to run"),
         Opt("detach", short="d", help="do not wait for the process"),
         Opt("pid-file", str, help="write the process's host pid here"),
-        Opt("process-label", str, help="SELinux label (refused: not supported)"),
-        Opt("apparmor", str, help="AppArmor profile (refused: not supported)"),
+        Opt("process-label", str, help="SELinux label for the process"),
+        Opt("apparmor", str, help="AppArmor profile for the process"),
         Opt("no-new-privs", help="set no_new_privs for the process"),
         Opt("cap", str, "c", help="add a capability (repeatable)", multi=True),
         Opt("preserve-fds", int, default=0, help="pass fds 3..3+N-1 to the process"),
@@ -139,6 +139,30 @@ COMMANDS = [
         Opt("interval", str, default="5s", help="time between stats (default 5s)"),
     ], ("id",)),
     Command("features", "print what this runtime supports, as JSON"),
+    Command("checkpoint", "checkpoint a running container with criu", [
+        Opt("image-path", str, help="directory for the criu images (default ./checkpoint)"),
+        Opt("work-path", str, help="directory for criu's log and work files (default: image path)"),
+        Opt("parent-path", str, help="images of a previous pre-dump"),
+        Opt("leave-running", help="leave the container running after the checkpoint"),
+        Opt("tcp-established", help="allow open tcp connections"),
+        Opt("ext-unix-sk", help="allow external unix sockets"),
+        Opt("shell-job", help="allow shell jobs"),
+        Opt("file-locks", help="handle file locks"),
+        Opt("pre-dump", help="dump memory only, leave the container running"),
+        Opt("manage-cgroups-mode", str, help="cgroups mode: soft (default), full, strict, ignore"),
+    ], ("id",)),
+    Command("restore", "restore a container from a criu checkpoint", [
+        Opt("image-path", str, help="directory of the criu images (default ./checkpoint)"),
+        Opt("work-path", str, help="directory for criu's log and work files (default: image path)"),
+        Opt("bundle", str, "b", ".", "bundle directory (config.json and rootfs)"),
+        Opt("detach", short="d", help="do not wait for the restored container"),
+        Opt("pid-file", str, help="write the restored init's host pid here"),
+        Opt("tcp-established", help="allow open tcp connections"),
+        Opt("ext-unix-sk", help="allow external unix sockets"),
+        Opt("shell-job", help="allow shell jobs"),
+        Opt("file-locks", help="handle file locks"),
+        Opt("manage-cgroups-mode", str, help="cgroups mode: soft (default), full, strict, ignore"),
+    ], ("id",)),
 ]
 _UPDATE_FLAGS = ("memory", "memory-reservation", "memory-swap", "kernel-memory", "kernel-memory-tcp",
                  "cpu-share", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period",
@@ -208,6 +232,13 @@ def dispatch(g: Parsed, command: str, a: Parsed) -> int:
     elif command == "features":
         from runtime.features import features
         print(jsonfast.dumps(features(), indent=4))
+    elif command in ("checkpoint", "restore"):
+        from runtime import checkpoint
+        opts = dict(vars(a))
+        if command == "checkpoint":
+            checkpoint.checkpoint(root, a.id, opts, criu=g.criu)
+        else:
+            return checkpoint.restore(root, a.id, a.bundle, opts, criu=g.criu)
     return 0
 
 
@@ -235,13 +266,9 @@ def _exec_process(root: str, a: Parsed, X) -> int:
         spec = X.container_spec(state.container_dir(root, a.id), st["bundle"])
         process = X.merge_cli(spec.get("process") or {}, a.command, cwd=a.cwd, env=a.env,
                               user=a.user, additional_gids=a.additional_gids, caps=a.cap,
-                              no_new_privs=a.no_new_privs, tty=a.tty)
+                              no_new_privs=a.no_new_privs, tty=a.tty, apparmor=a.apparmor,
+                              process_label=a.process_label)
         origin = "process"
-    if a.apparmor:
-        raise X.ExecFailed("--apparmor: ocish does not apply AppArmor profiles")
-    if a.process_label:
-        raise X.ExecFailed("selinux label is specified in config, but selinux is disabled or "
-                           "not supported")
     X.validate_process(process, origin)
     return X.exec_process(root, a.id, process, detach=a.detach, pid_file=a.pid_file,
                           preserve_fds=a.preserve_fds, console_socket=a.console_socket,

@@ -4,16 +4,21 @@ An exec is just another pipeline of stages run by `runtime.engine.Engine`:
 
     host (ocish exec)                          container side
     ─────────────────                          ──────────────
-    check status, build the process spec
+    check status, build the process spec,
+    checkTerminal, connect --console-socket
     fork C1 ──────────────────────────────►    C1: blocked in recv()
     [cgroup-join] C1 into the container's cgroups
-    Run{seccomp} ─────────────────────────►    C1: compile the container's profile (host paths)
+    Run{lsm, seccomp} ────────────────────►    C1: check AppArmor/SELinux, compile the container's
+                                                   seccomp profile (host /sys and paths in view)
     Run{join} ────────────────────────────►    C1: setns(user ... mount) from /proc/<init>/ns,
               ◄───────────────────────────         fork C2, Pid{C2}, exit
-    Run{process, bounding, user, caps} ───►    C2: oom score, rlimits, keyring; capabilities, ids
+    Run{terminal} ────────────────────────►    C2: a pty of the container's devpts, master sent
+    Run{process, attributes, bounding,         C2: oom score, rlimits, keyring; ioprio, scheduler,
+        user, caps} ──────────────────────►        LSM label; capabilities, ids, umask, cwd
     Run{exec} ────────────────────────────►    C2: resolve args[0], seal fds; Ok; execve(2)
                                                    (no exec.fifo: the process runs at once)
-    foreground: wait for C2 (we are its subreaper), forward signals, exit with its status
+    foreground: wait for C2 (we are its subreaper), forward signals (with -t and no socket,
+    copy our terminal to and from its pty), exit with its status
     --detach: write --pid-file, exit 0 (C2 goes to our caller's subreaper)
 
 The process spec is runc's: the OCI process object of `--process FILE` as it is (what containerd
@@ -132,9 +137,6 @@ def validate_process(p: dict, origin: str) -> None:
     except SpecError as e:
         where = e.pointer[len("/process"):] or "/"
         raise ExecFailed(f"{origin} {where}: {e.message}") from None
-    if p.get("selinuxLabel"):
-        raise ExecFailed("selinux label is specified in config, but selinux is disabled or "
-                         "not supported")
 
 
 def parse_cgroup_flags(values: list[str]) -> list[tuple[str, str]]:
@@ -154,12 +156,18 @@ def parse_cgroup_flags(values: list[str]) -> list[tuple[str, str]]:
 # the engine
 
 def pipeline(st: dict, sub: list[tuple[str, str]] = ()) -> list:
+    """create's stages where they apply to one process, after the two that join the container.
+    lsm and seccomp run in C1 before `join`, while the host's /sys and paths are in view."""
+    from runtime.stages.attributes import Attributes, Lsm
     from runtime.stages.exec import Exec
     from runtime.stages.join import CgroupJoin, Join
     from runtime.stages.process import Process, User
     from runtime.stages.security import Bounding, Caps, Seccomp
-    return [CgroupJoin(st.get("cgroup"), sub), Seccomp(), Join(st["pid"], st.get("start_time")),
-            Process(container_wide=False), Bounding(), User(), Caps(), Exec(wait_start=False)]
+    from runtime.stages.terminal import Terminal
+    return [CgroupJoin(st.get("cgroup"), sub), Lsm(), Seccomp(),
+            Join(st["pid"], st.get("start_time")), Terminal(console=False),
+            Process(container_wide=False), Attributes(container_wide=False), Bounding(), User(),
+            Caps(), Exec(wait_start=False)]
 
 
 class ExecSetup:
@@ -202,34 +210,32 @@ def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
     return st
 
 
-def check_terminal(process: dict, detach: bool, console_socket: str | None) -> None:
-    """runc's checkTerminal, then whether ocish can give the process a terminal at all."""
-    terminal = bool(process.get("terminal"))
-    if detach and terminal and not console_socket:
-        raise ExecFailed("cannot allocate tty if runc will detach without setting console socket")
-    if (not detach or not terminal) and console_socket:
-        raise ExecFailed("cannot use console socket if runc will not detach or allocate tty")
-    if terminal:
-        # TODO(terminal): remove once runtime has pty + console-socket support for exec
-        raise ExecFailed("terminal not supported yet: run exec without -t "
-                         "(or with \"terminal\": false in --process)")
-
-
-def start(setup: ExecSetup) -> int:
-    """Run the pipeline; the process runs when this returns its host pid."""
+def start(setup: ExecSetup, detach: bool = True):
+    """Run the pipeline; the process runs once this returns (its host pid, and the
+    runtime.terminal.Attach that holds its pty master when we lend it our own terminal)."""
+    ctx, attach = setup.ctx, None
     try:
+        if ctx.process.get("terminal") or ctx.console_socket:
+            from runtime import terminal  # runc's checkTerminal, and the console socket
+            attach = terminal.prepare(ctx, detach)
         setup.engine.run()
-    except StageError as err:
+    except BaseException as exc:
         setup.abort()
-        raise ExecFailed(str(err)) from None
-    except BaseException:
-        setup.abort()
+        if attach is not None:
+            attach.close()
+        if isinstance(exc, StageError):
+            raise ExecFailed(str(exc)) from None
         raise
-    return setup.finish()
+    finally:
+        sock = getattr(ctx, "console_sock", None)
+        if sock is not None:  # the container side had its own copy
+            sock.close()
+    return setup.finish(), attach
 
 
-def wait(pid: int) -> int:
-    """Forward signals to the process until it exits; its exit status, 128+N when killed."""
+def wait(pid: int, attach=None) -> int:
+    """Forward signals to the process until it exits, and with a terminal copy it to and from
+    ours; the process's exit status, 128+N when a signal killed it."""
     import _signal
     from runtime.linux import sig
     forward = [getattr(_signal, n) for n in (
@@ -245,6 +251,10 @@ def wait(pid: int) -> int:
 
     old = {n: sig.signal(n, relay) for n in forward}
     try:
+        if attach is not None:  # the pty follows our size; the kernel tells the process
+            attach.receive()
+            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
+            attach.pump(pid)
         _, status = os.waitpid(pid, 0)
     finally:
         for n, h in old.items():
@@ -255,14 +265,13 @@ def wait(pid: int) -> int:
 def exec_process(root: str, cid: str, process: dict, detach: bool = False,
                  pid_file: str | None = None, **opts) -> int:
     """Everything `ocish exec` does once the process spec is built."""
-    check_terminal(process, detach, opts.get("console_socket"))
     if not detach:
         from runtime.linux import syscalls as S
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # C2 comes back to us when C1 exits
-    pid = start(ExecSetup(root, cid, process, **opts))
+    pid, attach = start(ExecSetup(root, cid, process, **opts), detach)
     if pid_file:
         from runtime.lifecycle import write_pid_file
         write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return wait(pid)
+    return wait(pid, attach)

@@ -5,8 +5,9 @@ claim more than ocish does: namespaces from stage `unshare`'s table, mount optio
 `stages.mountopts` (the flags and propagation types mount(2) is given; options merely accepted
 and ignored are left out), capabilities from `linux.capabilities` up to the kernel's last one,
 seccomp actions, operators, architectures and flags from `linux.seccomp` and what the libseccomp
-loaded here resolves, and hooks only when the create pipeline has a hooks stage.
-AppArmor and SELinux are not applied by ocish: both say enabled false.
+loaded here resolves, and hooks only when the create pipeline has a hooks stage. AppArmor and SELinux say whether
+ocish can apply a profile or label (runtime/linux/lsm.py), as the runtime-spec defines "enabled":
+support in the runtime, whether or not this host runs the module.
 """
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def _hooks() -> list[str]:
         return []
     from runtime import hooks
     return list(hooks.KINDS)
+
+
+def _lsm(setter: str) -> bool:
+    try:
+        from runtime.linux import lsm
+    except ImportError:
+        return False
+    return callable(getattr(lsm, setter, None))
 
 
 def _mount_options() -> list[str]:
@@ -61,8 +70,8 @@ def features() -> dict:
             "capabilities": _capabilities(),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            "apparmor": {"enabled": _lsm("set_apparmor_exec")},
+            "selinux": {"enabled": _lsm("set_selinux_exec")},
         },
         "annotations": annotations,
     }

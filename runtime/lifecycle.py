@@ -62,7 +62,10 @@ class Setup:
             st["hooks"] = later
         # `exec` takes seccomp, namespaces and process defaults from the config the container
         # was created with, as runc keeps it in its state.json (the bundle may change or go)
-        with open(os.path.join(self.dir, "config.json"), "w") as f:
+        # (0600: its env may hold secrets, and the state dir is traversable by all)
+        fd = os.open(os.path.join(self.dir, "config.json"),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "w") as f:
             f.write(jsonfast.dumps(ctx.spec))
         state.save(self.root, st)
         if self.pid_file:

@@ -113,6 +113,11 @@ def _limits(ctx: Context) -> dict:
     return {k: v for k, v in res.items() if k != "devices" and v not in (None, {}, [])}
 
 
+# /linux/resources key -> the v1 hierarchy that holds its files
+_CONTROLLERS = {"memory": "memory", "cpu": "cpu", "pids": "pids", "blockIO": "blkio",
+                "hugepageLimits": "hugetlb", "network": "net_cls", "rdma": "rdma"}
+
+
 class RootlessCgroup(Cgroup):
     """Stage `cgroup` when the runtime is not root: only a delegated cgroup is used."""
 
@@ -127,13 +132,16 @@ class RootlessCgroup(Cgroup):
 
     def run(self, ctx: Context, item: str = "") -> None:
         manager = cgroups.open_manager(ctx.linux.get("cgroupsPath"), ctx.id)
-        paths = list(dict.fromkeys(manager.paths().values()))
+        by_ctrl = manager.paths()
+        paths = list(dict.fromkeys(by_ctrl.values()))
         blocked = [p for p in paths if not _writable(p)]
         limits = _limits(ctx)
         if blocked:
             if limits:
                 key = sorted(limits)[0]
-                raise StageError(self.name, "mkdir", blocked[0], 13, f"/linux/resources/{key}",
+                where = by_ctrl.get(_CONTROLLERS.get(key, ""), by_ctrl.get(""))
+                raise StageError(self.name, "mkdir", where if where in blocked else blocked[0], 13,
+                                 f"/linux/resources/{key}",
                                  f"cannot set {key} limits: the cgroup is not delegated to "
                                  f"uid {os.geteuid()} (not writable), so the rootless container "
                                  f"gets none")

@@ -248,6 +248,13 @@ def _cpulist(v, p: str) -> str:
     return s
 
 
+def _weight(v, p: str) -> int:
+    """A blkio weight: 10 to 1000, or 0 for "not set" (what Docker sends, and runc accepts)."""
+    if v == 0 and type(v) is int:
+        return v
+    return _int(v, p, 10, 1000, "an integer from 10 to 1000 (or 0: not set)")
+
+
 def _opt(d: dict, key: str, p: str, check, *args):
     """Run `check(value, pointer, *args)` when `key` is present."""
     if key in d:
@@ -666,16 +673,16 @@ def _resources(res: dict) -> None:
     if "blockIO" in res:
         bp = rp + "/blockIO"
         bio = _obj(res["blockIO"], bp)
-        _opt(bio, "weight", bp, _int, 10, 1000)
-        _opt(bio, "leafWeight", bp, _int, 10, 1000)
+        _opt(bio, "weight", bp, _weight)
+        _opt(bio, "leafWeight", bp, _weight)
         if "weightDevice" in bio:
             for i, d in enumerate(_list(bio["weightDevice"], bp + "/weightDevice")):
                 dp = f"{bp}/weightDevice/{i}"
                 _obj(d, dp)
                 _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
                 _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
-                _opt(d, "weight", dp, _int, 10, 1000)
-                _opt(d, "leafWeight", dp, _int, 10, 1000)
+                _opt(d, "weight", dp, _weight)
+                _opt(d, "leafWeight", dp, _weight)
         for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
                   "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
             if k in bio:

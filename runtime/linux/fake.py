@@ -186,6 +186,21 @@ class RecordingSyscalls:
         self._record("prctl", option, arg2, arg3, arg4, arg5)
         return self.prctl_result
 
+    def personality(self, persona: int) -> int:
+        self._record("personality", persona)
+        return 0
+
+    def ioprio_set(self, ioclass: int, data: int) -> None:
+        self._record("ioprio_set", ioclass, data)
+
+    def sched_setattr(self, policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                      runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+        self._record("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
+
+    def lsm_list_modules(self) -> list[int]:
+        self._record("lsm_list_modules")
+        return []
+
     def chroot(self, path: str) -> None:
         self._record("chroot", path)
 

@@ -73,8 +73,12 @@ class Lsm(Stage):
     side = CONTAINER
     summary = "check the host runs the security modules the config names; label the mounts"
 
+    def __init__(self, container_wide: bool = True) -> None:
+        # False for `exec`: the mount label belongs to the container's own mounts, made once
+        self.container_wide = container_wide
+
     def describe(self, ctx: Context) -> str:
-        wants = _lsm_wants(ctx)
+        wants = _lsm_wants(ctx, self.container_wide)
         if not wants:
             return ("no /process/apparmorProfile, /process/selinuxLabel or /linux/mountLabel: "
                     "nothing to check.")
@@ -84,7 +88,7 @@ class Lsm(Stage):
             lines.append(f"{what} {value!r} (config {ptr}) needs {lsm.NAMES[module]}: "
                          + ("enabled here." if ok else f"not enabled here ({evidence}): "
                                                          "this stage will fail."))
-        if ctx.linux.get("mountLabel"):
+        if self.container_wide and ctx.linux.get("mountLabel"):
             dests = [ctx.spec["mounts"][i]["destination"] for i in labelled_mounts(ctx)]
             lines.append(f"add {lsm.mount_label_option(ctx.linux['mountLabel'])} to the options of: "
                          + (", ".join(dests) or "no mount") + " (config /mounts).")
@@ -95,11 +99,11 @@ class Lsm(Stage):
 
     def run(self, ctx: Context, item: str = "") -> None:
         checked = []
-        for module, what, value, ptr in _lsm_wants(ctx):
+        for module, what, value, ptr in _lsm_wants(ctx, self.container_wide):
             _check_module(self.name, module, what, value, ptr)
             checked.append(module)
         ctx.notes["lsm_checked"] = checked
-        label = ctx.linux.get("mountLabel")
+        label = self.container_wide and ctx.linux.get("mountLabel")
         if label:
             option = lsm.mount_label_option(label)
             for i in labelled_mounts(ctx):  # this process's copy of the spec: stage mounts reads it

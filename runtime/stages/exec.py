@@ -30,7 +30,11 @@ def env_path(env: list[str]) -> str:
 
 
 def look_path(name: str, path: str) -> str | None:
-    """Like Go's exec.LookPath: a name with a slash is used as is, others are searched in PATH."""
+    """Like Go's exec.LookPath: a name with a slash is used as is, others are searched in PATH.
+
+    None when nothing is found; raises PermissionError when a name with a slash exists but
+    cannot be executed (runc: `exec: "/etc/passwd": permission denied`; clients map it to 126).
+    """
     candidates = [name] if "/" in name else [f"{d or '.'}/{name}" for d in path.split(":")]
     for c in candidates:
         try:
@@ -39,6 +43,8 @@ def look_path(name: str, path: str) -> str | None:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return c
+        if "/" in name:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
     return None
 
 
@@ -63,7 +69,10 @@ class Exec(Stage):
     def run(self, ctx: Context, item: str = "") -> None:
         args = ctx.process.get("args") or []
         env = ctx.process.get("env") or []
-        path = look_path(args[0], env_path(env))
+        try:
+            path = look_path(args[0], env_path(env))
+        except PermissionError:
+            raise StageError(self.name, "exec", f'"{args[0]}"', errno.EACCES, "/process/args/0") from None
         if path is None:
             raise StageError(self.name, "exec", f'"{args[0]}"', errno.ENOENT, "/process/args/0",
                              "executable file not found in $PATH" if "/" not in args[0]

@@ -27,7 +27,9 @@ class Idmap(Stage):
         return (f"{self.summary} for the container process:\n"
                 f"uid_map (config /linux/uidMappings):\n{map_text(ctx.linux.get('uidMappings') or [])}"
                 f"gid_map (config /linux/gidMappings):\n{map_text(ctx.linux.get('gidMappings') or [])}"
-                ).rstrip()
+                + ("unprivileged runtime: a map of your own id alone is written directly (gid_map "
+                   "after \"deny\" to setgroups), a wider one by newuidmap/newgidmap."
+                   if os.geteuid() != 0 else "")).rstrip()
 
     def run(self, ctx: Context, item: str = "") -> None:
         if not has_new(ctx, "user"):

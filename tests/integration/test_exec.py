@@ -2,11 +2,16 @@
 exit status, --detach, and runc's errors (status 255), checked against runc where it is installed."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -24,6 +29,24 @@ def running(ocish, make_bundle, mutate=None, base=None, args=("sleep", "100")) -
     return c, ocish.state(c)["pid"]
 
 
+@pytest.fixture
+def detached(ocish):
+    """Pids of `exec -d` processes. They are orphans of ours (the test process is the subreaper):
+    killed and reaped here, before `ocish` deletes the containers, because a container's init
+    cannot finish dying while a process of its pid namespace waits, unreaped, for its parent."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
 def wait_for(cond, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -31,11 +54,12 @@ def wait_for(cond, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def test_exec_joins_every_namespace_and_the_cgroup(ocish, make_bundle, tmp_path):
+def test_exec_joins_every_namespace_and_the_cgroup(ocish, make_bundle, tmp_path, detached):
     c, init = running(ocish, make_bundle)
     pid_file = tmp_path / "pid"
     ocish("exec", "-d", "--pid-file", str(pid_file), c, "sleep", "30", check=True)
     pid = int(pid_file.read_text())
+    detached.append(pid)
     assert pid != init and pid > 0
     for ns in NS:  # seen from the host: the same namespace objects as init
         assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init}/ns/{ns}"), ns
@@ -125,13 +149,15 @@ def test_signals_are_forwarded(ocish, make_bundle, tmp_path):
         assert "got-term" in open(tmp_path / "out").read()
 
 
-def test_detach_writes_the_pid_file_and_returns(ocish, make_bundle, tmp_path):
+def test_detach_writes_the_pid_file_and_returns(ocish, make_bundle, tmp_path, detached):
     c, _ = running(ocish, make_bundle)
     pid_file = tmp_path / "exec.pid"
     start = time.monotonic()
     p = ocish("exec", "-d", "--pid-file", str(pid_file), c, "sleep", "60")
     assert p.returncode == 0 and p.stdout == "" and time.monotonic() - start < 20
     pid = int(pid_file.read_text())
+    detached.append(pid)
+    assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # ours to reap: reparented to the subreaper
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         assert f.read().split(b"\0")[:2] == [b"sleep", b"60"]
     assert pid in json.loads(ocish("ps", "-f", "json", c).stdout)
@@ -173,7 +199,7 @@ def test_exec_joins_the_user_namespace(ocish, make_bundle, open_dir):
     assert lines[2].split() == ["0", "100000", "65536"]
 
 
-def test_exec_sub_cgroup(ocish, make_bundle, tmp_path):
+def test_exec_sub_cgroup(ocish, make_bundle, tmp_path, detached):
     c, init = running(ocish, make_bundle)
     st = json.load(open(os.path.join(ocish.root, c, "state.json")))
     pids_dir = st["cgroup"]["paths"]["pids"]
@@ -182,6 +208,7 @@ def test_exec_sub_cgroup(ocish, make_bundle, tmp_path):
     ocish("exec", "-d", "--cgroup", "pids:sub", "--pid-file", str(pid_file), c, "sleep", "30",
           check=True)
     pid = int(pid_file.read_text())
+    detached.append(pid)
     own = dict(line.split(":", 2)[1:] for line in open(f"/proc/{pid}/cgroup").read().splitlines())
     init_own = dict(line.split(":", 2)[1:] for line in open(f"/proc/{init}/cgroup").read().splitlines())
     assert own["pids"] == init_own["pids"] + "/sub"
@@ -224,11 +251,122 @@ def test_exec_refused_like_runc(ocish, make_bundle, tmp_path, state):
         subprocess.run(["runc", "--root", root, "delete", "-f", rc], capture_output=True)
 
 
-def test_tty_refused_for_now_and_console_socket_rules(ocish, make_bundle):
+def test_terminal_option_checks_like_runc(ocish, make_bundle):
     c, _ = running(ocish, make_bundle)
     p = ocish("exec", "--console-socket", "/nonexistent.sock", c, "true")
-    assert p.returncode == 255 and "cannot use console socket" in p.stderr
+    assert (p.returncode, p.stderr) == (255, "ocish: exec failed: cannot use console socket if "
+                                             "runc will not detach or allocate tty\n")
     p = ocish("exec", "-t", "-d", c, "true")
-    assert p.returncode == 255 and "cannot allocate tty" in p.stderr
-    p = ocish("exec", "-t", c, "true")
-    assert p.returncode == 255 and "terminal not supported yet" in p.stderr
+    assert (p.returncode, p.stderr) == (255, "ocish: exec failed: cannot allocate tty if runc "
+                                             "will detach without setting console socket\n")
+    # -t without a terminal of ours to lend: the process keeps our stdio, as with `run`
+    p = ocish("exec", "-t", c, "sh", "-c", "tty; exit 2")
+    assert (p.returncode, p.stdout) == (2, "not a tty\n")
+
+
+def test_exec_tty_through_the_console_socket(ocish, make_bundle, open_dir, tmp_path, detached):
+    c, _ = running(ocish, make_bundle, base=open_dir)
+    path = str(open_dir / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    pid_file = tmp_path / "pid"
+    try:
+        ocish("exec", "-d", "-t", "--console-socket", path, "--pid-file", str(pid_file), c,
+              "sh", "-c", "tty; read x; echo got:$x", check=True)
+        detached.append(int(pid_file.read_text()))
+        server.settimeout(10)
+        conn, _ = server.accept()
+        with conn:
+            name, fds, _, _ = socket.recv_fds(conn, 1024, 4)
+        master = fds[0]
+        try:
+            assert name.startswith(b"/dev/pts/") and os.isatty(master)
+            assert read_until(master, b"\r\n").decode().split("\r\n")[0] == name.decode()
+            os.write(master, b"hello\n")
+            read_until(master, b"got:hello")
+        finally:
+            os.close(master)
+        # the container's own console is untouched by an exec: no /dev/console bind for it
+        out = ocish("exec", c, "sh", "-c", "grep -c ' /dev/console ' /proc/self/mountinfo || true")
+        assert out.stdout.strip() == "0"
+    finally:
+        server.close()
+
+
+def test_exec_tty_on_our_terminal(ocish, make_bundle):
+    c, _ = running(ocish, make_bundle)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 90, 0, 0))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runner = subprocess.Popen(ocish_cmd() + ["--root", ocish.root, "exec", "-t", c, "sh", "-c",
+                                             "tty; stty size; read x; echo got:$x; exit 6"],
+                              stdin=slave, stdout=slave, stderr=slave, env=env,
+                              start_new_session=True)
+    os.close(slave)
+    try:
+        out = read_until(master, b"30 90\r\n").decode()
+        assert out.split("\r\n")[0].startswith("/dev/pts/")
+        os.write(master, b"typed\n")
+        read_until(master, b"got:typed")
+        assert runner.wait(timeout=20) == 6
+    finally:
+        runner.kill()
+        runner.wait()
+        os.close(master)
+
+
+def read_until(fd: int, want: bytes, timeout: float = 15) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while want not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{want!r} never came; got {buf!r}"
+        if select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: every slave closed
+                break
+            if not chunk:
+                break
+            buf += chunk
+    assert want in buf, buf
+    return buf
+
+
+def test_lsm_labels_need_the_module(ocish, make_bundle):
+    from runtime.linux import lsm
+    c, _ = running(ocish, make_bundle)
+    for flag, module in (("--apparmor", "apparmor"), ("--process-label", "selinux")):
+        if lsm.enabled(module)[0]:
+            continue
+        p = ocish("exec", flag, "some-label", c, "true")
+        assert p.returncode == 255 and p.stderr.startswith("ocish: exec failed: stage lsm: ")
+        assert "not enabled on this host" in p.stderr
+
+
+def _rootless_ready() -> bool:
+    try:
+        from tests.integration import test_rootless as rl
+    except Exception:
+        return False
+    return bool(rl.SETPRIV and shutil.which("useradd") and rl._system_python_ok())
+
+
+if _rootless_ready():
+    from tests.integration.test_rootless import pkg, rootless_bundle, user  # noqa: F401 (fixtures)
+
+    def test_rootless_exec(user, rootless_bundle):  # noqa: F811
+        """An unprivileged runtime joins the user namespace it made (no cgroup to join)."""
+        b = rootless_bundle(["sleep", "100"])
+        c = cid()
+        p = user("run", "-d", c, cwd=b)
+        assert p.returncode == 0, p.stderr
+        init = json.loads(user("state", c).stdout)["pid"]
+        p = user("exec", c, "sh", "-c", "id -u; for n in user mnt pid; do readlink /proc/self/ns/$n; "
+                 "done; exit 9")
+        assert p.returncode == 9, p.stderr
+        out = p.stdout.split("\n")
+        assert out[0] == "0"
+        assert out[1:4] == [os.readlink(f"/proc/{init}/ns/{n}") for n in ("user", "mnt", "pid")]
+        assert json.loads(user("ps", "-f", "json", c).stdout) == [init]

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-
-from runtime import jsonfast
 import os
 import subprocess
 import sys
 
 import pytest
 
+from runtime import jsonfast
 from runtime import spec as specmod
 from runtime.defaults import default_spec
 from runtime.errors import OcishError, SpecError
@@ -244,7 +243,7 @@ BROKEN = [
     ("pids-limit", S("/linux/resources/pids", {"limit": "10"}), "/linux/resources/pids/limit",
      "must be an integer"),
     ("blkio-weight", S("/linux/resources/blockIO", {"weight": 5}),
-     "/linux/resources/blockIO/weight", "from 10 to 1000, got 5"),
+     "/linux/resources/blockIO/weight", "from 10 to 1000 (or 0: not set), got 5"),
     ("blkio-throttle-rate", S("/linux/resources/blockIO",
                               {"throttleReadBpsDevice": [{"major": 8, "minor": 0}]}),
      "/linux/resources/blockIO/throttleReadBpsDevice/0/rate", "missing"),
@@ -646,3 +645,12 @@ def test_hot_path_imports_nothing_heavy(bundle):
     out = subprocess.run([sys.executable, "-S", "-c", code, bundle], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout
     assert out.strip() == ""
+
+
+def test_blkio_weight_zero_means_unset(bundle):
+    """dockerd sends {"weight": 0} for "not set"; runc accepts it, so must we."""
+    spec = default_spec()
+    spec["linux"]["resources"]["blockIO"] = {"weight": 0, "weightDevice": [
+        {"major": 8, "minor": 0, "weight": 0}]}
+    write(bundle, spec)
+    specmod.load(str(bundle))

@@ -967,7 +967,9 @@ def test_look_path(tmp_path, monkeypatch):
     assert look_path("prog", path) == f"{b}/prog"
     assert look_path("missing", path) is None
     assert look_path(str(b / "prog"), "") == str(b / "prog")   # a slash: used as is
-    assert look_path(str(a / "prog"), path) is None
+    with pytest.raises(PermissionError):  # a slash and not executable: runc's "permission denied"
+        look_path(str(a / "prog"), path)
+    assert look_path(str(a / "nothing"), path) is None
     monkeypatch.chdir(b)
     assert look_path("prog", f"{a}::") == "./prog"              # empty entry means "."
 

@@ -147,15 +147,4 @@ class RootlessCgroup(Cgroup):
                                  f"gets none")
             ctx.notes["cgroup"] = f"none: {blocked[0]} is not writable (not delegated)"
             return
-        ctx.cgroup = manager
-        try:
-            manager.create()
-        except OSError as e:
-            raise StageError(self.name, "mkdir", str(paths), e.errno or 0,
-                             "/linux/cgroupsPath") from None
-        manager.apply(limits)
-        try:
-            manager.add(ctx.pid)
-        except OSError as e:
-            raise StageError(self.name, "join", "cgroup.procs", e.errno or 0,
-                             "/linux/cgroupsPath") from None
+        self.join(ctx, manager, limits)

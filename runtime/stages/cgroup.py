@@ -51,15 +51,19 @@ class Cgroup(Stage):
 
     def run(self, ctx: Context, item: str = "") -> None:
         manager = cgroups.open_manager(ctx.linux.get("cgroupsPath"), ctx.id)
+        resources = dict(ctx.linux.get("resources") or {})
+        if resources.get("devices"):
+            resources["devices"] = device_rules(ctx)
+        self.join(ctx, manager, resources)
+
+    def join(self, ctx: Context, manager, resources: dict) -> None:
+        """Create the manager's cgroups, apply `resources`, move the container process in."""
         ctx.cgroup = manager
         try:
             manager.create()
         except OSError as e:
             raise StageError(self.name, "mkdir", str(manager.paths()), e.errno or 0,
                              "/linux/cgroupsPath") from None
-        resources = dict(ctx.linux.get("resources") or {})
-        if resources.get("devices"):
-            resources["devices"] = device_rules(ctx)
         manager.apply(resources)
         try:
             manager.add(ctx.pid)

@@ -82,7 +82,7 @@ def test_caps_match_status(session, make_bundle):
     s.cmd("continue")  # to the end: the bounding and caps stages have dropped capabilities
     pid = s.json("inspect proc --json")["pid"]
     shown = {c["name"]: c for c in s.json("inspect caps --json")["sets"]}
-    from ocish.inspect.caps import CAP_NAMES
+    from runtime.linux.capabilities import NAMES as CAP_NAMES
     for key, name in (("CapInh", "inheritable"), ("CapPrm", "permitted"), ("CapEff", "effective"),
                       ("CapBnd", "bounding"), ("CapAmb", "ambient")):
         mask = status_field(pid, key)

@@ -96,9 +96,12 @@ class User(Process):
             self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
         self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
         self._do(ctx.sys.setresuid, (uid, uid, uid), "setresuid", str(uid), "/process/user/uid")
-        # A uid change clears "dumpable", which makes /proc/self/fd root-only: exec.fifo is
-        # reached through it. execve(2) recomputes the flag for the user's program anyway.
-        ctx.sys.prctl(PR_SET_DUMPABLE, 1)
+        if ctx.fifo_fd >= 0 and uid != 0:
+            # A uid change clears "dumpable", which makes /proc/self/fd root-only, and init
+            # reaches exec.fifo through it. No other process of a new pid namespace exists yet
+            # to open /proc/1/exe meanwhile; execve(2) recomputes the flag. An exec'd process
+            # (no fifo) stays non-dumpable: its container's processes are already running.
+            ctx.sys.prctl(PR_SET_DUMPABLE, 1)
         ctx.sys.umask(user.get("umask", 0o022))
         cwd = ctx.process.get("cwd") or "/"
         self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")

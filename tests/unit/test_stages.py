@@ -862,9 +862,10 @@ def test_process_keyring_errors(ctx, make_ctx):
 
 
 def test_user_default_spec(ctx):
+    ctx.fifo_fd = 9  # root stays dumpable: no prctl needed to reach exec.fifo
     User().run(ctx)
     assert_calls(ctx, [("setgroups", []), ("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0),
-                       ("prctl", S.PR_SET_DUMPABLE, 1, 0, 0, 0), ("umask", 0o022), ("chdir", "/")])
+                       ("umask", 0o022), ("chdir", "/")])
 
 
 def test_user_groups_gid_uid_in_order(make_ctx):
@@ -872,6 +873,7 @@ def test_user_groups_gid_uid_in_order(make_ctx):
     spec["process"]["user"] = {"uid": 1000, "gid": 100, "additionalGids": [10, 20], "umask": 0o077}
     spec["process"]["cwd"] = "/home/u"
     ctx = make_ctx(spec)
+    ctx.fifo_fd = 9  # init, which reopens exec.fifo through /proc/self/fd after the switch
     User().run(ctx)
     assert_calls(ctx, [("setgroups", [10, 20]), ("setresgid", 100, 100, 100),
                        ("setresuid", 1000, 1000, 1000), ("prctl", S.PR_SET_DUMPABLE, 1, 0, 0, 0),
@@ -882,7 +884,18 @@ def test_user_groups_gid_uid_in_order(make_ctx):
 def test_user_in_userns_skips_empty_setgroups(make_ctx):
     ctx = make_ctx(userns_spec())
     User().run(ctx)
-    assert [c[0] for c in ctx.sys.calls] == ["setresgid", "setresuid", "prctl", "umask", "chdir"]
+    assert [c[0] for c in ctx.sys.calls] == ["setresgid", "setresuid", "umask", "chdir"]
+
+
+def test_exec_process_stays_non_dumpable_after_user_switch(make_ctx):
+    """An exec'd process (no exec.fifo) must not become dumpable: the container's own processes
+    could open its /proc/<pid>/exe, the host's interpreter, before execve (CVE-2019-5736)."""
+    spec = default_spec()
+    spec["process"]["user"] = {"uid": 1000, "gid": 100}
+    ctx = make_ctx(spec)
+    assert ctx.fifo_fd == -1
+    User().run(ctx)
+    assert "prctl" not in [c[0] for c in ctx.sys.calls]
 
 
 @pytest.mark.parametrize("name,pointer", [("setgroups", "/process/user/additionalGids"),

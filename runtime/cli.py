@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from runtime import jsonfast
 from runtime.cliparse import Command, HelpRequested, Opt, Parsed, parse, usage
@@ -45,9 +46,33 @@ class Log:
         self.write("error", msg)
         sys.stderr.write(f"ocish: {msg}\n")
 
+    def warning(self, msg: str) -> None:
+        self.write("warning", msg)
+        sys.stderr.write(f"ocish: warning: {msg}\n")
+
     def debug(self, msg: str) -> None:
         if self.debug_on:
-            self.write("debug", msg)
+            if self.path:
+                self.write("debug", msg)
+            else:
+                sys.stderr.write(f"ocish: debug: {msg}\n")
+
+
+class StepLog:
+    """--debug: the engine's observer on the plain path, one line per setup step with its time."""
+
+    def __init__(self, log: Log) -> None:
+        self.log, self.start = log, 0.0
+
+    def before(self, engine, stage, item: str) -> None:
+        self.start = time.perf_counter()
+
+    def after(self, engine, stage, item: str) -> None:
+        ms = (time.perf_counter() - self.start) * 1000
+        self.log.debug(f"stage {stage.name} {item}".rstrip() + f" ({stage.side}): {ms:.2f} ms")
+
+    def failed(self, engine, stage, item: str, err) -> None:
+        self.log.debug(f"stage {stage.name} {item}".rstrip() + f" failed: {err}")
 
 
 def parse_signal(text: str) -> int:
@@ -177,7 +202,7 @@ def _table(states: list[dict]) -> str:
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def dispatch(g: Parsed, command: str, a: Parsed) -> int:
+def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
     from runtime import lifecycle  # after parsing: `--help` and errors stay cheap
     root = g.root or default_root()
     if command == "spec":
@@ -190,7 +215,8 @@ def dispatch(g: Parsed, command: str, a: Parsed) -> int:
         return 0
     if command in ("create", "run"):
         opts = dict(no_pivot=a.no_pivot, no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds,
-                    console_socket=a.console_socket, pid_file=a.pid_file)
+                    console_socket=a.console_socket, pid_file=a.pid_file,
+                    observer=StepLog(log) if log.debug_on else None)
         if command == "create":
             lifecycle.create(root, a.id, a.bundle, **opts)
             return 0
@@ -281,13 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g, cmd, a = parse("ocish", GLOBAL, COMMANDS, argv)
         log = Log(g.log, g.log_format, g.debug)
+        if cmd is not None and cmd.name in ("run", "start", "delete"):
+            from runtime import hooks  # poststart/poststop failures warn into --log too
+            hooks.on_warning = log.warning
         if g.systemd_cgroup:
             raise OcishError("--systemd-cgroup: the systemd cgroup driver is not available "
                              "(PID 1 is not systemd); use the cgroupfs driver")
         if cmd is None:
             print(usage("ocish", GLOBAL, COMMANDS))
             return 0
-        return dispatch(g, cmd.name, a)
+        return dispatch(g, cmd.name, a, log)
     except HelpRequested as h:
         print(h.text)
         return 0

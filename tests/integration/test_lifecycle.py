@@ -155,3 +155,14 @@ def test_same_exit_status_as_runc(ocish, make_bundle, tmp_path):
     theirs = subprocess.run(["runc", "--root", str(tmp_path / "runc"), "run", "-b", str(b), cid()],
                             capture_output=True, stdin=subprocess.DEVNULL).returncode
     assert mine == theirs == 7
+
+
+def test_debug_logs_every_setup_step(ocish, make_bundle, tmp_path):
+    log = tmp_path / "debug.json"
+    p = ocish("--debug", "--log", str(log), "--log-format", "json", "run", "-b",
+              str(make_bundle(["true"])), cid())
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    steps = [x["msg"].split()[1] for x in lines if x["level"] == "debug"]
+    assert steps[:2] == ["cgroup", "unshare"] and steps[-1] == "exec"
+    assert "mounts" in steps and "pivot" in steps

@@ -70,4 +70,9 @@ class ShellCompleter(Completer):
             return [str(b.number) for b in d.breakpoints] + ["-f"]
         if command == "quit":
             return ["--keep"]
+        if command == "exec":
+            if before[-1:] == ["--id"]:
+                from runtime import state
+                return state.list_ids(d.root)
+            return ["-d", "--user", "--cwd", "--env", "--id"]
         return []

@@ -93,6 +93,7 @@ class Debugger(Observer):
         self._report: StepReport | None = None
         self._tracer: Tracer | None = None
         self._stdin_w = -1
+        self.exec_pids: dict[int, str] = {}  # exec'd processes not reaped yet -> container id
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
 
     # -- what is loaded ----------------------------------------------------------------------
@@ -176,6 +177,7 @@ class Debugger(Observer):
                     notes.append(f"container {self.cid} kept running (pid {self.st['pid']}); "
                                  f"`ocish --root {self.root} delete -f {self.cid}` removes it")
                 else:
+                    self._end_execs(self.cid)
                     lifecycle.delete(self.root, self.cid, force=True)
         finally:
             if self._stdin_w >= 0:
@@ -201,7 +203,21 @@ class Debugger(Observer):
                 break
             if self.st is not None and pid == self.st["pid"]:
                 notes.append(f"container process {pid} exited: {exit_text(status)}")
+            elif self.exec_pids.pop(pid, None) is not None:
+                notes.append(f"exec process {pid} exited: {exit_text(status)}")
         return notes
+
+    def _end_execs(self, cid: str) -> None:
+        """Kill and reap the exec'd processes of container `cid` that are still our children:
+        the container's init cannot finish dying while one of its pid namespace is left
+        unreaped by a parent outside it (this shell, their subreaper)."""
+        for pid in [p for p, c in self.exec_pids.items() if c == cid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.exec_pids.pop(pid, None)
 
     # -- stepping ----------------------------------------------------------------------------
     def _require_setup(self) -> lifecycle.Setup:
@@ -455,8 +471,40 @@ class Debugger(Observer):
 
     def delete(self, force: bool = False) -> None:
         self._created()
+        if force or self.status() not in ("running", "paused"):
+            self._end_execs(self.cid)
         lifecycle.delete(self.root, self.cid, force)
         self.reap()
+
+    # -- exec, through runtime.execprocess as `ocish exec` ---------------------------------------
+    def exec(self, args: list[str], cid: str | None = None, *, detach: bool = False,
+             user: str | None = None, cwd: str | None = None, env: list[str] = (),
+             stdin_fd: int | None = None) -> tuple[int, int | None]:
+        """Run one more process in the loaded container (created or running), or in container
+        `cid` under the root: (its host pid, its exit status; None with `detach`). Its stdout
+        and stderr are ours; stdin is `stdin_fd` (default: ours). A detached process is put
+        in its own process group (Ctrl-C at the shell must not reach it), and comes back to
+        us, its subreaper: reap() reports it, teardown kills it."""
+        from runtime import execprocess
+        if cid is None:
+            if self.setup is None and self.st is None:
+                raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
+            if self.st is None:
+                raise OcishError("exec: the container is not set up yet: `continue` to finish "
+                                 "its setup, then exec")
+            cid = self.cid
+        started: list[int] = []
+
+        def on_start(pid: int) -> None:
+            started.append(pid)
+            self.exec_pids[pid] = cid
+        status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
+                                 env=list(env), stdin_fd=stdin_fd, own_group=detach,
+                                 on_start=on_start, keep_signals=(signal.SIGTERM, signal.SIGHUP))
+        if detach:
+            return started[0], None
+        self.exec_pids.pop(started[0], None)  # execprocess.wait reaped it
+        return started[0], status
 
 
 def _item_text(stage: Stage, ctx, item: str) -> str:

@@ -131,7 +131,24 @@ class Shell:
               "and are not traced."),
             C("catch", self.do_catch, (), "catch exec [N] | catch off",
               "at `start`, trace the init across its execve and show the first N (10) calls"),
-            C("exec", self.do_exec, (), "exec", "not available: the runtime has no exec yet"),
+            C("exec", self.do_exec, (), EXEC_USAGE,
+              "run one more process in the container, as `ocish exec` does",
+              "Runs the runtime's own exec pipeline (cgroup-join, lsm, seccomp, join, terminal,\n"
+              "process, attributes, bounding, user, caps, exec): the process joins the cgroups\n"
+              "and namespaces of the container's init. The container must be created (setup\n"
+              "complete, before or after `start`) or running; --id ID execs in any container\n"
+              "under --root instead of the loaded one.\n"
+              "The process is the container's config.json process with CMD ARGS as args:\n"
+              "  -u UID[:GID]  run as this user (numbers)\n"
+              "  --cwd D       working directory\n"
+              "  -e K=V        add to the environment (repeatable)\n"
+              "  -d            do not wait: print its host pid. It runs in its own process group\n"
+              "                (ignoring SIGINT, as the init does); the shell reaps it and says\n"
+              "                so, and kills it when it tears the container down\n"
+              "Its stdout and stderr are the shell's; its stdin is the shell's terminal (none\n"
+              "with -d or without a terminal: /dev/null); no -t. The shell waits for it, forwards\n"
+              "signals (Ctrl-C) to it, then prints `exit status N` (128+N: killed by signal N).\n"
+              "Errors before it runs read `exec failed: ...`, as from `ocish exec`."),
         ]
 
     # -- output ----------------------------------------------------------------------------------
@@ -368,7 +385,23 @@ class Shell:
         self.show(render.containers(lifecycle.list_states(self.dbg.root), self.fancy))
 
     def do_exec(self, args: list[str]) -> None:
-        raise OcishError("exec is not available: the runtime has no exec command yet")
+        a = parse_exec(args)
+        devnull = -1
+        if a["detach"] or not sys.stdin.isatty():  # never the shell's own input (a script)
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        sys.stdout.flush()  # its output comes after what we printed
+        sys.stderr.flush()
+        try:
+            pid, status = self.dbg.exec(a["command"], a["id"], detach=a["detach"], user=a["user"],
+                                        cwd=a["cwd"], env=a["env"],
+                                        stdin_fd=devnull if devnull >= 0 else None)
+        finally:
+            if devnull >= 0:
+                os.close(devnull)
+        if status is None:
+            self.show(f"exec process {pid} running (detached)")
+        else:
+            self.show(f"exit status {status}")
 
     # -- inspection --------------------------------------------------------------------------
     def do_inspect(self, args: list[str]) -> None:
@@ -433,9 +466,42 @@ class Shell:
             return
         rows = [[c.usage, c.summary] for c in self.commands.values()]
         self.show("\n".join(render.columns(rows, "  ")) +
-                  "\n\nexec is not available yet: the runtime has no exec command."
-                  "\nThe container's stdin is a pipe held by this shell (never written); its "
-                  "stdout and stderr are the shell's.")
+                  "\n\nThe container's stdin is a pipe held by this shell (never written); its "
+                  "stdout and stderr are the shell's, as are those of `exec`'s processes.")
+
+
+EXEC_USAGE = "exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] CMD [ARGS...]"
+_EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
+                "--id": "id"}
+
+
+def parse_exec(args: list[str]) -> dict:
+    """exec's flags (`--flag value`, `--flag=value`, `--` ends them), then CMD [ARGS...]."""
+    out: dict = {"detach": False, "user": None, "cwd": None, "env": [], "id": None}
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "-":
+        flag, eq, value = args[i].partition("=")
+        i += 1
+        if flag == "--" and not eq:
+            break
+        if flag in ("-d", "--detach") and not eq:
+            out["detach"] = True
+            continue
+        dest = _EXEC_VALUES.get(flag)
+        if dest is None:
+            raise OcishError(f"exec: unknown flag {args[i - 1]}; usage: {EXEC_USAGE}")
+        if not eq:
+            if i >= len(args):
+                raise OcishError(f"exec: {flag} needs a value; usage: {EXEC_USAGE}")
+            value, i = args[i], i + 1
+        if dest == "env":
+            out["env"].append(value)
+        else:
+            out[dest] = value
+    out["command"] = args[i:]
+    if not out["command"]:
+        raise OcishError(f"exec: no command; usage: {EXEC_USAGE}")
+    return out
 
 
 class _ArgParser(argparse.ArgumentParser):

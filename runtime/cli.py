@@ -270,35 +270,13 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
 
 def _exec(root: str, a: Parsed) -> int:
     """runc's exec: every failure before the process runs is "exec failed: ..." and status 255."""
-    from runtime import execprocess as X
-    try:
-        return _exec_process(root, a, X)
-    except X.ExecFailed:
-        raise
-    except OcishError as e:
-        raise X.ExecFailed(str(e)) from None
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        raise X.ExecFailed(where + (os.strerror(e.errno).lower() if e.errno else str(e))) from None
-
-
-def _exec_process(root: str, a: Parsed, X) -> int:
-    st = X.load_running(root, a.id, a.ignore_paused)
-    if a.process:
-        process = X.load_process_file(a.process)
-        origin = a.process
-    else:
-        from runtime import state
-        spec = X.container_spec(state.container_dir(root, a.id), st["bundle"])
-        process = X.merge_cli(spec.get("process") or {}, a.command, cwd=a.cwd, env=a.env,
-                              user=a.user, additional_gids=a.additional_gids, caps=a.cap,
-                              no_new_privs=a.no_new_privs, tty=a.tty, apparmor=a.apparmor,
-                              process_label=a.process_label)
-        origin = "process"
-    X.validate_process(process, origin)
-    return X.exec_process(root, a.id, process, detach=a.detach, pid_file=a.pid_file,
-                          preserve_fds=a.preserve_fds, console_socket=a.console_socket,
-                          cgroup=X.parse_cgroup_flags(a.cgroup), st=st)
+    from runtime import execprocess
+    return execprocess.run(
+        root, a.id, a.command, process_file=a.process, ignore_paused=a.ignore_paused,
+        detach=a.detach, pid_file=a.pid_file, preserve_fds=a.preserve_fds,
+        console_socket=a.console_socket, cgroup=a.cgroup, cwd=a.cwd, env=a.env, user=a.user,
+        additional_gids=a.additional_gids, caps=a.cap, no_new_privs=a.no_new_privs, tty=a.tty,
+        apparmor=a.apparmor, process_label=a.process_label)
 
 
 def main(argv: list[str] | None = None) -> int:

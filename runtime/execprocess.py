@@ -210,14 +210,19 @@ def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
     return st
 
 
-def start(setup: ExecSetup, detach: bool = True):
+def start(setup: ExecSetup, detach: bool = True, stdin_fd: int | None = None,
+          own_group: bool = False):
     """Run the pipeline; the process runs once this returns (its host pid, and the
-    runtime.terminal.Attach that holds its pty master when we lend it our own terminal)."""
+    runtime.terminal.Attach that holds its pty master when we lend it our own terminal).
+    stdin_fd and own_group go to Engine.spawn (the debugger's choices); by default the process
+    inherits our stdin and process group."""
     ctx, attach = setup.ctx, None
     try:
         if ctx.process.get("terminal") or ctx.console_socket:
             from runtime import terminal  # runc's checkTerminal, and the console socket
             attach = terminal.prepare(ctx, detach)
+        if stdin_fd is not None or own_group:  # after prepare: C1 inherits the console socket
+            setup.engine.spawn(stdin_fd=stdin_fd, own_group=own_group)
         setup.engine.run()
     except BaseException as exc:
         setup.abort()
@@ -233,15 +238,17 @@ def start(setup: ExecSetup, detach: bool = True):
     return setup.finish(), attach
 
 
-def wait(pid: int, attach=None) -> int:
+def wait(pid: int, attach=None, keep: tuple[int, ...] = ()) -> int:
     """Forward signals to the process until it exits, and with a terminal copy it to and from
-    ours; the process's exit status, 128+N when a signal killed it."""
+    ours; the process's exit status, 128+N when a signal killed it. Signals in `keep` are not
+    forwarded: their handlers stay ours (the debugger's SIGTERM and SIGHUP tear it down)."""
     import _signal
     from runtime.linux import sig
     forward = [getattr(_signal, n) for n in (
         "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGALRM", "SIGCONT",
         "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGPIPE", "SIGPWR", "SIGVTALRM", "SIGPROF",
         "SIGIO", "SIGXCPU", "SIGXFSZ", "SIGSYS", "SIGTRAP", "SIGABRT") if hasattr(_signal, n)]
+    forward = [n for n in forward if n not in keep]
 
     def relay(num: int, _frame) -> None:
         try:
@@ -263,15 +270,57 @@ def wait(pid: int, attach=None) -> int:
 
 
 def exec_process(root: str, cid: str, process: dict, detach: bool = False,
-                 pid_file: str | None = None, **opts) -> int:
-    """Everything `ocish exec` does once the process spec is built."""
+                 pid_file: str | None = None, stdin_fd: int | None = None, own_group: bool = False,
+                 on_start=None, keep_signals: tuple[int, ...] = (), **opts) -> int:
+    """Everything `ocish exec` does once the process spec is built. on_start(pid) is called
+    once the process runs (the debugger tracks the pids it will have to reap)."""
     if not detach:
         from runtime.linux import syscalls as S
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # C2 comes back to us when C1 exits
-    pid, attach = start(ExecSetup(root, cid, process, **opts), detach)
+    pid, attach = start(ExecSetup(root, cid, process, **opts), detach, stdin_fd, own_group)
+    if on_start is not None:
+        on_start(pid)
     if pid_file:
         from runtime.lifecycle import write_pid_file
         write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return wait(pid, attach)
+    return wait(pid, attach, keep_signals)
+
+
+def build_process(root: str, cid: str, st: dict, args: list[str], process_file: str | None = None,
+                  **flags) -> dict:
+    """The process `ocish exec` runs: the OCI process of --process FILE as it is, else the
+    container's config.json process with args and the flags (merge_cli's) over it; validated."""
+    if process_file:
+        process, origin = load_process_file(process_file), process_file
+    else:
+        spec = container_spec(state.container_dir(root, cid), st["bundle"])
+        process, origin = merge_cli(spec.get("process") or {}, args, **flags), "process"
+    validate_process(process, origin)
+    return process
+
+
+def run(root: str, cid: str, args: list[str], *, process_file: str | None = None,
+        ignore_paused: bool = False, detach: bool = False, pid_file: str | None = None,
+        preserve_fds: int = 0, console_socket: str | None = None, cgroup: list[str] = (),
+        stdin_fd: int | None = None, own_group: bool = False, on_start=None,
+        keep_signals: tuple[int, ...] = (), **flags) -> int:
+    """`ocish exec` (the CLI's and the debugger's): check the container, build the process,
+    run it; in the foreground, its exit status. Every failure before the process runs is
+    ExecFailed ("exec failed: ...", status 255), as runc's are."""
+    try:
+        st = load_running(root, cid, ignore_paused)
+        process = build_process(root, cid, st, args, process_file, **flags)
+        return exec_process(root, cid, process, detach=detach, pid_file=pid_file,
+                            stdin_fd=stdin_fd, own_group=own_group, on_start=on_start,
+                            keep_signals=keep_signals, preserve_fds=preserve_fds,
+                            console_socket=console_socket, cgroup=parse_cgroup_flags(cgroup),
+                            st=st)
+    except ExecFailed:
+        raise
+    except OcishError as e:
+        raise ExecFailed(str(e)) from None
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise ExecFailed(where + (os.strerror(e.errno).lower() if e.errno else str(e))) from None

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import jsonfast, state
+from runtime import jsonfast, lifecycle, state
 from runtime.errors import OcishError, SpecError, StageError
 
 CONFIG_COPY = "config.json"  # in the state dir: the config the container was created with
@@ -216,25 +216,10 @@ def start(setup: ExecSetup, detach: bool = True, stdin_fd: int | None = None,
     runtime.terminal.Attach that holds its pty master when we lend it our own terminal).
     stdin_fd and own_group go to Engine.spawn (the debugger's choices); by default the process
     inherits our stdin and process group."""
-    ctx, attach = setup.ctx, None
     try:
-        if ctx.process.get("terminal") or ctx.console_socket:
-            from runtime import terminal  # runc's checkTerminal, and the console socket
-            attach = terminal.prepare(ctx, detach)
-        if stdin_fd is not None or own_group:  # after prepare: C1 inherits the console socket
-            setup.engine.spawn(stdin_fd=stdin_fd, own_group=own_group)
-        setup.engine.run()
-    except BaseException as exc:
-        setup.abort()
-        if attach is not None:
-            attach.close()
-        if isinstance(exc, StageError):
-            raise ExecFailed(str(exc)) from None
-        raise
-    finally:
-        sock = getattr(ctx, "console_sock", None)
-        if sock is not None:  # the container side had its own copy
-            sock.close()
+        attach = lifecycle.run_setup(setup, detach, stdin_fd, own_group)
+    except StageError as exc:
+        raise ExecFailed(str(exc)) from None
     return setup.finish(), attach
 
 
@@ -281,8 +266,7 @@ def exec_process(root: str, cid: str, process: dict, detach: bool = False,
     if on_start is not None:
         on_start(pid)
     if pid_file:
-        from runtime.lifecycle import write_pid_file
-        write_pid_file(pid_file, pid)
+        lifecycle.write_pid_file(pid_file, pid)
     if detach:
         return 0
     return wait(pid, attach, keep_signals)

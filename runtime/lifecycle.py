@@ -102,24 +102,35 @@ def create(root: str, cid: str, bundle: str, **opts) -> dict:
 def _create(root: str, cid: str, bundle: str, detach: bool, opts: dict):
     """create; returns (state, a runtime.terminal.Attach when `run` keeps the pty master)."""
     setup = Setup(root, cid, bundle, **opts)
+    try:
+        attach = run_setup(setup, detach)
+    except StageError as exc:
+        raise OcishError(f"create failed: {exc}") from None
+    return setup.finish(), attach
+
+
+def run_setup(setup, detach: bool, stdin_fd: int | None = None, own_group: bool = False):
+    """Run a Setup's (or an ExecSetup's) pipeline straight through, after the terminal checks
+    and the console socket; on any failure undo everything. Returns the terminal Attach that
+    holds the pty master when the caller lends its own terminal, else None. stdin_fd and
+    own_group go to Engine.spawn (the debugger's choices)."""
     ctx, attach = setup.ctx, None
     try:
         if ctx.process.get("terminal") or ctx.console_socket:
-            from runtime import terminal
+            from runtime import terminal  # runc's checkTerminal, and the console socket
             attach = terminal.prepare(ctx, detach)
+        if stdin_fd is not None or own_group:  # after prepare: C1 inherits the console socket
+            setup.engine.spawn(stdin_fd=stdin_fd, own_group=own_group)
         setup.engine.run()
-    except BaseException as exc:
+    except BaseException:
         setup.abort()
         if attach is not None:
             attach.close()
-        if isinstance(exc, StageError):
-            raise OcishError(f"create failed: {exc}") from None
         raise
     finally:
-        sock = ctx.console_sock
-        if sock is not None:  # the container side has its own copy
-            sock.close()
-    return setup.finish(), attach
+        if ctx.console_sock is not None:  # the container side has its own copy
+            ctx.console_sock.close()
+    return attach
 
 
 def start(root: str, cid: str) -> None:

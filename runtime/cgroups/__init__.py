@@ -37,14 +37,21 @@ def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP
     root = root.rstrip("/") or "/"
     own = _OwnCgroups(proc_self_cgroup)
     if os.path.exists(f"{root}/cgroup.controllers"):
-        return V2Manager({"": _join(root, "" if absolute else own.path(""), inner)}, root)
-    paths = {ctrl: _join(mount, "" if absolute else own.path(ctrl), inner)
-             for ctrl, mount in _v1_mounts(root).items()}
-    if not paths:
-        raise StageError(STAGE, "open", root, 0, detail="no cgroup hierarchy is mounted here")
-    if os.path.exists(f"{root}/unified/cgroup.controllers"):
-        paths["unified"] = _join(f"{root}/unified", "" if absolute else own.path(""), inner)
-    return V1Manager(paths, root)
+        paths = {"": _join(root, "" if absolute else own.path(""), inner)}
+        manager: Manager = V2Manager(paths, root)
+    else:
+        paths = {ctrl: _join(mount, "" if absolute else own.path(ctrl), inner)
+                 for ctrl, mount in _v1_mounts(root).items()}
+        if not paths:
+            raise StageError(STAGE, "open", root, 0, detail="no cgroup hierarchy is mounted here")
+        if os.path.exists(f"{root}/unified/cgroup.controllers"):
+            paths["unified"] = _join(f"{root}/unified", "" if absolute else own.path(""), inner)
+        manager = V1Manager(paths, root)
+    if not cgroups_path:
+        # The default parent "ocish" is the runtime's own, shared by its containers: whoever
+        # leaves it empty removes it (destroy() leaves a busy parent alone), not only its maker.
+        manager.adopt([os.path.dirname(d) for d in dict.fromkeys(paths.values())])
+    return manager
 
 
 def from_state(d: dict) -> Manager:

@@ -182,6 +182,10 @@ class Manager(ABC):
         """Each directory once: co-mounted controllers (cpu,cpuacct) share one."""
         return list(dict.fromkeys(self._paths.values()))
 
+    def adopt(self, dirs: list[str]) -> None:
+        """Count `dirs` (parents of our cgroups) as made by us, so destroy() tries them too."""
+        self._created[:0] = [d for d in dirs if d not in self._created]
+
     def create(self) -> None:
         """mkdir every cgroup directory and its missing parents.
 
@@ -202,7 +206,8 @@ class Manager(ABC):
             return  # made meanwhile by someone else: theirs to remove
         except OSError as e:
             raise StageError(STAGE, "mkdir", d, e.errno or 0, "/linux/cgroupsPath") from None
-        self._created.append(d)
+        if d not in self._created:
+            self._created.append(d)
         self._init_dir(d)
 
     def _init_dir(self, d: str) -> None:

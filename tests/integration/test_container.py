@@ -268,3 +268,15 @@ def test_spec_then_run(ocish, tmp_path, rootfs_template):
     assert ocish("spec", "--rootless", "-b", str(r)).returncode == 0
     rl = json.loads((r / "config.json").read_text())
     assert {"type": "user"} in rl["linux"]["namespaces"] and rl["linux"]["uidMappings"]
+
+
+def test_default_cgroup_parent_goes_with_the_last_container(ocish, make_bundle):
+    first, second = cid(), cid()
+    ocish("create", "-b", str(make_bundle(["true"])), first, check=True)
+    ocish("create", "-b", str(make_bundle(["true"])), second, check=True)
+    ocish("delete", first, check=True)   # the parent's maker leaves while it is still shared
+    assert glob.glob(f"/sys/fs/cgroup/*/ocish/{second}")
+    ocish("delete", second, check=True)
+    others = [d for d in glob.glob("/sys/fs/cgroup/pids/ocish/*") if os.path.isdir(d)]
+    if not others:  # no other ocish container on this host: nothing of ours is left
+        assert glob.glob("/sys/fs/cgroup/*/ocish") == []

@@ -191,13 +191,21 @@ class Manager(ABC):
 
         On failure, destroy() removes what was made so far."""
         for leaf in self._dirs():
-            missing = []
-            d = leaf
-            while not os.path.isdir(d):
-                missing.append(d)
-                d = os.path.dirname(d)
-            for d in reversed(missing):
-                self._mkdir(d)
+            for attempt in range(3):
+                missing = []
+                d = leaf
+                while not os.path.isdir(d):
+                    missing.append(d)
+                    d = os.path.dirname(d)
+                try:
+                    for d in reversed(missing):
+                        self._mkdir(d)
+                    break
+                except StageError as e:
+                    # a shared parent (the default /ocish) removed meanwhile by the last
+                    # container leaving it: make it again
+                    if e.errno != errno.ENOENT or attempt == 2:
+                        raise
 
     def _mkdir(self, d: str) -> None:
         try:

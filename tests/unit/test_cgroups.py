@@ -832,3 +832,32 @@ def test_v2_stats(v2root):
 def test_stats_of_an_empty_cgroup(v2root, v1root):
     assert made(v2root).stats() == {}
     assert made(v1root).stats() == {}
+
+
+def test_default_parent_is_shared_and_removed_by_the_last_one(v2root):
+    first = cgroups.open_manager(None, "a", root=v2root)
+    first.create()
+    second = cgroups.open_manager(None, "b", root=v2root)
+    second.create()
+    first.destroy()                      # its maker leaves while "b" still uses it
+    assert os.path.isdir(f"{v2root}/ocish/b")
+    second.destroy()                     # the last one out removes it, though it did not make it
+    assert not os.path.exists(f"{v2root}/ocish")
+
+
+def test_create_survives_the_shared_parent_vanishing(v2root, monkeypatch):
+    """Another runtime removes the empty default parent between our isdir() and mkdir()."""
+    os.makedirs(f"{v2root}/ocish")
+    real_mkdir, raced = os.mkdir, []
+
+    def mkdir(path, mode=0o777):
+        if path.endswith("/ocish/c") and not raced:
+            raced.append(path)
+            os.rmdir(f"{v2root}/ocish")
+        return real_mkdir(path, mode)
+    monkeypatch.setattr(base.os, "mkdir", mkdir)
+    manager = cgroups.open_manager(None, "c", root=v2root)
+    manager.create()
+    assert raced and os.path.isdir(f"{v2root}/ocish/c")
+    manager.destroy()
+    assert not os.path.exists(f"{v2root}/ocish")

@@ -110,11 +110,12 @@ def test_list_formats(ocish, make_bundle):
     (["kill", "nope"], "container does not exist"),
     (["delete", "nope"], "container does not exist"),
 ])
-def test_missing_container_messages(ocish, args, message):
+def test_missing_container_messages(ocish, args, message, tmp_path):
     p = ocish(*args)
     assert p.returncode == 1 and p.stderr.strip() == f"ocish: {message}"
     if RUNC:
-        r = subprocess.run(["runc", "--root", ocish.root + "-runc"] + args, capture_output=True, text=True)
+        r = subprocess.run(["runc", "--root", str(tmp_path / "runc")] + args, capture_output=True,
+                           text=True)
         assert r.returncode == p.returncode and message in r.stderr
 
 

@@ -503,7 +503,7 @@ class Debugger(Observer):
                                  on_start=on_start, keep_signals=(signal.SIGTERM, signal.SIGHUP))
         if detach:
             return started[0], None
-        self.exec_pids.pop(started[0], None)  # execprocess.wait reaped it
+        self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return started[0], status
 
 

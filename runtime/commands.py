@@ -7,7 +7,6 @@ Messages and exit codes are runc's: "container not running", "container not paus
 from __future__ import annotations
 
 import os
-import sys
 
 from runtime import jsonfast, state
 from runtime.errors import OcishError, StageError
@@ -194,20 +193,11 @@ def _base_resources(root: str, st: dict) -> dict:
 def read_resources(source: str) -> dict:
     """-r FILE, or "-" for stdin: a LinuxResources JSON object."""
     try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            with open(source) as f:
-                text = f.read()
+        return jsonfast.read_object(source, "the resources (a LinuxResources)")
     except OSError as e:
         raise OcishError(f"open {source}: {os.strerror(e.errno or 0).lower()}") from None
-    try:
-        res = jsonfast.loads(text)
     except ValueError as e:
-        raise OcishError(f"{'stdin' if source == '-' else source}: invalid json: {e}") from None
-    if not isinstance(res, dict):
-        raise OcishError("resources must be a JSON object (a LinuxResources)")
-    return res
+        raise OcishError(str(e)) from None
 
 
 def update(root: str, cid: str, resources: dict | None = None, flags: dict | None = None,

@@ -64,17 +64,11 @@ def container_spec(state_dir: str, bundle: str) -> dict:
 
 def load_process_file(path: str) -> dict:
     try:
-        with open(path) as f:
-            text = f.read()
+        return jsonfast.read_object(path, "the process")
     except OSError as e:
         raise ExecFailed(f"open {path}: {os.strerror(e.errno or 0).lower()}") from None
-    try:
-        proc = jsonfast.loads(text)
     except ValueError as e:
-        raise ExecFailed(f"{path}: invalid json: {e}") from None
-    if not isinstance(proc, dict):
-        raise ExecFailed(f"{path}: the process must be a JSON object")
-    return proc
+        raise ExecFailed(str(e)) from None
 
 
 def parse_user(text: str) -> tuple[int, int | None]:
@@ -223,37 +217,6 @@ def start(setup: ExecSetup, detach: bool = True, stdin_fd: int | None = None,
     return setup.finish(), attach
 
 
-def wait(pid: int, attach=None, keep: tuple[int, ...] = ()) -> int:
-    """Forward signals to the process until it exits, and with a terminal copy it to and from
-    ours; the process's exit status, 128+N when a signal killed it. Signals in `keep` are not
-    forwarded: their handlers stay ours (the debugger's SIGTERM and SIGHUP tear it down)."""
-    import _signal
-    from runtime.linux import sig
-    forward = [getattr(_signal, n) for n in (
-        "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGALRM", "SIGCONT",
-        "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGPIPE", "SIGPWR", "SIGVTALRM", "SIGPROF",
-        "SIGIO", "SIGXCPU", "SIGXFSZ", "SIGSYS", "SIGTRAP", "SIGABRT") if hasattr(_signal, n)]
-    forward = [n for n in forward if n not in keep]
-
-    def relay(num: int, _frame) -> None:
-        try:
-            os.kill(pid, num)
-        except ProcessLookupError:
-            pass
-
-    old = {n: sig.signal(n, relay) for n in forward}
-    try:
-        if attach is not None:  # the pty follows our size; the kernel tells the process
-            attach.receive()
-            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
-            attach.pump(pid)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for n, h in old.items():
-            sig.signal(n, h)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-
 def exec_process(root: str, cid: str, process: dict, detach: bool = False,
                  pid_file: str | None = None, stdin_fd: int | None = None, own_group: bool = False,
                  on_start=None, keep_signals: tuple[int, ...] = (), **opts) -> int:
@@ -269,7 +232,7 @@ def exec_process(root: str, cid: str, process: dict, detach: bool = False,
         lifecycle.write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return wait(pid, attach, keep_signals)
+    return lifecycle.wait_foreground(pid, attach, keep_signals)
 
 
 def build_process(root: str, cid: str, st: dict, args: list[str], process_file: str | None = None,

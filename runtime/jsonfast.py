@@ -70,3 +70,21 @@ def _pretty(obj, indent: int, level: int) -> str:
         body = ",".join(f"{pad}{_pretty(v, indent, level + 1)}" for v in obj)
         return "[" + body + "\n" + " " * indent * level + "]"
     return dumps(obj)
+
+
+def read_object(source: str, what: str) -> dict:
+    """A JSON object from the file `source` ("-": stdin), as runc's --process and -r read them.
+    Errors are OSError (unreadable) or ValueError, worded for one line."""
+    if source == "-":
+        import sys
+        text, name = sys.stdin.read(), "stdin"
+    else:
+        with open(source) as f:
+            text, name = f.read(), source
+    try:
+        value = loads(text)
+    except ValueError as e:
+        raise ValueError(f"{name}: invalid json: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: {what} must be a JSON object")
+    return value

@@ -170,23 +170,31 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = Fal
     from runtime.linux import syscalls as S
     S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
     st, tty = _create(root, cid, bundle, False, opts)
-    pid = st["pid"]
-    forward = (sig.SIGINT, sig.SIGTERM, sig.SIGHUP, sig.SIGQUIT, sig.SIGUSR1, sig.SIGUSR2, sig.SIGWINCH)
-    for n in forward:
-        sig.signal(n, lambda num, _frame: _signal(pid, num))
     try:
-        if tty is not None:  # the container's pty, on our terminal (runc's `run` with a tty)
-            tty.receive()
-            sig.signal(sig.SIGWINCH, lambda _num, _frame: tty.resize())
-        start(root, cid)
-        if tty is not None:
-            tty.pump(pid)
-        _, status = os.waitpid(pid, 0)
+        return wait_foreground(st["pid"], tty, begin=lambda: start(root, cid))
     finally:
-        for n in forward:
-            sig.signal(n, sig.SIG_DFL)
         if not keep:
             delete(root, cid, force=True)
+
+
+def wait_foreground(pid: int, attach=None, keep: tuple[int, ...] = (), begin=None) -> int:
+    """Forward signals to the process until it exits and, with a terminal, copy it to and from
+    ours; returns its exit status, 128+N when signal N killed it. `begin` runs once the
+    forwarding is in place (run's `start`). Signals in `keep` stay ours (the debugger's SIGTERM
+    and SIGHUP tear it down)."""
+    relay = lambda num, _frame: _signal(pid, num)  # noqa: E731
+    old = {n: sig.signal(n, relay) for n in sig.FORWARDED if n not in keep}
+    try:
+        if begin is not None:
+            begin()
+        if attach is not None:  # the pty follows our size; the kernel tells the process
+            attach.receive()
+            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
+            attach.pump(pid)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for n, handler in old.items():
+            sig.signal(n, handler)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

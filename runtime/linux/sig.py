@@ -9,6 +9,13 @@ from _signal import (NSIG, SIG_DFL, SIG_IGN, SIG_SETMASK, SIGHUP, SIGINT,  # noq
 import _signal
 
 
+# What `run` and `exec` in the foreground relay to the process: whatever a shell could send it.
+FORWARDED = [getattr(_signal, n) for n in (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGALRM", "SIGCONT",
+    "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGPIPE", "SIGPWR", "SIGVTALRM", "SIGPROF",
+    "SIGIO", "SIGXCPU", "SIGXFSZ", "SIGSYS", "SIGTRAP", "SIGABRT") if hasattr(_signal, n)]
+
+
 def number(name: str) -> int:
     """A signal by number or name, with or without "SIG" (9, KILL, SIGKILL); KeyError if unknown."""
     if name.isdigit():

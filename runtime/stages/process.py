@@ -6,7 +6,6 @@ mount): groups, gid, uid, umask and cwd, in the order runc's init applies them.
 """
 from __future__ import annotations
 
-import os
 import resource
 
 from runtime.engine import CONTAINER, Context, Stage

@@ -7,8 +7,6 @@ import os
 import subprocess
 import uuid
 
-import pytest
-
 from tests.conftest import REPO, cid, needs_root, ocish_cmd
 
 pytestmark = needs_root

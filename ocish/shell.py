@@ -349,7 +349,7 @@ class Shell:
     def banner(self) -> None:
         d = self.dbg
         self.show(f"bundle {d.bundle}, container {d.cid}, root {d.root}\n"
-                  f"container side forked: pid {d.setup.ctx.pid}, stopped before the first stage")
+                  f"container side started: pid {d.setup.ctx.pid}, stopped before the first stage")
         self._where()
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -25,6 +25,12 @@ about 3 ms for a 7 MB statically linked one.
 
 No fallback to the host file exists: when the kernel refuses an executable memfd
 (vm.memfd_noexec=2), the error says so and the container is not created.
+
+The shared libraries the interpreter maps (libpython, libc, libseccomp) stay the host's files
+until the user process's execve; /proc/<pid>/map_files is the only path to them from inside,
+and it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the initial user namespace, with which
+a container can write any host file anyway (Debian's runc 1.1.5, linked against libc and
+libseccomp, is in the same place).
 """
 from __future__ import annotations
 

@@ -110,8 +110,8 @@ def copied_ocish(interpreter: Path, root: str, *args: str) -> subprocess.Complet
 def arm(rootfs: Path, interpreter: Path) -> None:
     """What the attacker brings in the rootfs: the interpreter's loader and libraries, the
     stdlib's encodings, /evil (mode 0755), /writer and /out."""
-    out = subprocess.run(["ldd", str(interpreter)], capture_output=True, text=True,
-                         check=True).stdout
+    # (a statically linked interpreter: "not a dynamic executable", nothing to bring)
+    out = subprocess.run(["ldd", str(interpreter)], capture_output=True, text=True).stdout
     for line in out.splitlines():
         words = line.split()
         lib = words[2] if "=>" in words else words[0]

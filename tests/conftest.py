@@ -133,6 +133,14 @@ def open_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def proc_stat(pid: int) -> dict:
+    """Fields of /proc/<pid>/stat (after the command name) a test looks at."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return {"state": rest[0], "pgrp": int(rest[2]), "session": int(rest[3]),
+            "tty_nr": int(rest[4]), "tpgid": int(rest[5])}
+
+
 def cid() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 

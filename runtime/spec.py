@@ -38,6 +38,7 @@ I64_MIN, I64_MAX = -2**63, 2**63 - 1
 # (uid_t)-1 = 4294967295, "leave unchanged" to setresuid(2) and chown(2), which would keep root
 ID_MAX = 2**31 - 1
 ERR_ID_RANGE = f"uids and gids must be in range 0-{ID_MAX}"
+MAP_MAX = U32 - 1  # the largest id an id map may name: (uid_t)-1 is "no id"
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
@@ -282,18 +283,22 @@ def _req(d: dict, key: str, p: str, what: str, check, *args):
 
 
 def _mappings(v, p: str) -> list:
-    """[{containerID, hostID, size}]: ranges of ids within 0..ID_MAX, size > 0, no overlap."""
+    """[{containerID, hostID, size}]: size > 0, no overlap, every id of both ranges a valid
+    uid_t: at most 4294967294, since (uid_t)-1 = 4294967295 is the kernel's "no id" (its
+    uid_map parser refuses it). The whole range `0 0 4294967295` of the initial namespace is
+    therefore one short, as the kernel itself has it. The process user's ids are bounded
+    tighter (ID_MAX) where they are taken."""
     seen: list = []
     for i, m in enumerate(_list(v, p)):
         mp = f"{p}/{i}"
         _obj(m, mp)
-        c = _req(m, "containerID", mp, f"an integer from 0 to {ID_MAX}", _id)
-        h = _req(m, "hostID", mp, f"an integer from 0 to {ID_MAX}", _id)
-        n = _req(m, "size", mp, f"an integer from 1 to {ID_MAX + 1}", _int, 1, ID_MAX + 1)
+        c = _req(m, "containerID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+        h = _req(m, "hostID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+        n = _req(m, "size", mp, f"an integer from 1 to {MAP_MAX + 1}", _int, 1, MAP_MAX + 1)
         for key, first in (("containerID", c), ("hostID", h)):
-            if first + n - 1 > ID_MAX:
+            if first + n - 1 > MAP_MAX:
                 raise SpecError(mp + "/size", f"{key} range {first}-{first + n - 1} goes past "
-                                              f"{ID_MAX}: {ERR_ID_RANGE}")
+                                              f"{MAP_MAX}, the largest id (4294967295 is -1)")
         for j, (c2, h2, n2) in enumerate(seen):
             for key, a, b in (("containerID", c, c2), ("hostID", h, h2)):
                 if a < b + n2 and b < a + n:

@@ -179,10 +179,10 @@ BROKEN = [
      "/mounts/0/uidMappings", "id-mapped mounts must be bind mounts"),
     ("idmap-size-zero", A("/mounts", dict(BIND, uidMappings=[{"containerID": 0, "hostID": 1,
                                                               "size": 0}], gidMappings=IDMAP)),
-     "/mounts/7/uidMappings/0/size", "from 1 to 2147483648, got 0"),
+     "/mounts/7/uidMappings/0/size", "from 1 to 4294967295, got 0"),
     ("idmap-host-past-max", A("/mounts", dict(BIND, uidMappings=IDMAP, gidMappings=[
-        {"containerID": 0, "hostID": 2**31 - 10, "size": 11}])), "/mounts/7/gidMappings/0/size",
-     "hostID range 2147483638-2147483648 goes past 2147483647"),
+        {"containerID": 0, "hostID": 2**32 - 10, "size": 10}])), "/mounts/7/gidMappings/0/size",
+     "hostID range 4294967286-4294967295 goes past 4294967294"),
     ("mounts-no-mount-ns", NS("pid", "uts"), "/mounts", "need a private mount namespace"),
     # namespaces
     ("ns-unknown-type", S("/linux/namespaces/1/type", "net"), "/linux/namespaces/1/type",
@@ -209,14 +209,14 @@ BROKEN = [
                                            {"containerID": 0, "hostID": 5000, "size": 10})),
      "/linux/gidMappings/1/containerID", "overlaps /linux/gidMappings/0"),
     ("mapping-minus-one", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 1)),
-     "/linux/uidMappings/0/containerID", "must be in range 0-2147483647, got 4294967295"),
+     "/linux/uidMappings/0/containerID", "from 0 to 4294967294, got 4294967295"),
     ("mapping-host-minus-one", all_of(ROOTLESS, S("/linux/gidMappings/0/hostID", 2**32 - 1)),
-     "/linux/gidMappings/0/hostID", "must be in range 0-2147483647, got 4294967295"),
-    ("mapping-overflow", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**31 - 1),
+     "/linux/gidMappings/0/hostID", "from 0 to 4294967294, got 4294967295"),
+    ("mapping-overflow", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 2),
                                 S("/linux/uidMappings/0/size", 2)),
-     "/linux/uidMappings/0/size", "containerID range 2147483647-2147483648 goes past 2147483647"),
-    ("mapping-size-past-max", all_of(ROOTLESS, S("/linux/uidMappings/0/size", 2**32 - 1)),
-     "/linux/uidMappings/0/size", "from 1 to 2147483648, got 4294967295"),
+     "/linux/uidMappings/0/size", "containerID range 4294967294-4294967295 goes past 4294967294"),
+    ("mapping-size-past-max", all_of(ROOTLESS, S("/linux/uidMappings/0/size", 2**32)),
+     "/linux/uidMappings/0/size", "from 1 to 4294967295, got 4294967296"),
     ("uid-not-mapped", all_of(ROOTLESS, S("/process/user/uid", 1000)), "/process/user/uid",
      "uid 1000 is not mapped by /linux/uidMappings"),
     ("gid-not-mapped", all_of(ROOTLESS, S("/process/user/additionalGids", [0, 5])),
@@ -458,19 +458,27 @@ def test_rootless_with_more_ids_validates(bundle):
 
 
 def test_ids_up_to_2147483647_validate(bundle):
-    """The last id runc takes, everywhere an id is taken: process user, id maps, devices."""
+    """The last id runc takes for a process user or a device; id maps may name host ids up to
+    4294967294 (the kernel's uid_map limit: (uid_t)-1 is "no id")."""
     top = 2**31 - 1
     spec = default_spec(rootless=True)
-    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1, "size": top}]
-    spec["linux"]["gidMappings"] = [{"containerID": 1, "hostID": 0, "size": top}]
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1, "size": top},
+                                    {"containerID": top, "hostID": 2**32 - 2, "size": 1}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 2**32 - 1}]
     spec["process"]["user"].update(uid=top - 1, gid=top, additionalGids=[top])
     spec["linux"]["devices"] = [{"path": "/dev/p", "type": "p", "uid": top, "gid": top}]
     specmod.validate(spec, bundle)
-    spec["linux"]["gidMappings"][0]["size"] += 1  # the range would end at 2147483648
+    spec["linux"]["gidMappings"][0]["containerID"] = 1  # the range would end at 4294967295
     with pytest.raises(SpecError) as exc:
         specmod.validate(spec, bundle)
-    assert str(exc.value) == ("config /linux/gidMappings/0/size: containerID range 1-2147483648 "
-                              "goes past 2147483647: uids and gids must be in range 0-2147483647")
+    assert str(exc.value) == ("config /linux/gidMappings/0/size: containerID range 1-4294967295 "
+                              "goes past 4294967294, the largest id (4294967295 is -1)")
+    spec["linux"]["gidMappings"][0]["containerID"] = 0
+    spec["process"]["user"]["gid"] = top + 1  # mapped, but not a uid runc takes
+    with pytest.raises(SpecError) as exc:
+        specmod.validate(spec, bundle)
+    assert str(exc.value) == ("config /process/user/gid: uids and gids must be in range "
+                              "0-2147483647, got 2147483648")
 
 
 def test_joined_user_namespace_needs_no_mappings(bundle, tmp_path):

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ocish.debugger import Debugger, News, StepReport
+from ocish.debugger import Debugger, News
 from ocish.inspect import TOPICS
 from runtime.errors import OcishError
 

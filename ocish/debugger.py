@@ -34,7 +34,7 @@ from ocish.inspect.exit import ExitInfo, describe_status
 from ocish.trace import TraceResult, Tracer
 from runtime import lifecycle, state
 from runtime.engine import CONTAINER, Engine, Observer, Stage
-from runtime.errors import OcishError, StageError
+from runtime.errors import OcishError, SpecError, StageError
 from runtime.linux import procfs
 from runtime.linux import syscalls as S
 
@@ -131,6 +131,7 @@ class Debugger(Observer):
         self.st: dict | None = None       # state.json once created (or attached)
         self.started = False
         self.attached = False             # a container found under --root, not set up by us
+        self.load_error = ""              # why the bundle's config was refused at load
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
@@ -247,16 +248,31 @@ class Debugger(Observer):
                              f"{self.diagnose_hint()}")
         return t
 
+    def nothing_loaded(self) -> OcishError:
+        if self.load_error:
+            return OcishError(f"nothing loaded: {self.load_error} (bundle {self.bundle}): fix "
+                              "config.json, then `restart`")
+        return OcishError("nothing loaded: load a bundle first")
+
     def diagnose_hint(self) -> str:
         return f"`ocish diagnose {self.bundle or 'BUNDLE'}` looks for the cause"
 
     # -- load, attach, restart, teardown --------------------------------------------------------
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
-        """Build the Setup (state dir, exec.fifo, engine) and fork the container side."""
+        """Build the Setup (state dir, exec.fifo, engine) and fork the container side. When
+        config.json is refused (SpecError), the bundle stays remembered: fix it, `restart`."""
         self.teardown()
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
-        self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
-        self.bundle, self.cid, self.temp_dir = self.setup.ctx.bundle, cid, temp_dir
+        self.bundle, self.cid, self.temp_dir = os.path.abspath(bundle), cid, temp_dir
+        try:
+            self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
+        except SpecError as e:
+            self.load_error = str(e)
+            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+        except BaseException:
+            self.bundle = self.cid = self.temp_dir = ""
+            raise
+        self.load_error = ""
         self._spawn()
         self.stops = []
         self._last = self._snapshot("at load, before " + self.position())
@@ -287,9 +303,12 @@ class Debugger(Observer):
         """Tear the container down and set it up again from the same bundle (config.json read
         again), breakpoints kept."""
         if not self.bundle:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded()
         bundle, cid, temp = self.bundle, self.cid, self.temp_dir
         self.temp_dir = ""  # keep the session's bundle across the restart
+        if self.attached:  # teardown leaves an attached container: restart replaces it
+            self._end_execs(cid)
+            lifecycle.delete(self.root, cid, force=True)
         self.load(bundle, cid, temp)
 
     def teardown(self, keep: bool = False) -> list[str]:
@@ -315,7 +334,7 @@ class Debugger(Observer):
             if self.temp_dir and not kept:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.setup, self.st, self.started, self.attached = None, None, False, False
-            self.bundle = self.cid = self.temp_dir = ""
+            self.bundle = self.cid = self.temp_dir = self.load_error = ""
             self._status, self.death, self._sent = {}, None, set()
         return notes
 
@@ -404,7 +423,7 @@ class Debugger(Observer):
     # -- stepping ----------------------------------------------------------------------------
     def _require_setup(self) -> lifecycle.Setup:
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded()
         if self.st is not None:
             raise OcishError("setup is complete: the container is created (start runs it)")
         if self.death is not None:
@@ -582,7 +601,7 @@ class Debugger(Observer):
     def add_breakpoint(self, args: list[str], temporary: bool = False) -> Breakpoint:
         """`STAGE`, `STAGE ITEM` or `mount DEST` (the mounts item whose destination is DEST)."""
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first" if not self.st else
+            raise self.nothing_loaded() if not self.st else OcishError(
                              "setup is over: breakpoints apply to the setup stages (`restart`)")
         ctx, stages = self.setup.ctx, {s.name: s for s in self.setup.engine.stages}
         if args[0] == "mount" and "mount" not in stages:
@@ -636,7 +655,7 @@ class Debugger(Observer):
     # -- the pipeline as rows for `stages` -----------------------------------------------------
     def pipeline(self) -> list[StageRow]:
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first" if not self.st else
+            raise self.nothing_loaded() if not self.st else OcishError(
                              f"container {self.cid} was not set up by this session: its "
                              "stages are not known here (`restart` sets it up again)")
         engine, ctx = self.setup.engine, self.setup.ctx
@@ -674,7 +693,7 @@ class Debugger(Observer):
     def _created(self) -> dict:
         if self.st is None:
             if self.setup is None:
-                raise OcishError("nothing loaded: load a bundle first")
+                raise self.nothing_loaded()
             raise OcishError("the container is not created yet: `continue` to finish its setup")
         return self.st
 

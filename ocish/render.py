@@ -18,7 +18,7 @@ from typing import Any
 
 from ocish.commands import (Banner, Deleted, DiffResult, ExecResult, HelpEntry, Outcome, Setting,
                             pick)
-from ocish.debugger import Breakpoint, Explanation, News, Run, StageRow, Started, StepReport, Stop
+from ocish.debugger import Breakpoint, News, Run, StageRow, Started, StepReport, Stop
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
 from ocish.inspect.exit import ExitInfo

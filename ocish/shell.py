@@ -194,6 +194,8 @@ class Shell:
 
     def toolbar(self) -> str:
         d = self.dbg
+        if d.load_error:
+            return f" ocish | {d.bundle}: config.json refused: fix it, then restart "
         if not d.cid:
             return " ocish | no container: load BUNDLE "
         status = d.status()

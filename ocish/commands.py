@@ -138,7 +138,7 @@ def parse_args(cmd: Command, words: list[str]) -> Args:
             a.json = True
             continue
         if flag not in table:
-            takes = ", ".join(f for f, _, _ in cmd.flags) + (", --json" if cmd.data else "")
+            takes = ", ".join([f for f, _, _ in cmd.flags] + (["--json"] if cmd.data else []))
             raise OcishError(f"{cmd.name}: unknown flag {flag}" +
                              (f" (it takes {takes})" if takes else " (it takes none)") +
                              f"; usage: {cmd.usage}")

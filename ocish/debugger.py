@@ -62,6 +62,8 @@ class StepReport:
     changes: list[str] | None = None     # `watch on`: the diff this step made
     created: dict | None = None          # state.json, when this step completed the setup
     death: ExitInfo | None = None        # the container process died during this step
+    cause: str = ""                      # a failure's evidence in the cgroup (forks refused...)
+    cause_pointer: str = ""              # ... and the config.json field behind it
 
 
 @dataclass
@@ -232,6 +234,18 @@ class Debugger(Observer):
         info = inspect.read("exit", t)
         info.when = when
         return info
+
+    def _evidence(self) -> tuple[str, str]:
+        """What the container's cgroup counters say about a failure (exit.evidence)."""
+        t = self.target()
+        if t is None or not t.cgroup_paths:
+            return "", ""
+        from ocish.inspect import cgroup as cgroupmod
+        from ocish.inspect.exit import evidence
+        try:
+            return evidence(cgroupmod.read(t), killed=False)
+        except OSError:
+            return "", ""
 
     def readable(self, topic: str) -> Target:
         """The target for `inspect TOPIC`; once the process is dead, only the topics that still
@@ -535,13 +549,21 @@ class Debugger(Observer):
         stage, item = setup.engine.next_step
         self._report = report = StepReport(stage.name, item, stage.side)
         try:
-            setup.engine.step()
+            try:
+                setup.engine.step()
+            except OSError as e:  # the channel broke: its other end died (before this step)
+                if not self._await_death(setup.ctx.pid, 2.0):
+                    raise
+                raise StageError(stage.name, "sync", "", e.errno or 0, "",
+                                 "the container process is gone") from None
         except StageError as err:
             report.error = err
             # a process that died answers nothing: the engine saw its end of the channel close
             pid = setup.ctx.pid
             if self._await_death(pid, 2.0 if err.op == "sync" else 0.0):
                 report.death = self._tell_death(f"during setup, in stage {stage.name}")
+            else:  # alive: the cgroup may still say why (a fork refused at the pids limit)
+                report.cause, report.cause_pointer = self._evidence()
         finally:
             self._stop_trace()  # also when the step broke outside the observer's hooks
             self._report = None
@@ -717,8 +739,10 @@ class Debugger(Observer):
             if tracer is not None:
                 tracer.wait(5.0)
                 result = tracer.stop()
+        # execve done (a new program and command line) or dead; a dying process has lost
+        # its exe link before it is a zombie: wait for the zombie then
         deadline = time.monotonic() + watch
-        while not self._await_death(pid, 0.0) and _exe_and_args(pid) == before:
+        while not self._await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.002)

@@ -109,13 +109,17 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
     return _table(headers, rows) if fancy else "\n".join(columns([headers] + rows, ""))
 
 
-def stage_error(err: StageError, pid: int, fancy: bool):
+def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer: str = ""):
+    """The failure block: stage, operation, target, errno, config pointer; `cause` is what the
+    cgroup's counters add (a fork refused at the pids limit), with its own config pointer."""
     name = errnomod.errorcode.get(err.errno, "") if err.errno else ""
     why = f"{name} ({os.strerror(err.errno).lower()})" if err.errno else "-"
     rows = [["stage", err.stage], ["operation", err.op or "-"], ["target", err.target or "-"],
             ["errno", why], ["config", err.pointer or "-"]]
     if err.detail:
         rows.append(["detail", err.detail])
+    if cause:
+        rows.append(["cause", cause + (f" (config {pointer})" if pointer else "")])
     tail = (f"the container process (pid {pid}) is still there, blocked: inspect it; "
             "`restart` or `quit` cleans up" if pid > 0 else "")
     if fancy:
@@ -162,7 +166,7 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     if r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
-        out.append(stage_error(r.error, pid, fancy))
+        out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer))
     else:
         line = f"ran {where} ({r.side} side)"
         out.append(_styled(line, "green", fancy))
@@ -409,15 +413,16 @@ def containers(states: list[dict], fancy: bool):
 # -- the data of each command ------------------------------------------------------------------
 
 def help_list(entries: list[HelpEntry], width: int) -> str:
-    """Usage and summary (with aliases) of every command, the summary wrapped to `width`; a
-    usage too long for the column puts its summary on the next line."""
+    """Usage and summary of every command, its aliases first in parentheses, wrapped to
+    `width`; a usage too long for the column puts its summary on the next line."""
     col = min(max(len(e.usage) for e in entries), 30)
     lines = []
     for e in entries:
-        text = e.summary + (f" (alias {', '.join(e.aliases)})" if e.aliases else "")
+        text = (f"({', '.join(e.aliases)}) " if e.aliases else "") + e.summary
         wrapped = textwrap.wrap(text, max(width - col - 4, 20)) or [""]
         if len(e.usage) > col:
-            lines.append(f"  {e.usage}")
+            lines += textwrap.wrap(e.usage, max(width, 20), initial_indent="  ",
+                                   subsequent_indent="      ")
             lines += [" " * (col + 4) + w for w in wrapped]
         else:
             lines.append(f"  {e.usage.ljust(col)}  {wrapped[0]}")

@@ -45,6 +45,22 @@ def _signame(num: int) -> str:
         return f"signal {num}"
 
 
+def evidence(cg: cgroupmod.CgroupInfo | None, killed: bool) -> tuple[str, str]:
+    """(what the cgroup's counters point to, its config pointer), ("", "") when nothing: OOM
+    kills explain a process `killed` by SIGKILL; forks refused at the pids limit explain a
+    failed fork (EAGAIN) or a process that gave up."""
+    mem = next((r for r in cg.resources if r.name == "memory"), None) if cg else None
+    pids = next((r for r in cg.resources if r.name == "pids"), None) if cg else None
+    if killed and mem is not None and mem.counters.get("oom_kill"):
+        limit = "none" if mem.limit is None else cgroupmod.human_size(mem.limit)
+        return (f"the OOM killer: the cgroup's memory reached its limit ({limit}); oom_kill "
+                f"counter {mem.counters['oom_kill']}", mem.pointer)
+    if pids is not None and pids.counters.get("forks refused"):
+        return (f"the pids limit ({pids.limit}) refused {pids.counters['forks refused']} "
+                "fork(s)", pids.pointer)
+    return "", ""
+
+
 def read(t: Target) -> ExitInfo:
     """The end of `t`: alive when it is not reaped and /proc shows it running; raises nothing."""
     state = procfs.proc_state(t.pid) if t.status is None else ""
@@ -73,13 +89,5 @@ def read(t: Target) -> ExitInfo:
             info.core_dumped = os.WCOREDUMP(t.status)
         else:
             info.exit_code = os.waitstatus_to_exitcode(t.status)
-    if info.signal in ("SIGKILL", "") and info.oom_kills:
-        limit = "none" if info.memory_limit is None else cgroupmod.human_size(info.memory_limit)
-        info.cause = (f"the OOM killer: the cgroup's memory reached its limit ({limit}); "
-                      f"oom_kill counter {info.oom_kills}")
-        info.pointer = mem.pointer if mem is not None else ""
-    elif info.forks_refused:
-        info.cause = (f"the pids limit refused {info.forks_refused} fork(s) "
-                      f"(limit {pids.limit})")
-        info.pointer = pids.pointer
+    info.cause, info.pointer = evidence(cg, info.signal in ("SIGKILL", ""))
     return info

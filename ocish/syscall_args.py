@@ -261,12 +261,14 @@ def _sock_fprog(m: Memory, addr: int) -> str:
 
 def _seccomp_args(m: Memory, a: list[int], i: int) -> str:
     """seccomp(2)'s third argument, by operation: the filter, or the action asked about."""
+    if a[i] == 0:
+        return "NULL"
     if a[0] == 1:  # SECCOMP_SET_MODE_FILTER
         return _sock_fprog(m, a[i])
-    if a[0] == 2 and a[i]:  # SECCOMP_GET_ACTION_AVAIL
+    if a[0] == 2:  # SECCOMP_GET_ACTION_AVAIL
         action = (m.words(a[i], 1, 4) or [0])[0]
         return "[" + SECCOMP_RET.get(action, hex(action)) + "]"
-    return "NULL" if a[i] == 0 else hex(a[i])
+    return hex(a[i])
 
 
 def _prctl(m: Memory, a: list[int]) -> list[str]:
@@ -328,6 +330,7 @@ SIGNATURES: dict[str, list[Decoder] | Shape] = {
     "seccomp": [_table(SECCOMP_OPS), _bits(SECCOMP_FILTER_FLAGS), _seccomp_args],
     "mount_setattr": [_dirfd, _str, _bits(AT_FLAGS), _mount_attr, _int],
     "setsid": [],
+    "close": [_int],
     "setuid": [_int], "setgid": [_int],
     "setresuid": [_int, _int, _int], "setresgid": [_int, _int, _int],
     "setgroups": [_int, _gids],

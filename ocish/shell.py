@@ -52,7 +52,6 @@ class Shell:
         self.commands = Commands(self.dbg, emit=self._emit, confirm=self._confirm,
                                  interrupted=lambda: self._interrupted)
         self.commands.errexit = errexit
-        self.commands.width = self._width()
         self.failures: list[int] = []   # input line numbers of failed commands
         self.lineno = 0
         self._last_repeatable = ""
@@ -207,6 +206,7 @@ class Shell:
     def onecmd(self, line: str) -> Outcome:
         """Run one line and show what it did; failures are counted for the exit status."""
         self._failure_shown = False
+        self.commands.width = self._width()  # the terminal may have been resized
         stepping = _command_of(line) in STEPPING
         with self._deferred_sigint() if stepping else _nothing():
             out = self.commands.run(line)

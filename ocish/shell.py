@@ -135,6 +135,7 @@ class Shell:
                 self.note(f"ocish: stopping at line {self.lineno} (errexit): the command failed")
                 self.dbg.teardown()
                 self.commands.done = True
+                return 1
         return self.exit_status()
 
     def exit_status(self) -> int:

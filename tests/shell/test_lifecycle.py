@@ -73,3 +73,39 @@ def test_quit_keep_leaves_a_created_or_started_container(ocish, session, make_bu
         assert _cli_status(ocish, s.cid) == status and alive(pid)
         ocish("delete", "-f", s.cid, check=True)
         assert not cgroup_dirs(s.cid)
+
+
+def test_attach_takes_over_a_kept_container_and_leaves_it(ocish, session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("continue")
+    pid = s.json("state")["pid"]
+    s.quit("quit --keep")
+    # `ocish attach ID`, as the message said: start it, look inside, leave it running
+    a = session(None, s.cid, command="attach")
+    assert a.banner.startswith(f"attached to container {s.cid} (created, pid {pid})")
+    assert "started container" in a.cmd("start")
+    assert _cli_status(ocish, s.cid) == "running"
+    assert a.json("inspect proc --json")["cmdline"] == ["sleep", "100"]
+    assert "not set up by this session" in a.cmd("stages")
+    out = a.quit()
+    assert f"container {s.cid} kept (running, pid {pid})" in out  # gdb detaches
+    assert a.proc.returncode == 1 and alive(pid)  # `stages` failed
+    ocish("delete", "-f", s.cid, check=True)
+    assert not cgroup_dirs(s.cid)
+
+
+def test_a_refused_config_is_read_again_by_restart(ocish, session, make_bundle, tmp_path):
+    b = make_bundle(["sleep", "100"])
+    good = (b / "config.json").read_text()
+    spec = json.loads(good)
+    spec["mounts"][1]["destination"] = "dev"
+    (b / "config.json").write_text(json.dumps(spec))
+    s = session(None, command="shell")
+    out = s.cmd(f"load {b} --id {s.cid}")
+    assert out == ('error: config /mounts/1/destination: must be an absolute path, got "dev": '
+                   "fix config.json, then `restart` reads it again\n")
+    assert "fix config.json, then `restart`" in s.cmd("stages")
+    assert not os.path.exists(os.path.join(ocish.root, s.cid))  # nothing left behind
+    (b / "config.json").write_text(good)
+    out = s.cmd("restart")
+    assert f"bundle {b}, container {s.cid}" in out and "next: cgroup" in out

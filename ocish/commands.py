@@ -216,7 +216,8 @@ class Commands:
         self._json = False
 
     def run(self, line: str) -> Outcome:
-        """Run one line (a `#` starts a comment); never raises but KeyboardInterrupt-free."""
+        """Run one line (a `#` starts a comment); never raises: a failure is the Outcome's
+        error (Ctrl-C during the command too)."""
         out = Outcome(line)
         self._news(out)
         try:
@@ -423,7 +424,7 @@ class Commands:
     def do_inspect(self, a: Args):
         from ocish import inspect
         if not a.pos:
-            raise OcishError(f"usage: {BY_NAME['inspect'].usage}")
+            raise OcishError(f"usage: {BY_NAME['inspect'].usage} (topics: {' '.join(TOPICS)})")
         topic = pick(a.pos[0], TOPICS + ("all",), "topic")
         other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
         t = self.dbg.target()

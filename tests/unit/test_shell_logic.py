@@ -169,3 +169,10 @@ def test_cgroup_reader_v2(tmp_path):
     assert evidence(info, killed=False) == ("the pids limit (4) refused 2 fork(s)",
                                             "/linux/resources/pids/limit")
     assert cgroupmod.human_size(1536) == "1.5 KiB" and cgroupmod.human_size(1000) == "1000 B"
+
+
+def test_root_written_first_reaches_the_shell_commands():
+    from ocish.__main__ import _root_first
+    assert _root_first(["--root", "/r", "attach", "web"]) == ["attach", "web", "--root", "/r"]
+    assert _root_first(["--root=/r", "debug", "b"]) == ["debug", "b", "--root", "/r"]
+    assert _root_first(["--root", "/r", "list"]) == ["--root", "/r", "list"]  # the runtime's

@@ -114,6 +114,15 @@ class DiffResult:
     why: str = ""                     # why there is no diff
 
 
+class Failed(OcishError):
+    """A command that failed and still has data to show (a run of steps that ended on a
+    failed one): the Outcome gets both."""
+
+    def __init__(self, data: Any, message: str) -> None:
+        super().__init__(message)
+        self.data = data
+
+
 # -- argument parsing and resolution -------------------------------------------------------------
 
 def parse_args(cmd: Command, words: list[str]) -> Args:
@@ -233,6 +242,8 @@ class Commands:
             out.args = (cmd.parse or parse_args)(cmd, words[1:])
             self._json = out.args.json
             out.data = getattr(self, f"do_{cmd.name}")(out.args)
+        except Failed as e:
+            out.data, out.error = e.data, str(e)
         except OcishError as e:
             out.error = str(e)
         except OSError as e:
@@ -242,8 +253,6 @@ class Commands:
             out.error = "interrupted"
         except Exception as e:  # a bug of ours must not kill the shell and leak the container
             out.error = f"internal error: {type(e).__name__}: {e}"
-        if out.ok and isinstance(out.data, _Failed):
-            out.data, out.error = out.data.data, out.data.error
         self._news(out)
         return out
 
@@ -275,8 +284,8 @@ class Commands:
                                interrupted=self.interrupted, **kw)
         failed = next((r for r in run.steps if r.error is not None), None)
         if failed is not None:
-            why = self.dbg.death_text(failed.death) if failed.death else str(failed.error)
-            return _Failed(run, why)
+            raise Failed(run, self.dbg.death_text(failed.death) if failed.death
+                         else str(failed.error))
         return run
 
     def do_step(self, a: Args):
@@ -477,9 +486,8 @@ class Commands:
         if not a.pos:
             return self.settings()
         name = pick(a.pos[0], SETTINGS, "setting")
-        if name != "errexit":
-            return self.do_trace(Args(a.pos[1:])) if name == "trace" else (
-                self.do_watch(Args(a.pos[1:])) if name == "watch" else self.do_catch(Args(a.pos[1:])))
+        if name != "errexit":  # the same as the command of that name
+            return getattr(self, f"do_{name}")(Args(a.pos[1:]))
         if len(a.pos) != 2:
             raise OcishError("usage: set errexit on|off")
         self.errexit = pick(a.pos[1], ("on", "off"), "errexit setting") == "on"
@@ -491,13 +499,6 @@ class Commands:
         return [Setting("errexit", "on" if self.errexit else "off"), Setting("trace", trace),
                 Setting("watch", "on" if d.watching else "off"),
                 Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "off")]
-
-
-@dataclass
-class _Failed:
-    """A handler's data together with the reason the command failed (a step that failed)."""
-    data: Any
-    error: str
 
 
 # -- exec's own parser: its flags end at the command -------------------------------------------

@@ -123,6 +123,13 @@ class StageRow:
     items: list[ItemRow] = field(default_factory=list)
 
 
+@dataclass
+class Explanation:
+    stage: str
+    side: str
+    text: str                            # describe(): what it will do with this config
+
+
 class Debugger(Observer):
     def __init__(self, root: str) -> None:
         self.root = root
@@ -828,13 +835,6 @@ class Debugger(Observer):
             return started[0], None
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return started[0], status
-
-
-@dataclass
-class Explanation:
-    stage: str
-    side: str
-    text: str                            # describe(): what it will do with this config
 
 
 def _exe_and_args(pid: int) -> tuple[str, bytes]:

@@ -83,12 +83,6 @@ class HelpEntry:
 
 
 @dataclass
-class ExecResult:
-    pid: int
-    status: int | None               # exit status, 128+N when killed by signal N; None: detached
-
-
-@dataclass
 class Banner:
     """A loaded (or attached) container: where the session stands."""
     bundle: str
@@ -222,6 +216,7 @@ class Commands:
         self.errexit = False
         self.done = False              # quit ran
         self.width = 80                # help wraps to this (the shell sets the terminal's)
+        self.capture_exec = False      # exec's output in its data (scripts), not on our stdout
         self._json = False
 
     def run(self, line: str) -> Outcome:
@@ -421,13 +416,13 @@ class Commands:
         sys.stdout.flush()  # its output comes after what we printed
         sys.stderr.flush()
         try:
-            pid, status = self.dbg.exec(a.pos, o["id"], detach=o["detach"], user=o["user"],
-                                        cwd=o["cwd"], env=o["env"],
-                                        stdin_fd=devnull if devnull >= 0 else None)
+            return self.dbg.exec(a.pos, o["id"], detach=o["detach"], user=o["user"],
+                                 cwd=o["cwd"], env=o["env"],
+                                 stdin_fd=devnull if devnull >= 0 else None,
+                                 capture=self.capture_exec)
         finally:
             if devnull >= 0:
                 os.close(devnull)
-        return ExecResult(pid, status)
 
     # -- inspection ----------------------------------------------------------------------------
     def do_inspect(self, a: Args):

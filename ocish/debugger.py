@@ -24,8 +24,9 @@ import shutil
 import signal
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ocish import diff as diffmod
 from ocish import inspect
@@ -121,6 +122,16 @@ class StageRow:
     summary: str                         # the first line of describe()
     breakpoints: list[int]
     items: list[ItemRow] = field(default_factory=list)
+
+
+@dataclass
+class Exec:
+    """An exec'd process: its host pid, its exit status (128+N when killed by signal N; None
+    while it runs detached) and, when captured, its output."""
+    pid: int
+    status: int | None
+    stdout: str | None = None
+    stderr: str | None = None
 
 
 @dataclass
@@ -809,12 +820,12 @@ class Debugger(Observer):
     # -- exec, through runtime.execprocess as `ocish exec` ---------------------------------------
     def exec(self, args: list[str], cid: str | None = None, *, detach: bool = False,
              user: str | None = None, cwd: str | None = None, env: list[str] = (),
-             stdin_fd: int | None = None) -> tuple[int, int | None]:
+             stdin_fd: int | None = None, capture: bool = False) -> Exec:
         """Run one more process in the loaded container (created or running), or in container
-        `cid` under the root: (its host pid, its exit status; None with `detach`). Its stdout
-        and stderr are ours; stdin is `stdin_fd` (default: ours). A detached process is put
-        in its own process group (Ctrl-C at the shell must not reach it), and comes back to
-        us, its subreaper: news() reports it, teardown kills it."""
+        `cid` under the root. Its stdout and stderr are ours, or with `capture` (foreground
+        only) files whose text the result holds; stdin is `stdin_fd` (default: ours). A
+        detached process is put in its own process group (Ctrl-C at the shell must not reach
+        it), and comes back to us, its subreaper: news() reports it, teardown kills it."""
         from runtime import execprocess
         if cid is None:
             if self.setup is None and self.st is None:
@@ -828,13 +839,48 @@ class Debugger(Observer):
         def on_start(pid: int) -> None:
             started.append(pid)
             self.exec_pids[pid] = cid
-        status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
-                                 env=list(env), stdin_fd=stdin_fd, own_group=detach,
-                                 on_start=on_start, keep_signals=(signal.SIGTERM, signal.SIGHUP))
+        with _captured(capture and not detach) as outputs:
+            status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
+                                     env=list(env), stdin_fd=stdin_fd, own_group=detach,
+                                     on_start=on_start,
+                                     keep_signals=(signal.SIGTERM, signal.SIGHUP))
         if detach:
-            return started[0], None
+            return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
-        return started[0], status
+        return Exec(started[0], status, *outputs)
+
+
+@contextmanager
+def _captured(on: bool) -> Iterator[list[str | None]]:
+    """With `on`, fds 1 and 2 point to temporary files while the body runs (a process forked
+    then writes there); yields [stdout, stderr], filled afterwards. What was written before a
+    failure goes on to our stderr."""
+    outputs: list[str | None] = [None, None]
+    if not on:
+        yield outputs
+        return
+    import sys
+    import tempfile
+    sys.stdout.flush()
+    sys.stderr.flush()
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    saved = [os.dup(1), os.dup(2)]
+    ok = False
+    try:
+        for fd, f in ((1, files[0]), (2, files[1])):
+            os.dup2(f.fileno(), fd)
+        yield outputs
+        ok = True
+    finally:
+        for fd, old in ((1, saved[0]), (2, saved[1])):
+            os.dup2(old, fd)
+            os.close(old)
+        for i, f in enumerate(files):
+            f.seek(0)
+            outputs[i] = f.read().decode(errors="replace")
+            f.close()
+        if not ok and outputs[1]:
+            sys.stderr.write(outputs[1])
 
 
 def _exe_and_args(pid: int) -> tuple[str, bytes]:

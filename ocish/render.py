@@ -16,9 +16,8 @@ import textwrap
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from ocish.commands import (Banner, Deleted, DiffResult, ExecResult, HelpEntry, Outcome, Setting,
-                            pick)
-from ocish.debugger import Breakpoint, News, Run, StageRow, Started, StepReport, Stop
+from ocish.commands import Banner, Deleted, DiffResult, HelpEntry, Outcome, Setting, pick
+from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
 from ocish.inspect.exit import ExitInfo
@@ -552,9 +551,10 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
                                                  else f"the init of {data['id']}")]
     if name == "containers":
         return [containers(data, fancy)]
-    if isinstance(data, ExecResult):
-        return [f"exec process {data.pid} running (detached)" if data.status is None
-                else f"exit status {data.status}"]
+    if isinstance(data, Exec):
+        if data.status is None:
+            return [f"exec process {data.pid} running (detached)"]
+        return ([data.stdout.rstrip("\n")] if data.stdout else []) + [f"exit status {data.status}"]
     if name == "inspect":
         topic = pick(o.args.pos[0], TOPICS + ("all",), "topic")
         if topic != "all":

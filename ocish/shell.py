@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 from ocish import render
 from ocish.commands import Commands, Outcome, resolve
-from ocish.debugger import Debugger, News, Run, StepReport
+from ocish.debugger import Debugger, Exec, News, Run, StepReport
 from runtime.cli import default_root
 from runtime.errors import OcishError
 
@@ -52,6 +52,9 @@ class Shell:
         self.commands = Commands(self.dbg, emit=self._emit, confirm=self._confirm,
                                  interrupted=lambda: self._interrupted)
         self.commands.errexit = errexit
+        # a script's exec: the output is the command's data (and shown after it); on a
+        # terminal the process may be interactive, its output goes straight to the terminal
+        self.commands.capture_exec = not sys.stdin.isatty()
         self.failures: list[int] = []   # input line numbers of failed commands
         self.lineno = 0
         self._last_repeatable = ""
@@ -229,6 +232,8 @@ class Shell:
             if out.data is not None:
                 self.show(render.to_json(out.data))
             return
+        if isinstance(out.data, Exec) and out.data.stderr:
+            self.show(out.data.stderr.rstrip("\n"), err=True)
         for block in render.command(out, self.fancy, self.commands.width,
                                     self.dbg.diagnose_hint(), self.dbg.container_pid()):
             self.show(block)

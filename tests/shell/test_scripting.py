@@ -109,8 +109,9 @@ def test_json_everywhere(ocish, session, make_bundle):
     started = s.json("start --json")
     assert started["running"] and started["pid"] == s.json("state")["pid"]
     assert alive(started["pid"])
-    ran = s.cmd("exec --json true")
-    assert json.loads(ran) == {"pid": json.loads(ran)["pid"], "status": 0}
+    ran = json.loads(s.cmd("exec --json sh -c 'hostname; echo oops >&2; exit 3'"))
+    assert (ran["status"], ran["stdout"], ran["stderr"]) == (3, "ocish\n", "oops\n")
+    assert ran["pid"] > 0 and not alive(ran["pid"])
     assert s.json("set --json")[0] == {"name": "errexit", "value": "off"}
     assert s.json("kill --json KILL") == {"id": s.cid, "signal": "SIGKILL", "all": False}
     # a command that cannot honour a flag says so

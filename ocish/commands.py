@@ -25,6 +25,8 @@ from ocish.inspect import TOPICS
 from runtime.errors import OcishError
 
 SETTINGS = ("errexit", "trace", "watch", "catch")
+_FATAL = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+          signal.SIGUSR2, signal.SIGALRM}
 
 
 @dataclass
@@ -402,7 +404,12 @@ class Commands:
             name = signal.Signals(num).name
         except ValueError:  # a real-time signal
             name = str(num)
-        return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all"))}
+        # a fatal signal the init survives is worth a word: the PID 1 of a pid namespace only
+        # gets the signals it has a handler for (SIGKILL and SIGSTOP aside), pid_namespaces(7)
+        pid = self.dbg.container_pid()
+        alive = num in _FATAL and not self.dbg.await_death(pid, 0.2)
+        return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all")),
+                "init_alive": alive}
 
     def do_containers(self, a: Args):
         from runtime import lifecycle

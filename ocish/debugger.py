@@ -429,7 +429,7 @@ class Debugger(Observer):
                 text += ", `restart` sets it up again"
         return text
 
-    def _await_death(self, pid: int, timeout: float) -> bool:
+    def await_death(self, pid: int, timeout: float) -> bool:
         """Wait up to `timeout` s for pid to be dead (and reaped when it is ours)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -570,7 +570,7 @@ class Debugger(Observer):
             try:
                 setup.engine.step()
             except OSError as e:  # the channel broke: its other end died (before this step)
-                if not self._await_death(setup.ctx.pid, 2.0):
+                if not self.await_death(setup.ctx.pid, 2.0):
                     raise
                 raise StageError(stage.name, "sync", "", e.errno or 0, "",
                                  "the container process is gone") from None
@@ -578,7 +578,7 @@ class Debugger(Observer):
             report.error = err
             # a process that died answers nothing: the engine saw its end of the channel close
             pid = setup.ctx.pid
-            if self._await_death(pid, 2.0 if err.op == "sync" else 0.0):
+            if self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
                 report.death = self._tell_death(f"during setup, in stage {stage.name}")
             else:  # alive: the cgroup may still say why (a fork refused at the pids limit)
                 report.cause, report.cause_pointer = self._evidence()
@@ -760,7 +760,7 @@ class Debugger(Observer):
         # execve done (a new program and command line) or dead; a dying process has lost
         # its exe link before it is a zombie: wait for the zombie then
         deadline = time.monotonic() + watch
-        while not self._await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
+        while not self.await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.002)

@@ -547,8 +547,12 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
     if name in ("pause", "resume"):
         return [f"{name}d {data['id']}: {data['status']}"]
     if name == "kill":
-        return [f"sent {data['signal']} to " + (f"every process of {data['id']}" if data["all"]
-                                                 else f"the init of {data['id']}")]
+        out = [f"sent {data['signal']} to " + (f"every process of {data['id']}" if data["all"]
+                                                else f"the init of {data['id']}")]
+        if data["init_alive"]:
+            out.append(f"its init still runs: as PID 1 of its pid namespace it gets only the "
+                       f"signals it handles (`kill KILL` ends it)")
+        return out
     if name == "containers":
         return [containers(data, fancy)]
     if isinstance(data, Exec):

@@ -41,6 +41,10 @@ def test_created_container_is_the_runtimes(ocish, session, make_bundle):
     assert "not running: paused" in s.cmd("pause")
     s.cmd("resume")
     assert _cli_status(ocish, s.cid) == "running"
+    out = s.cmd("kill")  # SIGTERM: the init has no handler for it
+    assert out == (f"sent SIGTERM to the init of {s.cid}\nits init still runs: as PID 1 of its "
+                   "pid namespace it gets only the signals it handles (`kill KILL` ends it)\n")
+    assert alive(pid)
     killed = s.cmd("kill KILL")
     assert killed == f"sent SIGKILL to the init of {s.cid}\n"
     assert _wait(lambda: not alive(pid))

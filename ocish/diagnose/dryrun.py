@@ -22,6 +22,7 @@ through the same teardown, with the signals held off until it is done.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -365,8 +366,8 @@ class Strace:
 def last_syscall(lines: list[str]) -> str:
     """The system call that ended the process, as strace shows it: when seccomp killed it (the
     end reads "+++ killed by SIGSYS"), its last call, whose "result" strace shows as the call's
-    own number; else its last call that failed ("execve(...) = -1 ENOENT ..."); else its last
-    call. Lines are strace -f's ("PID call(args) = result"); the process is the one whose end
+    own number; killed by another signal, its last call; exited, its last call that failed
+    ("execve(...) = -1 ENOENT ..."), else its last call. Lines are strace -f's ("PID call(args) = result"); the process is the one whose end
     ("+++") comes last."""
     def split(line: str) -> tuple[str, str]:
         pid, _, body = line.partition(" ")
@@ -377,6 +378,8 @@ def last_syscall(lines: list[str]) -> str:
     calls = [b for b in mine if b and not b.startswith(("+++", "---", "<..."))]
     if ends and "killed by SIGSYS" in ends[-1][1] and calls:
         return _short(calls[-1].rsplit(" = ", 1)[0] + " (killed by seccomp)")
+    if ends and "killed by" in ends[-1][1] and calls:  # the call it was in, or had just made
+        return _short(calls[-1])
     failed = [b for b in calls if " = -1 " in b]
     return _short((failed or calls or [""])[-1])
 
@@ -387,6 +390,7 @@ def syscall_name(line: str) -> str:
 
 
 def _short(text: str) -> str:
+    text = re.sub(r" {2,}= ", " = ", text)  # strace pads the result into a column
     return text if len(text) <= 160 else text[:157] + "..."
 
 

@@ -80,7 +80,7 @@ def against_lines(report: Report) -> list[Line]:
     o = report.outcome
     ours = o.error_text or o.start_error or ""
     rows = [("outcome", o.summary(), a.get("outcome", "")),
-            ("exit", "" if o.exit_status is None else str(o.exit_status),
+            ("exit", o.signal or ("" if o.exit_status is None else str(o.exit_status)),
              "" if a.get("exit_status") is None else str(a["exit_status"])),
             ("error", ours, a.get("error", "")),
             ("stderr", " | ".join(o.stderr[-2:]), " | ".join(
@@ -88,12 +88,14 @@ def against_lines(report: Report) -> list[Line]:
     col = (WIDTH - LABEL - 4) // 2
     out: list[Line] = [(f"against {a.get('runtime')} ({a.get('version') or 'version unknown'}),"
                         " the same bundle in its own --root:", "bold"),
-                       (f"  {'':<{LABEL - 2}}{'ocish':<{col}}  {a.get('runtime', '')}", "bold")]
+                       (f"  {'':<{LABEL}}{'ocish':<{col}}  {a.get('runtime', '')}", "bold")]
     for label, left, right in rows:
+        if not left and not right:
+            continue
         lw = textwrap.wrap(left, col) or [""]
         rw = textwrap.wrap(right, col) or [""]
         for i in range(max(len(lw), len(rw))):
-            out.append((f"  {label if i == 0 else '':<{LABEL - 2}}"
+            out.append((f"  {label if i == 0 else '':<{LABEL}}"
                         f"{lw[i] if i < len(lw) else '':<{col}}  "
                         f"{rw[i] if i < len(rw) else ''}".rstrip(), ""))
     return out

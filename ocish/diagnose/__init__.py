@@ -130,8 +130,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--timeout", type=float, default=DEFAULT_WINDOW, metavar="S",
                    help=f"seconds to watch the started process (default {DEFAULT_WINDOW})")
-    p.add_argument("--against", choices=("runc", "crun"), help="run the bundle under that "
-                   "runtime too, side by side")
+    p.add_argument("--against", choices=("runc",), help="run the bundle under runc too, side "
+                   "by side")
     p.add_argument("--no-trace", action="store_true",
                    help="do not re-run a dying process under strace")
     try:

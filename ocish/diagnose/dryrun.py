@@ -367,8 +367,8 @@ def last_syscall(lines: list[str]) -> str:
     """The system call that ended the process, as strace shows it: when seccomp killed it (the
     end reads "+++ killed by SIGSYS"), its last call, whose "result" strace shows as the call's
     own number; killed by another signal, its last call; exited, its last call that failed
-    ("execve(...) = -1 ENOENT ..."), else its last call. Lines are strace -f's ("PID call(args) = result"); the process is the one whose end
-    ("+++") comes last."""
+    ("execve(...) = -1 ENOENT ..."), else its last call. Lines are strace -f's ("PID
+    call(args) = result"); the process is the one whose end ("+++") comes last."""
     def split(line: str) -> tuple[str, str]:
         pid, _, body = line.partition(" ")
         return (pid, body.strip()) if pid.isdigit() else ("", line.strip())

@@ -104,8 +104,8 @@ class Checker:
                       [{"op": "replace", "path": ARGS0, "value": found[0]}])
             cause = (f"{name!r} is in the rootfs, at {found[0]}, but not in any directory of the "
                      "process's PATH")
-        elif tried:
-            loc = tried[0][0]
+        elif any(not stat.S_ISDIR(st.st_mode) for _, st in tried):
+            loc = next(loc for loc, st in tried if not stat.S_ISDIR(st.st_mode))
             fix = Fix(f"make {loc.path} executable", command=f"chmod +x {shlex.quote(loc.host)}")
             cause = f"{name!r} exists in PATH but cannot be executed"
         else:
@@ -123,13 +123,10 @@ class Checker:
                 dirnames[:] = [d for d in dirnames if d not in _SKIP]
             seen += len(filenames) + len(dirnames)
             if name in filenames:
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(full)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
-                    out.append(full[len(root):])
+                cpath = os.path.join(dirpath, name)[len(root):]
+                st = _stat(self.view.resolve(cpath))  # its links point inside the rootfs
+                if st is not None and stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                    out.append(cpath)
             if seen > _WALK_LIMIT:
                 break
         return sorted(out, key=len)
@@ -185,8 +182,8 @@ class Checker:
                           [{"op": "remove", "path": f"/mounts/{loc.mount}"}]))
             return False
         if loc.missing:
-            evidence = [f"{loc.missing} does not exist in the rootfs ({self.in_rootfs(loc.missing)})"
-                        if loc.mount is None else
+            evidence = [f"{loc.missing} does not exist in the rootfs "
+                        f"({self.in_rootfs(loc.missing)})" if loc.mount is None else
                         f"{loc.missing} does not exist in the source of /mounts/{loc.mount} "
                         f"({loc.host})"]
             if loc.links:
@@ -246,7 +243,8 @@ class Checker:
                           f"(mode {stat.filemode(dst.st_mode)}, owner {dst.st_uid}:{dst.st_gid})",
                           errno.EACCES, [f"{host}: {stat.filemode(dst.st_mode)} "
                                          f"{dst.st_uid}:{dst.st_gid}"],
-                          Fix(f"let others search {cpath}", command=f"chmod o+x {shlex.quote(host)}"))
+                          Fix(f"let others search {cpath}",
+                              command=f"chmod o+x {shlex.quote(host)}"))
                 return False
         if not self.creds.may(st, X):
             self._add("entrypoint-permission", f"entrypoint {name!r} is not executable by the "
@@ -257,7 +255,8 @@ class Checker:
                       [f"{loc.host}: {stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid}",
                        f"process user: {self.creds.label}, effective capabilities: "
                        f"{', '.join(sorted(self.creds.caps)) or 'none'}"],
-                      Fix("let every user execute it", command=f"chmod a+x {shlex.quote(loc.host)}"))
+                      Fix("let every user execute it",
+                          command=f"chmod a+x {shlex.quote(loc.host)}"))
             return False
         mount = self.view.mounts_by_index(loc.mount) if loc.mount is not None else None
         if mount is not None and "noexec" in (mount.get("options") or []):
@@ -336,7 +335,8 @@ class Checker:
                 "does not exist in the rootfs"
             other = self._search_rootfs(os.path.basename(interp))
             if other:
-                evidence.append(f"{os.path.basename(interp)} is in the rootfs at " + ", ".join(other[:3]))
+                evidence.append(f"{os.path.basename(interp)} is in the rootfs at "
+                                + ", ".join(other[:3]))
                 fix = Fix(f"point the \"#!\" line at {other[0]}",
                           command=f"sed -i '1s|^#! *[^ ]*|#!{other[0]}|' {shlex.quote(loc.host)}")
             else:
@@ -344,7 +344,8 @@ class Checker:
                           "change the \"#!\" line to an interpreter the rootfs has")
             evidence.append(f"{interp}: {where}" + (f" (no {iloc.missing} in it)"
                                                     if iloc.missing else ""))
-            self._add("entrypoint-interpreter", f"the interpreter of {loc.path} is missing: {interp}",
+            self._add("entrypoint-interpreter",
+                      f"the interpreter of {loc.path} is missing: {interp}",
                       f"{loc.path} is a script for {interp}, which {where}: execve(2) reports "
                       "ENOENT (\"no such file or directory\") for the script itself, though the "
                       "script is there", errno.ENOENT, evidence, fix)
@@ -557,7 +558,8 @@ def binfmt_names() -> list[str]:
 
 def binfmt_handler(head: bytes) -> tuple[str, str, bool] | None:
     """The enabled binfmt_misc handler whose magic matches `head`: (name, interpreter, flag F).
-    An entry reads "enabled", "interpreter PATH", "flags: F", "offset N", "magic HEX", "mask HEX"."""
+    An entry reads "enabled", "interpreter PATH", "flags: F", "offset N", "magic HEX" and
+    "mask HEX", one per line."""
     for name in binfmt_names():
         try:
             with open(f"{BINFMT_MISC}/{name}") as f:

@@ -23,9 +23,9 @@ import errno
 import json
 import os
 
-from ocish.diagnose.seccomp_check import allow_rule
 from ocish.diagnose.model import (DRYRUN, ERROR, LINT, WARNING, Finding, Fix, Outcome,
                                   resolve_pointer)
+from ocish.diagnose.seccomp_check import allow_rule
 
 MIB = 1024 * 1024
 # "no such file or directory" -> ENOENT, to read errnos out of messages

@@ -28,6 +28,7 @@ from runtime.linux.paths import secure_join
 from runtime.spec import esc
 
 FILESYSTEMS = "/proc/filesystems"
+UNLIMITED = 2**64 - 1
 NS_NAMES = {"net": "network", "mnt": "mount", "pid": "pid", "ipc": "ipc", "uts": "uts",
             "user": "user", "cgroup": "cgroup", "time": "time"}
 NS_FILES = {v: k for k, v in NS_NAMES.items()}
@@ -152,7 +153,8 @@ class Preflight:
                          f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) refuses "
                          "it, so chdir(2) fails with EACCES", "user", "chdir", errno.EACCES,
                          "/process/cwd", [f"{host}: {stat.filemode(st.st_mode)}"],
-                         Fix(f"let others search {cpath}", command=f"chmod o+x {shlex.quote(host)}"))
+                         Fix(f"let others search {cpath}",
+                             command=f"chmod o+x {shlex.quote(host)}"))
                 return
         self.checked.append(f"cwd {cwd}: a directory")
 
@@ -379,12 +381,11 @@ class Preflight:
             hard = r.get("hard") if isinstance(r, dict) else None
             if res is None or not isinstance(hard, int):
                 continue
-            _, our_hard = resource.getrlimit(res)
-            infinite = resource.RLIM_INFINITY
-            ceiling = our_hard if not can_raise else infinite
-            if name == "RLIMIT_NOFILE" and nr_open:
-                ceiling = min(nr_open, ceiling) if ceiling != infinite else nr_open
-            if ceiling == infinite or hard <= ceiling or hard == infinite and ceiling == infinite:
+            our_hard = _limit(resource.getrlimit(res)[1])
+            ceiling = UNLIMITED if can_raise else our_hard
+            if name == "RLIMIT_NOFILE" and nr_open:  # the kernel's cap, even for the privileged
+                ceiling = min(ceiling, nr_open)
+            if _limit(hard) <= ceiling:
                 continue
             soft = r.get("soft") if isinstance(r.get("soft"), int) else hard
             ptr = f"/process/rlimits/{i}"
@@ -509,6 +510,12 @@ def ns_type(path: str) -> str | None:
         os.close(fd)
     kind = link.split(":[", 1)[0] if ":[" in link else ""
     return NS_NAMES.get(kind.removesuffix("_for_children"), "")
+
+
+def _limit(value: int) -> int:
+    """An rlimit as a number: unlimited (Python's RLIM_INFINITY, -1; config.json's 2^64-1) is
+    UNLIMITED."""
+    return UNLIMITED if value < 0 or value >= UNLIMITED else value
 
 
 def _remove_caps(caps: dict, names: set[str]) -> list[dict]:

@@ -293,7 +293,8 @@ CASES: list[Case] = [
     # -- hooks
     Case("prestart hook missing", "hook-missing", "hooks", "/hooks/prestart/0", "ENOENT",
          "patch:/hooks/prestart/0",
-         lambda s, env: s.__setitem__("hooks", {"prestart": [{"path": "/usr/libexec/oci/hooks.d/net"}]})),
+         lambda s, env: s.__setitem__(
+             "hooks", {"prestart": [{"path": "/usr/libexec/oci/hooks.d/net"}]})),
     Case("createRuntime hook failing", "hook-failed", "hooks", "/hooks/createRuntime/0",
          "exit status 3", "patch:/hooks/createRuntime/0",
          _hook("createRuntime", "#!/bin/sh\necho 'cannot reach the CNI plugin' >&2\nexit 3\n")),

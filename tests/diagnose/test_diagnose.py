@@ -21,26 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, needs_root, reap_orphans
+from tests.conftest import REPO, children, mount_count, needs_root, reap_orphans
 from tests.diagnose.corpus import CASES, HEALTHY, build
 
 pytestmark = needs_root
 WINDOW = "0.5"
 MAX_SECONDS = 10.0
 TIMES: dict[str, float] = {}
-
-
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(f) as fh:
-            kids |= {int(p) for p in fh.read().split()}
-    return kids
-
-
-def _mounts() -> int:
-    with open("/proc/self/mountinfo") as f:
-        return len(f.readlines())
 
 
 def _our_cgroups(extra: str = "") -> list[str]:
@@ -75,7 +62,7 @@ def diagnose(*args: str, tmpdir: Path, timeout: float = 120, **kw) -> Run:
     empty afterwards together with the cgroups, mounts and processes it could have left."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmpdir))
     env.pop("NO_COLOR", None)
-    kids, mounts = _children(), _mounts()
+    kids, mounts = children(), mount_count()
     cgroups_path = _cgroups_path(args)
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "ocish", "diagnose", *args], capture_output=True,
@@ -85,9 +72,9 @@ def diagnose(*args: str, tmpdir: Path, timeout: float = 120, **kw) -> Run:
     left = list(tmpdir.iterdir())
     assert left == [], f"left behind in TMPDIR: {left}"
     assert _our_cgroups(cgroups_path) == []
-    assert _mounts() == mounts
+    assert mount_count() == mounts
     reap_orphans()
-    assert _children() <= kids, "a process was left behind"
+    assert children() <= kids, "a process was left behind"
     return Run(p, seconds)
 
 
@@ -239,7 +226,7 @@ def test_stop_signal_during_the_dry_run_leaves_nothing(signum, rootfs_template, 
     hook = where / "host" / "prestart-hook"
     hook.write_text("#!/bin/sh\nwhile :; do sleep 0.1; done\n")  # its cmdline names it
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmpdir_empty))
-    kids, mounts = _children(), _mounts()
+    kids, mounts = children(), mount_count()
     p = subprocess.Popen([sys.executable, "-m", "ocish", "diagnose", str(bundle)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
@@ -251,9 +238,9 @@ def test_stop_signal_during_the_dry_run_leaves_nothing(signum, rootfs_template, 
     assert p.returncode == 128 + signum, (out, err)
     assert "interrupted" in err and "Traceback" not in err
     assert list(tmpdir_empty.iterdir()) == [] and _our_cgroups() == []
-    assert _mounts() == mounts
+    assert mount_count() == mounts
     reap_orphans()
-    assert _children() <= kids and not _running(str(hook))
+    assert children() <= kids and not _running(str(hook))
 
 
 def _running(cmdline_part: str) -> bool:

@@ -147,6 +147,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("ocish: diagnose interrupted: the throwaway container and all it made "
                          "were removed\n")
         return 128 + e.signum
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one line, never a traceback
+        sys.stderr.write(f"ocish: diagnose: internal error: {type(e).__name__}: {e}\n")
+        return 2
     if a.format == "json":
         sys.stdout.write(render.to_json(result) + "\n")
     else:

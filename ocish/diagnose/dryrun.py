@@ -68,8 +68,12 @@ def run(bundle: str, window: float, setup_timeout: float, trace: bool = False) -
     before = children()
     try:
         dbg = Debugger(root)
-        with _stdio(stdout.fileno(), stderr.fileno()):
-            dbg.load(bundle, cid)
+        try:
+            with _stdio(stdout.fileno(), stderr.fileno()):
+                dbg.load(bundle, cid)
+        except OcishError as e:  # what `create` would say before any stage runs
+            out.phase, out.reason, out.error_text = "setup", str(e), f"create failed: {e}"
+            return out
         out.notes += _private_cgroup(dbg)
         if trace:
             tracer = Strace.attach(dbg.setup.ctx.pid)

@@ -35,10 +35,8 @@ _BY_TEXT = {os.strerror(n).lower(): n for n in errno.errorcode}
 def errno_of(text: str) -> int:
     """The errno whose strerror ends `text` ("... exec /x: no such file or directory")."""
     text = text.strip().lower()
-    for words, n in _BY_TEXT.items():
-        if text.endswith(words):
-            return n
-    return 0
+    hits = [(len(words), n) for words, n in _BY_TEXT.items() if text.endswith(words)]
+    return max(hits)[1] if hits else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +138,8 @@ def _matches(pred: Finding, found: Finding, out: Outcome) -> bool:
         return True
     if found.code in ("exec-failed", "library-missing") and pred.stage == "exec":
         return True
+    if pred.op in ("execve", "ld.so") and out.phase == "exited" and not out.healthy:
+        return True  # predicted to fail right after start, and it did
     if found.code.startswith("seccomp") and pred.code.startswith("seccomp"):
         return True
     if pred.stage != found.stage:
@@ -179,12 +179,21 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                        out.stage or "exec", name or "seccomp", 0, "/linux/seccomp",
                        evidence, Fix(f"allow {name} in /linux/seccomp", [_allow(spec, name)])
                        if name else Fix("allow the system call in /linux/seccomp"))
+    if out.phase == "setup" and out.error is None and not out.stage:
+        return Finding("create-failed", ERROR, DRYRUN, f"create fails before its first stage: "
+                       f"{out.reason}", out.reason, "create", "", 0, "", evidence, None)
     if out.phase == "setup" and out.error is None:
+        hooks = "hook" in out.stage and out.item
+        untimed = [i for i, h in enumerate((spec.get("hooks") or {}).get(out.item) or [])
+                   if isinstance(h, dict) and not h.get("timeout")] if hooks else []
         return Finding("setup-timeout", ERROR, DRYRUN, f"setup hung in stage {out.stage}",
-                       f"{out.reason} (stuck in stage {out.stage} {out.item})".rstrip(),
-                       out.stage, "", 0, "", evidence,
-                       Fix("give the hook a timeout (/hooks/<kind>/<n>/timeout) and find what "
-                           "it waits for") if "hook" in out.stage else None)
+                       f"{out.reason}, stuck in stage {out.stage} {out.item}".rstrip()
+                       + (f": a {out.item} hook without a timeout never finished" if untimed
+                          else ""), out.stage, "", 0, f"/hooks/{out.item}" if hooks else "",
+                       evidence,
+                       Fix("give the hooks a timeout, and find what they wait for",
+                           [{"op": "add", "path": f"/hooks/{out.item}/{i}/timeout", "value": 30}
+                            for i in untimed]) if hooks else None)
     if out.error is not None and out.error.get("op") != "sync":
         return _stage_finding(out.error, out, spec, rootfs, evidence)
     return _death_finding(out, spec, evidence)
@@ -221,7 +230,8 @@ def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
                        "needs", "exec", "ld.so", errno.ENOENT, "/process/args/0", evidence,
                        Fix(f"install{lib} in the rootfs"))
     last = out.stderr[-1] if out.stderr else ""
-    if last.startswith("ocish: exec ") and out.exit_status in (126, 127):
+    if out.phase == "exited" and out.exit_status and errno_of(last) and \
+            (last.startswith("exec") or " exec " in last):  # "ocish: exec /x: <strerror>"
         n = errno_of(last)
         return Finding("exec-failed", ERROR, DRYRUN, f"execve(2) of the entrypoint failed: "
                        f"{last.split(': ', 2)[-1]}", "the container started, and the kernel "

@@ -104,8 +104,11 @@ class Outcome:
             return f"created; start failed: {self.start_error}"
         if self.died:
             return f"setup died in stage {self.stage}: {how}"
-        return f"setup failed at stage {self.stage}: {self.error_text}" if self.error_text else \
-            f"setup failed: {self.reason}"
+        if not self.stage:
+            return self.error_text or f"setup failed: {self.reason}"
+        if not self.error_text:
+            return f"setup stopped in stage {self.stage}: {self.reason}"
+        return f"setup failed at stage {self.stage}: {self.error_text}"
 
 
 @dataclass

@@ -305,7 +305,8 @@ class Preflight:
                 host = self.view.resolve(path).host if kind == "startContainer" else path
                 self._hook(kind, i, path, host, stage)
         if n:
-            self.checked.append(f"{n} hook programs looked at")
+            self.checked.append(f"{n} hook program{'s' if n > 1 else ''}: present and "
+                                "executable")
 
     def _hook(self, kind: str, i: int, path: str, host: str | None, stage: str) -> None:
         ptr = f"/hooks/{kind}/{i}/path"

@@ -252,3 +252,26 @@ def _running(cmdline_part: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_setup_deadline_names_the_hanging_hook(rootfs_template, bundle_dir, monkeypatch):
+    """A prestart hook without a timeout that never ends: the dry run gives up at its deadline
+    (shortened here), names the stage and the hook, and kills the hook."""
+    import ocish.diagnose as diagnose_mod
+    case = next(c for c in CASES if c.code == "hook-timeout")
+    where = bundle_dir(False)
+    bundle = build(case, where, rootfs_template)
+    spec = json.loads((bundle / "config.json").read_text())
+    del spec["hooks"]["prestart"][0]["timeout"]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    hook = where / "host" / "prestart-hook"
+    hook.write_text("#!/bin/sh\nwhile :; do sleep 0.1; done\n")
+    monkeypatch.setattr(diagnose_mod, "SETUP_DEADLINE", 1.0)
+    kids = children()
+    report = diagnose_mod.diagnose(str(bundle), 0.5, trace=False)
+    [f] = report.errors
+    assert (f.code, f.stage, f.pointer) == ("setup-timeout", "hooks", "/hooks/prestart")
+    assert "without a timeout" in f.cause
+    assert f.fix.patch == [{"op": "add", "path": "/hooks/prestart/0/timeout", "value": 30}]
+    reap_orphans()
+    assert children() <= kids and not _running(str(hook))

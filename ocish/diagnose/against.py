@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -38,21 +39,29 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
     root = tempfile.mkdtemp(prefix=f"ocish-diagnose-{runtime}-")
     cid = f"diagnose-{runtime}-{uuid.uuid4().hex[:8]}"
     log = tempfile.TemporaryFile()
-    stdin_r, stdin_w = os.pipe()
+    terminal = isinstance(spec.get("process"), dict) and spec["process"].get("terminal") is True
+    # runc's foreground `run` of a process.terminal bundle copies its own terminal to the
+    # container's pty: it gets a pty of ours (its controlling terminal), which we drain
+    master, stdin = os.openpty() if terminal else os.pipe()
     before = children()
     proc = None
     try:
+        out = stdin if terminal else log
         proc = subprocess.Popen([exe, "--root", root, "run", "--bundle", bundle, cid],
-                                stdin=stdin_r, stdout=log, stderr=log, start_new_session=True)
-        os.close(stdin_r)
-        stdin_r = -1
-        _watch(exe, root, cid, proc, window, result)
+                                stdin=stdin, stdout=out, stderr=out, start_new_session=True,
+                                preexec_fn=_controlling_terminal if terminal else None)
+        os.close(stdin)
+        stdin = -1
+        drain = (lambda: _drain(master, log)) if terminal else (lambda: None)
+        _watch(exe, root, cid, proc, window, result, drain)
     finally:
         with held_signals():
-            if stdin_r >= 0:
-                os.close(stdin_r)
-            os.close(stdin_w)
+            if stdin >= 0:
+                os.close(stdin)
             _cleanup(exe, root, cid, proc, before)
+            if terminal:
+                _drain(master, log)
+            os.close(master)
             result["stderr"] = tail(log)
             log.close()
     errors = [ln for ln in result["stderr"] if "level=error" in ln and "msg=" in ln]
@@ -62,10 +71,11 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
 
 
 def _watch(exe: str, root: str, cid: str, proc: subprocess.Popen, window: float,
-           result: dict) -> None:
+           result: dict, drain) -> None:
     t0 = time.monotonic()
     running_since = None
     while True:
+        drain()
         rc = proc.poll()
         if rc is not None:
             result["exit_status"] = rc
@@ -85,6 +95,25 @@ def _watch(exe: str, root: str, cid: str, proc: subprocess.Popen, window: float,
             result["outcome"] = f"setup did not finish within {SETUP_LIMIT:g}s"
             return
         time.sleep(0.02)
+
+
+def _controlling_terminal() -> None:
+    """In the child, after setsid: stdin (the pty) becomes its controlling terminal."""
+    import fcntl
+    import termios
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _drain(master: int, log) -> None:
+    """Copy what is waiting on the pty master to the log, without blocking."""
+    while select.select([master], [], [], 0)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: nobody holds the pty any more
+            return
+        if not chunk:
+            return
+        log.write(chunk.replace(b"\r\n", b"\n"))
 
 
 def _status(exe: str, root: str, cid: str) -> str:

@@ -267,7 +267,9 @@ def tail(f) -> list[str]:
     size = f.tell()
     f.seek(max(0, size - TAIL_BYTES))
     lines = f.read().decode("utf-8", "replace").splitlines()
-    return [line.rstrip() for line in lines[-TAIL_LINES:]]
+    # a terminal's escape sequences and other controls would act on ours when printed
+    return ["".join(c if c.isprintable() or c == "\t" else "?" for c in line).rstrip()
+            for line in lines[-TAIL_LINES:]]
 
 
 @contextmanager

@@ -114,7 +114,7 @@ def outcome_findings(out: Outcome, spec: dict, rootfs: str,
                 f.severity = WARNING
                 f.evidence.append("dry run: the container started anyway "
                                   f"({out.summary()}), so this did not stop it")
-        return []
+        return _pressure(out)
     found = _explain(out, spec, rootfs)
     if found is None:
         return []
@@ -130,6 +130,29 @@ def outcome_findings(out: Outcome, spec: dict, rootfs: str,
     match.evidence += [e for e in found.evidence if e.startswith("dry run")]
     match.fix = match.fix or found.fix
     return []
+
+
+def _pressure(out: Outcome) -> list[Finding]:
+    """Warnings for a container that started but whose cgroup counted OOM kills or refused
+    forks within the window: one of its processes (not its init) hit a limit."""
+    c, found = out.counters, []
+    if c.get("oom_kill"):
+        ptr = "/linux/resources/memory/limit"
+        found.append(Finding("oom-kill-child", WARNING, DRYRUN, "a process of the container was "
+                             "killed by the OOM killer", f"the memory cgroup counted "
+                             f"{c['oom_kill']} OOM kill(s) in the first {out.window:g}s; the "
+                             "container's init survived", "start", "oom-kill", 0, ptr,
+                             [f"memory cgroup: limit {c.get('memory_limit')}, peak "
+                              f"{c.get('memory_peak')}, oom_kill {c['oom_kill']}"],
+                             Fix("raise the memory limit")))
+    if c.get("pids_max_events"):
+        ptr = "/linux/resources/pids/limit"
+        found.append(Finding("pids-limit-child", WARNING, DRYRUN, "the pids limit refused forks",
+                             f"the pids cgroup refused {c['pids_max_events']} fork(s) in the "
+                             f"first {out.window:g}s; the container's init survived", "start",
+                             "fork", errno.EAGAIN, ptr, [f"pids.events max {c['pids_max_events']}"],
+                             Fix("raise the pids limit")))
+    return found
 
 
 def _matches(pred: Finding, found: Finding, out: Outcome) -> bool:

@@ -32,8 +32,7 @@ def lines(report: Report) -> list[Line]:
     for note in report.outcome.notes:
         out.append((_row("", note), "dim"))
     out.append((_row("verdict", verdict(report)), "bold green" if report.healthy else "bold red"))
-    shown = [f for f in report.findings if f.severity != INFO or not report.healthy]
-    for n, f in enumerate(shown, 1):
+    for n, f in enumerate(report.findings, 1):
         out.append(("", ""))
         out += finding_lines(n, f, report.spec)
     if report.checked:

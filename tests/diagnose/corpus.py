@@ -328,6 +328,11 @@ CASES: list[Case] = [
 HEALTHY = [
     Case("healthy: runs to completion", "", "", "", "", "", _args("true")),
     Case("healthy: keeps running", "", "", "", "", "", _args("sleep", "30")),
+    Case("healthy, with forks refused by the pids limit", "pids-limit-child", "start",
+         "/linux/resources/pids/limit", "refused", "text:pids",
+         _both(_res("pids", {"limit": 3}),
+               # the inner shell dies of the refused fork; init goes on
+               _args("sh", "-c", "sh -c 'sleep 5 & sleep 5 & wait'; exec sleep 30"))),
     Case("healthy: podman-shaped bundle", "", "", "", "", "",
          _both(_podman_shape(20000, 32768), _args("sh", "-c", "echo up; sleep 30")), open_dir=True),
 ]

@@ -157,6 +157,14 @@ def test_healthy_bundle(case, rootfs_template, bundle_dir, tmpdir_empty):
     report = js.report
     assert js.rc == 0 and report["healthy"] is True
     assert [f for f in report["findings"] if f["severity"] == "error"] == []
+    warnings = [f for f in report["findings"] if f["severity"] == "warning"]
+    if case.code:  # started, but the cgroup counted trouble: a warning, not a failure
+        [w] = warnings
+        assert (w["code"], w["stage"], w["pointer"]) == (case.code, case.stage, case.pointer)
+        assert case.cause in w["cause"]
+        _check_fix(w["fix"], case.fix)
+    else:
+        assert warnings == []
     if "podman" in case.name:  # its createRuntime hook ran, with the state on stdin
         state = json.loads((bundle.parent / "host" / "hook-ran").read_text())
         assert state["status"] == "creating" and state["id"].startswith("diagnose-")
@@ -211,6 +219,23 @@ def test_against_runc_side_by_side(rootfs_template, bundle_dir, tmpdir_empty):
     outcome = lines[at + 2]
     assert outcome.split()[0] == "outcome" and "exit status 127" in outcome, text
     assert not glob.glob("/sys/fs/cgroup/*/diagnose-runc-*")
+
+
+def test_against_runc_with_a_terminal(rootfs_template, bundle_dir, tmpdir_empty):
+    """process.terminal: runc's foreground run gets a pty of ours; both keep running."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    case = next(c for c in HEALTHY if c.name == "healthy: keeps running")
+    bundle = build(case, bundle_dir(False), rootfs_template)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(spec))
+    run = diagnose(str(bundle), "--timeout", WINDOW, "--against", "runc", "--format", "json",
+                   tmpdir=tmpdir_empty)
+    report = run.report
+    assert run.rc == 0 and report["healthy"], run.out
+    assert report["against"]["outcome"] == f"started; still running after {WINDOW}s", report
+    assert [f["code"] for f in report["findings"]] == ["terminal"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

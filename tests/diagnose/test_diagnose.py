@@ -238,10 +238,9 @@ def test_against_runc_with_a_terminal(rootfs_template, bundle_dir, tmpdir_empty)
     assert [f["code"] for f in report["findings"]] == ["terminal"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_stop_signal_during_the_dry_run_leaves_nothing(signum, rootfs_template, bundle_dir,
-                                                       tmpdir_empty):
-    """A prestart hook that hangs (no timeout): the signal comes while setup waits for it."""
+@pytest.fixture
+def hanging_hook(rootfs_template, bundle_dir) -> tuple[Path, Path]:
+    """(a bundle whose prestart hook never ends and has no timeout, the hook's path)."""
     case = next(c for c in CASES if c.code == "hook-timeout")
     where = bundle_dir(False)
     bundle = build(case, where, rootfs_template)
@@ -250,6 +249,13 @@ def test_stop_signal_during_the_dry_run_leaves_nothing(signum, rootfs_template, 
     (bundle / "config.json").write_text(json.dumps(spec))
     hook = where / "host" / "prestart-hook"
     hook.write_text("#!/bin/sh\nwhile :; do sleep 0.1; done\n")  # its cmdline names it
+    return bundle, hook
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_during_the_dry_run_leaves_nothing(signum, hanging_hook, tmpdir_empty):
+    """The signal comes while setup waits for a hook that hangs."""
+    bundle, hook = hanging_hook
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmpdir_empty))
     kids, mounts = children(), mount_count()
     p = subprocess.Popen([sys.executable, "-m", "ocish", "diagnose", str(bundle)], env=env,
@@ -279,18 +285,11 @@ def _running(cmdline_part: str) -> bool:
     return False
 
 
-def test_setup_deadline_names_the_hanging_hook(rootfs_template, bundle_dir, monkeypatch):
-    """A prestart hook without a timeout that never ends: the dry run gives up at its deadline
-    (shortened here), names the stage and the hook, and kills the hook."""
+def test_setup_deadline_names_the_hanging_hook(hanging_hook, monkeypatch):
+    """The dry run gives up at its deadline (shortened here), names the stage and the hook, and
+    kills the hook."""
     import ocish.diagnose as diagnose_mod
-    case = next(c for c in CASES if c.code == "hook-timeout")
-    where = bundle_dir(False)
-    bundle = build(case, where, rootfs_template)
-    spec = json.loads((bundle / "config.json").read_text())
-    del spec["hooks"]["prestart"][0]["timeout"]
-    (bundle / "config.json").write_text(json.dumps(spec))
-    hook = where / "host" / "prestart-hook"
-    hook.write_text("#!/bin/sh\nwhile :; do sleep 0.1; done\n")
+    bundle, hook = hanging_hook
     monkeypatch.setattr(diagnose_mod, "SETUP_DEADLINE", 1.0)
     kids = children()
     report = diagnose_mod.diagnose(str(bundle), 0.5, trace=False)

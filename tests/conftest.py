@@ -6,6 +6,7 @@ per-test --root that the fixture force-deletes afterwards, pass or fail.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -139,6 +140,21 @@ def proc_stat(pid: int) -> dict:
         rest = f.read().rsplit(")", 1)[1].split()
     return {"state": rest[0], "pgrp": int(rest[2]), "session": int(rest[3]),
             "tty_nr": int(rest[4]), "tpgid": int(rest[5])}
+
+
+def children() -> set[int]:
+    """This process's live children (orphaned containers come back to it: it is a subreaper)."""
+    kids: set[int] = set()
+    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        with open(f) as fh:
+            kids |= {int(p) for p in fh.read().split()}
+    return kids
+
+
+def mount_count() -> int:
+    """Mounts in our (private) mount namespace: a test that leaks one changes the count."""
+    with open("/proc/self/mountinfo") as f:
+        return len(f.readlines())
 
 
 def cid() -> str:

@@ -244,6 +244,13 @@ class Debugger(Observer):
             return not state.alive(self.st)
         return procfs.proc_state(pid) in ("", "Z", "X")
 
+    def wait_status(self, pid: int, timeout: float) -> int | None:
+        """The wait status of the container process `pid` once it died (up to `timeout` s for
+        it to die and be reaped by us, its parent or subreaper); None while it lives, or when
+        another process reaped it."""
+        self.await_death(pid, timeout)
+        return self._status.get(pid)
+
     def exit_info(self, when: str = "") -> ExitInfo | None:
         """How the container process ended (inspect's exit topic), None when there is none."""
         t = self.target()

@@ -97,8 +97,8 @@ def _setup(dbg: Debugger, out: Outcome, deadline: float) -> None:
     last = None
     try:
         with _alarm(deadline):
-            for last in dbg.cont():
-                pass
+            steps = dbg.advance("continue").steps
+            last = steps[-1] if steps else None
     except SetupTimeout:
         stage, item = dbg.setup.engine.next_step or (None, "")
         out.phase, out.stage, out.item = "setup", stage.name if stage else "", item
@@ -110,8 +110,8 @@ def _setup(dbg: Debugger, out: Outcome, deadline: float) -> None:
         err: StageError = last.error
         out.phase, out.stage, out.item = "setup", err.stage, last.item
         out.error, out.error_text = err.to_dict(), f"create failed: {err}"
-        if err.op == "sync":  # the container side died: how?
-            _death(dbg.setup.ctx.pid, out, 1.0)
+        if err.op == "sync" or last.death is not None:  # the container side died: how?
+            _death(dbg, dbg.setup.ctx.pid, out, 1.0)
 
 
 def _start_and_watch(dbg: Debugger, out: Outcome, window: float) -> None:
@@ -126,31 +126,24 @@ def _start_and_watch(dbg: Debugger, out: Outcome, window: float) -> None:
             dbg.start()
         except OcishError as e:
             out.phase, out.start_error = "start", str(e)
-            _death(pid, out, 1.0)
+            _death(dbg, pid, out, 1.0)
             return
         out.phase = "running"
         if pidfd < 0 or select.select([pidfd], [], [], window)[0]:
             out.phase = "exited"
-            _death(pid, out, 1.0)
+            _death(dbg, pid, out, 1.0)
         out.seconds = time.monotonic() - t0
     finally:
         if pidfd >= 0:
             os.close(pidfd)
 
 
-def _death(pid: int, out: Outcome, timeout: float) -> None:
-    """Collect how `pid` (our child, or an orphan we are the subreaper of) ended."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if got == pid:
-            break
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.005)
+def _death(dbg: Debugger, pid: int, out: Outcome, timeout: float) -> None:
+    """How `pid` (the container process: the debugger reaps it, as its parent or subreaper)
+    ended; nothing when it did not end within `timeout` s."""
+    status = dbg.wait_status(pid, timeout)
+    if status is None:
+        return
     if os.WIFSIGNALED(status):
         out.signal = signal.Signals(os.WTERMSIG(status)).name
     else:

@@ -1,25 +1,40 @@
-"""`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, bundle)."""
+"""`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, attach,
+bundle, diagnose)."""
 from __future__ import annotations
 
 import os
 import sys
 
-SHELL_COMMANDS = {"bundle", "debug", "shell"}
+SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv and sys.stdin.isatty() and sys.stdout.isatty():
         argv = ["shell"]  # bare `ocish` on a terminal: the debugger shell, empty
+    argv = _root_first(argv)
     command = argv[0] if argv else None
     if command in SHELL_COMMANDS:
         if command == "bundle":
             from ocish.bundle import main as bundle_main
             return bundle_main(argv[1:])
+        if command == "diagnose":
+            from ocish.diagnose import main as diagnose_main
+            return diagnose_main(argv[1:])
         from ocish.shell import main as shell_main
         return shell_main(argv[1:], command)
     from runtime.cli import main as runtime_main
     return runtime_main(argv)
+
+
+def _root_first(argv: list[str]) -> list[str]:
+    """`ocish --root R debug ...` (the runtime's global flag written first, as in the hints the
+    shell prints) is `ocish debug ... --root R`."""
+    if argv[:1] == ["--root"] and len(argv) > 2 and argv[2] in SHELL_COMMANDS:
+        return argv[2:] + argv[:2]
+    if argv[:1] and argv[0].startswith("--root=") and len(argv) > 1 and argv[1] in SHELL_COMMANDS:
+        return argv[1:] + ["--root", argv[0][len("--root="):]]
+    return argv
 
 
 def run() -> None:

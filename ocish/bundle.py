@@ -12,7 +12,7 @@
 Where the rootfs comes from:
 
 1. Debian's busybox-static (`/bin/busybox`, a statically linked ELF: no PT_INTERP program header,
-   read with `struct`, never by running `file`) is copied to `bin/busybox` and every applet from
+   read by ocish/elf.py, never by running `file`) is copied to `bin/busybox` and every applet from
    `busybox --list` becomes a symlink `bin/<applet> -> busybox`.
 2. Otherwise a handful of host binaries are copied into `bin/` together with every shared library
    `ldd` reports and the ELF's own interpreter, at the paths the host uses, so that the loader finds
@@ -29,11 +29,11 @@ import os
 import re
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 
+from ocish import elf
 from runtime.defaults import default_spec
 from runtime.errors import OcishError
 
@@ -58,8 +58,6 @@ HOSTS = ("127.0.0.1\tlocalhost\n"
          "::1\tlocalhost ip6-localhost ip6-loopback\n"
          f"127.0.1.1\t{HOSTNAME}\n")
 
-PT_INTERP = 3
-
 
 # --- ELF ------------------------------------------------------------------------------------------
 
@@ -68,46 +66,7 @@ def elf_interpreter(path: str) -> str | None:
 
     Raises ValueError when the file is not a well-formed ELF executable.
     """
-    with open(path, "rb") as f:
-        ident = f.read(16)
-        if len(ident) < 16 or ident[:4] != b"\x7fELF":
-            raise ValueError("not an ELF file")
-        klass, data = ident[4], ident[5]
-        if klass not in (1, 2) or data not in (1, 2):
-            raise ValueError("unknown ELF class or byte order")
-        end = "<" if data == 1 else ">"
-        if klass == 2:   # ELF64: e_type..e_shstrndx after e_ident
-            hdr = f.read(48)
-            if len(hdr) < 48:
-                raise ValueError("truncated ELF header")
-            phoff = struct.unpack_from(end + "Q", hdr, 16)[0]
-            phentsize, phnum = struct.unpack_from(end + "HH", hdr, 38)
-            ph_fmt, min_entsize = end + "IIQQQQQQ", 56   # p_type p_flags p_offset ... p_filesz
-        else:            # ELF32
-            hdr = f.read(36)
-            if len(hdr) < 36:
-                raise ValueError("truncated ELF header")
-            phoff = struct.unpack_from(end + "I", hdr, 12)[0]
-            phentsize, phnum = struct.unpack_from(end + "HH", hdr, 26)
-            ph_fmt, min_entsize = end + "IIIIIIII", 32   # p_type p_offset ... p_filesz
-        if phnum == 0:
-            return None
-        if phentsize < min_entsize or phnum == 0xFFFF:   # PN_XNUM is never used by executables
-            raise ValueError("bad ELF program header table")
-        f.seek(phoff)
-        table = f.read(phentsize * phnum)
-        if len(table) < phentsize * phnum:
-            raise ValueError("truncated ELF program header table")
-        for i in range(phnum):
-            ph = struct.unpack_from(ph_fmt, table, i * phentsize)
-            p_type = ph[0]
-            if p_type != PT_INTERP:
-                continue
-            offset, size = (ph[2], ph[5]) if klass == 2 else (ph[1], ph[4])
-            f.seek(offset)
-            raw = f.read(size)
-            return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    return None
+    return elf.read(path).interpreter
 
 
 def is_static_elf(path: str) -> bool:

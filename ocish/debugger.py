@@ -2,8 +2,14 @@
 
 A `Debugger` holds one container: first a `runtime.lifecycle.Setup` whose engine it steps,
 then, after `Setup.finish()` (exactly what `create` does), a created container handled with the
-same lifecycle functions as the CLI. It never prints: it returns data (StepReport, rows, dicts)
-that the shell renders.
+same lifecycle functions as the CLI; or a container found under --root (`attach`). It never
+prints: it returns data (Run, Stop, StepReport, rows, dicts) that the shell renders and
+scripts compare.
+
+The death of the container process is news: the debugger reaps it (it is the process's parent
+or subreaper), keeps its wait status, and says once how it died (`news()`, a step's `death`,
+`start`'s result), with the cgroup's evidence (OOM kills, forks refused); the cgroup and exit
+topics still answer afterwards.
 
 The container side is started at load time (a fresh interpreter spawned from a sealed copy of
 ours, runtime/linux/exeseal.py), so it can be inspected before the first stage. It gets a pipe
@@ -17,16 +23,21 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generator
+from typing import Callable, Iterator
 
 from ocish import diff as diffmod
+from ocish import inspect
 from ocish.inspect import Target
+from ocish.inspect.exit import ExitInfo, describe_status
 from ocish.trace import TraceResult, Tracer
 from runtime import lifecycle, state
 from runtime.engine import CONTAINER, Engine, Observer, Stage
-from runtime.errors import OcishError, StageError
+from runtime.errors import OcishError, SpecError, StageError
+from runtime.linux import procfs
 from runtime.linux import syscalls as S
 
 
@@ -36,7 +47,10 @@ class Breakpoint:
     stage: str
     items: list[str]         # stop before these items; [] for the stage's first step
     label: str               # as the user typed it
-    hits: int = 0
+    hits: int = 0            # crossings, ignored ones included (gdb's "already hit N times")
+    enabled: bool = True
+    temporary: bool = False  # tbreak: deleted when it stops a run
+    ignore: int = 0          # crossings still to ignore (gdb's `ignore N COUNT`)
 
 
 @dataclass
@@ -49,6 +63,48 @@ class StepReport:
     trace_note: str = ""                 # why this step was not traced
     changes: list[str] | None = None     # `watch on`: the diff this step made
     created: dict | None = None          # state.json, when this step completed the setup
+    death: ExitInfo | None = None        # the container process died during this step
+    cause: str = ""                      # a failure's evidence in the cgroup (forks refused...)
+    cause_pointer: str = ""              # ... and the config.json field behind it
+
+
+@dataclass
+class Stop:
+    """Where a run of steps stopped and why: `reason` is step (the count ran out), stage
+    (`next`/`until` reached its target), breakpoint, failed, died, created or interrupted."""
+    reason: str
+    next: str = ""                       # the next step ("mounts /mounts/0"), "" after setup
+    text: str = ""                       # what it will do
+    breakpoint: int = 0                  # the breakpoint that stopped the run
+    temporary: bool = False              # ... a tbreak, now deleted
+
+
+@dataclass
+class Run:
+    """What step, next, until and continue did: every step's report, then the stop."""
+    steps: list[StepReport]
+    stop: Stop
+
+
+@dataclass
+class Started:
+    """What `start` did: the container's process runs, or died at once (its execve failed,
+    or it ended within the moment start watches it)."""
+    id: str
+    pid: int
+    running: bool
+    exit: ExitInfo | None = None
+    catch: TraceResult | None = None
+
+
+@dataclass
+class News:
+    """Something that happened between or during commands: kind "died" (the container process;
+    `exit` says how) or "exited" (a detached exec'd process)."""
+    kind: str
+    pid: int
+    text: str
+    exit: ExitInfo | None = None
 
 
 @dataclass
@@ -69,10 +125,21 @@ class StageRow:
     items: list[ItemRow] = field(default_factory=list)
 
 
-def exit_text(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+@dataclass
+class Exec:
+    """An exec'd process: its host pid, its exit status (128+N when killed by signal N; None
+    while it runs detached) and, when captured, its output."""
+    pid: int
+    status: int | None
+    stdout: str | None = None
+    stderr: str | None = None
+
+
+@dataclass
+class Explanation:
+    stage: str
+    side: str
+    text: str                            # describe(): what it will do with this config
 
 
 class Debugger(Observer):
@@ -82,11 +149,13 @@ class Debugger(Observer):
         self.bundle = ""
         self.temp_dir = ""                # a bundle made for this session, removed at quit
         self.setup: lifecycle.Setup | None = None
-        self.st: dict | None = None       # state.json once created
+        self.st: dict | None = None       # state.json once created (or attached)
         self.started = False
+        self.attached = False             # a container found under --root, not set up by us
+        self.load_error = ""              # why the bundle's config was refused at load
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
-        self.tracing = False
+        self.trace_mode = ""              # "", "state" (calls that change state) or "all"
         self.watching = False
         self.catch_exec = 0               # >0: trace that many calls after the user's execve
         self.stops: list[diffmod.Snapshot] = []
@@ -95,6 +164,9 @@ class Debugger(Observer):
         self._tracer: Tracer | None = None
         self._stdin_w = -1
         self.exec_pids: dict[int, str] = {}  # exec'd processes not reaped yet -> container id
+        self._status: dict[int, int] = {}    # wait status of the container process, once reaped
+        self.death: ExitInfo | None = None   # how the container process died, once told
+        self._sent: set[int] = set()         # signals `kill` sent to the init
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
 
     # -- what is loaded ----------------------------------------------------------------------
@@ -106,11 +178,18 @@ class Debugger(Observer):
     def in_setup(self) -> bool:
         return self.setup is not None and self.st is None
 
+    @property
+    def tracing(self) -> bool:
+        return bool(self.trace_mode)
+
     def status(self) -> str:
-        """none, setting up, failed, or the runtime's status once created."""
+        """none, setting up, failed, died (during setup), or the runtime's status once
+        created."""
         if self.setup is None and self.st is None:
             return "none"
         if self.in_setup:
+            if self.death is not None or self.is_dead(self.setup.ctx.pid):
+                return "died"
             return "failed" if self.setup.engine.failed else "setting up"
         try:
             return state.status(self.root, state.load(self.root, self.cid))
@@ -124,29 +203,132 @@ class Debugger(Observer):
         step = self.setup.engine.next_step
         return "-" if step is None else f"{step[0].name} {step[1]}".strip()
 
+    def container_pid(self) -> int:
+        """The host pid of the container process (C1, then its init), 0 when there is none."""
+        if self.in_setup:
+            return max(self.setup.ctx.pid, 0)
+        return self.st["pid"] if self.st else 0
+
     def target(self) -> Target | None:
-        """The container process to inspect, or None when there is none (any more)."""
+        """The container process to inspect, dead or alive (Target.status is set once it is
+        reaped), or None when there is none."""
+        pid = self.container_pid()
+        if pid <= 0:
+            return None
         if self.in_setup:
             ctx = self.setup.ctx
-            if ctx.pid <= 0:
-                return None
-            return Target(ctx.pid, ctx.rootfs, ctx.cgroup.paths() if ctx.cgroup else {})
-        if self.st is None or not state.alive(self.st):
-            return None
-        cg = self.st.get("cgroup") or {}
-        return Target(self.st["pid"], self.st.get("rootfs", ""), dict(cg.get("paths") or {}))
+            rootfs, paths = ctx.rootfs, ctx.cgroup.paths() if ctx.cgroup else {}
+            resources = ctx.linux.get("resources")
+        else:
+            cg = self.st.get("cgroup") or {}
+            rootfs, paths = self.st.get("rootfs", ""), dict(cg.get("paths") or {})
+            resources = self._created_spec().get("linux", {}).get("resources")
+        return Target(pid, rootfs, paths, self._status.get(pid), resources)
 
-    # -- load, restart, teardown -------------------------------------------------------------
+    def _created_spec(self) -> dict:
+        """config.json as the container was created with it (kept in its state dir)."""
+        from runtime import jsonfast
+        try:
+            with open(os.path.join(state.container_dir(self.root, self.cid), "config.json")) as f:
+                return jsonfast.loads(f.read())
+        except (OSError, ValueError):
+            return {}
+
+    def is_dead(self, pid: int) -> bool:
+        """Whether pid, a container process of this session, has died (reaped by us, or gone
+        or a zombie in /proc); for a created container, a reused pid counts as dead."""
+        if pid <= 0:
+            return False
+        if pid in self._status:
+            return True
+        if self.st is not None and pid == self.st["pid"]:
+            return not state.alive(self.st)
+        return procfs.proc_state(pid) in ("", "Z", "X")
+
+    def wait_status(self, pid: int, timeout: float) -> int | None:
+        """The wait status of the container process `pid` once it died (up to `timeout` s for
+        it to die and be reaped by us, its parent or subreaper); None while it lives, or when
+        another process reaped it."""
+        self.await_death(pid, timeout)
+        return self._status.get(pid)
+
+    def exit_info(self, when: str = "") -> ExitInfo | None:
+        """How the container process ended (inspect's exit topic), None when there is none."""
+        t = self.target()
+        if t is None:
+            return None
+        info = inspect.read("exit", t)
+        info.when = when
+        return info
+
+    def _evidence(self) -> tuple[str, str]:
+        """What the container's cgroup counters say about a failure (exit.evidence)."""
+        t = self.target()
+        if t is None or not t.cgroup_paths:
+            return "", ""
+        from ocish.inspect import cgroup as cgroupmod
+        from ocish.inspect.exit import evidence
+        try:
+            return evidence(cgroupmod.read(t), killed=False)
+        except OSError:
+            return "", ""
+
+    def readable(self, topic: str) -> Target:
+        """The target for `inspect TOPIC`; once the process is dead, only the topics that still
+        answer (cgroup, exit) get it, the others an error that says how it died."""
+        t = self.target()
+        if t is None:
+            raise OcishError("no container process to inspect" +
+                             ("" if self.cid else ": load a bundle first"))
+        if topic not in inspect.AFTER_DEATH and self.is_dead(t.pid):
+            self._reap()
+            info = self.death or self.exit_info()
+            raise OcishError(f"the container process {t.pid} is dead ({info.how}): only "
+                             f"`inspect {'` and `inspect '.join(inspect.AFTER_DEATH)}` still answer; "
+                             f"{self.diagnose_hint()}")
+        return t
+
+    def nothing_loaded(self) -> OcishError:
+        if self.load_error:
+            return OcishError(f"nothing loaded: {self.load_error} (bundle {self.bundle}): fix "
+                              "config.json, then `restart`")
+        return OcishError("nothing loaded: load a bundle first")
+
+    def diagnose_hint(self) -> str:
+        return f"`ocish diagnose {self.bundle or 'BUNDLE'}` looks for the cause"
+
+    # -- load, attach, restart, teardown --------------------------------------------------------
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
-        """Build the Setup (state dir, exec.fifo, engine) and start the container side."""
+        """Build the Setup (state dir, exec.fifo, engine) and start the container side. When
+        config.json is refused (SpecError), the bundle stays remembered: fix it, `restart`."""
         self.teardown()
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
-        self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
-        self.bundle, self.cid, self.temp_dir = self.setup.ctx.bundle, cid, temp_dir
+        self.bundle, self.cid, self.temp_dir = os.path.abspath(bundle), cid, temp_dir
+        try:
+            self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
+        except SpecError as e:
+            self.load_error = str(e)
+            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+        except BaseException:
+            self.bundle = self.cid = self.temp_dir = ""
+            raise
+        self.load_error = ""
         self._spawn()
         self.stops = []
         self._last = self._snapshot("at load, before " + self.position())
         self.stops.append(self._last)
+
+    def attach(self, cid: str) -> dict:
+        """Take over container `cid` under --root (created, running, paused or stopped), as the
+        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state."""
+        self.teardown()
+        st = state.load(self.root, cid)
+        self.st, self.cid, self.bundle, self.attached = st, cid, st["bundle"], True
+        self.started = state.status(self.root, st) != "created"
+        self.stops = []
+        self._last = self._snapshot(f"at attach to {cid}")
+        self.stops.append(self._last)
+        return lifecycle.oci_state(self.root, cid)
 
     def _spawn(self) -> None:
         assert self.setup is not None
@@ -159,25 +341,29 @@ class Debugger(Observer):
             os.close(r)
 
     def restart(self) -> None:
-        """Tear the container down and set it up again from the same bundle, breakpoints kept."""
+        """Tear the container down and set it up again from the same bundle (config.json read
+        again), breakpoints kept."""
         if not self.bundle:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded()
         bundle, cid, temp = self.bundle, self.cid, self.temp_dir
         self.temp_dir = ""  # keep the session's bundle across the restart
+        if self.attached:  # teardown leaves an attached container: restart replaces it
+            self._end_execs(cid)
+            lifecycle.delete(self.root, cid, force=True)
         self.load(bundle, cid, temp)
 
     def teardown(self, keep: bool = False) -> list[str]:
         """Remove the container and all it holds (process, cgroups, state dir); with `keep`, a
-        started container stays. Returns notices for the user."""
+        created or started container stays, as an attached one always does (gdb detaches).
+        Returns notices for the user."""
         notes, kept = [], False
         try:
             if self.in_setup:
                 self.setup.abort()
             elif self.st is not None and self.status() != "deleted":
-                kept = keep and self.started
+                kept = keep or self.attached  # gdb detaches from a process it attached to
                 if kept:
-                    notes.append(f"container {self.cid} kept running (pid {self.st['pid']}); "
-                                 f"`ocish --root {self.root} delete -f {self.cid}` removes it")
+                    notes.append(self._kept_note())
                 else:
                     self._end_execs(self.cid)
                     lifecycle.delete(self.root, self.cid, force=True)
@@ -185,17 +371,26 @@ class Debugger(Observer):
             if self._stdin_w >= 0:
                 os.close(self._stdin_w)
                 self._stdin_w = -1
-            self.reap()
+            self._reap()
             if self.temp_dir and not kept:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
-            self.setup, self.st, self.started = None, None, False
-            self.bundle = self.cid = self.temp_dir = ""
+            self.setup, self.st, self.started, self.attached = None, None, False, False
+            self.bundle = self.cid = self.temp_dir = self.load_error = ""
+            self._status, self.death, self._sent = {}, None, set()
         return notes
 
-    def reap(self) -> list[str]:
-        """Collect exited children (the container's init comes back to us); say if it was the
-        container."""
-        notes = []
+    def _kept_note(self) -> str:
+        status = self.status()
+        root = f"--root {self.root} " if self.root != _default_root() else ""
+        back = (f"`ocish {root}start {self.cid}` runs its process, " if status == "created" else "")
+        return (f"container {self.cid} kept ({status}, pid {self.st['pid']}): {back}"
+                f"`ocish {root}attach {self.cid}` opens this shell on it again, "
+                f"`ocish {root}delete -f {self.cid}` removes it")
+
+    def _reap(self) -> list[tuple[int, int]]:
+        """Collect exited children (the container's init comes back to us, its subreaper);
+        keeps the container process's wait status. Returns (pid, status) of exec'd ones."""
+        execs = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -203,11 +398,56 @@ class Debugger(Observer):
                 break
             if pid == 0:
                 break
-            if self.st is not None and pid == self.st["pid"]:
-                notes.append(f"container process {pid} exited: {exit_text(status)}")
+            if pid == self.container_pid():
+                self._status[pid] = status
             elif self.exec_pids.pop(pid, None) is not None:
-                notes.append(f"exec process {pid} exited: {exit_text(status)}")
-        return notes
+                execs.append((pid, status))
+        return execs
+
+    def news(self) -> list[News]:
+        """What happened since the last call: exec'd processes that exited, and the death of
+        the container process (told once)."""
+        out = [News("exited", pid, f"exec process {pid} exited: {describe_status(status)}")
+               for pid, status in self._reap()]
+        pid = self.container_pid()
+        if self.death is None and pid > 0 and self.is_dead(pid):
+            when = "during setup" if self.in_setup else (
+                "after start" if self.started else "before start")
+            info = self._tell_death(when)
+            out.append(News("died", pid, self.death_text(info), info))
+        return out
+
+    def _tell_death(self, when: str) -> ExitInfo:
+        self.death = self.exit_info(when)
+        return self.death
+
+    def death_text(self, info: ExitInfo) -> str:
+        """One line: the process died, when, how, why (when the cgroup says), what next. An
+        exit 0 after start, or the signal the user sent with `kill`, is no mystery."""
+        expected = self.started and not info.cause and (
+            info.exit_code == 0 or signal.Signals.__members__.get(info.signal) in self._sent)
+        verb = "died" if not expected else "exited" if info.exit_code == 0 else "ended"
+        text = f"the container process {info.pid} {verb} {info.when}: {info.how}".replace("  ", " ")
+        if expected and info.signal:
+            text += " (sent by `kill`)"
+        if info.cause:
+            text += f" -- {info.cause}" + (f" (config {info.pointer})" if info.pointer else "")
+        if not expected:
+            text += f"; {self.diagnose_hint()}"
+            if self.in_setup:
+                text += ", `restart` sets it up again"
+        return text
+
+    def await_death(self, pid: int, timeout: float) -> bool:
+        """Wait up to `timeout` s for pid to be dead (and reaped when it is ours)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._reap()
+            if self.is_dead(pid):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
 
     def _end_execs(self, cid: str) -> None:
         """Kill and reap the exec'd processes of container `cid` that are still our children:
@@ -224,51 +464,133 @@ class Debugger(Observer):
     # -- stepping ----------------------------------------------------------------------------
     def _require_setup(self) -> lifecycle.Setup:
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded()
         if self.st is not None:
             raise OcishError("setup is complete: the container is created (start runs it)")
+        if self.death is not None:
+            raise OcishError(f"the container process {self.death.pid} died during setup "
+                             f"({self.death.how}): `restart` or `quit`")
         if self.setup.engine.failed:
             raise OcishError(f"{self.setup.engine.failed}: `restart` or `quit`")
         return self.setup
 
-    def step(self, count: int = 1) -> Generator[StepReport, None, None]:
-        """Run `count` steps; fewer when one fails, setup completes or a breakpoint comes."""
-        try:
-            for n in range(count):
-                report = self._step()
-                yield report
-                if report.error or report.created:
-                    break
-                if n < count - 1 and self._hit_breakpoint():
-                    break
-        finally:
-            self._mark_stop()
-
-    def cont(self) -> Generator[StepReport, None, None]:
-        """Run steps until a breakpoint, a failure or the end of setup."""
+    def advance(self, mode: str = "step", count: int = 1, stage: str = "", item: str = "",
+                on_step: Callable[[StepReport], None] | None = None,
+                interrupted: Callable[[], bool] = lambda: False) -> Run:
+        """Run steps through the engine. mode: "step" (`count` steps), "next" (the rest of the
+        current stage), "until" (up to the first step of `stage`, or its `item`), "continue"
+        (to the end). Every mode also stops at an enabled breakpoint (gdb's ignore counts and
+        temporary breakpoints honoured), a failure, the container process's death, the end
+        of setup, or when `interrupted()` says so after a step."""
+        setup = self._require_setup()
+        current = setup.engine.next_step[0].name
+        if mode == "until":
+            self._check_until(stage, item)
+        steps: list[StepReport] = []
+        reason, bp = "", None
         try:
             while True:
                 report = self._step()
-                yield report
-                if report.error or report.created or self._hit_breakpoint():
+                steps.append(report)
+                if on_step is not None:
+                    on_step(report)
+                if report.death is not None:
+                    reason = "died"
+                elif report.error is not None:
+                    reason = "failed"
+                elif report.created is not None:
+                    reason = "created"
+                else:
+                    bp = self._hit_breakpoint()
+                    nxt = setup.engine.next_step
+                    if bp is not None:
+                        reason = "breakpoint"
+                    elif mode == "step" and len(steps) >= count:
+                        reason = "step"
+                    elif mode == "next" and nxt[0].name != current:
+                        reason = "stage"
+                    elif mode == "until" and nxt[0].name == stage and (
+                            nxt[1] == item if item else self._first_of_stage(setup.engine.pos)):
+                        reason = "stage"
+                    elif interrupted():
+                        reason = "interrupted"
+                if reason:
                     break
         finally:
             self._mark_stop()
+        return Run(steps, self.where(reason, bp))
 
-    def _hit_breakpoint(self) -> bool:
-        bp = self.breakpoint_ahead()
-        if bp is not None:
+    def _check_until(self, stage: str, item: str) -> None:
+        engine = self.setup.engine
+        names = [s.name for s in engine.stages]
+        if stage not in names:
+            raise OcishError(f"no stage {stage!r}: stages are {', '.join(names)}")
+        ahead = [(s.name, i) for s, i in engine.steps[engine.pos + 1:]]
+        if item:
+            if (stage, item) not in ahead:
+                raise OcishError(f"{stage} {item} is not ahead: `restart` to run it again"
+                                 if (stage, item) in [(s.name, i) for s, i in engine.steps]
+                                 else f"stage {stage} has no item {item!r}")
+        elif stage not in [n for n, _ in ahead] or engine.next_step[0].name == stage:
+            raise OcishError(f"stage {stage} is not ahead (the next step is {self.position()}): "
+                             "`restart` to run it again")
+
+    def _first_of_stage(self, pos: int) -> bool:
+        steps = self.setup.engine.steps
+        return pos == 0 or steps[pos - 1][0] is not steps[pos][0]
+
+    def where(self, reason: str = "", bp: Breakpoint | None = None) -> Stop:
+        """The stop: why (see Stop), and the next step with what it will do."""
+        stop = Stop(reason, breakpoint=bp.number if bp else 0, temporary=bool(bp and bp.temporary))
+        if not self.in_setup or self.setup.engine.failed or self.death is not None:
+            return stop
+        step = self.setup.engine.next_step
+        if step is None:
+            return stop
+        stage, item = step
+        stop.next = f"{stage.name} {item}".strip()
+        rows = {r.name: r for r in self.pipeline()}
+        row = rows[stage.name]
+        stop.text = next((i.text for i in row.items if i.item == item), "") or row.summary
+        return stop
+
+    def _hit_breakpoint(self) -> Breakpoint | None:
+        """The breakpoint that stops the run before the next step: every enabled one there
+        counts a hit; one with an ignore count lets this crossing pass; a temporary one is
+        deleted when it stops the run."""
+        if not self.in_setup or self.setup.engine.done:
+            return None
+        hit = None
+        for bp in self._breakpoints_at(self.setup.engine.pos):
             bp.hits += 1
-        return bp is not None
+            if bp.ignore > 0:
+                bp.ignore -= 1
+            elif hit is None:
+                hit = bp
+        if hit is not None and hit.temporary:
+            self.breakpoints.remove(hit)
+        return hit
 
     def _step(self) -> StepReport:
         setup = self._require_setup()
         stage, item = setup.engine.next_step
         self._report = report = StepReport(stage.name, item, stage.side)
         try:
-            setup.engine.step()
+            try:
+                setup.engine.step()
+            except OSError as e:  # the channel broke: its other end died (before this step)
+                if not self.await_death(setup.ctx.pid, 2.0):
+                    raise
+                raise StageError(stage.name, "sync", "", e.errno or 0, "",
+                                 "the container process is gone") from None
         except StageError as err:
             report.error = err
+            # a process that died answers nothing: the engine saw its end of the channel close
+            pid = setup.ctx.pid
+            if self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
+                report.death = self._tell_death(f"during setup, in stage {stage.name}")
+            else:  # alive: the cgroup may still say why (a fork refused at the pids limit)
+                report.cause, report.cause_pointer = self._evidence()
         finally:
             self._stop_trace()  # also when the step broke outside the observer's hooks
             self._report = None
@@ -281,7 +603,8 @@ class Debugger(Observer):
         return report
 
     def _snapshot(self, label: str) -> diffmod.Snapshot:
-        return diffmod.take(self.target(), label)
+        t = self.target()
+        return diffmod.take(None if t is None or self.is_dead(t.pid) else t, label)
 
     def _mark_stop(self) -> None:
         if self._last is not None and (not self.stops or self.stops[-1] is not self._last):
@@ -303,7 +626,7 @@ class Debugger(Observer):
         if stage.side != CONTAINER:
             self._report.trace_note = "host-side stage: run by the shell itself, nothing traced"
             return
-        tracer = Tracer(engine.ctx.pid)
+        tracer = Tracer(engine.ctx.pid, self.trace_mode)
         err = tracer.start()
         if err:
             self._report.trace_note = f"not traced: {err}"
@@ -324,10 +647,11 @@ class Debugger(Observer):
                 self._report.trace = result
 
     # -- breakpoints -------------------------------------------------------------------------
-    def add_breakpoint(self, args: list[str]) -> Breakpoint:
+    def add_breakpoint(self, args: list[str], temporary: bool = False) -> Breakpoint:
         """`STAGE`, `STAGE ITEM` or `mount DEST` (the mounts item whose destination is DEST)."""
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded() if not self.st else OcishError(
+                             "setup is over: breakpoints apply to the setup stages (`restart`)")
         ctx, stages = self.setup.ctx, {s.name: s for s in self.setup.engine.stages}
         if args[0] == "mount" and "mount" not in stages:
             if len(args) != 2:
@@ -346,26 +670,32 @@ class Debugger(Observer):
             if items and items[0] not in stages[name].items(ctx):
                 raise OcishError(f"stage {name} has no item {items[0]!r}: "
                                  f"{', '.join(stages[name].items(ctx)) or 'it has no items'}")
-        bp = Breakpoint(self._next_bp, name, items, " ".join(args))
+        bp = Breakpoint(self._next_bp, name, items, " ".join(args), temporary=temporary)
         self._next_bp += 1
         self.breakpoints.append(bp)
         return bp
 
-    def delete_breakpoint(self, number: int) -> None:
-        before = len(self.breakpoints)
-        self.breakpoints = [b for b in self.breakpoints if b.number != number]
-        if len(self.breakpoints) == before:
-            raise OcishError(f"no breakpoint number {number}")
+    def breakpoint(self, number: int) -> Breakpoint:
+        for b in self.breakpoints:
+            if b.number == number:
+                return b
+        raise OcishError(f"no breakpoint number {number}")
+
+    def delete_breakpoint(self, number: int) -> Breakpoint:
+        bp = self.breakpoint(number)
+        self.breakpoints.remove(bp)
+        return bp
 
     def _breakpoints_at(self, pos: int) -> list[Breakpoint]:
+        """The enabled breakpoints set on step `pos`."""
         steps = self.setup.engine.steps
         stage, item = steps[pos]
         first_of_stage = pos == 0 or steps[pos - 1][0] is not stage
-        return [b for b in self.breakpoints if b.stage == stage.name
+        return [b for b in self.breakpoints if b.enabled and b.stage == stage.name
                 and (item in b.items if b.items else first_of_stage)]
 
     def breakpoint_ahead(self) -> Breakpoint | None:
-        """The breakpoint set on the next step, if any."""
+        """The enabled breakpoint set on the next step, if any."""
         if not self.in_setup or self.setup.engine.done:
             return None
         hits = self._breakpoints_at(self.setup.engine.pos)
@@ -374,7 +704,9 @@ class Debugger(Observer):
     # -- the pipeline as rows for `stages` -----------------------------------------------------
     def pipeline(self) -> list[StageRow]:
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first")
+            raise self.nothing_loaded() if not self.st else OcishError(
+                             f"container {self.cid} was not set up by this session: its "
+                             "stages are not known here (`restart` sets it up again)")
         engine, ctx = self.setup.engine, self.setup.ctx
         pos = len(engine.steps) if self.st is not None else engine.pos
         rows: dict[str, StageRow] = {}
@@ -392,9 +724,9 @@ class Debugger(Observer):
                 row.items.append(ItemRow(item, _item_text(stage, ctx, item), status, bps))
         return list(rows.values())
 
-    def explain(self, name: str | None) -> str:
+    def explain(self, name: str | None) -> Explanation:
         if self.setup is None:
-            raise OcishError("nothing loaded: load a bundle first")
+            self.pipeline()  # raises the reason
         stages = {s.name: s for s in self.setup.engine.stages}
         if name is None:
             step = self.setup.engine.next_step
@@ -404,34 +736,49 @@ class Debugger(Observer):
         if name not in stages:
             raise OcishError(f"no stage {name!r}: stages are {', '.join(stages)}")
         stage = stages[name]
-        return f"{stage.name} ({stage.side} side)\n{stage.describe(self.setup.ctx)}"
+        return Explanation(stage.name, stage.side, stage.describe(self.setup.ctx))
 
     # -- lifecycle, through runtime.lifecycle as the CLI does ----------------------------------
     def _created(self) -> dict:
         if self.st is None:
+            if self.setup is None:
+                raise self.nothing_loaded()
             raise OcishError("the container is not created yet: `continue` to finish its setup")
         return self.st
 
-    def start(self) -> TraceResult | None:
-        """lifecycle.start; with `catch exec`, the init is traced across its execve."""
+    def start(self, watch: float = 1.0) -> Started:
+        """lifecycle.start, then watch the process up to `watch` s until its execve is done;
+        with `catch exec`, the init is traced across its execve."""
         st = self._created()
+        pid = st["pid"]
+        before = _exe_and_args(pid)
         tracer = None
         if self.catch_exec and state.alive(st):
-            tracer = Tracer(st["pid"], "exec", self.catch_exec)
+            tracer = Tracer(pid, "exec", self.catch_exec)
             err = tracer.start()
             if err:
                 raise OcishError(f"catch exec: {err}")
+        result = None
         try:
             lifecycle.start(self.root, self.cid)
             self.started = True
         finally:
-            result = None
             if tracer is not None:
                 tracer.wait(5.0)
                 result = tracer.stop()
+        # execve done (a new program and command line) or dead; a dying process has lost
+        # its exe link before it is a zombie: wait for the zombie then
+        deadline = time.monotonic() + watch
+        while not self.await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
         self._last = self._snapshot("after start")
         self._mark_stop()
-        return result
+        done = Started(self.cid, pid, not self.is_dead(pid), catch=result)
+        if not done.running:
+            done.exit = self._tell_death("at once, right after start")
+        return done
 
     def oci_state(self, cid: str | None = None) -> dict:
         if cid is None:
@@ -470,23 +817,24 @@ class Debugger(Observer):
     def kill(self, sig: int, all_: bool = False) -> None:
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
+        self._sent.add(sig)
 
     def delete(self, force: bool = False) -> None:
         self._created()
         if force or self.status() not in ("running", "paused"):
             self._end_execs(self.cid)
         lifecycle.delete(self.root, self.cid, force)
-        self.reap()
+        self._reap()
 
     # -- exec, through runtime.execprocess as `ocish exec` ---------------------------------------
     def exec(self, args: list[str], cid: str | None = None, *, detach: bool = False,
              user: str | None = None, cwd: str | None = None, env: list[str] = (),
-             stdin_fd: int | None = None) -> tuple[int, int | None]:
+             stdin_fd: int | None = None, capture: bool = False) -> Exec:
         """Run one more process in the loaded container (created or running), or in container
-        `cid` under the root: (its host pid, its exit status; None with `detach`). Its stdout
-        and stderr are ours; stdin is `stdin_fd` (default: ours). A detached process is put
-        in its own process group (Ctrl-C at the shell must not reach it), and comes back to
-        us, its subreaper: reap() reports it, teardown kills it."""
+        `cid` under the root. Its stdout and stderr are ours, or with `capture` (foreground
+        only) files whose text the result holds; stdin is `stdin_fd` (default: ours). A
+        detached process is put in its own process group (Ctrl-C at the shell must not reach
+        it), and comes back to us, its subreaper: news() reports it, teardown kills it."""
         from runtime import execprocess
         if cid is None:
             if self.setup is None and self.st is None:
@@ -500,13 +848,62 @@ class Debugger(Observer):
         def on_start(pid: int) -> None:
             started.append(pid)
             self.exec_pids[pid] = cid
-        status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
-                                 env=list(env), stdin_fd=stdin_fd, own_group=detach,
-                                 on_start=on_start, keep_signals=(signal.SIGTERM, signal.SIGHUP))
+        with _captured(capture and not detach) as outputs:
+            status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
+                                     env=list(env), stdin_fd=stdin_fd, own_group=detach,
+                                     on_start=on_start,
+                                     keep_signals=(signal.SIGTERM, signal.SIGHUP))
         if detach:
-            return started[0], None
+            return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
-        return started[0], status
+        return Exec(started[0], status, *outputs)
+
+
+@contextmanager
+def _captured(on: bool) -> Iterator[list[str | None]]:
+    """With `on`, fds 1 and 2 point to temporary files while the body runs (a process forked
+    then writes there); yields [stdout, stderr], filled afterwards. What was written before a
+    failure goes on to our stderr."""
+    outputs: list[str | None] = [None, None]
+    if not on:
+        yield outputs
+        return
+    import sys
+    import tempfile
+    sys.stdout.flush()
+    sys.stderr.flush()
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    saved = [os.dup(1), os.dup(2)]
+    ok = False
+    try:
+        for fd, f in ((1, files[0]), (2, files[1])):
+            os.dup2(f.fileno(), fd)
+        yield outputs
+        ok = True
+    finally:
+        for fd, old in ((1, saved[0]), (2, saved[1])):
+            os.dup2(old, fd)
+            os.close(old)
+        for i, f in enumerate(files):
+            f.seek(0)
+            outputs[i] = f.read().decode(errors="replace")
+            f.close()
+        if not ok and outputs[1]:
+            sys.stderr.write(outputs[1])
+
+
+def _exe_and_args(pid: int) -> tuple[str, bytes]:
+    """What tells an execve apart: the program and the command line ("" once gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return os.readlink(f"/proc/{pid}/exe"), f.read()
+    except OSError:
+        return "", b""
+
+
+def _default_root() -> str:
+    from runtime.cli import default_root
+    return default_root()
 
 
 def _item_text(stage: Stage, ctx, item: str) -> str:

@@ -29,7 +29,7 @@ def take(target: Target | None, label: str) -> Snapshot:
         return snap
     try:
         snap.lines = _facts(target)
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:  # gone, or a zombie (its /proc/<pid>/mountinfo reads EINVAL)
         snap.lines = []
     return snap
 

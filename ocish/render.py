@@ -1,31 +1,50 @@
 """Rendering of the debugger's data: plain text, or rich renderables on a terminal.
 
-Every function takes the data a reader or the debugger returned and `fancy`: False gives plain
-text that never depends on the terminal's width (scripted sessions and tests read it), True gives
-a rich object (tables, trees, coloured diffs) for the interactive shell. Nothing here reads the
-kernel or prints.
+Every function takes the data a reader, the debugger or a command returned and `fancy`: False
+gives plain text that never depends on the terminal's width (scripted sessions and tests read
+it; `help` alone wraps, to the width it is given), True gives a rich object (tables, trees,
+coloured diffs) for the interactive shell. `to_plain`/`to_json` give the same data as JSON
+(`--json`). `command()` picks the renderer of a command's data. Nothing here reads the kernel or
+prints.
 """
 from __future__ import annotations
 
 import errno as errnomod
 import json
 import os
-from dataclasses import asdict, is_dataclass
+import textwrap
+from dataclasses import fields, is_dataclass
 from typing import Any
 
-from ocish.debugger import Breakpoint, StageRow, StepReport
+from ocish.commands import Banner, Deleted, DiffResult, HelpEntry, Outcome, Setting, pick
+from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
+from ocish.inspect import TOPICS
+from ocish.inspect.cgroup import CgroupInfo, human_size
+from ocish.inspect.exit import ExitInfo
 from ocish.inspect.mounts import Mount, MountTree
-from ocish.trace import Call, TraceResult
+from ocish.trace import Call, Repeated, TraceResult, group
 from runtime.errors import StageError
 
 _MARK = {"done": "[x]", "next": "-->", "failed": "[!]", "pending": "[ ]"}
 _STYLE = {"done": "green", "next": "bold yellow", "failed": "bold red", "pending": "dim"}
 
 
+def to_plain(data: Any) -> Any:
+    """The data as JSON values: dataclasses and dicts as objects (a StageError as its fields
+    plus "message"), lists and tuples as arrays. What --json prints and scripts compare."""
+    if is_dataclass(data) and not isinstance(data, type):
+        return {f.name: to_plain(getattr(data, f.name)) for f in fields(data)}
+    if isinstance(data, StageError):
+        return {**data.to_dict(), "message": str(data)}
+    if isinstance(data, dict):
+        return {str(k): to_plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [to_plain(d) for d in data]
+    return data
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(asdict(data) if is_dataclass(data) else
-                      [asdict(d) if is_dataclass(d) else d for d in data]
-                      if isinstance(data, list) else data, indent=2)
+    return json.dumps(to_plain(data), indent=2)
 
 
 def _table(headers: list[str], rows: list[list[str]], title: str = ""):
@@ -89,13 +108,17 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
     return _table(headers, rows) if fancy else "\n".join(columns([headers] + rows, ""))
 
 
-def stage_error(err: StageError, pid: int, fancy: bool):
+def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer: str = ""):
+    """The failure block: stage, operation, target, errno, config pointer; `cause` is what the
+    cgroup's counters add (a fork refused at the pids limit), with its own config pointer."""
     name = errnomod.errorcode.get(err.errno, "") if err.errno else ""
     why = f"{name} ({os.strerror(err.errno).lower()})" if err.errno else "-"
     rows = [["stage", err.stage], ["operation", err.op or "-"], ["target", err.target or "-"],
             ["errno", why], ["config", err.pointer or "-"]]
     if err.detail:
         rows.append(["detail", err.detail])
+    if cause:
+        rows.append(["cause", cause + (f" (config {pointer})" if pointer else "")])
     tail = (f"the container process (pid {pid}) is still there, blocked: inspect it; "
             "`restart` or `quit` cleans up" if pid > 0 else "")
     if fancy:
@@ -107,33 +130,42 @@ def stage_error(err: StageError, pid: int, fancy: bool):
 
 
 def trace(result: TraceResult, fancy: bool):
+    """The calls, runs of alike calls folded into one line (trace.group)."""
+    entries = group(result.records)
     if not fancy:
-        lines = ["  trace: " + r.text() for r in result.records]
+        lines = ["  trace: " + r.text() for r in entries]
         if result.error:
             lines.append(f"  trace error: {result.error}")
         return "\n".join(lines or ["  trace: (no state-changing syscalls)"])
     from rich.text import Text
     out = Text()
-    for r in result.records:
-        if isinstance(r, Call):
+    for r in entries:
+        call = r.first if isinstance(r, Repeated) else r
+        if isinstance(call, Call):
             out.append("  ")
-            out.append(r.name, "bold cyan")
-            out.append(f"({', '.join(r.args)}) = ")
-            out.append(r.result, "red" if r.errno else "green")
+            text = r.text()
+            name, rest = text[:len(call.name)], text[len(call.name):]
+            out.append(name, "bold cyan")
+            head, _, tail = rest.rpartition(" = ")
+            out.append(f"{head} = ")
+            out.append(tail, "red" if call.errno else "green")
         else:
             out.append("  " + r.text(), "dim")
         out.append("\n")
     if result.error:
         out.append(f"  trace error: {result.error}\n", "red")
-    return out if result.records or result.error else Text("  (no state-changing syscalls)", "dim")
+    return out if entries or result.error else Text("  (no state-changing syscalls)", "dim")
 
 
-def step_report(r: StepReport, pid: int, fancy: bool) -> list:
-    """What one step did: its line, its trace, its diff (watch), or its failure."""
+def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
+    """What one step did: its line, its trace, its diff (watch), or its failure (the death of
+    the container process first, when that is what failed)."""
     where = f"{r.stage} {r.item}".strip()
     out: list = []
-    if r.error is not None:
-        out.append(stage_error(r.error, pid, fancy))
+    if r.death is not None:
+        out.append(death(r.death, r.stage, fancy, hint))
+    elif r.error is not None:
+        out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer))
     else:
         line = f"ran {where} ({r.side} side)"
         out.append(_styled(line, "green", fancy))
@@ -145,6 +177,25 @@ def step_report(r: StepReport, pid: int, fancy: bool) -> list:
         out.append(diff(r.changes, fancy) if r.changes
                    else _styled("  (watch: no change)", "dim", fancy))
     return out
+
+
+def death(info: ExitInfo, stage: str, fancy: bool, hint: str = ""):
+    """The failure block of a step whose container process died: how, the evidence, and
+    `hint` (where to look for the cause: diagnose)."""
+    rows = [["stage", stage], ["process", f"{info.pid}: {info.how}"]]
+    if info.cause:
+        rows.append(["cause", info.cause])
+    if info.pointer:
+        rows.append(["config", info.pointer])
+    head = f"FAILED: stage {stage}: the container process {info.pid} died: {info.how}"
+    tail = ((hint + "; " if hint else "") + "`inspect cgroup` and `inspect exit` still answer; "
+            "`restart` sets it up again, `quit` cleans up")
+    if fancy:
+        from rich.console import Group
+        from rich.text import Text
+        return Group(Text(f"✗ {head[8:]}", style="bold red"), _table(["", ""], rows),
+                     Text(tail, style="dim"))
+    return "\n".join([head] + columns(rows) + [tail])
 
 
 def _styled(text: str, style: str, fancy: bool):
@@ -218,15 +269,65 @@ def mounts(data: MountTree, fancy: bool):
     return "\n".join(lines)
 
 
-def cgroup(data, fancy: bool):
+def _amount(value: int | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return human_size(value) if unit == "bytes" else str(value)
+
+
+def _pointer(ptr: str, configured: bool) -> str:
+    if not ptr:
+        return ""
+    return f"config {ptr}" if configured else f"config {ptr} (not set)"
+
+
+def cgroup(data: CgroupInfo, fancy: bool):
+    """Membership, then each resource: usage of limit in human units (AT LIMIT flagged), peak,
+    the counters (failcnt, oom_kill, forks refused) and the config pointer; then settings."""
     member = [[m.controllers or "(v2)", m.path] for m in data.membership]
-    limits = [[lim.label, lim.value, lim.file] for lim in data.limits]
+    rows = []
+    for r in data.resources:
+        use = _amount(r.usage, r.unit)
+        if r.limit is None:
+            use += " (no limit)"
+        else:
+            use += f" of {_amount(r.limit, r.unit)}"
+            if r.usage is not None and r.limit:
+                use += f" ({100 * r.usage // r.limit}%)"
+        if r.at_limit:
+            use += " AT LIMIT"
+        extra = [f"peak {_amount(r.peak, r.unit)}"] if r.peak is not None else []
+        extra += [f"{k} {v}" for k, v in r.counters.items()]
+        if r.counters.get("oom_kill"):
+            extra.append("KILLED BY THE OOM KILLER")
+        rows.append([r.name, use, ", ".join(extra), _pointer(r.pointer, r.configured)])
+    settings = [[st.name, st.value, "", _pointer(st.pointer, st.configured)] for st in data.settings]
+    head = ("membership (/proc/PID/cgroup):" if not data.process_gone else
+            "membership: the process is gone; its cgroup directories:")
+    member_rows = member or [[k or "(v2)", v] for k, v in sorted(data.dirs.items())]
     if fancy:
         from rich.console import Group
-        return Group(_table(["hierarchy", "cgroup"], member, "membership"),
-                     _table(["", "value", "file"], limits, "limits and usage"))
-    return "\n".join(["membership (/proc/PID/cgroup):"] + columns(member)
-                     + ["limits and usage:"] + (columns(limits) or ["  (no cgroup files)"]))
+        t = _table(["resource", "usage", "", "where from"], rows + settings, "limits and usage")
+        for i, r in enumerate(data.resources):
+            if r.at_limit or r.counters.get("oom_kill"):
+                t.rows[i].style = "bold red"
+        return Group(_table(["hierarchy", "cgroup"], member_rows, head.rstrip(":")), t)
+    return "\n".join([head] + columns(member_rows) + ["limits and usage:"]
+                     + (columns(rows + settings) or ["  (no cgroup files)"]))
+
+
+def exit_info(data: ExitInfo, fancy: bool):
+    rows = [["pid", str(data.pid)], ["state", "alive" if data.alive else "dead"],
+            ["how", data.how]]
+    if data.when:
+        rows.append(["when", data.when])
+    if data.cause:
+        rows.append(["cause", data.cause + (f" (config {data.pointer})" if data.pointer else "")])
+    if data.oom_kills is not None:
+        rows.append(["oom_kill", str(data.oom_kills)])
+    if data.forks_refused is not None:
+        rows.append(["forks refused", str(data.forks_refused)])
+    return _table(["", ""], rows) if fancy else "\n".join(columns(rows, ""))
 
 
 def caps(data, fancy: bool):
@@ -297,7 +398,7 @@ def net(data, fancy: bool):
 
 TOPIC_RENDERERS = {"ns": ns, "ids": ids, "mounts": mounts, "cgroup": cgroup, "caps": caps,
                    "seccomp": seccomp, "rlimits": rlimits, "fds": fds, "env": env, "proc": proc,
-                   "net": net}
+                   "net": net, "exit": exit_info}
 
 
 def containers(states: list[dict], fancy: bool):
@@ -306,3 +407,165 @@ def containers(states: list[dict], fancy: bool):
     if not rows:
         return "no containers"
     return _table(headers, rows) if fancy else "\n".join(columns([headers] + rows, ""))
+
+
+# -- the data of each command ------------------------------------------------------------------
+
+def help_list(entries: list[HelpEntry], width: int) -> str:
+    """Usage and summary of every command, its aliases first in parentheses, wrapped to
+    `width`; a usage too long for the column puts its summary on the next line."""
+    col = min(max(len(e.usage) for e in entries), 30)
+    lines = []
+    for e in entries:
+        text = (f"({', '.join(e.aliases)}) " if e.aliases else "") + e.summary
+        wrapped = textwrap.wrap(text, max(width - col - 4, 20)) or [""]
+        if len(e.usage) > col:
+            lines += textwrap.wrap(e.usage, max(width, 20), initial_indent="  ",
+                                   subsequent_indent="      ")
+            lines += [" " * (col + 4) + w for w in wrapped]
+        else:
+            lines.append(f"  {e.usage.ljust(col)}  {wrapped[0]}")
+            lines += [" " * (col + 4) + w for w in wrapped[1:]]
+    tail = ("A command may be shortened to any unambiguous prefix (`cont`, `insp`); an empty "
+            "line repeats the last step, next, continue or inspect. The container's stdin is a "
+            "pipe held by this shell (never written); its stdout and stderr are the shell's, "
+            "as are those of `exec`'s processes. `help COMMAND` shows examples.")
+    return "\n".join(lines + [""] + textwrap.wrap(tail, max(width - 2, 20)))
+
+
+def help_entry(e: HelpEntry, width: int) -> str:
+    aliases = f"   (aliases: {', '.join(e.aliases)})" if e.aliases else ""
+    out = [f"{e.usage}{aliases}"] + ["  " + w for w in textwrap.wrap(e.summary, max(width - 2, 20))]
+    if e.detail:
+        out += [""] + e.detail.splitlines()
+    if e.examples:
+        out += ["", "examples:"] + [f"  {x}" for x in e.examples]
+    return "\n".join(out)
+
+
+def stop(s: Stop) -> str:
+    """The line after a run of steps: where it stopped and what comes next."""
+    if not s.next:
+        return ""
+    prefix = ""
+    if s.breakpoint:
+        prefix = f"{'temporary ' if s.temporary else ''}breakpoint {s.breakpoint}, "
+    elif s.reason == "interrupted":
+        prefix = "interrupted, "
+    return f"{prefix}next: {s.next} -- {s.text}"
+
+
+def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
+    """A run of steps: the reports (unless they were shown as they came), the end of setup,
+    and the stop."""
+    out = [] if streamed else [b for rep in r.steps for b in step_report(rep, pid, fancy)]
+    created = next((rep.created for rep in r.steps if rep.created), None)
+    if created:
+        out.append(_styled(f"setup complete: container {created['id']} created (pid "
+                           f"{created['pid']}); `start` runs its process", "bold green", fancy))
+    line = stop(r.stop)
+    if line:
+        out.append(_styled(line, "bold yellow" if r.stop.breakpoint else "", fancy))
+    return out
+
+
+def banner(b: Banner) -> str:
+    if b.status not in ("setting up", "failed"):
+        return (f"attached to container {b.id} ({b.status}, pid {b.pid}), bundle {b.bundle}, "
+                f"root {b.root}")
+    head = (f"bundle {b.bundle}, container {b.id}, root {b.root}\n"
+            f"container side started: pid {b.pid}, stopped before the first stage")
+    return head + (f"\nnext: {b.next} -- {b.text}" if b.next else "")
+
+
+def started(s: Started, fancy: bool, hint: str = "") -> list:
+    out = []
+    if s.running:
+        out.append(f"started container {s.id}")
+    elif s.exit is not None and s.exit.exit_code == 0:
+        out.append(f"started container {s.id}: its process {s.pid} exited at once: {s.exit.how}")
+    elif s.exit is not None:
+        out.append(_styled(f"started container {s.id}, but its process {s.pid} died at once: "
+                           f"{s.exit.how}" + (f" -- {s.exit.cause}" if s.exit.cause else "")
+                           + " (its stderr, above, may say why)" + (f"; {hint}" if hint else ""),
+                           "bold red", fancy))
+    if s.catch is not None:
+        out += ["catch exec:", trace(s.catch, fancy)]
+    return out
+
+
+def breakpoint_set(b: Breakpoint) -> str:
+    where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
+    return f"{'temporary ' if b.temporary else ''}breakpoint {b.number} before {where}"
+
+
+def setting(s: Setting | list[Setting]) -> str:
+    if isinstance(s, list):
+        return "\n".join(columns([[x.name, x.value] for x in s], ""))
+    if s.name == "catch" and s.value.startswith("exec "):
+        return (f"catch exec: `start` will show the first {s.value.split()[1]} syscalls after "
+                "the execve")
+    return f"{s.name} {s.value}"
+
+
+def news(n: News) -> str:
+    return n.text
+
+
+def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int = 0) -> list:
+    """The renderables of a successful command's data (empty when it has nothing to say)."""
+    name, data = o.command, o.data
+    if data is None:
+        return []
+    if name == "help":
+        return [help_entry(data, width) if isinstance(data, HelpEntry) else help_list(data, width)]
+    if name in ("stages", "info", "break") and isinstance(data, list):
+        if data and isinstance(data[0], StageRow):
+            return [stages(data, fancy)]
+        return [breakpoints(data, fancy)]
+    if name in ("break", "tbreak"):
+        return [breakpoint_set(data)]
+    if name in ("disable", "enable"):
+        return [f"breakpoint {b.number} {name}d" for b in data] or ["no breakpoints"]
+    if name == "ignore":
+        return [f"will ignore next {data.ignore} crossings of breakpoint {data.number}"
+                if data.ignore else f"will stop next time breakpoint {data.number} is reached"]
+    if name == "explain":
+        return [f"{data.stage} ({data.side} side)\n{data.text}"]
+    if isinstance(data, Run):
+        return run(data, fancy, pid=pid)
+    if isinstance(data, Deleted):
+        return [f"deleted {data.what} {i}" for i in data.ids]
+    if isinstance(data, Banner):
+        return [banner(data)]
+    if isinstance(data, Started):
+        return started(data, fancy, hint)
+    if name == "state":
+        return [to_json(data)]
+    if name == "ps":
+        return ["\n".join(map(str, data)) or "(no process)"]
+    if name in ("pause", "resume"):
+        return [f"{name}d {data['id']}: {data['status']}"]
+    if name == "kill":
+        out = [f"sent {data['signal']} to " + (f"every process of {data['id']}" if data["all"]
+                                                else f"the init of {data['id']}")]
+        if data["init_alive"]:
+            out.append(f"its init still runs: as PID 1 of its pid namespace it gets only the "
+                       f"signals it handles (`kill KILL` ends it)")
+        return out
+    if name == "containers":
+        return [containers(data, fancy)]
+    if isinstance(data, Exec):
+        if data.status is None:
+            return [f"exec process {data.pid} running (detached)"]
+        return ([data.stdout.rstrip("\n")] if data.stdout else []) + [f"exit status {data.status}"]
+    if name == "inspect":
+        topic = pick(o.args.pos[0], TOPICS + ("all",), "topic")
+        if topic != "all":
+            return [TOPIC_RENDERERS[topic](data, fancy)]
+        return [x for t, d in data.items() for x in (f"== {t}", TOPIC_RENDERERS[t](d, fancy))]
+    if isinstance(data, DiffResult):
+        return [diff(data.lines, fancy) if data.lines else data.why]
+    if isinstance(data, (Setting, list)):
+        return [setting(data)]
+    return [to_json(data)]

@@ -74,12 +74,63 @@ class TraceResult:
     error: str = ""
 
 
+@dataclass
+class Repeated:
+    """Consecutive calls of one kind shown as one line: `first`, with the argument at `varies`
+    replaced by every value it took (-1: none differs, or several do), `count` calls in all."""
+    first: Call
+    count: int
+    varies: int
+    values: list[str]
+    identical: bool
+
+    def text(self) -> str:
+        if self.varies < 0:
+            more = "" if self.identical else ", other arguments"
+            return f"{self.first.text()}  (x{self.count}{more})"
+        args = list(self.first.args)
+        args[self.varies] = "{" + ", ".join(self.values) + "}"
+        return f"{self.first.name}({', '.join(args)}) = {self.first.result}  (x{self.count})"
+
+
+def group(records: list[Call | Event]) -> list[Call | Event | Repeated]:
+    """Fold runs of consecutive calls of one process with the same name, first argument and
+    result into one line: when at most one other argument differs, every value it took is
+    listed (nothing is lost); failed calls fold whatever else differs (the first is shown,
+    with the count), so a loop of refusals reads as one line."""
+    out: list[Call | Event | Repeated] = []
+    i = 0
+    while i < len(records):
+        r = records[i]
+        j = i + 1
+        if isinstance(r, Call):
+            while j < len(records) and _same_kind(r, records[j]):
+                j += 1
+        run = records[i:j]
+        differ = [k for k in range(len(r.args)) if len({c.args[k] for c in run}) > 1] \
+            if len(run) > 1 else []
+        if len(run) == 1 or (len(differ) > 1 and not r.errno):
+            out.extend(run)
+        elif len(differ) == 1:
+            out.append(Repeated(r, len(run), differ[0], [c.args[differ[0]] for c in run], False))
+        else:
+            out.append(Repeated(r, len(run), -1, [], not differ))
+        i = j
+    return out
+
+
+def _same_kind(a: Call, b: Call | Event) -> bool:
+    return (isinstance(b, Call) and len(a.args) == len(b.args) and a.args[:1] == b.args[:1]
+            and (a.pid, a.name, a.result, a.errno) == (b.pid, b.name, b.result, b.errno))
+
+
 class Tracer:
     """One tracing session of `pid` (and the children it forks), in a forked helper.
 
     mode "state": record only the calls that change kernel state (syscall_args.interesting).
-    mode "exec": record those until an execve succeeds, then every call, and detach by itself
-    after `limit` calls of the new program.
+    mode "all": record every call.
+    mode "exec": record those that change state until an execve succeeds, then every call, and
+    detach by itself after `limit` calls of the new program.
     """
 
     def __init__(self, pid: int, mode: str = "state", limit: int = 0) -> None:
@@ -303,7 +354,7 @@ class _Helper:
             args = [int.from_bytes(raw[32 + 8 * i:40 + 8 * i], "little") for i in range(6)]
             name = SYSCALL_NAMES.get(nr, f"syscall_{nr}")
             mem = self._memory(pid)
-            everything = self.mode == "exec" and self.exec_seen
+            everything = self.mode == "all" or (self.mode == "exec" and self.exec_seen)
             keep = everything or A.interesting(name, args, mem)
             # strings are read at entry: the call may change or free them
             self.pending[pid] = (name, A.decode(name, args, mem) if keep else [], keep)

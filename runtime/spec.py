@@ -34,6 +34,11 @@ from runtime.errors import OcishError, SpecError
 U32 = 2**32 - 1
 U64 = 2**64 - 1
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
+# runc's libcontainer/user maxID ("uids and gids must be in range 0-2147483647"): above it lies
+# (uid_t)-1 = 4294967295, "leave unchanged" to setresuid(2) and chown(2), which would keep root
+ID_MAX = 2**31 - 1
+ERR_ID_RANGE = f"uids and gids must be in range 0-{ID_MAX}"
+MAP_MAX = U32 - 1  # the largest id an id map may name: (uid_t)-1 is "no id"
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
@@ -218,6 +223,15 @@ def _int(v, p: str, lo: int, hi: int, what: str = "") -> int:
     return v
 
 
+def _id(v, p: str) -> int:
+    """A uid or gid: what ends in setresuid(2), setgroups(2), chown(2) or an id map."""
+    if type(v) is not int:
+        _bad(p, f"an integer from 0 to {ID_MAX}", v)
+    if not 0 <= v <= ID_MAX:
+        raise SpecError(p, f"{ERR_ID_RANGE}, got {v}")
+    return v
+
+
 def _strlist(v, p: str) -> list:
     for i, s in enumerate(_list(v, p, "an array of strings")):
         _str(s, f"{p}/{i}")
@@ -269,17 +283,22 @@ def _req(d: dict, key: str, p: str, what: str, check, *args):
 
 
 def _mappings(v, p: str) -> list:
-    """[{containerID, hostID, size}]: uint32 each, size > 0, no range overflow or overlap."""
+    """[{containerID, hostID, size}]: size > 0, no overlap, every id of both ranges a valid
+    uid_t: at most 4294967294, since (uid_t)-1 = 4294967295 is the kernel's "no id" (its
+    uid_map parser refuses it). The whole range `0 0 4294967295` of the initial namespace is
+    therefore one short, as the kernel itself has it. The process user's ids are bounded
+    tighter (ID_MAX) where they are taken."""
     seen: list = []
     for i, m in enumerate(_list(v, p)):
         mp = f"{p}/{i}"
         _obj(m, mp)
-        c = _req(m, "containerID", mp, "an integer from 0 to 4294967295", _int, 0, U32)
-        h = _req(m, "hostID", mp, "an integer from 0 to 4294967295", _int, 0, U32)
-        n = _req(m, "size", mp, "an integer from 1 to 4294967295", _int, 1, U32)
-        if c + n - 1 > U32 or h + n - 1 > U32:
-            raise SpecError(mp + "/size", f"range overflows 32 bits: {max(c, h)} + {n} - 1 "
-                                          f"> {U32}")
+        c = _req(m, "containerID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+        h = _req(m, "hostID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+        n = _req(m, "size", mp, f"an integer from 1 to {MAP_MAX + 1}", _int, 1, MAP_MAX + 1)
+        for key, first in (("containerID", c), ("hostID", h)):
+            if first + n - 1 > MAP_MAX:
+                raise SpecError(mp + "/size", f"{key} range {first}-{first + n - 1} goes past "
+                                              f"{MAP_MAX}, the largest id (4294967295 is -1)")
         for j, (c2, h2, n2) in enumerate(seen):
             for key, a, b in (("containerID", c, c2), ("hostID", h, h2)):
                 if a < b + n2 and b < a + n:
@@ -391,12 +410,12 @@ def _process(spec: dict) -> None:
     if "user" in proc:
         up = p + "/user"
         user = _obj(proc["user"], up)
-        _opt(user, "uid", up, _int, 0, U32)
-        _opt(user, "gid", up, _int, 0, U32)
+        _opt(user, "uid", up, _id)
+        _opt(user, "gid", up, _id)
         _opt(user, "umask", up, _int, 0, 0o777, "an integer from 0 to 511 (0o777)")
         if "additionalGids" in user:
             for i, g in enumerate(_list(user["additionalGids"], up + "/additionalGids")):
-                _int(g, f"{up}/additionalGids/{i}", 0, U32)
+                _id(g, f"{up}/additionalGids/{i}")
         _opt(user, "username", up, _str)
 
     if "rlimits" in proc:
@@ -547,8 +566,8 @@ def _linux(linux: dict, ns: dict) -> None:
                 else:
                     _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
             _opt(d, "fileMode", p, _int, 0, U32)
-            _opt(d, "uid", p, _int, 0, U32)
-            _opt(d, "gid", p, _int, 0, U32)
+            _opt(d, "uid", p, _id)
+            _opt(d, "gid", p, _id)
 
     if "cgroupsPath" in linux:
         cg = _str(linux["cgroupsPath"], "/linux/cgroupsPath")

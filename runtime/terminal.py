@@ -4,18 +4,19 @@ With `process.terminal: true` the container gets a pty of its own, made the way 
 
     host (create)                                   container init (stage `terminal`, after pivot)
     ─────────────                                   ──────────────────────────────────────────────
-    connect(--console-socket) before the fork ───►  inherits the connected socket
+    connect(--console-socket) before the spawn ──►  inherits the connected socket
                                                     open /dev/ptmx (the container's devpts, so the
                                                       pts belongs to the container), unlockpt
                                                     TIOCSWINSZ from process.consoleSize
-                                                    setsid(), TIOCSCTTY on /dev/pts/N
+                                                    TIOCSCTTY on /dev/pts/N (the session is
+                                                      the process's own since its fork)
                                                     bind /dev/pts/N onto /dev/console
                                                     dup2 it onto 0, 1, 2
     the socket's listener (podman, containerd,  ◄── sendmsg: one SCM_RIGHTS fd (the master) with
       a test) gets the pty master                     the pts path ("/dev/pts/0") as payload
 
-The socket is connected by the runtime on the host, before the container side is forked: its path
-is resolved in the runtime's view and with the runtime's credentials (a user-namespaced init might
+The socket is connected by the runtime on the host, before the container side is started (it
+inherits the socket): its path is resolved in the runtime's view and with the runtime's credentials (a user-namespaced init might
 not be allowed to reach it), as runc does.
 
 Terminal options are checked like runc's `checkTerminal`: `create` (and `run -d`) with a terminal
@@ -89,8 +90,9 @@ def get_size(fd: int) -> tuple[int, int]:
 
 
 def make_controlling(slave: int) -> None:
-    """A new session whose controlling terminal is `slave` (init is never a group leader here)."""
-    os.setsid()
+    """Make `slave` the controlling terminal of our session: the new one every container
+    process gets when it is forked (stage `unshare`, runc's nsexec stage-2 setsid), the way
+    runc's init calls Setctty after setupConsole."""
     _ioctl(slave, TIOCSCTTY, ctypes.c_int(0))
 
 

@@ -6,6 +6,7 @@ per-test --root that the fixture force-deletes afterwards, pass or fail.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -131,6 +132,29 @@ def open_dir():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def proc_stat(pid: int) -> dict:
+    """Fields of /proc/<pid>/stat (after the command name) a test looks at."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return {"state": rest[0], "pgrp": int(rest[2]), "session": int(rest[3]),
+            "tty_nr": int(rest[4]), "tpgid": int(rest[5])}
+
+
+def children() -> set[int]:
+    """This process's live children (orphaned containers come back to it: it is a subreaper)."""
+    kids: set[int] = set()
+    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        with open(f) as fh:
+            kids |= {int(p) for p in fh.read().split()}
+    return kids
+
+
+def mount_count() -> int:
+    """Mounts in our (private) mount namespace: a test that leaks one changes the count."""
+    with open("/proc/self/mountinfo") as f:
+        return len(f.readlines())
 
 
 def cid() -> str:

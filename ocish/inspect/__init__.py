@@ -9,7 +9,10 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-TOPICS = ("ns", "ids", "mounts", "cgroup", "caps", "seccomp", "rlimits", "fds", "env", "proc", "net")
+TOPICS = ("ns", "ids", "mounts", "cgroup", "caps", "seccomp", "rlimits", "fds", "env", "proc", "net",
+          "exit")
+# what can still answer once the process is dead: its cgroup outlives it, and how it ended
+AFTER_DEATH = ("cgroup", "exit")
 
 
 @dataclass
@@ -18,6 +21,8 @@ class Target:
     pid: int
     rootfs: str = ""                                           # the bundle's rootfs on the host
     cgroup_paths: dict[str, str] = field(default_factory=dict)  # the cgroup manager's directories
+    status: int | None = None      # its wait status, once the session reaped it (it is dead)
+    resources: dict | None = None  # config.json's /linux/resources, for the cgroup topic's pointers
 
 
 def read(topic: str, target: Target) -> Any:

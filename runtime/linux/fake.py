@@ -20,6 +20,7 @@ these exceptions (each one because a stage reads the result back with the real o
 - `fork()` never forks: it returns `self.fork_result` (0 by default: the caller acts as the child),
   or calls it when it is callable.
 - `prctl()` returns `self.prctl_result` (0).
+- `fd_flags(fd)` answers with the real fcntl(F_GETFL) of the test process's fd: it only reads.
 
 The filesystem side effects only happen under `root` (pass the test's tmp_path); a path outside it
 raises AssertionError instead of touching the host. With `root=None` there are no side effects at
@@ -228,6 +229,19 @@ class RecordingSyscalls:
 
     def setresuid(self, ruid: int, euid: int, suid: int) -> None:
         self._record("setresuid", ruid, euid, suid)
+
+    def setsid(self) -> None:
+        self._record("setsid")
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._record("chown", path, uid, gid)
+
+    def fchown_user(self, fd: int, uid: int) -> None:
+        self._record("fchown_user", fd, uid)
+
+    def fd_flags(self, fd: int) -> int:
+        self._record("fd_flags", fd)
+        return _real.fd_flags(fd)  # read only: the stage decides on the real answer
 
     def setrlimit(self, res: int, soft: int, hard: int) -> None:
         self._record("setrlimit", res, soft, hard)

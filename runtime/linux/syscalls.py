@@ -67,6 +67,14 @@ PER_LINUX = 0x0000
 PER_LINUX32 = 0x0008
 PER_QUERY = 0xFFFFFFFF
 
+# runc's libcontainer/user maxID ("for 32-bit systems compatibility"). Above it lies
+# (uid_t)-1 = 4294967295, which setresuid(2), setresgid(2) and chown(2) read as "leave unchanged":
+# an id that reached them by accident would leave the process root, or a file root's.
+ID_MAX = 2**31 - 1
+
+# <fcntl.h>
+F_GETFL = 3
+
 # <linux/ioprio.h>
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_SHIFT = 13
@@ -192,16 +200,50 @@ def symlink(target: str, path: str) -> None:
     os.symlink(target, path)
 
 
+def _ids(*ids: int) -> None:
+    """EINVAL for an id outside 0..ID_MAX, before it reaches the kernel as -1."""
+    for i in ids:
+        if type(i) is not int or not 0 <= i <= ID_MAX:
+            raise OSError(errno.EINVAL, f"id {i} out of range 0-{ID_MAX}")
+
+
 def setgroups(gids: list[int]) -> None:
+    _ids(*gids)
     os.setgroups(gids)
 
 
 def setresgid(rgid: int, egid: int, sgid: int) -> None:
+    _ids(rgid, egid, sgid)
     os.setresgid(rgid, egid, sgid)
 
 
 def setresuid(ruid: int, euid: int, suid: int) -> None:
+    _ids(ruid, euid, suid)
     os.setresuid(ruid, euid, suid)
+
+
+def setsid() -> None:
+    """setsid(2): a new session and process group, led by the caller, with no controlling tty."""
+    os.setsid()
+
+
+def chown(path: str, uid: int, gid: int) -> None:
+    """chown(2) that never means "unchanged": both ids must be in 0..ID_MAX."""
+    _ids(uid, gid)
+    os.chown(path, uid, gid)
+
+
+def fchown_user(fd: int, uid: int) -> None:
+    """fchown(fd, uid, -1): only the owner changes, the group stays (runc's
+    fixStdioPermissions); the one place a -1 is passed, on purpose."""
+    _ids(uid)
+    os.fchown(fd, uid, -1)
+
+
+def fd_flags(fd: int) -> int:
+    """fcntl(fd, F_GETFL): the fd's open flags (os.O_ACCMODE bits, O_APPEND ...). No `fcntl`
+    module: it is not importable once the container's root replaced the host's."""
+    return _check(_libc.fcntl(ctypes.c_int(fd), ctypes.c_int(F_GETFL)))
 
 
 def setrlimit(res: int, soft: int, hard: int) -> None:

@@ -113,8 +113,14 @@ class Exec(Stage):
             os.write(fd, b"0")
         args = ctx.process["args"]
         env = dict(e.split("=", 1) for e in ctx.process.get("env") or [])
+        path = ctx.notes["exec_path"]
         try:
-            os.execve(ctx.notes["exec_path"], args, env)
+            os.execve(path, args, env)
         except OSError as e:
-            os.write(2, f"ocish: exec {args[0]}: {os.strerror(e.errno or 0).lower()}\n".encode())
-            os._exit(127 if e.errno == errno.ENOENT else 126)
+            # runc 1.1.5: its init writes the os.PathError ("exec /bin/x: no such file or
+            # directory", the path as LookPath resolved it) on the process's stderr, the sync
+            # pipe being closed after start, and `runc init` exits 1; `runc run` and
+            # `runc exec` then exit 1 too. A missing interpreter (ENOENT) or a file the kernel
+            # cannot run (ENOEXEC, EACCES on a noexec mount) all end the same way.
+            os.write(2, f"exec {path}: {os.strerror(e.errno or 0).lower()}\n".encode())
+            os._exit(1)

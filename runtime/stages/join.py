@@ -108,7 +108,8 @@ class Join(Stage):
         return (f"{self.summary}.\n"
                 f"setns(2) into the namespaces of pid {self.init_pid} that differ from ours, "
                 f"user first and mount last: {', '.join(kinds) or 'none'}.\n"
-                "fork(2): a joined pid namespace applies to children only; this process exits.")
+                "fork(2): a joined pid namespace applies to children only; this process exits, "
+                "the child starts a session of its own (setsid(2)).")
 
     def run(self, ctx: Context, item: str = "") -> None:
         opened: list[tuple[str, int, int]] = []

@@ -248,7 +248,7 @@ class Mounts(Stage):
         except OSError as e:
             raise StageError(self.name, "mknod", dev["path"], e.errno or 0, ptr) from None
         os.chmod(path, mode & 0o7777)  # mknod's mode went through the umask
-        os.chown(path, dev.get("uid", 0), dev.get("gid", 0))
+        S.chown(path, dev.get("uid", 0), dev.get("gid", 0))
 
     # -- helpers --------------------------------------------------------------------------------
     def _mkdir(self, ctx: Context, ptr: str, path: str, like_file: bool) -> None:

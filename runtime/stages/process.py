@@ -2,11 +2,14 @@
 
 `process`: hostname, domainname, sysctl, oomScoreAdj, rlimits and a fresh session keyring, while
 the process is still root with every capability. `user` (after `paths`, which still needs to
-mount): groups, gid, uid, umask and cwd, in the order runc's init applies them.
+mount): stdio ownership, groups, gid, uid, umask and cwd, in the order runc's init applies them.
 """
 from __future__ import annotations
 
+import errno
+import os
 import resource
+import stat
 
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
@@ -14,6 +17,7 @@ from runtime.linux.syscalls import PR_SET_DUMPABLE
 from runtime.stages.unshare import has_new
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+STDIO = (0, 1, 2)  # the fds the process user is handed, as in runc's fixStdioPermissions
 
 
 class Process(Stage):
@@ -75,6 +79,28 @@ class Process(Stage):
             raise StageError(self.name, op, target, e.errno or 0, ptr) from None
 
 
+def stdio_to_chown(st: os.stat_result, flags: int, uid: int,
+                   pty: tuple[int, int] | None) -> bool:
+    """Whether a stdio fd (fstat `st`, open flags `flags`) goes to the process user `uid`, so
+    that it can reopen /dev/stdout or write its tty by path.
+
+    runc's fixStdioPermissions, narrowed to what the container owns or was handed: never when
+    `uid` owns it already; pipes, sockets, and regular files open for writing (a log handed to
+    the container; a file read as stdin keeps its owner); of character devices only the pty the
+    `terminal` stage allocated, `pty` being its (st_dev, st_ino). Never a device the caller
+    passed in: its terminal, /dev/null and /dev/zero are shared with the host (runc skips only
+    /dev/null).
+    """
+    if st.st_uid == uid:
+        return False
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return True
+    if stat.S_ISREG(mode):
+        return flags & os.O_ACCMODE != os.O_RDONLY
+    return stat.S_ISCHR(mode) and (st.st_dev, st.st_ino) == pty
+
+
 class User(Process):
     name = "user"
     summary = "switch to the container user (groups, gid, uid), set umask and cwd"
@@ -82,6 +108,8 @@ class User(Process):
     def describe(self, ctx: Context) -> str:
         p, user = ctx.process, ctx.process.get("user") or {}
         return (f"{self.summary}.\n"
+                f"fchown stdio to uid {user.get('uid', 0)} where it is a pipe, socket, file "
+                f"written to or the container's own pty (never the caller's devices).\n"
                 f"setgroups {user.get('additionalGids') or []}, setresgid {user.get('gid', 0)}, "
                 f"setresuid {user.get('uid', 0)} (config /process/user).\n"
                 f"umask {oct(user.get('umask', 0o022))} (config /process/user/umask), "
@@ -91,6 +119,7 @@ class User(Process):
         user = ctx.process.get("user") or {}
         uid, gid = user.get("uid", 0), user.get("gid", 0)
         groups = user.get("additionalGids") or []
+        self._hand_stdio(ctx, uid)
         if not has_new(ctx, "user") or groups:
             self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
         self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
@@ -105,3 +134,18 @@ class User(Process):
         ctx.sys.umask(user.get("umask", 0o022))
         cwd = ctx.process.get("cwd") or "/"
         self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")
+
+    def _hand_stdio(self, ctx: Context, uid: int) -> None:
+        """fchown(2) stdio to the user before the switch, while CAP_CHOWN is ours (runc's
+        fixStdioPermissions): only the owner; EINVAL, EPERM (an owner or uid this user
+        namespace does not map) and EROFS leave it as it is, as in runc."""
+        pty = ctx.notes.get("pty_inode")
+        for fd in STDIO:
+            try:
+                if not stdio_to_chown(os.fstat(fd), ctx.sys.fd_flags(fd), uid, pty):
+                    continue
+                ctx.sys.fchown_user(fd, uid)
+            except OSError as e:
+                if e.errno not in (errno.EBADF, errno.EINVAL, errno.EPERM, errno.EROFS):
+                    raise StageError(self.name, "fchown", f"fd {fd}", e.errno or 0,
+                                     "/process/user/uid") from None

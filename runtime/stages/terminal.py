@@ -37,7 +37,8 @@ class Terminal(Stage):
         size = ctx.process.get("consoleSize") or {}
         lines = [self.summary + ".",
                  "open /dev/ptmx (the container's devpts), unlock the pts.",
-                 "setsid(2), make the pts the controlling terminal, dup2 it onto 0, 1, 2.",
+                 "make the pts the controlling terminal of the process's session (TIOCSCTTY), "
+                 "dup2 it onto 0, 1, 2.",
                  "bind-mount the pts onto /dev/console." if self.console else "",
                  f"sendmsg(2) the master to {ctx.console_socket or 'the caller'} with SCM_RIGHTS."]
         if size:
@@ -62,7 +63,9 @@ class Terminal(Stage):
                 slave = os.open(pts, os.O_RDWR | os.O_NOCTTY)
             except OSError as e:
                 raise StageError(self.name, "open", pts, e.errno or 0, PTR) from None
-            self._do(terminal.make_controlling, (slave,), "setsid/TIOCSCTTY", pts, PTR)
+            st = os.fstat(slave)  # the one character device `user` hands to the process user
+            ctx.notes["pty_inode"] = (st.st_dev, st.st_ino)
+            self._do(terminal.make_controlling, (slave,), "ioctl TIOCSCTTY", pts, PTR)
             if self.console:
                 self._do(terminal.create_console_target, (), "create", "/dev/console", PTR)
                 self._do(ctx.sys.mount, (pts, "/dev/console", None, S.MS_BIND), "mount",

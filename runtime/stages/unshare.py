@@ -46,7 +46,8 @@ class Unshare(Stage):
         lines.append("unshare(2) new: " + (", ".join(new) or "none") + " (config /linux/namespaces).")
         if "time" in new and ctx.linux.get("timeOffsets"):
             lines.append("write the clock offsets to /proc/self/timens_offsets (config /linux/timeOffsets).")
-        lines.append("fork(2) the init process (pid 1 of a new pid namespace) and let this one exit.")
+        lines.append("fork(2) the init process (pid 1 of a new pid namespace) and let this one exit; "
+                     "init starts a session of its own (setsid(2)).")
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
@@ -99,3 +100,11 @@ class Unshare(Stage):
         os.close(w)
         os.read(r, 1)
         os.close(r)
+        # Every container process (init, and each `exec`, which forks here too) leads a session
+        # of its own, as runc's nsexec stage-2 does: in the caller's process group, `kill 0`
+        # from inside would signal the host processes of that group. A fresh child is never a
+        # group leader, so setsid(2) cannot fail with EPERM.
+        try:
+            ctx.sys.setsid()
+        except OSError as e:
+            raise StageError(self.name, "setsid", "", e.errno or 0) from None

@@ -38,6 +38,18 @@ def test_run_tty(dockerd, rt):
     assert r.returncode == 5 and "/dev/pts/0" in r.stdout, r
 
 
+@pytest.mark.parametrize("rt", params("blkio-weight-0", "terminal"), indirect=True)
+def test_run_as_user_reopens_stdio(dockerd, rt):
+    """A non-root user reopens its stdio (the shim's pipes, or its pty) by path, as with runc."""
+    r = dockerd("run", "--rm", "--user", "1000:1000", "--runtime", rt.name, "--network", "none",
+                IMAGE, "sh", "-c", "id -u; echo out >> /dev/stdout; echo err >> /dev/stderr")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "1000\nout\n", "err\n"), r
+    r = dockerd("run", "--rm", "-t", "--user", "1000:1000", "--runtime", rt.name, "--network",
+                "none", IMAGE, "sh", "-c", "echo via-path > $(tty) && stat -c owner=%u $(tty)",
+                tty=True)
+    assert r.returncode == 0 and "via-path" in r.stdout and "owner=1000" in r.stdout, r
+
+
 @pytest.mark.parametrize("rt", params("blkio-weight-0", "exec"), indirect=True)
 def test_exec(dockerd, rt, dk_name):
     name = dk_name()

@@ -83,6 +83,25 @@ def test_run_interactive_tty(podman, rt):
     assert "answer=42" in r.stdout, r
 
 
+# a non-root user reopens its stdio (conmon's pipes, or its pty) by path, and leads a session
+# of its own: what runc does (fixStdioPermissions, nsexec's setsid), ocish does
+AS_USER = ("id -u; echo out >> /dev/stdout; echo err >> /dev/stderr; "
+           "echo sid=$(cut -d' ' -f6 /proc/self/stat) me=$$")
+
+
+@pytest.mark.parametrize("rt", params(), indirect=True)
+def test_run_as_user_reopens_stdio(podman, rt):
+    r = run_rm(podman, rt, "--user", "1000:1000", IMAGE, "sh", "-c", AS_USER)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "1000\nout\nsid=1 me=1\n", "err\n"), r
+
+
+@pytest.mark.parametrize("rt", params("terminal"), indirect=True)
+def test_run_tty_as_user_writes_its_tty(podman, rt):
+    r = run_rm(podman, rt, "-t", "--user", "1000:1000", IMAGE, "sh", "-c",
+               "echo via-path > $(tty) && stat -c owner=%u $(tty)", tty=True)
+    assert r.returncode == 0 and "via-path" in r.stdout and "owner=1000" in r.stdout, r
+
+
 # --- a running container ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rt", params("exec"), indirect=True)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.conftest import cid, needs_root, reap_orphans
+from tests.conftest import children, cid, mount_count, needs_root, reap_orphans
 
 pytestmark = needs_root
 
@@ -80,24 +80,11 @@ CASES = [
 ]
 
 
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(f) as fh:
-            kids |= {int(p) for p in fh.read().split()}
-    return kids
-
-
-def _mount_count() -> int:
-    with open("/proc/self/mountinfo") as f:
-        return len(f.readlines())
-
-
 @pytest.mark.parametrize("name,mutate,where", CASES, ids=[c[0] for c in CASES])
 def test_broken_config(ocish, make_bundle, name, mutate, where):
     b = make_bundle(["true"], mutate=mutate)
     c = cid()
-    kids, mounts = _children(), _mount_count()
+    kids, mounts = children(), mount_count()
     p = ocish("create", "-b", str(b), c)
     assert p.returncode == 1
     lines = p.stderr.splitlines()
@@ -107,6 +94,6 @@ def test_broken_config(ocish, make_bundle, name, mutate, where):
     # nothing left behind: state dir, cgroup, mount, process
     assert not os.path.exists(os.path.join(ocish.root, c))
     assert glob.glob(f"/sys/fs/cgroup/*/ocish/{c}") == []
-    assert _mount_count() == mounts
+    assert mount_count() == mounts
     reap_orphans()  # a killed init is a zombie of ours (the subreaper) until reaped
-    assert _children() <= kids
+    assert children() <= kids

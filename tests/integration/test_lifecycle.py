@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,6 +157,41 @@ def test_same_exit_status_as_runc(ocish, make_bundle, tmp_path):
     theirs = subprocess.run(["runc", "--root", str(tmp_path / "runc"), "run", "-b", str(b), cid()],
                             capture_output=True, stdin=subprocess.DEVNULL).returncode
     assert mine == theirs == 7
+
+
+def _entrypoint(body: str):
+    """A bundle change: /bin/entry, executable, with `body`; create's lookup accepts it."""
+    def mutate(spec):
+        spec["process"]["args"] = ["entry"]  # found in PATH: the message names the resolved path
+    def write(bundle):
+        path = bundle / "rootfs/bin/entry"
+        path.write_text(body)
+        path.chmod(0o755)
+    return mutate, write
+
+
+@pytest.mark.skipif(not RUNC, reason="runc not installed")
+@pytest.mark.parametrize("body,why", [
+    ("#!/no/such/interpreter\necho hi\n", "no such file or directory"),  # missing interpreter
+    ("echo hi without a #! line\n", "exec format error"),                  # ENOEXEC
+])
+def test_execve_failing_after_start_exits_1_as_runc(ocish, make_bundle, tmp_path, body, why):
+    mutate, write = _entrypoint(body)
+    b = make_bundle(mutate=mutate)
+    write(b)
+    mine = ocish("run", "-b", str(b), cid())
+    theirs = subprocess.run(["runc", "--root", str(tmp_path / "runc"), "run", "-b", str(b), cid()],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert theirs.returncode == 1 and theirs.stderr == f"exec /bin/entry: {why}\n", theirs
+    assert (mine.returncode, mine.stderr) == (theirs.returncode, theirs.stderr), mine
+    assert os.listdir(ocish.root) == []
+    # `exec` in a running container ends the same way as `runc exec`
+    c = cid()
+    ocish("run", "-d", "-b", str(make_bundle(["sleep", "30"])), c, check=True)
+    bundle = ocish.state(c)["bundle"]
+    write(Path(bundle))
+    p = ocish("exec", c, "/bin/entry")
+    assert (p.returncode, p.stderr) == (1, f"exec /bin/entry: {why}\n"), p
 
 
 def test_debug_logs_every_setup_step(ocish, make_bundle, tmp_path):

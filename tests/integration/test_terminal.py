@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, cid, needs_root, ocish_cmd
+from tests.conftest import REPO, cid, needs_root, ocish_cmd, proc_stat
 
 pytestmark = needs_root
 
@@ -80,6 +80,12 @@ def test_console_socket_gets_the_pty_master(ocish, make_bundle, open_dir, userns
         master = fds[0]
         try:
             assert os.isatty(master)
+            # init leads a session of its own (runc's nsexec setsid), the pty is its controlling
+            # terminal and init's group the terminal's foreground group
+            init = ocish.state(c)["pid"]
+            st = proc_stat(init)
+            assert (st["pgrp"], st["session"], st["tpgid"]) == (init, init, init)
+            assert st["tty_nr"] == os.makedev(136, int(name.decode().rsplit("/", 1)[1]))
             ocish("start", c, check=True)
             out = _read_until(master, b"\n1\r\n").decode()
             lines = out.split("\r\n")

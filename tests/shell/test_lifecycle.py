@@ -41,32 +41,75 @@ def test_created_container_is_the_runtimes(ocish, session, make_bundle):
     assert "not running: paused" in s.cmd("pause")
     s.cmd("resume")
     assert _cli_status(ocish, s.cid) == "running"
+    out = s.cmd("kill")  # SIGTERM: the init has no handler for it
+    assert out == (f"sent SIGTERM to the init of {s.cid}\nits init still runs: as PID 1 of its "
+                   "pid namespace it gets only the signals it handles (`kill KILL` ends it)\n")
+    assert alive(pid)
     killed = s.cmd("kill KILL")
+    assert killed == f"sent SIGKILL to the init of {s.cid}\n"
     assert _wait(lambda: not alive(pid))
     out = s.cmd("state")
-    assert json.JSONDecoder().raw_decode(out)[0]["status"] == "stopped"
-    # the shell is the init's subreaper: it reaped it and said so, after this or the last command
-    assert f"container process {pid} exited: killed by SIGKILL" in killed + out + s.cmd("containers")
+    # the shell is the init's subreaper: it reaped it and said so before anything else
+    news = f"the container process {pid} ended after start: killed by SIGKILL (sent by `kill`)"
+    assert out.startswith(news + "\n") or news in killed, killed + out
+    assert json.loads(out[out.index("{"):])["status"] == "stopped"
     assert f"deleted container {s.cid}" in s.cmd("delete")
     assert ocish("list", "-q", check=True).stdout.strip() == ""
     assert not cgroup_dirs(s.cid)
     s.quit()
-    assert s.proc.returncode == 0
+    assert s.proc.returncode == 1  # `start` before setup and `pause` of a paused one failed
 
 
-def test_quit_keep_leaves_a_started_container_and_quit_removes_it(ocish, session, make_bundle):
+def test_quit_keep_leaves_a_created_or_started_container(ocish, session, make_bundle):
+    for start in (False, True):
+        s = session(make_bundle(["sleep", "100"]))
+        s.cmd("continue")
+        if start:
+            s.cmd("start")
+        pid = s.json("state")["pid"]
+        out = s.quit("quit --keep")
+        status = "running" if start else "created"
+        assert f"container {s.cid} kept ({status}, pid {pid}): " in out
+        assert f"`ocish --root {ocish.root} attach {s.cid}` opens this shell on it again" in out
+        assert f"`ocish --root {ocish.root} delete -f {s.cid}` removes it" in out
+        assert ("start " + s.cid in out) != start  # how to start a created one
+        assert s.proc.returncode == 0
+        assert _cli_status(ocish, s.cid) == status and alive(pid)
+        ocish("delete", "-f", s.cid, check=True)
+        assert not cgroup_dirs(s.cid)
+
+
+def test_attach_takes_over_a_kept_container_and_leaves_it(ocish, session, make_bundle):
     s = session(make_bundle(["sleep", "100"]))
     s.cmd("continue")
-    out = s.quit("quit --keep")  # not started: --keep does not apply
-    assert "tearing down" in out
-    assert not os.path.exists(os.path.join(ocish.root, s.cid)) and not cgroup_dirs(s.cid)
-
-    s = session(make_bundle(["sleep", "100"]))
-    s.cmd("continue")
-    s.cmd("start")
     pid = s.json("state")["pid"]
-    out = s.quit("quit --keep")
-    assert f"container {s.cid} kept running (pid {pid})" in out
-    assert _cli_status(ocish, s.cid) == "running" and alive(pid)
+    s.quit("quit --keep")
+    # `ocish attach ID`, as the message said: start it, look inside, leave it running
+    a = session(None, s.cid, command="attach")
+    assert a.banner.startswith(f"attached to container {s.cid} (created, pid {pid})")
+    assert "started container" in a.cmd("start")
+    assert _cli_status(ocish, s.cid) == "running"
+    assert a.json("inspect proc --json")["cmdline"] == ["sleep", "100"]
+    assert "not set up by this session" in a.cmd("stages")
+    out = a.quit()
+    assert f"container {s.cid} kept (running, pid {pid})" in out  # gdb detaches
+    assert a.proc.returncode == 1 and alive(pid)  # `stages` failed
     ocish("delete", "-f", s.cid, check=True)
     assert not cgroup_dirs(s.cid)
+
+
+def test_a_refused_config_is_read_again_by_restart(ocish, session, make_bundle, tmp_path):
+    b = make_bundle(["sleep", "100"])
+    good = (b / "config.json").read_text()
+    spec = json.loads(good)
+    spec["mounts"][1]["destination"] = "dev"
+    (b / "config.json").write_text(json.dumps(spec))
+    s = session(None, command="shell")
+    out = s.cmd(f"load {b} --id {s.cid}")
+    assert out == ('error: config /mounts/1/destination: must be an absolute path, got "dev": '
+                   "fix config.json, then `restart` reads it again\n")
+    assert "fix config.json, then `restart`" in s.cmd("stages")
+    assert not os.path.exists(os.path.join(ocish.root, s.cid))  # nothing left behind
+    (b / "config.json").write_text(good)
+    out = s.cmd("restart")
+    assert f"bundle {b}, container {s.cid}" in out and "next: cgroup" in out

@@ -125,7 +125,7 @@ def test_failed_stage_stays_inspectable_and_quit_cleans_up(ocish, session, make_
     assert "restart" in s.cmd("step")  # the failure stays until restart or quit
     assert os.path.isdir(os.path.join(ocish.root, s.cid)) and cgroup_dirs(s.cid)
     s.quit()
-    assert s.proc.returncode == 0
+    assert s.proc.returncode == 1  # `continue` and `step` failed
     assert not os.path.exists(os.path.join(ocish.root, s.cid))
     assert not cgroup_dirs(s.cid)
     assert not alive(pid)

@@ -1,5 +1,7 @@
-"""The real terminal path, driven through tmux: prompt_toolkit completion, the toolbar, Ctrl-C
-that never kills the shell, Ctrl-D that quits with a clean teardown, the history file."""
+"""The real terminal path, driven through tmux: prompt_toolkit completion, the toolbar (the
+container's death too), Ctrl-C that never kills the shell, Ctrl-D and quit that ask before
+tearing a created container down, an empty line that repeats the last command, help wrapped
+to the terminal's width, the history file."""
 from __future__ import annotations
 
 import os
@@ -17,11 +19,13 @@ pytestmark = [needs_root, pytest.mark.skipif(shutil.which("tmux") is None, reaso
 
 
 class Tmux:
-    def __init__(self, command: str, env: dict[str, str]) -> None:
+    def __init__(self, command: str, env: dict[str, str], width: int = 200) -> None:
         self.sock = f"ocish-test-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        self._run("new-session", "-d", "-s", "t", "-x", "200", "-y", "50",
-                  f"env {exports} {command}; echo OCISH-EXITED $?; sleep 60")
+        self._run("new-session", "-d", "-s", "t", "-x", str(width), "-y", "50",
+                  # COLUMNS/LINES, when the pane's shell exports them, would override the
+                  # pane's real size for rich and shutil
+                  f"env -u COLUMNS -u LINES {exports} {command}; echo OCISH-EXITED $?; sleep 60")
 
     def _run(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.sock, *args], capture_output=True, text=True,
@@ -32,6 +36,11 @@ class Tmux:
 
     def screen(self) -> str:
         return self._run("capture-pane", "-p", "-t", "t")
+
+    def history(self) -> str:
+        """The screen with what scrolled off its top, lines the terminal wrapped joined (-J):
+        a line longer than the pane shows as one long line."""
+        return self._run("capture-pane", "-p", "-J", "-S", "-1000", "-t", "t")
 
     def wait_for(self, text: str, timeout: float = 15) -> str:
         return self.wait_any(text, timeout=timeout)
@@ -95,3 +104,81 @@ def test_terminal_session(ocish, make_bundle, tmp_path):
     assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
     history = (home / ".local/state/ocish/history").read_text()
     assert "+break mount /proc" in history and "+inspect mounts" in history
+
+
+def _session(ocish, bundle, c: str, home, width: int = 200) -> Tmux:
+    env = {"PYTHONPATH": str(REPO), "HOME": str(home), "TERM": "xterm-256color"}
+    return Tmux(f"python3 -m ocish debug {bundle} --root {ocish.root} --id {c}", env, width)
+
+
+def _cleanup(ocish, t: Tmux, c: str) -> None:
+    t.kill()
+    _sweep_cgroups(c)
+    ocish("delete", "-f", c)
+
+
+def test_empty_line_repeats_and_help_wraps_to_the_terminal(ocish, make_bundle, tmp_path):
+    c = cid()
+    t = _session(ocish, make_bundle(["sleep", "100"]), c, tmp_path / "home", width=60)
+    try:
+        t.wait_for("stage cgroup")
+        t.keys("step", "Enter")
+        t.wait_for("stage unshare")
+        t.keys("Enter")  # gdb: an empty line repeats `step`
+        t.wait_for("stage idmap")
+        screen = t.wait_for("ran unshare")
+        assert screen.count("ran ") == 2
+        t.keys("clear", "Enter")  # not a command: a clean screen for the help below
+        t.keys("C-l")
+        t.keys("help", "Enter")
+        t.wait_for("shows examples")  # the end of the help text
+        text = t.history().split("(ocish) help\n")[1]
+        assert all(len(ln.rstrip()) <= 60 for ln in text.splitlines())
+        # wrapped by the shell into its columns, not by the terminal (or rich) at random: every
+        # line of the table starts indented, usage or summary column
+        table = text.split("\n\n")[0].splitlines()
+        assert len(table) > 40 and all(ln.startswith("  ") for ln in table), text
+        assert "(n) run the rest of" in text and "examples." in text
+        t.keys("Enter")  # help is not repeated: a fresh prompt, the same stop
+        time.sleep(0.5)
+        assert "stage idmap" in t.screen()
+    finally:
+        _cleanup(ocish, t, c)
+
+
+def test_quit_and_ctrl_d_ask_first_with_a_created_container(ocish, make_bundle, tmp_path):
+    c = cid()
+    t = _session(ocish, make_bundle(["sleep", "100"]), c, tmp_path / "home")
+    try:
+        t.wait_for("stage cgroup")
+        t.keys("continue", "Enter")
+        t.wait_for("status created")
+        t.keys("C-d")
+        t.wait_for("Quit anyway? (y or n)")
+        assert f"container {c} (created, pid " in t.screen() and "will be deleted" in t.screen()
+        t.keys("n", "Enter")
+        t.wait_for("not confirmed: the session goes on")
+        assert ocish.state(c)["status"] == "created"
+        t.keys("quit", "Enter")
+        t.wait_any("(y or n) n\n", timeout=5)
+        t.keys("y", "Enter")
+        t.wait_for("OCISH-EXITED 0")
+    finally:
+        _cleanup(ocish, t, c)
+    assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
+
+
+def test_the_toolbar_shows_a_death(ocish, make_bundle, tmp_path):
+    def tiny_memory(spec):
+        spec["linux"]["resources"] = {"memory": {"limit": 512 * 1024}}
+    c = cid()
+    t = _session(ocish, make_bundle(["sleep", "100"], mutate=tiny_memory), c, tmp_path / "home")
+    try:
+        t.wait_for("stage cgroup")
+        t.keys("c", "Enter")
+        screen = t.wait_for("status died: killed by SIGKILL")
+        assert "the container process" in screen and "died: killed by SIGKILL" in screen
+        t.keys("quit", "Enter")  # nothing alive: no question
+        t.wait_for("OCISH-EXITED 0")
+    finally:
+        _cleanup(ocish, t, c)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import sys
 import textwrap
+import time
 
 from ocish import syscall_args
 from ocish.inspect import bpf
@@ -143,3 +145,77 @@ def test_syscall_argument_decoding():
         assert not syscall_args.interesting("getpid", args, mem)
     finally:
         mem.close()
+
+
+def _caps_of(mask_hex: str) -> list[str]:
+    from runtime.linux.capabilities import names
+    return names(int(mask_hex, 16))
+
+
+def test_trace_decodes_caps_and_folds_alike_calls(session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("until bounding")
+    s.cmd("trace on")
+    out = s.cmd("until exec")  # bounding, user, caps
+    pid = s.json("inspect proc --json")["pid"]
+    lines = [ln.strip()[len("trace: "):] for ln in out.splitlines() if ln.startswith("  trace: ")]
+    # one line for the whole bounding set drop, every capability named
+    drop = [ln for ln in lines if ln.startswith("prctl(PR_CAPBSET_DROP, {")]
+    assert len(drop) == 1 and drop[0].endswith(" = 0  (x%d)" % drop[0].count("CAP_"))
+    dropped = drop[0].split("{")[1].split("}")[0].split(", ")
+    kept = _caps_of(status_field(pid, "CapBnd"))
+    assert not set(dropped) & set(kept) and "CAP_SYS_ADMIN" in dropped
+    # capset's three sets, as the kernel then shows them
+    capset = [ln for ln in lines if ln.startswith("capset(")]
+    eff = "|".join(_caps_of(status_field(pid, "CapEff")))
+    assert capset == [f"capset({{version=_LINUX_CAPABILITY_VERSION_3, pid=0}}, {{effective={eff}, "
+                      f"permitted={'|'.join(_caps_of(status_field(pid, 'CapPrm')))}, "
+                      f"inheritable={'|'.join(_caps_of(status_field(pid, 'CapInh'))) or '0'}}}) = 0"]
+    assert "prctl(PR_SET_KEEPCAPS, 1) = 0" in lines and "prctl(PR_SET_NO_NEW_PRIVS, 1) = 0" in lines
+    # the config's ambient set cannot be raised without the inheritable set: three refusals,
+    # one line (runc ignores these too)
+    ambient = [ln for ln in lines if ln.startswith("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE")]
+    assert ambient == ["prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, {CAP_KILL, "
+                       "CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE}) = -1 EPERM (operation not "
+                       "permitted)  (x3)"]
+
+
+def test_trace_decodes_setns_and_seccomp_and_trace_all_shows_reads(session, make_bundle):
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.readlink(path) == os.readlink("/proc/self/ns/net"):  # unshare not done yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def join_and_filter(spec):
+            spec["linux"]["namespaces"] = [
+                {"type": "network", "path": path} if n["type"] == "network" else n
+                for n in spec["linux"]["namespaces"]]
+            spec["process"]["noNewPrivileges"] = False  # the filter loads in stage bounding
+            spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+        s = session(make_bundle(["sleep", "100"], mutate=join_and_filter))
+        s.cmd("step")  # cgroup
+        s.cmd("trace on")
+        out = s.cmd("step")  # unshare
+        # the fd, as the namespace it refers to (strace -y)
+        setns = [ln for ln in out.splitlines() if ln.startswith("  trace: setns(")]
+        assert len(setns) == 1 and setns[0].endswith(f"<{os.readlink(path)}>, CLONE_NEWNET) = 0")
+        assert f'"{path}", O_RDONLY' not in out  # a read: not a state change
+        s.cmd("until bounding")
+        out = s.cmd("step")
+        load = [ln for ln in out.splitlines() if "seccomp(SECCOMP_SET_MODE_FILTER" in ln]
+        n = len(s.json("inspect seccomp --json")["filters"][0]["instructions"])
+        assert load == [f"  trace: seccomp(SECCOMP_SET_MODE_FILTER, 0, {{len={n}, filter=0x"
+                        + load[0].split("filter=0x")[1]] and load[0].endswith("}) = 0")
+        s.cmd("restart")
+        s.cmd("step")
+        assert s.cmd("trace all") == "trace all\n"
+        out = s.cmd("step")
+        assert f'openat(AT_FDCWD, "{path}", O_RDONLY|O_CLOEXEC, 0000) = 6' in out
+        assert "  trace: recvfrom(" in out  # every call: the sync channel too
+    finally:
+        holder.kill()
+        holder.wait()

@@ -110,9 +110,16 @@ BROKEN = [
     ("env-empty-key", A("/process/env", "=x"), "/process/env/2", "non-empty KEY"),
     ("terminal-int", S("/process/terminal", 1), "/process/terminal",
      "must be true or false, got 1"),
+    # ids above 2147483647 are refused as runc refuses them: 4294967295 is (uid_t)-1,
+    # "unchanged" to setresuid(2), so that process would stay root
     ("uid-negative", S("/process/user/uid", -1), "/process/user/uid",
-     "must be an integer from 0 to 4294967295, got -1"),
-    ("gid-too-big", S("/process/user/gid", 2**32), "/process/user/gid", "from 0 to 4294967295"),
+     "uids and gids must be in range 0-2147483647, got -1"),
+    ("uid-minus-one", S("/process/user/uid", 2**32 - 1), "/process/user/uid",
+     "uids and gids must be in range 0-2147483647, got 4294967295"),
+    ("gid-too-big", S("/process/user/gid", 2**31), "/process/user/gid",
+     "uids and gids must be in range 0-2147483647, got 2147483648"),
+    ("additional-gid-minus-one", S("/process/user/additionalGids", [5, 2**32 - 1]),
+     "/process/user/additionalGids/1", "must be in range 0-2147483647, got 4294967295"),
     ("uid-bool", S("/process/user/uid", True), "/process/user/uid", "got true"),
     ("umask", S("/process/user/umask", 0o1000), "/process/user/umask", "0o777"),
     ("additional-gid", S("/process/user/additionalGids", [1, "2"]),
@@ -173,6 +180,9 @@ BROKEN = [
     ("idmap-size-zero", A("/mounts", dict(BIND, uidMappings=[{"containerID": 0, "hostID": 1,
                                                               "size": 0}], gidMappings=IDMAP)),
      "/mounts/7/uidMappings/0/size", "from 1 to 4294967295, got 0"),
+    ("idmap-host-past-max", A("/mounts", dict(BIND, uidMappings=IDMAP, gidMappings=[
+        {"containerID": 0, "hostID": 2**32 - 10, "size": 10}])), "/mounts/7/gidMappings/0/size",
+     "hostID range 4294967286-4294967295 goes past 4294967294"),
     ("mounts-no-mount-ns", NS("pid", "uts"), "/mounts", "need a private mount namespace"),
     # namespaces
     ("ns-unknown-type", S("/linux/namespaces/1/type", "net"), "/linux/namespaces/1/type",
@@ -198,9 +208,15 @@ BROKEN = [
     ("mapping-overlap", all_of(ROOTLESS, A("/linux/gidMappings",
                                            {"containerID": 0, "hostID": 5000, "size": 10})),
      "/linux/gidMappings/1/containerID", "overlaps /linux/gidMappings/0"),
-    ("mapping-overflow", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 1),
+    ("mapping-minus-one", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 1)),
+     "/linux/uidMappings/0/containerID", "from 0 to 4294967294, got 4294967295"),
+    ("mapping-host-minus-one", all_of(ROOTLESS, S("/linux/gidMappings/0/hostID", 2**32 - 1)),
+     "/linux/gidMappings/0/hostID", "from 0 to 4294967294, got 4294967295"),
+    ("mapping-overflow", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 2),
                                 S("/linux/uidMappings/0/size", 2)),
-     "/linux/uidMappings/0/size", "overflows 32 bits"),
+     "/linux/uidMappings/0/size", "containerID range 4294967294-4294967295 goes past 4294967294"),
+    ("mapping-size-past-max", all_of(ROOTLESS, S("/linux/uidMappings/0/size", 2**32)),
+     "/linux/uidMappings/0/size", "from 1 to 4294967295, got 4294967296"),
     ("uid-not-mapped", all_of(ROOTLESS, S("/process/user/uid", 1000)), "/process/user/uid",
      "uid 1000 is not mapped by /linux/uidMappings"),
     ("gid-not-mapped", all_of(ROOTLESS, S("/process/user/additionalGids", [0, 5])),
@@ -271,6 +287,11 @@ BROKEN = [
      "/linux/devices/0/type", 'must be one of "c", "b", "u", "p"'),
     ("device-rootfs", S("/linux/devices", [{"path": "/", "type": "p"}]),
      "/linux/devices/0/path", "not the rootfs itself"),
+    ("device-uid-minus-one", S("/linux/devices", [{"path": "/dev/p", "type": "p",
+                                                   "uid": 2**32 - 1}]),
+     "/linux/devices/0/uid", "must be in range 0-2147483647, got 4294967295"),
+    ("device-gid-str", S("/linux/devices", [{"path": "/dev/p", "type": "p", "gid": "5"}]),
+     "/linux/devices/0/gid", 'must be an integer from 0 to 2147483647, got "5"'),
     # other /linux fields
     ("cgroups-path-int", S("/linux/cgroupsPath", 5), "/linux/cgroupsPath", "must be a string"),
     ("cgroups-path-dotdot", S("/linux/cgroupsPath", "/../escape"), "/linux/cgroupsPath",
@@ -434,6 +455,30 @@ def test_rootless_with_more_ids_validates(bundle):
     spec["linux"]["gidMappings"].append({"containerID": 1, "hostID": 100000, "size": 65536})
     spec["process"]["user"].update(uid=1000, gid=1000, additionalGids=[65536])
     specmod.validate(spec, bundle)
+
+
+def test_ids_up_to_2147483647_validate(bundle):
+    """The last id runc takes for a process user or a device; id maps may name host ids up to
+    4294967294 (the kernel's uid_map limit: (uid_t)-1 is "no id")."""
+    top = 2**31 - 1
+    spec = default_spec(rootless=True)
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1, "size": top},
+                                    {"containerID": top, "hostID": 2**32 - 2, "size": 1}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 2**32 - 1}]
+    spec["process"]["user"].update(uid=top - 1, gid=top, additionalGids=[top])
+    spec["linux"]["devices"] = [{"path": "/dev/p", "type": "p", "uid": top, "gid": top}]
+    specmod.validate(spec, bundle)
+    spec["linux"]["gidMappings"][0]["containerID"] = 1  # the range would end at 4294967295
+    with pytest.raises(SpecError) as exc:
+        specmod.validate(spec, bundle)
+    assert str(exc.value) == ("config /linux/gidMappings/0/size: containerID range 1-4294967295 "
+                              "goes past 4294967294, the largest id (4294967295 is -1)")
+    spec["linux"]["gidMappings"][0]["containerID"] = 0
+    spec["process"]["user"]["gid"] = top + 1  # mapped, but not a uid runc takes
+    with pytest.raises(SpecError) as exc:
+        specmod.validate(spec, bundle)
+    assert str(exc.value) == ("config /process/user/gid: uids and gids must be in range "
+                              "0-2147483647, got 2147483648")
 
 
 def test_joined_user_namespace_needs_no_mappings(bundle, tmp_path):

@@ -29,7 +29,8 @@ from runtime.stages.idmap import Idmap
 from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, Mounts
 from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
-from runtime.stages.process import Process, User
+from runtime.stages import process as process_stage
+from runtime.stages.process import Process, User, stdio_to_chown
 from runtime.stages.unshare import Unshare
 
 EPERM, ENOENT, EINVAL = errno.EPERM, errno.ENOENT, errno.EINVAL
@@ -62,6 +63,13 @@ def make_ctx(tmp_path, rootfs):
 @pytest.fixture
 def ctx(make_ctx):
     return make_ctx()
+
+
+@pytest.fixture(autouse=True)
+def no_stdio(monkeypatch):
+    """Stage `user` looks at no fds: pytest's own stdio differs between capture modes. Tests
+    of the stdio hand-over give it fds of their own."""
+    monkeypatch.setattr(process_stage, "STDIO", ())
 
 
 def mount(source, target, fstype, flags, data=None):
@@ -105,6 +113,19 @@ def test_fake_has_every_syscall_wrapper_and_constant():
             assert callable(getattr(fake, name, None)), f"fake lacks {name}()"
         elif name.isupper():
             assert getattr(fake, name) == value
+
+
+@pytest.mark.parametrize("name,args", [
+    ("setresuid", (2**32 - 1,) * 3), ("setresgid", (0, -1, 0)), ("setgroups", ([5, 2**32 - 1],)),
+    ("fchown_user", (0, 2**32 - 1)), ("chown", ("FILE", 0, 2**31))])
+def test_syscalls_refuse_ids_that_would_mean_unchanged(name, args, tmp_path):
+    """(uid_t)-1 is "leave unchanged" to the kernel: the syscall layer never passes an id above
+    2147483647 (each call here is a no-op for root if the check were missing)."""
+    (tmp_path / "f").write_text("")
+    args = tuple(str(tmp_path / "f") if a == "FILE" else a for a in args)
+    with pytest.raises(OSError) as info:
+        getattr(S, name)(*args)
+    assert info.value.errno == EINVAL and "out of range 0-2147483647" in str(info.value)
 
 
 def test_fake_fail_is_once_and_matches_when(tmp_path):
@@ -255,7 +276,14 @@ def test_unshare_default_spec_then_acts_as_child(ctx):
     before = _fds()
     Unshare().run(ctx)  # fake fork() returns 0: this process plays init, reads EOF, carries on
     assert _fds() == before, "the init-sync pipe leaked"
-    assert_calls(ctx, [("unshare", NEW_DEFAULT), ("fork",)])
+    # the child (init) leads a session of its own: runc's nsexec stage-2 setsid
+    assert_calls(ctx, [("unshare", NEW_DEFAULT), ("fork",), ("setsid",)])
+
+
+def test_unshare_setsid_failure_is_a_stage_error(ctx):
+    ctx.sys.fail("setsid", EPERM)
+    err = stage_error(Unshare().run, ctx)
+    assert str(err) == "stage unshare: setsid: operation not permitted"
 
 
 def test_unshare_joins_paths_user_first_mount_last(make_ctx, tmp_path):
@@ -274,14 +302,14 @@ def test_unshare_joins_paths_user_first_mount_last(make_ctx, tmp_path):
                        ("setns", f"{real}/uts", S.CLONE_NEWUTS),
                        ("setns", f"{real}/net", S.CLONE_NEWNET),
                        ("setns", f"{real}/mnt", S.CLONE_NEWNS),
-                       ("unshare", S.CLONE_NEWPID | S.CLONE_NEWIPC), ("fork",)])
+                       ("unshare", S.CLONE_NEWPID | S.CLONE_NEWIPC), ("fork",), ("setsid",)])
 
 
 def test_unshare_only_joined_namespaces_makes_no_unshare_call(make_ctx, tmp_path):
     (tmp_path / "netns").write_text("")
     ctx = make_ctx(spec_with(namespaces=[{"type": "network", "path": str(tmp_path / "netns")}]))
     Unshare().run(ctx)
-    assert [c[0] for c in ctx.sys.calls] == ["setns", "fork"]
+    assert [c[0] for c in ctx.sys.calls] == ["setns", "fork", "setsid"]
 
 
 def test_unshare_setns_errors_point_at_the_namespace(make_ctx, tmp_path):
@@ -317,7 +345,7 @@ def test_unshare_time_namespace_writes_offsets_before_fork(make_ctx):
     assert_calls(ctx, [("unshare", NEW_DEFAULT | S.CLONE_NEWTIME),
                        ("write_file", "/proc/self/timens_offsets", "monotonic 86400 5"),
                        ("write_file", "/proc/self/timens_offsets", "boottime -3 0"),
-                       ("fork",)])
+                       ("fork",), ("setsid",)])
     assert "timens_offsets" in Unshare().describe(ctx)
 
 
@@ -884,6 +912,75 @@ def test_user_in_userns_skips_empty_setgroups(make_ctx):
     ctx = make_ctx(userns_spec())
     User().run(ctx)
     assert [c[0] for c in ctx.sys.calls] == ["setresgid", "setresuid", "umask", "chdir"]
+
+
+@pytest.fixture
+def stdio_kinds(tmp_path):
+    """fds of every kind stdio can be: a pipe, a file written to and one read from, a socket,
+    a pty of the test's own, and a character device; only opened, never changed here."""
+    import socket
+    r, w = os.pipe()
+    (tmp_path / "in").write_text("")
+    a, b = socket.socketpair()
+    master, slave = os.openpty()
+    fds = {"pipe": w, "file-written": os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o644),
+           "file-read": os.open(tmp_path / "in", os.O_RDONLY), "socket": a.fileno(),
+           "pty": slave, "null": os.open("/dev/null", os.O_RDONLY)}
+    yield fds
+    for fd in (r, w, master, slave, fds["file-written"], fds["file-read"], fds["null"]):
+        os.close(fd)
+    a.close()
+    b.close()
+
+
+def test_stdio_to_chown_decides_like_runc_but_never_a_callers_device(stdio_kinds):
+    def decide(name, uid=1000, pty=None):
+        fd = stdio_kinds[name]
+        return stdio_to_chown(os.fstat(fd), S.fd_flags(fd), uid, pty)
+    assert decide("pipe") and decide("socket") and decide("file-written")
+    assert not decide("file-read")  # a file read as stdin keeps its owner
+    assert not decide("pty") and not decide("null")  # the caller's terminal, /dev/null
+    st = os.fstat(stdio_kinds["pty"])
+    assert decide("pty", pty=(st.st_dev, st.st_ino))  # the pty allocated for the container
+    assert not decide("null", pty=(st.st_dev, st.st_ino))
+    owner = os.fstat(stdio_kinds["pipe"]).st_uid
+    assert not decide("pipe", uid=owner)  # already the user's
+
+
+def test_user_hands_stdio_before_the_switch(make_ctx, monkeypatch, stdio_kinds):
+    kinds = ("pipe", "null", "file-read")
+    monkeypatch.setattr(process_stage, "STDIO", tuple(stdio_kinds[k] for k in kinds))
+    spec = default_spec()
+    spec["process"]["user"] = {"uid": 1000, "gid": 100}
+    ctx = make_ctx(spec)
+    User().run(ctx)
+    names = [c[0] for c in ctx.sys.calls if c[0] != "fd_flags"]
+    assert names[:3] == ["fchown_user", "setgroups", "setresgid"]  # while CAP_CHOWN is ours
+    assert ctx.sys.of("fchown_user") == [("fchown_user", stdio_kinds["pipe"], 1000)]
+    assert "never the caller's devices" in User().describe(ctx)
+
+
+@pytest.mark.parametrize("err", [errno.EPERM, errno.EINVAL, errno.EROFS])
+def test_user_stdio_chown_refusals_are_ignored_like_runc(make_ctx, monkeypatch, stdio_kinds, err):
+    monkeypatch.setattr(process_stage, "STDIO", (stdio_kinds["pipe"],))
+    spec = default_spec()
+    spec["process"]["user"] = {"uid": 1000, "gid": 100}
+    ctx = make_ctx(spec)
+    ctx.sys.fail("fchown_user", err)
+    User().run(ctx)
+    assert ctx.sys.of("setresuid") == [("setresuid", 1000, 1000, 1000)]
+
+
+def test_user_stdio_chown_other_errors_fail_the_stage(make_ctx, monkeypatch, stdio_kinds):
+    monkeypatch.setattr(process_stage, "STDIO", (stdio_kinds["pipe"],))
+    spec = default_spec()
+    spec["process"]["user"] = {"uid": 1000, "gid": 100}
+    ctx = make_ctx(spec)
+    ctx.sys.fail("fchown_user", errno.EIO)
+    err = stage_error(User().run, ctx)
+    assert str(err) == "stage user: fchown fd %d (config /process/user/uid): input/output error" % (
+        stdio_kinds["pipe"])
+    assert not ctx.sys.of("setresuid")
 
 
 def test_exec_process_stays_non_dumpable_after_user_switch(make_ctx):

@@ -1,0 +1,746 @@
+"""The shell's commands: ONE registry that serves the prompt, scripts and completion.
+
+A `Command` is registered once in COMMANDS: its name, aliases, usage, help and examples, the
+flags it takes, whether it returns data (then `--json` prints that data), whether an empty line
+at the terminal repeats it (gdb), how its arguments complete and how its data renders. The
+handlers are the `do_*` methods of `Commands`: each takes its parsed arguments and returns plain
+data (dataclasses, dicts, lists) and never prints. `Commands.run(line)` resolves and runs one
+line and returns an `Outcome` (the data, or the one-line error that made the command fail, and
+the news noticed around it: the container process died, an exec'd process exited). The shell
+renders outcomes; a script (replay) compares their data with its expectations; the completer
+asks the registry. Model: pdb's do_* methods, pgcli's registered special commands.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ocish.debugger import Debugger, News
+from ocish.inspect import TOPICS
+from runtime.errors import OcishError
+
+SETTINGS = ("errexit", "trace", "watch", "catch")
+_FATAL = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+          signal.SIGUSR2, signal.SIGALRM}
+
+
+@dataclass
+class Args:
+    """A command line after the registry's parser: positional words, flag values, --json."""
+    pos: list[str]
+    opts: dict[str, Any] = field(default_factory=dict)
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    aliases: tuple[str, ...]
+    usage: str
+    summary: str
+    detail: str = ""
+    examples: tuple[str, ...] = ()
+    flags: tuple[tuple[str, str, bool], ...] = ()  # (flag, dest, takes a value)
+    data: bool = True                 # it returns data: --json prints it
+    repeat: bool = False              # an empty line at the terminal runs it again (gdb)
+    complete: Callable[[Debugger, list[str]], list[str]] | None = None
+    parse: Callable[["Command", list[str]], Args] | None = None  # its own parser (exec)
+
+
+@dataclass
+class Outcome:
+    """What one line did: `data` (what --json prints), or `error` when the command failed
+    (one line, no prefix); `news` noticed before and after it."""
+    line: str
+    command: str = ""                 # the command's name; "" for an empty or comment line
+    args: Args | None = None
+    data: Any = None
+    error: str = ""
+    news: list[News] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class Setting:
+    name: str
+    value: str
+
+
+@dataclass
+class HelpEntry:
+    name: str
+    aliases: list[str]
+    usage: str
+    summary: str
+    detail: str = ""
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Banner:
+    """A loaded (or attached) container: where the session stands."""
+    bundle: str
+    id: str
+    root: str
+    pid: int
+    status: str
+    next: str = ""
+    text: str = ""
+
+
+@dataclass
+class Deleted:
+    what: str                         # "breakpoint" or "container"
+    ids: list[str]
+
+
+@dataclass
+class DiffResult:
+    before: str
+    after: str
+    lines: list[str]
+    why: str = ""                     # why there is no diff
+
+
+class Failed(OcishError):
+    """A command that failed and still has data to show (a run of steps that ended on a
+    failed one): the Outcome gets both."""
+
+    def __init__(self, data: Any, message: str) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+# -- argument parsing and resolution -------------------------------------------------------------
+
+def parse_args(cmd: Command, words: list[str]) -> Args:
+    """Flags anywhere (`--flag value`, `--flag=value`; `--` ends them), --json when the command
+    returns data; an unknown flag, or --json on a command without data, is an error."""
+    a = Args([])
+    table = {f: (dest, takes) for f, dest, takes in cmd.flags}
+    i, only_pos = 0, False
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if only_pos or not w.startswith("-") or w == "-" or w[1:].isdigit():
+            a.pos.append(w)
+            continue
+        if w == "--":
+            only_pos = True
+            continue
+        flag, eq, value = w.partition("=")
+        if flag == "--json" and not eq:
+            if not cmd.data:
+                raise OcishError(f"{cmd.name} returns no data: --json does not apply to it")
+            a.json = True
+            continue
+        if flag not in table:
+            takes = ", ".join([f for f, _, _ in cmd.flags] + (["--json"] if cmd.data else []))
+            raise OcishError(f"{cmd.name}: unknown flag {flag}" +
+                             (f" (it takes {takes})" if takes else " (it takes none)") +
+                             f"; usage: {cmd.usage}")
+        dest, takes_value = table[flag]
+        if takes_value:
+            if not eq:
+                if i >= len(words):
+                    raise OcishError(f"{cmd.name}: {flag} needs a value; usage: {cmd.usage}")
+                value, i = words[i], i + 1
+            a.opts[dest] = value
+        elif eq:
+            raise OcishError(f"{cmd.name}: {flag} takes no value")
+        else:
+            a.opts[dest] = True
+    return a
+
+
+def pick(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
+    """`word`, or the one choice it is a prefix of; else an error that lists the choices and
+    says which one was probably meant."""
+    if word in choices:
+        return word
+    matches = [c for c in choices if c.startswith(word)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise OcishError(f"ambiguous {what} {word!r}: {', '.join(matches)}")
+    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
+    hint = f": did you mean {' or '.join(close)}?" if close else f": one of {', '.join(choices)}"
+    raise OcishError(f"unknown {what} {word!r}{hint}")
+
+
+def resolve(word: str) -> Command:
+    """A command by name or alias, or by an unambiguous prefix of its name (gdb); an error
+    names the candidates, or the closest names for a typo."""
+    if word in ALIASES:
+        return BY_NAME[ALIASES[word]]
+    matches = sorted(c.name for c in COMMANDS if c.name.startswith(word))
+    if len(matches) == 1:
+        return BY_NAME[matches[0]]
+    if matches:
+        raise OcishError(f"ambiguous command {word!r}: {', '.join(matches)}")
+    close = []
+    for name in difflib.get_close_matches(word, list(ALIASES), n=3, cutoff=0.6):
+        if ALIASES[name] not in close:
+            close.append(ALIASES[name])
+    hint = f": did you mean {' or '.join(close)}?" if close else ""
+    raise OcishError(f"unknown command {word!r}{hint} (`help` lists the commands)")
+
+
+def _number(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise OcishError(f"{what} must be a number, not {text!r}")
+    return int(text)
+
+
+# -- the handlers --------------------------------------------------------------------------------
+
+class Commands:
+    """The handlers over one Debugger. `emit(kind, obj, as_json)` hands over what appears while
+    a command runs (kind "step": a StepReport; "news": News) so the shell can show it at once;
+    `confirm(question)` asks the user (scripts: always yes); `interrupted()` says whether
+    Ctrl-C was pressed during a run of steps."""
+
+    def __init__(self, dbg: Debugger, emit: Callable[[str, Any, bool], None] | None = None,
+                 confirm: Callable[[str], bool] | None = None,
+                 interrupted: Callable[[], bool] | None = None) -> None:
+        self.dbg = dbg
+        self.emit = emit or (lambda kind, obj, as_json: None)
+        self.confirm = confirm or (lambda question: True)
+        self.interrupted = interrupted or (lambda: False)
+        self.errexit = False
+        self.done = False              # quit ran
+        self.width = 80                # help wraps to this (the shell sets the terminal's)
+        self.capture_exec = False      # exec's output in its data (scripts), not on our stdout
+        self._json = False
+
+    def run(self, line: str) -> Outcome:
+        """Run one line (a `#` starts a comment); never raises: a failure is the Outcome's
+        error (Ctrl-C during the command too)."""
+        out = Outcome(line)
+        self._news(out)
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as e:
+            out.error = f"cannot parse the line: {str(e).lower()}"
+            return out
+        if not words:
+            return out
+        try:
+            cmd = resolve(words[0])
+            out.command = cmd.name
+            out.args = (cmd.parse or parse_args)(cmd, words[1:])
+            self._json = out.args.json
+            out.data = getattr(self, f"do_{cmd.name}")(out.args)
+        except Failed as e:
+            out.data, out.error = e.data, str(e)
+        except OcishError as e:
+            out.error = str(e)
+        except OSError as e:
+            out.error = (f"{e.filename + ': ' if e.filename else ''}"
+                         f"{os.strerror(e.errno).lower() if e.errno else e}")
+        except KeyboardInterrupt:
+            out.error = "interrupted"
+        except Exception as e:  # a bug of ours must not kill the shell and leak the container
+            out.error = f"internal error: {type(e).__name__}: {e}"
+        self._news(out)
+        return out
+
+    def _news(self, out: Outcome) -> None:
+        for n in self.dbg.news():
+            out.news.append(n)
+            self.emit("news", n, False)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def do_help(self, a: Args):
+        if a.pos:
+            c = resolve(a.pos[0])
+            return HelpEntry(c.name, list(c.aliases), c.usage, c.summary, c.detail,
+                             list(c.examples))
+        return [HelpEntry(c.name, list(c.aliases), c.usage, c.summary) for c in COMMANDS]
+
+    def do_stages(self, a: Args):
+        return self.dbg.pipeline()
+
+    def do_info(self, a: Args):
+        what = pick(a.pos[0], ("breakpoints", "stages"), "info topic") if a.pos else "breakpoints"
+        return self.dbg.breakpoints if what == "breakpoints" else self.dbg.pipeline()
+
+    def do_explain(self, a: Args):
+        return self.dbg.explain(a.pos[0] if a.pos else None)
+
+    def _advance(self, mode: str, **kw):
+        run = self.dbg.advance(mode, on_step=lambda r: self.emit("step", r, self._json),
+                               interrupted=self.interrupted, **kw)
+        failed = next((r for r in run.steps if r.error is not None), None)
+        if failed is not None:
+            raise Failed(run, self.dbg.death_text(failed.death) if failed.death
+                         else str(failed.error))
+        return run
+
+    def do_step(self, a: Args):
+        count = _number(a.pos[0], "the step count") if a.pos else 1
+        return self._advance("step", count=max(count, 1))
+
+    def do_next(self, a: Args):
+        return self._advance("next")
+
+    def do_until(self, a: Args):
+        if not a.pos:
+            return self._advance("next")
+        return self._advance("until", stage=a.pos[0], item=a.pos[1] if len(a.pos) > 1 else "")
+
+    def do_continue(self, a: Args):
+        return self._advance("continue")
+
+    def do_break(self, a: Args, temporary: bool = False):
+        if not a.pos:
+            return self.dbg.breakpoints
+        return self.dbg.add_breakpoint(a.pos, temporary)
+
+    def do_tbreak(self, a: Args):
+        if not a.pos:
+            raise OcishError(f"usage: {BY_NAME['tbreak'].usage}")
+        return self.do_break(a, temporary=True)
+
+    def _numbers(self, a: Args) -> list[int]:
+        return [_number(w, "a breakpoint") for w in a.pos] or [b.number for b in self.dbg.breakpoints]
+
+    def do_disable(self, a: Args):
+        bps = [self.dbg.breakpoint(n) for n in self._numbers(a)]
+        for b in bps:
+            b.enabled = False
+        return bps
+
+    def do_enable(self, a: Args):
+        bps = [self.dbg.breakpoint(n) for n in self._numbers(a)]
+        for b in bps:
+            b.enabled = True
+        return bps
+
+    def do_ignore(self, a: Args):
+        if len(a.pos) != 2:
+            raise OcishError(f"usage: {BY_NAME['ignore'].usage}")
+        bp = self.dbg.breakpoint(_number(a.pos[0], "a breakpoint"))
+        bp.ignore = _number(a.pos[1], "the count")
+        return bp
+
+    def do_delete(self, a: Args):
+        if a.pos:
+            nums = [_number(w, "a breakpoint (delete without arguments deletes the container)")
+                    for w in a.pos]
+            for n in nums:
+                self.dbg.breakpoint(n)  # all exist, or none is deleted
+            return Deleted("breakpoint", [str(self.dbg.delete_breakpoint(n).number) for n in nums])
+        self.dbg.delete(bool(a.opts.get("force")))
+        return Deleted("container", [self.dbg.cid])
+
+    def do_restart(self, a: Args):
+        self.dbg.restart()
+        return self.banner()
+
+    def do_load(self, a: Args):
+        if len(a.pos) != 1:
+            raise OcishError(f"usage: {BY_NAME['load'].usage}")
+        self.dbg.load(a.pos[0], a.opts.get("id"))
+        return self.banner()
+
+    def do_attach(self, a: Args):
+        if len(a.pos) != 1:
+            raise OcishError(f"usage: {BY_NAME['attach'].usage}")
+        self.dbg.attach(a.pos[0])
+        return self.banner()
+
+    def banner(self) -> Banner:
+        d = self.dbg
+        stop = d.where()
+        return Banner(d.bundle, d.cid, d.root, d.container_pid(), d.status(), stop.next,
+                      stop.text)
+
+    def do_quit(self, a: Args):
+        keep = bool(a.opts.get("keep"))
+        d, status = self.dbg, self.dbg.status()
+        if not keep and status in ("created", "running", "paused"):
+            fate = "detached (left as it is)" if d.attached else "deleted"
+            if not self.confirm(f"A debugging session is active.\n\n\tcontainer {d.cid} "
+                                f"({status}, pid {d.container_pid()}) will be {fate}.\n\n"
+                                "Quit anyway? (y or n) "):
+                raise OcishError("not confirmed: the session goes on (`quit --keep` keeps "
+                                 "the container)")
+        for note in d.teardown(keep=keep):
+            self.emit("news", News("kept", 0, note), False)
+        self.done = True
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def do_start(self, a: Args):
+        return self.dbg.start()
+
+    def do_state(self, a: Args):
+        return self.dbg.oci_state(a.pos[0] if a.pos else None)
+
+    def do_ps(self, a: Args):
+        return self.dbg.ps(a.pos[0] if a.pos else None)
+
+    def do_pause(self, a: Args):
+        self.dbg.pause()
+        return self.dbg.oci_state()
+
+    def do_resume(self, a: Args):
+        self.dbg.resume()
+        return self.dbg.oci_state()
+
+    def do_kill(self, a: Args):
+        from runtime.cli import parse_signal
+        num = parse_signal(a.pos[0] if a.pos else "SIGTERM")
+        self.dbg.kill(num, bool(a.opts.get("all")))
+        try:
+            name = signal.Signals(num).name
+        except ValueError:  # a real-time signal
+            name = str(num)
+        # a fatal signal the init survives is worth a word: the PID 1 of a pid namespace only
+        # gets the signals it has a handler for (SIGKILL and SIGSTOP aside), pid_namespaces(7)
+        pid = self.dbg.container_pid()
+        alive = num in _FATAL and not self.dbg.await_death(pid, 0.2)
+        return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all")),
+                "init_alive": alive}
+
+    def do_containers(self, a: Args):
+        from runtime import lifecycle
+        return lifecycle.list_states(self.dbg.root)
+
+    def do_exec(self, a: Args):
+        o = a.opts
+        devnull = -1
+        if o["detach"] or not sys.stdin.isatty():  # never the shell's own input (a script)
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        sys.stdout.flush()  # its output comes after what we printed
+        sys.stderr.flush()
+        try:
+            return self.dbg.exec(a.pos, o["id"], detach=o["detach"], user=o["user"],
+                                 cwd=o["cwd"], env=o["env"],
+                                 stdin_fd=devnull if devnull >= 0 else None,
+                                 capture=self.capture_exec)
+        finally:
+            if devnull >= 0:
+                os.close(devnull)
+
+    # -- inspection ----------------------------------------------------------------------------
+    def do_inspect(self, a: Args):
+        from ocish import inspect
+        if not a.pos:
+            raise OcishError(f"usage: {BY_NAME['inspect'].usage} (topics: {' '.join(TOPICS)})")
+        topic = pick(a.pos[0], TOPICS + ("all",), "topic")
+        other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
+        t = self.dbg.target()
+        dead = other is None and t is not None and self.dbg.is_dead(t.pid)
+        out = {}
+        for name in TOPICS if topic == "all" else (topic,):
+            if topic == "all" and dead and name not in inspect.AFTER_DEATH:
+                continue  # `all` of a dead process: what still answers
+            target = other or self.dbg.readable(name)
+            try:
+                out[name] = inspect.read(name, target)
+            except (FileNotFoundError, ProcessLookupError):
+                raise OcishError(f"process {target.pid} is gone") from None
+            death = self.dbg.death
+            if name == "exit" and other is None and death is not None and death.pid == target.pid:
+                out[name].when = death.when
+        return out if topic == "all" else out[topic]
+
+    def do_diff(self, a: Args):
+        lines, why = self.dbg.last_diff()
+        stops = self.dbg.stops
+        before = stops[-2].label if len(stops) > 1 else ""
+        after = stops[-1].label if stops else ""
+        return DiffResult(before, after, lines, why)
+
+    def _switch(self, a: Args, name: str, values: tuple[str, ...]) -> str:
+        if len(a.pos) != 1:
+            raise OcishError(f"usage: {name} {'|'.join(values)}")
+        return pick(a.pos[0], values, f"{name} setting")
+
+    def do_watch(self, a: Args):
+        self.dbg.watching = self._switch(a, "watch", ("on", "off")) == "on"
+        return Setting("watch", "on" if self.dbg.watching else "off")
+
+    def do_trace(self, a: Args):
+        value = self._switch(a, "trace", ("on", "off", "all"))
+        self.dbg.trace_mode = {"on": "state", "all": "all", "off": ""}[value]
+        return Setting("trace", value)
+
+    def do_catch(self, a: Args):
+        if a.pos == ["off"]:
+            self.dbg.catch_exec = 0
+            return Setting("catch", "off")
+        if not a.pos or a.pos[0] != "exec" or len(a.pos) > 2:
+            raise OcishError(f"usage: {BY_NAME['catch'].usage}")
+        self.dbg.catch_exec = _number(a.pos[1], "the call count") if len(a.pos) > 1 else 10
+        return Setting("catch", f"exec {self.dbg.catch_exec}")
+
+    def do_set(self, a: Args):
+        if not a.pos:
+            return self.settings()
+        name = pick(a.pos[0], SETTINGS, "setting")
+        if name != "errexit":  # the same as the command of that name
+            return getattr(self, f"do_{name}")(Args(a.pos[1:]))
+        if len(a.pos) != 2:
+            raise OcishError("usage: set errexit on|off")
+        self.errexit = pick(a.pos[1], ("on", "off"), "errexit setting") == "on"
+        return Setting("errexit", "on" if self.errexit else "off")
+
+    def settings(self) -> list[Setting]:
+        d = self.dbg
+        trace = {"": "off", "state": "on", "all": "all"}[d.trace_mode]
+        return [Setting("errexit", "on" if self.errexit else "off"), Setting("trace", trace),
+                Setting("watch", "on" if d.watching else "off"),
+                Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "off")]
+
+
+# -- exec's own parser: its flags end at the command -------------------------------------------
+
+EXEC_USAGE = "exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--json] CMD [ARGS...]"
+_EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
+                "--id": "id"}
+
+
+def parse_exec(cmd: Command | None, args: list[str]) -> Args:
+    """exec's flags (`--flag value`, `--flag=value`, `--` ends them), then CMD [ARGS...]."""
+    out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None})
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "-":
+        flag, eq, value = args[i].partition("=")
+        i += 1
+        if flag == "--" and not eq:
+            break
+        if flag in ("-d", "--detach") and not eq:
+            out.opts["detach"] = True
+            continue
+        if flag == "--json" and not eq:
+            out.json = True
+            continue
+        dest = _EXEC_VALUES.get(flag)
+        if dest is None:
+            raise OcishError(f"exec: unknown flag {args[i - 1]}; usage: {EXEC_USAGE}")
+        if not eq:
+            if i >= len(args):
+                raise OcishError(f"exec: {flag} needs a value; usage: {EXEC_USAGE}")
+            value, i = args[i], i + 1
+        if dest == "env":
+            out.opts["env"].append(value)
+        else:
+            out.opts[dest] = value
+    out.pos = args[i:]
+    if not out.pos:
+        raise OcishError(f"exec: no command; usage: {EXEC_USAGE}")
+    return out
+
+
+# -- completion of arguments ---------------------------------------------------------------------
+
+def _stage_names(d: Debugger) -> list[str]:
+    return [s.name for s in d.engine.stages] if d.engine else []
+
+
+def _complete_break(d: Debugger, before: list[str]) -> list[str]:
+    if not before:
+        return _stage_names(d) + ["mount"]
+    if before == ["mount"] and d.setup:
+        return [m.get("destination", "") for m in d.setup.ctx.spec.get("mounts") or []]
+    if len(before) == 1 and d.engine:
+        return [item for s, item in d.engine.steps if s.name == before[0] and item]
+    return []
+
+
+def _container_ids(d: Debugger, before: list[str]) -> list[str]:
+    from runtime import state
+    return state.list_ids(d.root) if not before else []
+
+
+def _breakpoint_numbers(d: Debugger, before: list[str]) -> list[str]:
+    return [str(b.number) for b in d.breakpoints]
+
+
+def _complete_exec(d: Debugger, before: list[str]) -> list[str]:
+    if before[-1:] == ["--id"]:
+        from runtime import state
+        return state.list_ids(d.root)
+    return ["-d", "--user", "--cwd", "--env", "--id", "--json"]
+
+
+def _first(words: list[str]) -> Callable[[Debugger, list[str]], list[str]]:
+    return lambda d, before: list(words) if not before else []
+
+
+def _complete_set(d: Debugger, before: list[str]) -> list[str]:
+    if not before:
+        return list(SETTINGS)
+    if len(before) == 1:
+        return {"trace": ["on", "off", "all"], "catch": ["exec", "off"]}.get(before[0], ["on", "off"])
+    return []
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+C = Command
+COMMANDS: list[Command] = [
+    C("help", ("h", "?"), "help [COMMAND]", "list commands, or explain one with examples",
+      examples=("help", "help break", "help x")),
+    C("stages", ("list", "l"), "stages",
+      "the setup pipeline: done [x], next -->, failed [!], breakpoints bN",
+      "One line per stage, with the first line of what it will do with this config;\n"
+      "stages made of items (mounts: rootfs, /mounts/N, devices) list each item.",
+      ("stages", "stages --json"), repeat=True),
+    C("info", ("i",), "info breakpoints|stages", "list breakpoints (hits, enabled, ignore "
+      "counts), or the stages", examples=("info breakpoints", "info b", "info stages --json"),
+      complete=_first(["breakpoints", "stages"]), repeat=True),
+    C("explain", ("e",), "explain [STAGE]",
+      "what a stage (default: the next) will do with this config, in full",
+      examples=("explain", "explain mounts"), complete=lambda d, b: _stage_names(d) if not b else [],
+      repeat=True),
+    C("step", ("s",), "step [N]", "run the next step (one item of a stage), or N steps",
+      "Runs the next item through the runtime's own engine, then stops. With `trace on`\n"
+      "the container side's state-changing syscalls are listed; with `watch on` the\n"
+      "diff of its kernel state. After the last step the container is created (state.json\n"
+      "written, as `ocish create` does) and the lifecycle commands apply. Like every way of\n"
+      "running steps, it stops early at a breakpoint, a failure or the container process's\n"
+      "death.", ("step", "s 3", "step --json"), repeat=True),
+    C("next", ("n",), "next", "run the rest of the current stage (all its items), then stop",
+      "Stopped before the first item of a stage, `next` runs the whole stage; in the middle\n"
+      "of one (mounts /mounts/3), it runs the items left. It stops before the next stage,\n"
+      "or earlier at a breakpoint, a failure or the container process's death.",
+      ("next", "n"), repeat=True),
+    C("until", ("u",), "until STAGE [ITEM]",
+      "run steps until the next one is STAGE (or its ITEM); without STAGE, as `next`",
+      "Like gdb's `until LOCATION`: a one-off stop, no breakpoint left behind. Breakpoints\n"
+      "and failures on the way still stop it.", ("until pivot", "until mounts /mounts/3"),
+      complete=lambda d, b: _stage_names(d) if not b else _complete_break(d, b)),
+    C("continue", ("c", "cont"), "continue",
+      "run steps until a breakpoint, a failure, the process's death or the end of setup",
+      examples=("continue", "c"), repeat=True),
+    C("break", ("b",), "break [STAGE [ITEM] | mount DESTINATION]",
+      "stop before a stage, one of its items, or the mount of DESTINATION",
+      "`break mounts` stops before the stage's first item; `break mounts /mounts/2`\n"
+      "before that item; `break mount /proc` before the mount whose destination is\n"
+      "/proc. Without arguments: list breakpoints.",
+      ("break pivot", "break mounts /mounts/2", "break mount /proc"), complete=_complete_break),
+    C("tbreak", (), "tbreak STAGE [ITEM] | tbreak mount DESTINATION",
+      "a temporary breakpoint: deleted when it stops a run", examples=("tbreak caps",),
+      complete=_complete_break),
+    C("disable", (), "disable [N...]", "disable breakpoints N... (all without N): they stay, "
+      "but do not stop runs", examples=("disable 2", "disable"), complete=_breakpoint_numbers),
+    C("enable", (), "enable [N...]", "enable breakpoints N... (all without N)",
+      examples=("enable 2",), complete=_breakpoint_numbers),
+    C("ignore", (), "ignore N COUNT", "let breakpoint N pass its next COUNT crossings",
+      "As gdb's: every crossing counts as a hit; the first COUNT do not stop the run.",
+      ("ignore 1 2",), complete=_breakpoint_numbers),
+    C("delete", ("d",), "delete N... | delete [-f]",
+      "delete breakpoints N...; without a number, delete the container (-f: even running)",
+      "`delete 2` removes breakpoint 2, as in gdb. `delete` (or `delete -f` for a\n"
+      "running container) deletes the container through the runtime, as\n"
+      "`ocish delete` does: process, cgroups and state dir.", ("delete 2", "delete -f"),
+      flags=(("-f", "force", False), ("--force", "force", False)), complete=_breakpoint_numbers),
+    C("restart", ("r", "reload"), "restart",
+      "tear the container down and set it up again, config.json read again (breakpoints stay)",
+      examples=("restart",)),
+    C("quit", ("q", "exit"), "quit [--keep]",
+      "tear everything down and leave; --keep leaves the container (created or started)",
+      "On a terminal, with a created or running container, it asks first (gdb's \"A\n"
+      "debugging session is active\"); Ctrl-D quits the same way. `--keep` leaves the\n"
+      "container as it is and says how to get back to it (`ocish attach ID`) or remove it.\n"
+      "A container this session attached to is left as it is (gdb detaches).",
+      ("quit", "quit --keep"), flags=(("--keep", "keep", False),), data=False),
+    C("load", (), "load BUNDLE [--id ID]",
+      "set up a bundle's container, stopped before its first stage",
+      examples=("load /tmp/bundle", "load . --id web"), flags=(("--id", "id", True),)),
+    C("attach", (), "attach ID", "take over container ID under --root (created, running ...): "
+      "start, exec, inspect, kill, delete it", examples=("attach web",), complete=_container_ids),
+    C("start", (), "start", "run the created container's process (`catch exec` traces its "
+      "execve); says at once if it died", examples=("start", "start --json")),
+    C("state", (), "state [ID]", "the runtime state JSON, as `ocish state`",
+      examples=("state", "state other-container"), complete=_container_ids, repeat=True),
+    C("ps", (), "ps [ID]", "pids in the container's cgroup",
+      examples=("ps", "ps --json"), complete=_container_ids, repeat=True),
+    C("pause", (), "pause", "freeze the container's cgroup"),
+    C("resume", (), "resume", "thaw the container's cgroup"),
+    C("kill", (), "kill [--all] [SIGNAL]",
+      "signal the container's init (all its processes with --all); default SIGTERM",
+      examples=("kill", "kill KILL", "kill --all 9"),
+      flags=(("--all", "all", False), ("-a", "all", False)),
+      complete=lambda d, b: ["--all"] + [s.name for s in signal.Signals]),
+    C("containers", ("ls",), "containers", "the containers under --root, as `ocish list`",
+      examples=("containers --json",), repeat=True),
+    C("inspect", ("x",), "inspect TOPIC|all [--json] [--pid PID]",
+      "the container process's kernel state: " + " ".join(TOPICS),
+      "ns       namespace inodes beside the host's (this shell's)\n"
+      "ids      uid_map, gid_map, setgroups, uids, gids, groups\n"
+      "mounts   mountinfo as a tree relative to the container's root\n"
+      "cgroup   membership; limits and usage in human units with their config.json\n"
+      "         pointers, usage at the limit flagged, failcnt, OOM kills, pids\n"
+      "caps     the five capability sets, decoded\n"
+      "seccomp  mode, NoNewPrivs, the filters disassembled (ptrace)\n"
+      "rlimits  /proc/PID/limits\n"
+      "fds      open fds; those leading back to the host are flagged\n"
+      "env      the environment\n"
+      "proc     state, parent, threads, pids, command line\n"
+      "net      links, addresses, routes of its network namespace (pyroute2)\n"
+      "exit     alive, or how it ended (exit status, signal, the OOM killer)\n"
+      "After the process died, cgroup and exit still answer. A topic may be shortened\n"
+      "(`x mo`). --json prints the reader's data; --pid inspects another process.",
+      ("inspect mounts", "x cgroup", "inspect ns --json", "inspect caps --pid 1"),
+      flags=(("--pid", "pid", True),),
+      complete=lambda d, b: list(TOPICS) + ["all"] if not b else ["--json", "--pid"],
+      repeat=True),
+    C("diff", (), "diff",
+      "what changed in the container's kernel state between the last two stops",
+      examples=("diff", "diff --json"), repeat=True),
+    C("watch", (), "watch on|off", "show the diff after every step",
+      complete=_first(["on", "off"])),
+    C("trace", ("t",), "trace on|all|off",
+      "ptrace the container side during the next steps: `on` lists the calls that change "
+      "state, `all` every call",
+      "`on` lists mount, umount2, pivot_root, unshare, setns, clone, sethostname, capset,\n"
+      "prctl, seccomp, mount_setattr, set*id, setgroups, setrlimit/prlimit64, mknod,\n"
+      "symlink, chdir, chroot, keyctl, umask, execve and opens that may write, with\n"
+      "decoded arguments (CAP_*, MS_*, CLONE_*, the namespace behind a setns fd, capset's\n"
+      "sets) and results; reads and interpreter noise are hidden (`trace all` shows\n"
+      "them). Runs of alike calls fold into one line with a count. The tracer detaches\n"
+      "after every step. Host-side stages (cgroup, idmap) run in this shell and are not\n"
+      "traced.", ("trace on", "trace all", "trace off"),
+      complete=_first(["on", "all", "off"])),
+    C("catch", (), "catch exec [N] | catch off",
+      "at `start`, trace the init across its execve and show the first N (10) calls",
+      examples=("catch exec", "catch exec 30"), complete=_first(["exec", "off"])),
+    C("set", (), "set [errexit|trace|watch|catch VALUE]",
+      "session settings; `set errexit on` ends a script at its first failed command",
+      "Without arguments: every setting. `set errexit on` (or `ocish debug --errexit`) makes\n"
+      "a failed command end the session at once, exit status 1, as `set -e` does in sh.",
+      ("set", "set errexit on"), complete=_complete_set),
+    C("exec", (), EXEC_USAGE, "run one more process in the container, as `ocish exec` does",
+      "Runs the runtime's own exec pipeline (cgroup-join, lsm, seccomp, join, terminal,\n"
+      "process, attributes, bounding, user, caps, exec): the process joins the cgroups\n"
+      "and namespaces of the container's init. The container must be created (setup\n"
+      "complete, before or after `start`) or running; --id ID execs in any container\n"
+      "under --root instead of the loaded one.\n"
+      "The process is the container's config.json process with CMD ARGS as args:\n"
+      "  -u UID[:GID]  run as this user (numbers)\n"
+      "  --cwd D       working directory\n"
+      "  -e K=V        add to the environment (repeatable)\n"
+      "  -d            do not wait: print its host pid. It runs in its own process group\n"
+      "                (ignoring SIGINT, as the init does); the shell reaps it and says\n"
+      "                so, and kills it when it tears the container down\n"
+      "Its stdout and stderr are the shell's; its stdin is the shell's terminal (none\n"
+      "with -d or without a terminal: /dev/null); no -t. The shell waits for it, forwards\n"
+      "signals (Ctrl-C) to it, then prints `exit status N` (128+N: killed by signal N).\n"
+      "Errors before it runs read `exec failed: ...`, as from `ocish exec`.",
+      ("exec hostname", "exec -u 1000 -- id", "exec -d sleep 60"), complete=_complete_exec,
+      parse=parse_exec),
+]
+BY_NAME = {c.name: c for c in COMMANDS}
+ALIASES = {a: c.name for c in COMMANDS for a in (c.name,) + c.aliases}

@@ -1,0 +1,590 @@
+"""Step 2 of diagnose: everything that can be checked without running anything.
+
+The bundle against the rootfs (the entrypoint, see entrypoint.py; the cwd; mount sources and
+destinations) and against this host (filesystem types, namespace files, rlimits and capabilities
+the runtime may grant, security modules, sysctls, hook programs, what a seccomp profile leaves
+the runtime between loading the filter and execve(2)). Each problem is a Finding that names the
+stage that will fail and how, so that the dry run can confirm it; what was fine goes to `checked`.
+
+The config may be invalid (lint failed): every check reads it defensively and is skipped, with a
+note, where the config is too malformed to say anything.
+"""
+from __future__ import annotations
+
+import difflib
+import errno
+import os
+import resource
+import shlex
+import stat
+
+from ocish.diagnose.creds import X, namespace_root, process_creds
+from ocish.diagnose.entrypoint import Checker
+from ocish.diagnose.model import ERROR, INFO, PREFLIGHT, WARNING, Finding, Fix
+from ocish.diagnose.rootview import RootView, is_bind
+from runtime.linux import capabilities as C
+from runtime.linux import lsm
+from runtime.linux.paths import secure_join
+from runtime.spec import esc
+
+FILESYSTEMS = "/proc/filesystems"
+UNLIMITED = 2**64 - 1
+NS_NAMES = {"net": "network", "mnt": "mount", "pid": "pid", "ipc": "ipc", "uts": "uts",
+            "user": "user", "cgroup": "cgroup", "time": "time"}
+NS_FILES = {v: k for k, v in NS_NAMES.items()}
+# fs types mounted on a real directory only (stage mounts refuses a symlinked destination)
+NO_SYMLINK_TYPES = ("proc", "sysfs")
+# fs types the runtime handles itself rather than passing to mount(2) as they are
+RUNTIME_TYPES = ("bind", "cgroup")
+
+
+class Preflight:
+    def __init__(self, spec: dict, bundle: str, rootfs: str) -> None:
+        self.spec, self.bundle, self.rootfs = spec, bundle, rootfs
+        self.proc = _dict(spec.get("process"))
+        self.linux = _dict(spec.get("linux"))
+        mounts = spec.get("mounts")
+        self.mounts = [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) \
+            else []
+        self.view = RootView(rootfs, bundle, spec.get("mounts") or [])
+        self.findings: list[Finding] = []
+        self.checked: list[str] = []
+
+    def add(self, code: str, severity: str, title: str, cause: str, stage: str, op: str,
+            errno_: int, pointer: str, evidence: list[str], fix: Fix | None) -> None:
+        self.findings.append(Finding(code, severity, PREFLIGHT, title, cause, stage, op, errno_,
+                                     pointer, evidence, fix))
+
+    def run(self) -> None:
+        for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
+                      self.hooks, self.namespace_paths, self.rlimits, self.capabilities,
+                      self.security_modules, self.sysctls, self.pids, self.seccomp,
+                      self.terminal):
+            try:
+                check()
+            except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
+                self.checked.append(f"{check.__name__}: skipped, the config is malformed there "
+                                    f"({type(e).__name__}: {e})")
+
+    # -- the rootfs and the process ----------------------------------------------------------
+    def rootfs_reachable(self) -> None:
+        """In a new user namespace the runtime binds the rootfs as the namespace's root, a host
+        uid with no rights over the host's files: every directory down to it must be searchable
+        by that uid."""
+        creds = namespace_root(self.spec)
+        if creds is None:
+            return
+        if creds.uid is None or not creds.gids:
+            self._root_unmapped(creds)
+            return
+        path = "/"
+        for part in [p for p in self.rootfs.split("/") if p] + [""]:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return
+            if not creds.may(st, X):
+                self.add("userns-rootfs-access", ERROR,
+                         f"the user namespace's root cannot reach the rootfs: {path} is closed",
+                         f"the container's root is {creds.label}; {path} (mode "
+                         f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) lets only "
+                         "its owner and group in, so the bind mount of the rootfs, made inside "
+                         "the user namespace, is refused", "mounts", "mount", errno.EACCES,
+                         "/root/path", [f"{path}: {stat.filemode(st.st_mode)} "
+                                        f"{st.st_uid}:{st.st_gid}",
+                                        f"/linux/uidMappings: {creds.uid_map}"],
+                         Fix(f"let others search {path} (or keep the bundle under a directory "
+                             "that is open, or owned by the mapped root)",
+                             command=f"chmod o+x {shlex.quote(path)}"))
+                return
+            path = os.path.join(path, part)
+        self.checked.append(f"rootfs reachable by {creds.label}")
+
+    def _root_unmapped(self, creds) -> None:
+        """The runtime becomes the namespace's root (uid and gid 0) to set the mounts up."""
+        key = "uidMappings" if creds.uid is None else "gidMappings"
+        maps = creds.uid_map if creds.uid is None else creds.gid_map
+        free = max((outside + count for _, outside, count in maps or []), default=100000)
+        self.add("userns-root-unmapped", ERROR, f"id 0 is not mapped in the user namespace "
+                 f"(/linux/{key})", "the runtime's container side becomes the user "
+                 "namespace's root (uid and gid 0) to set up the mounts, and the maps give 0 "
+                 "no host id: setresuid(2)/setresgid(2) fail with EINVAL", "mounts",
+                 "setresuid", errno.EINVAL, f"/linux/{key}", [f"/linux/{key}: {maps}"],
+                 Fix("map container id 0 too", [{"op": "add", "path": f"/linux/{key}/-",
+                                                 "value": {"containerID": 0, "hostID": free,
+                                                           "size": 1}}]))
+
+    def entrypoint(self) -> None:
+        checker = Checker(self.spec, self.view, process_creds(self.spec))
+        checker.run()
+        self.findings += checker.findings
+        self.checked += checker.checked
+
+    def cwd(self) -> None:
+        cwd = self.proc.get("cwd")
+        if not isinstance(cwd, str) or not cwd.startswith("/"):
+            return
+        loc = self.view.resolve(cwd)
+        creds = process_creds(self.spec)
+        fix_root = {"op": "replace", "path": "/process/cwd", "value": "/"}
+        if loc.host is None:
+            self.checked.append(f"cwd {cwd}: under /mounts/{loc.mount}, made at run time")
+            return
+        if loc.error == errno.ENOTDIR or (loc.exists and not os.path.isdir(loc.host)):
+            self.add("cwd-not-directory", ERROR, f"cwd {cwd} is not a directory",
+                     f"{cwd} is a file in the rootfs, so chdir(2) fails with ENOTDIR", "user",
+                     "chdir", errno.ENOTDIR, "/process/cwd", [f"{loc.host}: {_mode(loc.host)}"],
+                     Fix(f"use a directory as the cwd, e.g. {os.path.dirname(cwd) or '/'}",
+                         [{**fix_root, "value": os.path.dirname(loc.path) or "/"}]))
+            return
+        if loc.missing or loc.error:
+            self.add("cwd-missing", ERROR, f"cwd {cwd} does not exist in the rootfs",
+                     f"{loc.missing or cwd} is not in the rootfs, so chdir(2) fails with ENOENT "
+                     "(ocish does not create the cwd)", "user", "chdir", errno.ENOENT,
+                     "/process/cwd", [f"{self.rootfs}{loc.missing or cwd}: missing"],
+                     Fix("create it in the rootfs (or set /process/cwd to \"/\")", [fix_root],
+                         command=f"mkdir -p {shlex.quote(self.rootfs + loc.path)}"))
+            return
+        for cpath, host in loc.dirs + [(loc.path, loc.host)]:
+            st = os.stat(host)
+            if not creds.may(st, X):
+                self.add("cwd-permission", ERROR, f"cwd {cwd}: {cpath} is not searchable by the "
+                         "process's user", f"the process runs as {creds.label}; {cpath} (mode "
+                         f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) refuses "
+                         "it, so chdir(2) fails with EACCES", "user", "chdir", errno.EACCES,
+                         "/process/cwd", [f"{host}: {stat.filemode(st.st_mode)}"],
+                         Fix(f"let others search {cpath}",
+                             command=f"chmod o+x {shlex.quote(host)}"))
+                return
+        self.checked.append(f"cwd {cwd}: a directory")
+
+    # -- mounts ------------------------------------------------------------------------------
+    def mount_checks(self) -> None:
+        known = _filesystems()
+        raw = self.spec.get("mounts") if isinstance(self.spec.get("mounts"), list) else []
+        bad_before = len(self.findings)
+        for i, m in enumerate(raw):
+            if not isinstance(m, dict) or not isinstance(m.get("destination"), str):
+                continue
+            if not m["destination"].startswith("/"):
+                continue  # lint's finding
+            if is_bind(m):
+                self._bind_source(i, m, raw[:i])
+            else:
+                self._fs_type(i, m, known)
+            self._destination(i, m)
+        if len(self.findings) == bad_before:
+            self.checked.append(f"{len(raw)} mounts: sources, types and destinations fine")
+
+    def _bind_source(self, i: int, m: dict, before: list) -> None:
+        ptr = f"/mounts/{i}"
+        source = m.get("source")
+        if not isinstance(source, str) or not source:
+            return
+        full = source if os.path.isabs(source) else os.path.join(self.bundle, source)
+        try:
+            st = os.stat(full)
+        except OSError as e:
+            self.add("mount-source-missing", ERROR, f"the source of mount {m['destination']} "
+                     f"does not exist: {source}",
+                     f"bind mount /mounts/{i} takes {full} from the host, which "
+                     + ("does not exist" if e.errno == errno.ENOENT else
+                        os.strerror(e.errno or 0).lower()), "mounts", "stat", e.errno or 0,
+                     f"{ptr}/source", [f"{full}: {os.strerror(e.errno or 0).lower()}"],
+                     Fix("create the source (or remove the mount from config.json)",
+                         [{"op": "remove", "path": ptr}],
+                         command=f"mkdir -p {shlex.quote(full)}"))
+            return
+        view = RootView(self.rootfs, self.bundle, before)
+        loc = view.resolve(m["destination"])
+        if not loc.exists:
+            return  # made by the runtime, of the source's kind
+        dst = os.stat(loc.host)
+        src_dir, dst_dir = stat.S_ISDIR(st.st_mode), stat.S_ISDIR(dst.st_mode)
+        if src_dir == dst_dir:
+            return
+        if dst_dir:  # a file onto a directory
+            inside = os.path.join(m["destination"], os.path.basename(full))
+            self.add("mount-file-on-directory", ERROR, f"mount {m['destination']}: a file "
+                     "onto a directory", f"the source {full} is a file and the destination "
+                     f"{m['destination']} is a directory in the rootfs: mount(2) fails with "
+                     "ENOTDIR (a bind mount needs both of the same kind)", "mounts", "mount",
+                     errno.ENOTDIR, ptr, [f"{full}: a file", f"{loc.host}: a directory"],
+                     Fix(f"mount the file at a file path, e.g. {inside}",
+                         [{"op": "replace", "path": f"{ptr}/destination", "value": inside}]))
+        else:        # a directory onto a file
+            self.add("mount-directory-on-file", ERROR, f"mount {m['destination']}: a directory "
+                     "onto a file", f"the source {full} is a directory and the destination "
+                     f"{m['destination']} is a file in the rootfs: the runtime cannot make a "
+                     "directory there (EEXIST), and mount(2) would refuse it (ENOTDIR)",
+                     "mounts", "mkdir", errno.EEXIST, f"{ptr}/destination",
+                     [f"{full}: a directory", f"{loc.host}: a file"],
+                     Fix("mount the directory at a directory (a path the rootfs does not have "
+                         "is created)", [{"op": "replace", "path": f"{ptr}/destination",
+                                          "value": "/mnt/" + os.path.basename(full.rstrip("/"))}]))
+
+    def _fs_type(self, i: int, m: dict, known: dict[str, bool]) -> None:
+        ptr = f"/mounts/{i}"
+        kind = m.get("type")
+        if not isinstance(kind, str) or not kind or kind in RUNTIME_TYPES:
+            return
+        if kind not in known:
+            close = difflib.get_close_matches(kind, list(known), 1, 0.6)
+            fix = Fix(f"use {close[0]!r}", [{"op": "replace", "path": f"{ptr}/type",
+                                             "value": close[0]}]) if close else \
+                Fix("use a filesystem type this kernel has, or remove the mount",
+                    [{"op": "remove", "path": ptr}])
+            self.add("mount-unknown-type", ERROR, f"mount {m['destination']}: unknown "
+                     f"filesystem type {kind!r}", f"this kernel has no filesystem {kind!r} (not "
+                     f"in {FILESYSTEMS}" + ("" if _modules_dir() else ", and no modules to "
+                                            "load") + "): mount(2) fails with ENODEV",
+                     "mounts", "mount", errno.ENODEV, f"{ptr}/type",
+                     [f"{FILESYSTEMS}: " + " ".join(sorted(known)[:40])], fix)
+            return
+        source = m.get("source")
+        if known[kind] and isinstance(source, str) and source.startswith("/") \
+                and not os.path.exists(source):
+            self.add("mount-device-missing", ERROR, f"mount {m['destination']}: device "
+                     f"{source} does not exist", f"{kind} mounts a block device, and {source} "
+                     "is not there: mount(2) fails with ENOENT", "mounts", "mount",
+                     errno.ENOENT, f"{ptr}/source", [f"{source}: missing"],
+                     Fix("name an existing device as the source", []))
+
+    def _destination(self, i: int, m: dict) -> None:
+        """A destination through a symlink in the rootfs lands where the link points (inside the
+        rootfs); proc and sysfs are refused there; a loop fails the look-up."""
+        ptr = f"/mounts/{i}/destination"
+        dest = os.path.normpath(m["destination"])
+        try:
+            resolved = secure_join(self.rootfs, dest)
+        except OSError as e:
+            self.add("mount-destination-loop", ERROR, f"mount {dest}: symlink loop in the "
+                     "rootfs", f"resolving {dest} in the rootfs follows symlinks in a loop",
+                     "mounts", "resolve", e.errno or errno.ELOOP, ptr,
+                     [_link_chain(self.rootfs, dest)],
+                     Fix("remove the looping symlink from the rootfs", command="rm " +
+                         shlex.quote(self.rootfs.rstrip("/") + _first_link(self.rootfs, dest))))
+            return
+        lands = resolved[len(self.rootfs.rstrip("/")):] or "/"
+        if lands == dest:
+            return
+        link = _first_link(self.rootfs, dest)
+        if m.get("type") in NO_SYMLINK_TYPES:
+            host_link = self.rootfs.rstrip("/") + link
+            self.add("mount-destination-symlink", ERROR, f"mount {dest}: the destination is a "
+                     "symlink", f"{link} is a symlink in the rootfs, so {m['type']} on {dest} "
+                     f"would land on {lands}; the runtime refuses to mount {m['type']} anywhere "
+                     "but on a real directory", "mounts", "mount", 0, ptr,
+                     [f"{host_link} -> {os.readlink(host_link)}"],
+                     Fix(f"replace the symlink with a directory in the rootfs",
+                         command=f"rm {shlex.quote(host_link)} && mkdir {shlex.quote(host_link)}"))
+            return
+        self.add("mount-destination-symlink", WARNING, f"mount {dest} lands on {lands}",
+                 f"{link} is a symlink in the rootfs: the mount is made on {lands} (inside the "
+                 "rootfs; a symlink can never lead a mount out of it)", "mounts", "mount", 0, ptr,
+                 [_link_chain(self.rootfs, dest)],
+                 Fix(f"name the real path as the destination",
+                     [{"op": "replace", "path": ptr, "value": lands}]))
+
+    # -- hooks -------------------------------------------------------------------------------
+    def hooks(self) -> None:
+        hooks = _dict(self.spec.get("hooks"))
+        n = 0
+        for kind, hooklist in hooks.items():
+            if not isinstance(hooklist, list):
+                continue
+            stage = {"prestart": "hooks", "createRuntime": "hooks",
+                     "createContainer": "container-hooks"}.get(kind, "start" if
+                                                               kind == "startContainer" else "")
+            for i, h in enumerate(hooklist):
+                path = h.get("path") if isinstance(h, dict) else None
+                if not isinstance(path, str) or not path.startswith("/"):
+                    continue
+                n += 1
+                # startContainer runs after pivot_root: its path is the container's
+                host = self.view.resolve(path).host if kind == "startContainer" else path
+                self._hook(kind, i, path, host, stage)
+        if n:
+            self.checked.append(f"{n} hook program{'s' if n > 1 else ''}: present and "
+                                "executable")
+
+    def _hook(self, kind: str, i: int, path: str, host: str | None, stage: str) -> None:
+        ptr = f"/hooks/{kind}/{i}/path"
+        severity = ERROR if stage else WARNING  # poststart and poststop failures only warn
+        where = "in the rootfs" if kind == "startContainer" else "on the host"
+        remove = Fix("install the hook program, or remove the hook from config.json",
+                     [{"op": "remove", "path": f"/hooks/{kind}/{i}"}])
+        if host is None or not os.path.exists(host):
+            self.add("hook-missing", severity, f"{kind} hook {path} does not exist",
+                     f"the hook program is not {where}: running it fails with ENOENT"
+                     + ("" if stage else " (a warning: this kind of hook cannot fail the "
+                        "container)"), stage or "delete", f"{kind} hook", errno.ENOENT, ptr,
+                     [f"{host or path}: missing"], remove)
+            return
+        st = os.stat(host)
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+            self.add("hook-not-executable", severity, f"{kind} hook {path} is not executable",
+                     f"{host} is {'a directory' if stat.S_ISDIR(st.st_mode) else 'not executable'}"
+                     f" (mode {stat.filemode(st.st_mode)}): running it fails with EACCES",
+                     stage or "delete", f"{kind} hook", errno.EACCES, ptr,
+                     [f"{host}: {stat.filemode(st.st_mode)}"],
+                     Fix("make the hook executable", command=f"chmod +x {shlex.quote(host)}"))
+            return
+        try:
+            with open(host, "rb") as f:
+                head = f.read(256)
+        except OSError:
+            return
+        if head.startswith(b"#!"):
+            interp = (head[2:].split(b"\n", 1)[0].split() or [b""])[0].decode(errors="replace")
+            if interp and not os.path.exists(interp if kind != "startContainer"
+                                             else self.view.resolve(interp).host or ""):
+                self.add("hook-interpreter", severity, f"{kind} hook {path}: interpreter "
+                         f"{interp} is missing", f"the hook is a script for {interp}, which is "
+                         f"not {where}: running it fails with ENOENT", stage or "delete",
+                         f"{kind} hook", errno.ENOENT, ptr, [f"{host}: #!{interp}"],
+                         Fix(f"install {interp} or change the hook's \"#!\" line"))
+
+    # -- the host ----------------------------------------------------------------------------
+    def namespace_paths(self) -> None:
+        for i, ns in enumerate(self.linux.get("namespaces") or []):
+            if not isinstance(ns, dict) or not isinstance(ns.get("path"), str):
+                continue
+            want, path = ns.get("type"), ns["path"]
+            got = ns_type(path)
+            if got is None or got == want:
+                if got == want:
+                    self.checked.append(f"/linux/namespaces/{i}: {path} is a {want} namespace")
+                continue
+            ptr = f"/linux/namespaces/{i}/path"
+            proc_form = path.rsplit("/", 1)
+            fix = Fix(f"name a {want} namespace file")
+            if len(proc_form) == 2 and proc_form[0].startswith("/proc/") and \
+                    proc_form[0].endswith("/ns") and want in NS_FILES:
+                right = f"{proc_form[0]}/{NS_FILES[want]}"
+                fix = Fix(f"use the process's {want} namespace: {right}",
+                          [{"op": "replace", "path": ptr, "value": right}])
+            what = "not a namespace file" if got == "" else \
+                f"{'an' if got[0] in 'aeiou' else 'a'} {got} namespace"
+            self.add("namespace-path-type", ERROR, f"/linux/namespaces/{i}: {path} is {what}, "
+                     f"not a {want} namespace", f"the entry asks to join a {want} namespace, but "
+                     f"{path} is {what}: setns(2) fails with EINVAL", "unshare", "setns",
+                     errno.EINVAL, ptr, [f"{path}: {what}"], fix)
+
+    def rlimits(self) -> None:
+        held = _own_caps()
+        can_raise = "CAP_SYS_RESOURCE" in held
+        nr_open = _read_int("/proc/sys/fs/nr_open")
+        for i, r in enumerate(self.proc.get("rlimits") or []):
+            name = r.get("type") if isinstance(r, dict) else None
+            res = getattr(resource, name, None) if isinstance(name, str) and \
+                name.startswith("RLIMIT_") else None
+            hard = r.get("hard") if isinstance(r, dict) else None
+            if res is None or not isinstance(hard, int):
+                continue
+            our_hard = _limit(resource.getrlimit(res)[1])
+            ceiling = UNLIMITED if can_raise else our_hard
+            if name == "RLIMIT_NOFILE" and nr_open:  # the kernel's cap, even for the privileged
+                ceiling = min(ceiling, nr_open)
+            if _limit(hard) <= ceiling:
+                continue
+            soft = r.get("soft") if isinstance(r.get("soft"), int) else hard
+            ptr = f"/process/rlimits/{i}"
+            why = (f"the runtime's own hard limit is {ceiling} and it lacks CAP_SYS_RESOURCE "
+                   "(not in this host's bounding set), so it can lower the limit but not raise "
+                   "it" if not can_raise else f"fs.nr_open is {nr_open}")
+            self.add("rlimit-above-host", ERROR, f"{name} hard limit {hard} is above what this "
+                     f"host allows ({ceiling})", f"setrlimit(2) of {name} to {hard} fails with "
+                     f"EPERM: {why}", "process", "setrlimit", errno.EPERM, ptr,
+                     [f"{name}: asked hard {hard}, runtime's hard {our_hard}",
+                      f"CAP_SYS_RESOURCE {'held' if can_raise else 'not held'}"],
+                     Fix(f"lower the limit to {ceiling}",
+                         [{"op": "replace", "path": f"{ptr}/hard", "value": ceiling},
+                          {"op": "replace", "path": f"{ptr}/soft", "value": min(soft, ceiling)}]))
+
+    def capabilities(self) -> None:
+        caps = _dict(self.proc.get("capabilities"))
+        held = _own_caps()
+        want = {s: [c for c in caps.get(s) or [] if isinstance(c, str)] for s in C.SETS}
+        missing = [c for c in want["permitted"] if c in C.NUMBERS and c not in held]
+        eff_only = [c for c in want["effective"] if c not in want["permitted"]]
+        if missing:
+            names = sorted(set(missing))
+            self.add("capability-not-held", ERROR, f"the runtime cannot grant "
+                     f"{', '.join(names)}", f"{', '.join(names)} is not held by the runtime "
+                     "(this host's bounding set lacks it), so capset(2) cannot put it in the "
+                     "container's permitted set: EPERM", "caps", "capset", errno.EPERM,
+                     f"/process/capabilities/permitted/{want['permitted'].index(names[0])}",
+                     [f"runtime's permitted set lacks: {', '.join(names)}"],
+                     Fix("remove it from the capability sets", _remove_caps(caps, set(names))))
+        elif eff_only:
+            self.add("capability-effective-not-permitted", ERROR, f"effective capabilities "
+                     f"not permitted: {', '.join(eff_only)}", "every effective capability must "
+                     "also be permitted: capset(2) fails with EPERM", "caps", "capset",
+                     errno.EPERM, f"/process/capabilities/effective/"
+                                  f"{want['effective'].index(eff_only[0])}",
+                     [f"permitted: {', '.join(want['permitted']) or 'none'}"],
+                     Fix("add them to the permitted set", [
+                         {"op": "add", "path": "/process/capabilities/permitted/-", "value": c}
+                         for c in eff_only]))
+        else:
+            self.checked.append("capabilities: all held by the runtime")
+
+    def security_modules(self) -> None:
+        wants = [("apparmor", "apparmorProfile", self.proc, "/process/apparmorProfile"),
+                 ("selinux", "selinuxLabel", self.proc, "/process/selinuxLabel"),
+                 ("selinux", "mountLabel", self.linux, "/linux/mountLabel")]
+        for module, key, where, ptr in wants:
+            value = where.get(key)
+            if not value:
+                continue
+            ok, evidence = lsm.enabled(module)
+            if ok:
+                self.checked.append(f"{key}: {lsm.NAMES[module]} is enabled")
+                continue
+            self.add("lsm-not-enabled", ERROR, f"{key} {value!r} needs {lsm.NAMES[module]}, "
+                     "which this host does not run", "the config asks for "
+                     + ("an AppArmor profile" if module == "apparmor" else "a SELinux label")
+                     + f", but the kernel has no "
+                     f"{lsm.NAMES[module]}: the runtime refuses rather than run the container "
+                     "unconfined", "lsm", key, 0, ptr, [evidence],
+                     Fix(f"remove {ptr} on hosts without {lsm.NAMES[module]}",
+                         [{"op": "remove", "path": ptr}]))
+
+    def sysctls(self) -> None:
+        for key, value in _dict(self.linux.get("sysctl")).items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            if os.path.exists(path):
+                continue
+            ptr = "/linux/sysctl/" + esc(key)
+            here = [os.path.join(d, f)[len("/proc/sys/"):].replace("/", ".")
+                    for d, _, files in os.walk(os.path.dirname(path)) for f in files][:2000] \
+                if os.path.isdir(os.path.dirname(path)) else []
+            close = difflib.get_close_matches(key, here, 1, 0.8)
+            self.add("sysctl-unknown", ERROR, f"sysctl {key} does not exist on this kernel",
+                     f"{path} is not there: writing it fails with ENOENT", "process", "write",
+                     errno.ENOENT, ptr, [f"{path}: missing"],
+                     Fix(f"did you mean {close[0]}?" if close else "remove it",
+                         [{"op": "remove", "path": ptr}] + (
+                             [{"op": "add", "path": "/linux/sysctl/" + esc(close[0]),
+                               "value": value}] if close else [])))
+
+    def pids(self) -> None:
+        limit = _dict(_dict(self.linux.get("resources")).get("pids")).get("limit")
+        if isinstance(limit, int) and 0 < limit < 2:
+            self.add("pids-limit-setup", ERROR, f"pids limit {limit} leaves no room for the "
+                     "container's init", "during setup the runtime's container side forks the "
+                     "container's init inside the cgroup: two processes at once, so fork(2) "
+                     "fails with EAGAIN", "unshare", "fork", errno.EAGAIN,
+                     "/linux/resources/pids/limit", [f"pids.max would be {limit}"],
+                     Fix("allow at least 2 processes plus what the program starts, e.g. 64",
+                         [{"op": "replace", "path": "/linux/resources/pids/limit", "value": 64}]))
+
+    def seccomp(self) -> None:
+        sc = self.linux.get("seccomp")
+        if not isinstance(sc, dict):
+            return
+        from ocish.diagnose import seccomp_check
+        self.findings += seccomp_check.findings(sc, self.proc)
+        if not any(f.code.startswith("seccomp") for f in self.findings):
+            self.checked.append("seccomp: the profile lets the runtime reach execve(2)")
+
+    def terminal(self) -> None:
+        if self.proc.get("terminal") is True:
+            self.add("terminal", INFO, "process.terminal is true", "`create` needs a "
+                     "--console-socket for it (podman, containerd and Docker pass one); the dry "
+                     "run gives the process plain files instead, to read its output", "terminal",
+                     "", 0, "/process/terminal", [], None)
+
+
+def ns_type(path: str) -> str | None:
+    """The namespace kind of a file ("network", "mount" ...), "" when it is no namespace file,
+    None when it cannot be opened (lint reports a missing one). An open nsfs file reads as
+    "net:[4026531840]" through /proc/self/fd."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    kind = link.split(":[", 1)[0] if ":[" in link else ""
+    return NS_NAMES.get(kind.removesuffix("_for_children"), "")
+
+
+def _limit(value: int) -> int:
+    """An rlimit as a number: unlimited (Python's RLIM_INFINITY, -1; config.json's 2^64-1) is
+    UNLIMITED."""
+    return UNLIMITED if value < 0 or value >= UNLIMITED else value
+
+
+def _remove_caps(caps: dict, names: set[str]) -> list[dict]:
+    """JSON patch operations removing `names` from every set (highest index first per set)."""
+    ops = []
+    for s in C.SETS:
+        entries = caps.get(s) or []
+        for j in range(len(entries) - 1, -1, -1):
+            if entries[j] in names:
+                ops.append({"op": "remove", "path": f"/process/capabilities/{s}/{j}"})
+    return ops
+
+
+def _own_caps() -> set[str]:
+    """The capabilities this process may grant (its permitted set)."""
+    _, permitted, _ = C.capget()
+    return set(C.names(permitted))
+
+
+def _filesystems() -> dict[str, bool]:
+    """{fs type: needs a block device} from /proc/filesystems."""
+    out = {}
+    try:
+        with open(FILESYSTEMS) as f:
+            for line in f:
+                parts = line.split()
+                if parts:
+                    out[parts[-1]] = len(parts) == 1
+    except OSError:
+        pass
+    return out
+
+
+def _modules_dir() -> bool:
+    return os.path.isdir(f"/lib/modules/{os.uname().release}")
+
+
+def _first_link(rootfs: str, dest: str) -> str:
+    """The first component of `dest` that is a symlink in the rootfs ("" when none)."""
+    cur = ""
+    for part in [p for p in dest.split("/") if p]:
+        cur += "/" + part
+        if os.path.islink(rootfs.rstrip("/") + cur):
+            return cur
+    return ""
+
+
+def _link_chain(rootfs: str, dest: str) -> str:
+    link = _first_link(rootfs, dest)
+    if not link:
+        return dest
+    return f"{link} -> {os.readlink(rootfs.rstrip('/') + link)} (in the rootfs)"
+
+
+def _mode(path: str) -> str:
+    try:
+        return stat.filemode(os.stat(path).st_mode)
+    except OSError as e:
+        return os.strerror(e.errno or 0).lower()
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}

@@ -1,0 +1,102 @@
+"""Does a seccomp profile let the container process reach execve(2), and execve itself?
+
+A filter applies from the moment it is loaded, to the runtime's own code as much as to the user's
+program. ocish loads it as late as the kernel allows (runtime/stages/security.py): with
+noNewPrivileges in exec's handoff, right before exec.fifo is opened; without, in stage bounding,
+while CAP_SYS_ADMIN is still held, so the rest of setup runs under it. The system calls made
+between the load and execve(2) are listed below, as strace shows them on this tree (`strace -f`
+of `ocish run` with a profile whose default action is SCMP_ACT_ALLOW); a profile that kills or
+fails one of them stops the process before its program ever runs, with an error that names no
+profile ("container process exited during setup", "cannot start a container that has stopped").
+
+The profile is evaluated by name only: a rule with argument conditions may or may not match,
+and such a call is left to the dry run.
+"""
+from __future__ import annotations
+
+import errno as errnomod
+
+from ocish.diagnose.model import ERROR, PREFLIGHT, Finding, Fix
+from runtime.linux import seccomp as S
+
+# after the load, with noNewPrivileges: open exec.fifo, write the start byte, execve
+AFTER_LOAD_NNP = ("openat", "write", "execve")
+# after the load in stage bounding: the rest of setup (bounding, user, caps, exec), the sync
+# channel to the host, then the same handoff
+AFTER_LOAD = ("prctl", "sendto", "recvfrom", "setgroups", "setresgid", "setresuid", "umask",
+              "chdir", "capget", "capset", "newfstatat", "openat", "getdents64", "close",
+              "ioctl", "fcntl", "rt_sigaction", "rt_sigprocmask", "write", "execve")
+PTR = "/linux/seccomp"
+
+
+def action_for(prof: S.Profile, name: str) -> int | None:
+    """The action the profile takes for `name` called with any arguments; None when only rules
+    with argument conditions name it (it depends on the arguments)."""
+    rules = [r for r in prof.rules if r.name == name]
+    if not rules:
+        return prof.default_action
+    plain = [r for r in rules if not r.conditions]
+    return plain[0].action if plain else None
+
+
+def blocks(action: int) -> str:
+    """"" when `action` lets the call through, else what happens to the caller."""
+    base = action & 0xFFFF0000
+    if action in (S.ACT_ALLOW, S.ACT_LOG) or action == S.ACT_NOTIFY:
+        return ""
+    if base == S.ACT_ERRNO:
+        n = action & 0xFFFF
+        return f"fails with {errnomod.errorcode.get(n, n)}"
+    if base == S.ACT_TRACE:
+        return "fails with ENOSYS (SCMP_ACT_TRACE, and no tracer)"
+    return f"is killed by SIGSYS ({S.action_name(action)})"
+
+
+def findings(sc: dict, proc: dict) -> list[Finding]:
+    """Findings for a /linux/seccomp object that stops the process before or at execve(2)."""
+    try:
+        prof = S.compile_profile(sc)
+    except S.SeccompError:
+        return []  # lint's finding
+    nnp = proc.get("noNewPrivileges") is True
+    stopped = []
+    for name in AFTER_LOAD_NNP if nnp else AFTER_LOAD:
+        action = action_for(prof, name)
+        if action is not None and blocks(action):
+            stopped.append((name, action))
+    if not stopped:
+        return []
+    names = [n for n, _ in stopped]
+    where = ("in exec's handoff, just before exec.fifo is opened (noNewPrivileges is true)"
+             if nnp else "in stage bounding, before the user switch (noNewPrivileges is false)")
+    by_rule = [n for n, _ in stopped if any(r.name == n for r in prof.rules)]
+    by_default = [n for n in names if n not in by_rule]
+    evidence = [f"{n}: {S.action_name(a)} (a rule)" for n, a in stopped if n in by_rule]
+    if by_default:
+        evidence.append(f"default action {S.action_name(prof.default_action)} for: "
+                        + ", ".join(by_default))
+    fix = Fix("allow the calls the runtime needs to reach execve(2) (or make the default "
+              "action SCMP_ACT_ALLOW and deny what you want denied)"
+              + ("" if nnp else "; or set /process/noNewPrivileges to true: the filter is then "
+                 "loaded right before execve(2), and only " + ", ".join(AFTER_LOAD_NNP)
+                 + " need to be allowed"), [allow_rule(sc, names)])
+    first, action = stopped[0]
+    errno_ = (action & 0xFFFF) if action & 0xFFFF0000 == S.ACT_ERRNO else 0
+    if names == ["execve"]:
+        return [Finding("seccomp-execve", ERROR, PREFLIGHT, "the seccomp profile forbids "
+                        "execve(2)", f"execve(2) {blocks(action)}: the process gets through setup "
+                        "and `start`, then cannot run its program", "exec", "execve", errno_,
+                        PTR, evidence, fix)]
+    return [Finding("seccomp-before-exec", ERROR, PREFLIGHT, "the seccomp profile stops the "
+                    "runtime before execve(2)", f"the filter is loaded {where}; after that the "
+                    f"runtime still calls {', '.join(names)}, and {first} {blocks(action)}: the "
+                    "process dies (or fails) before its program runs", "bounding" if not nnp
+                    else "exec", first, errno_, PTR + "/defaultAction", evidence, fix)]
+
+
+def allow_rule(sc: dict, names: list[str]) -> dict:
+    """The JSON patch operation adding an SCMP_ACT_ALLOW rule for `names` to /linux/seccomp."""
+    rule = {"names": names, "action": "SCMP_ACT_ALLOW"}
+    if isinstance(sc.get("syscalls"), list):
+        return {"op": "add", "path": PTR + "/syscalls/-", "value": rule}
+    return {"op": "add", "path": PTR + "/syscalls", "value": [rule]}

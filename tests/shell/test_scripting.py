@@ -1,0 +1,120 @@
+"""What scripts rely on: the exit status and the streams of a piped session (errors on stderr,
+data on stdout, `--errexit` / `set errexit on`), and `--json` on every command that returns
+data, checked against /proc, the cgroup files and the runtime's own CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.conftest import REPO, cid, needs_root, ocish_cmd
+from tests.shell.conftest import alive, cgroup_dirs
+
+pytestmark = needs_root
+
+
+def _script(ocish, bundle, lines: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run a whole session from a script on stdin, stdout and stderr apart."""
+    c = cid()
+    p = subprocess.run(ocish_cmd() + ["debug", str(bundle), "--id", c, "--root", ocish.root,
+                                      "--plain", *flags],
+                       input="".join(line + "\n" for line in lines), capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return p, c
+
+
+def _after(stdout: str, line: str) -> str:
+    """The output of `line` in a transcript (up to the next prompt)."""
+    rest = stdout.split(f"(ocish) {line}\n", 1)[1]
+    return rest.split("(ocish) ", 1)[0]
+
+
+def _bogus_mount(spec):
+    spec["mounts"].insert(1, {"destination": "/mnt", "type": "bogusfs", "source": "x"})
+
+
+def test_a_clean_session_exits_0_with_nothing_on_stderr(ocish, make_bundle):
+    p, c = _script(ocish, make_bundle(["sleep", "100"]),
+                   ["# a comment line", "stages", "continue   # to the end", "state --json",
+                    "quit"])
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+    st = json.loads(_after(p.stdout, "state --json"))
+    assert st["id"] == c and st["status"] == "created"
+    assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
+
+
+def test_failures_go_to_stderr_and_the_session_exits_1(ocish, make_bundle):
+    p, c = _script(ocish, make_bundle(["sleep", "100"], mutate=_bogus_mount),
+                   ["bogus", "break nope", "stages --bad", "continue", "inspect ns --json",
+                    "quit"])
+    assert p.returncode == 1
+    err = p.stderr.splitlines()
+    assert "error: unknown command 'bogus' (`help` lists the commands)" in err
+    assert any(ln.startswith("error: no stage 'nope'") for ln in err)
+    assert "error: stages: unknown flag --bad (it takes --json); usage: stages" in err
+    assert 'FAILED: stage mounts: mount "x" on "/mnt" (config /mounts/1): no such device' in err
+    assert err[-1] == "ocish: 4 command(s) failed (input line 1, 2, 3, 4)"
+    assert "error:" not in p.stdout and "FAILED" not in p.stdout
+    # stdout stays data: the JSON of the half-set-up process, matching /proc
+    ns = json.loads(_after(p.stdout, "inspect ns --json"))
+    assert ns["pid"] > 0 and {n["kind"] for n in ns["items"]} >= {"mnt", "pid", "net"}
+    assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
+
+
+def test_errexit_stops_at_the_first_failure(ocish, make_bundle):
+    b = make_bundle(["sleep", "100"])
+    for flags, lines in ((["--errexit"], []), ([], ["set errexit on"])):
+        p, c = _script(ocish, b, lines + ["break pivot", "continue", "break nope", "stages",
+                                          "quit"], *flags)
+        assert p.returncode == 1
+        at = len(lines) + 3
+        assert f"ocish: stopping at line {at} (errexit): the command failed" in p.stderr
+        assert "(ocish) stages" not in p.stdout  # never ran
+        assert p.stderr.count("error:") == 1
+        assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
+
+
+def test_json_everywhere(ocish, session, make_bundle):
+    b = make_bundle(["sleep", "100"])
+    s = session(b)
+    rows = s.json("stages --json")
+    assert [r["name"] for r in rows][:3] == ["cgroup", "unshare", "idmap"]
+    assert rows[0]["status"] == "next" and rows[0]["side"] == "host"
+    assert s.json("explain --json")["stage"] == "cgroup"
+    s.cmd("break mount /proc")
+    bps = s.json("info breakpoints --json")
+    assert bps == [{"number": 1, "stage": "mounts", "items": ["/mounts/0"], "label": "mount /proc",
+                    "hits": 0, "enabled": True, "temporary": False, "ignore": 0}]
+    run = s.json("continue --json")  # the steps' reports are in the data, not printed
+    assert [st["stage"] for st in run["steps"]][:2] == ["cgroup", "unshare"]
+    assert run["stop"] == {"reason": "breakpoint", "next": "mounts /mounts/0",
+                           "text": "mount(2) proc proc on /proc", "breakpoint": 1,
+                           "temporary": False}
+    assert s.json("info b --json")[0]["hits"] == 1
+    # ps: the pids in the container's cgroup, as the kernel lists them
+    with open(f"/sys/fs/cgroup/pids/ocish/{s.cid}/cgroup.procs") as f:
+        assert s.json("ps --json") == sorted(int(x) for x in f.read().split())
+    s.cmd("step")
+    d = s.json("diff --json")
+    assert (d["before"], d["after"]) == ("after mounts rootfs", "after mounts /mounts/0")
+    assert [ln.split()[:4] for ln in d["lines"] if ln.startswith("+mount")] == \
+        [["+mount", f"{b}/rootfs/proc", "proc", "proc"]]
+    s.cmd("continue")
+    assert s.json("state --json") == json.loads(ocish("state", s.cid, check=True).stdout)
+    mine = s.json("containers --json")
+    theirs = json.loads(ocish("list", "-f", "json", check=True).stdout)
+    assert [(x["id"], x["pid"], x["status"]) for x in mine] == \
+        [(x["id"], x["pid"], x["status"]) for x in theirs]
+    started = s.json("start --json")
+    assert started["running"] and started["pid"] == s.json("state")["pid"]
+    assert alive(started["pid"])
+    ran = json.loads(s.cmd("exec --json sh -c 'hostname; echo oops >&2; exit 3'"))
+    assert (ran["status"], ran["stdout"], ran["stderr"]) == (3, "ocish\n", "oops\n")
+    assert ran["pid"] > 0 and not alive(ran["pid"])
+    assert s.json("set --json")[0] == {"name": "errexit", "value": "off"}
+    assert s.json("kill --json KILL") == {"id": s.cid, "signal": "SIGKILL", "all": False,
+                                          "init_alive": False}
+    # a command that cannot honour a flag says so
+    assert "quit returns no data: --json does not apply to it" in s.cmd("quit --json")
+    assert "inspect: unknown flag --jsno (it takes --pid, --json)" in s.cmd("inspect ns --jsno")

@@ -1,0 +1,181 @@
+"""The pure parts of diagnose: ELF reading, the rootfs view, credentials, the seccomp check,
+lint fixes and strace parsing. Real bundles are diagnosed in tests/diagnose."""
+from __future__ import annotations
+
+import os
+import stat
+import struct
+
+import pytest
+
+from ocish import elf
+from ocish.diagnose import explain, seccomp_check
+from ocish.diagnose.creds import R, X, Creds, process_creds, to_host
+from ocish.diagnose.dryrun import last_syscall, syscall_name
+from ocish.diagnose.model import Outcome, resolve_pointer
+from ocish.diagnose.rootview import RootView
+
+
+def _dynamic_elf(interp: bytes, needed: list[bytes], runpath: bytes, machine: int = 62) -> bytes:
+    """An ELF64 with PT_LOAD (the whole file at address 0x1000), PT_INTERP and PT_DYNAMIC."""
+    strtab = b"\0" + b"".join(n + b"\0" for n in needed) + runpath + b"\0"
+    ehsize, phsize, nph = 64, 56, 3
+    interp_off = ehsize + phsize * nph
+    str_off = interp_off + len(interp) + 1
+    dyn_off = str_off + len(strtab)
+    base = 0x1000
+    dyn = b""
+    pos = 1
+    for n in needed:
+        dyn += struct.pack("<qQ", elf.DT_NEEDED, pos)
+        pos += len(n) + 1
+    dyn += struct.pack("<qQ", elf.DT_RUNPATH, pos)
+    dyn += struct.pack("<qQ", elf.DT_STRTAB, base + str_off) + struct.pack("<qQ", elf.DT_NULL, 0)
+    size = dyn_off + len(dyn)
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    hdr = ident + struct.pack("<HHIQQQIHHHHHH", 3, machine, 1, 0, ehsize, 0, 0, ehsize, phsize,
+                              nph, 64, 0, 0)
+    ph = struct.pack("<IIQQQQQQ", elf.PT_LOAD, 5, 0, base, base, size, size, 0x1000)
+    ph += struct.pack("<IIQQQQQQ", elf.PT_INTERP, 4, interp_off, base + interp_off, 0,
+                      len(interp) + 1, len(interp) + 1, 1)
+    ph += struct.pack("<IIQQQQQQ", elf.PT_DYNAMIC, 6, dyn_off, base + dyn_off, 0, len(dyn),
+                      len(dyn), 8)
+    return hdr + ph + interp + b"\0" + strtab + dyn
+
+
+def test_elf_reads_loader_libraries_and_runpath(tmp_path):
+    p = tmp_path / "prog"
+    p.write_bytes(_dynamic_elf(b"/lib64/ld-linux-x86-64.so.2", [b"libfoo.so.1", b"libc.so.6"],
+                               b"$ORIGIN/../lib"))
+    info = elf.read(str(p))
+    assert (info.bits, info.machine_name, info.interpreter) == (64, "x86_64",
+                                                                 "/lib64/ld-linux-x86-64.so.2")
+    assert info.needed == ["libfoo.so.1", "libc.so.6"] and info.runpath == ["$ORIGIN/../lib"]
+    assert "dynamically linked" in info.describe()
+
+
+def test_elf_rejects_what_is_not_elf(tmp_path):
+    p = tmp_path / "script"
+    p.write_text("#!/bin/sh\n")
+    with pytest.raises(ValueError, match="not an ELF file"):
+        elf.read(str(p))
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    r = tmp_path / "rootfs"
+    (r / "bin").mkdir(parents=True)
+    (r / "bin" / "busybox").write_bytes(b"\x7fELF")
+    (r / "bin" / "sh").symlink_to("busybox")
+    (r / "usr").mkdir()
+    (r / "usr" / "bin").symlink_to("/bin")          # absolute: stays in the rootfs
+    (r / "escape").symlink_to("../../../../etc")    # ".." stops at the rootfs
+    (r / "loop1").symlink_to("loop2")
+    (r / "loop2").symlink_to("loop1")
+    (r / "etc").mkdir()
+    (r / "etc" / "passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    return r
+
+
+def test_rootview_follows_links_inside_the_rootfs(rootfs):
+    view = RootView(str(rootfs), str(rootfs.parent), [])
+    loc = view.resolve("/usr/bin/sh")
+    assert loc.exists and loc.path == "/bin/busybox"
+    assert loc.links == [("/usr/bin", "/bin"), ("/bin/sh", "busybox")]
+    assert view.resolve("/escape/passwd").host == f"{rootfs}/etc/passwd"
+    assert view.resolve("/loop1/x").error == 40  # ELOOP
+    missing = view.resolve("/opt/app/run")
+    assert not missing.exists and missing.missing == "/opt"
+    assert view.resolve("/etc/passwd/x").error == 20  # ENOTDIR
+
+
+def test_rootview_sees_mounts(rootfs, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tool").write_text("x")
+    view = RootView(str(rootfs), str(tmp_path), [
+        {"destination": "/opt", "type": "bind", "source": str(src), "options": ["rbind"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}])
+    assert view.resolve("/opt/tool").host == f"{src}/tool"
+    hidden = view.resolve("/tmp/app")
+    assert hidden.host is None and hidden.mount == 1
+
+
+def test_creds_mode_bits_and_user_namespace():
+    st = os.stat_result((stat.S_IFREG | 0o700, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+    assert not Creds(1000, {1000}).may(st, X)
+    assert Creds(0, {0}).may(st, X)
+    assert Creds(1000, {1000}, {"CAP_DAC_OVERRIDE"}).may(st, X)
+    # in a user namespace the capability does not reach files of unmapped owners
+    userns = Creds(100000, {100000}, {"CAP_DAC_OVERRIDE"}, [(0, 100000, 65536)],
+                   [(0, 100000, 65536)])
+    assert not userns.may(st, R)
+    assert to_host(5, [(0, 100000, 10)]) == 100005 and to_host(50, [(0, 100000, 10)]) is None
+    spec = {"process": {"user": {"uid": 1, "gid": 2}},
+            "linux": {"namespaces": [{"type": "user"}],
+                      "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+                      "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]}}
+    c = process_creds(spec)
+    assert (c.uid, c.gids) == (1001, {2002}) and "host uid 1001" in c.label
+
+
+def test_seccomp_check_finds_what_stops_the_runtime():
+    kill_all = {"defaultAction": "SCMP_ACT_KILL",
+                "syscalls": [{"names": ["write"], "action": "SCMP_ACT_ALLOW"}]}
+    [f] = seccomp_check.findings(kill_all, {"noNewPrivileges": True})
+    assert f.code == "seccomp-before-exec" and f.op == "openat" and f.stage == "exec"
+    assert f.fix.patch[0]["value"]["names"] == ["openat", "execve"]
+    [g] = seccomp_check.findings(kill_all, {"noNewPrivileges": False})
+    assert g.stage == "bounding" and g.op == "prctl"
+    no_exec = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    [h] = seccomp_check.findings(no_exec, {"noNewPrivileges": True})
+    assert h.code == "seccomp-execve" and h.errno == 13
+    conditional = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{
+        "names": ["execve"], "action": "SCMP_ACT_ERRNO",
+        "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]}
+    assert seccomp_check.findings(conditional, {"noNewPrivileges": True}) == []
+
+
+@pytest.mark.parametrize("pointer,message,spec,fix", [
+    ("/linux/sysctl/kernel.pid_max", 'sysctl "kernel.pid_max" is not namespaced and would '
+     "change the host", {"linux": {"sysctl": {"kernel.pid_max": "1"}}},
+     {"op": "remove", "path": "/linux/sysctl/kernel.pid_max"}),
+    ("/process/capabilities/bounding/0", 'unknown capability "CAP_KIL"',
+     {"process": {"capabilities": {"bounding": ["CAP_KIL"]}}},
+     {"op": "replace", "path": "/process/capabilities/bounding/0", "value": "CAP_KILL"}),
+    ("/hostname", 'unable to set hostname without a private uts namespace: add {"type": "uts"} '
+     "to /linux/namespaces", {"hostname": "x"},
+     {"op": "add", "path": "/linux/namespaces/-", "value": {"type": "uts"}}),
+    ("/process/cwd", 'must be an absolute path, got "srv"', {"process": {"cwd": "srv"}},
+     {"op": "replace", "path": "/process/cwd", "value": "/srv"}),
+])
+def test_lint_findings_carry_a_config_fix(pointer, message, spec, fix):
+    f = explain.spec_finding(pointer, message, spec)
+    assert f.fix.patch == [fix] and f.pointer == pointer and f.severity == "error"
+    assert resolve_pointer(spec, pointer)[0] and "config.json " + pointer in f.evidence[0]
+
+
+STRACE_EXEC = ["12 openat(AT_FDCWD, \"/proc/self/fd/7\", O_WRONLY|O_CLOEXEC) = 11",
+               "12 write(11, \"0\", 1) = 1",
+               "12 execve(\"/s.sh\", [\"/s.sh\"], 0x7f /* 2 vars */) = -1 ENOENT (No such file)",
+               "12 write(2, \"ocish: exec /s.sh: no such file \"..., 45) = 45",
+               "12 exit_group(127) = ?", "12 +++ exited with 127 +++"]
+STRACE_KILLED = ["9 recvfrom(12, \"{}\", 65536, 0, NULL, NULL) = 49",
+                 "7 wait4(-1 <unfinished ...>",
+                 "9 seccomp(SECCOMP_SET_MODE_FILTER, 0, {len=10, filter=0x55}) = 0",
+                 "9 prctl(PR_CAPBSET_READ, CAP_CHOWN) = 157", "9 +++ killed by SIGSYS +++"]
+
+
+def test_last_syscall_from_strace():
+    assert last_syscall(STRACE_EXEC).startswith("execve(\"/s.sh\"")
+    assert last_syscall(STRACE_KILLED) == "prctl(PR_CAPBSET_READ, CAP_CHOWN) (killed by seccomp)"
+    assert syscall_name(last_syscall(STRACE_KILLED)) == "prctl"
+
+
+def test_a_healthy_run_demotes_preflight_errors():
+    pre = explain.spec_finding("/process/cwd", 'must be an absolute path, got "x"', {})
+    pre.source = "preflight"
+    out = Outcome(phase="running", window=1.0)
+    assert explain.outcome_findings(out, {}, "", [pre]) == []
+    assert pre.severity == "warning" and "started anyway" in pre.evidence[-1]

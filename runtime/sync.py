@@ -2,9 +2,9 @@
 
     host side (runtime or debugger)                  container side
     ───────────────────────────────                  ──────────────
-    posix_spawn a sealed memfd copy of ─────────►  C1: `ocish init -S -P -c ... FD`, a fresh
-      the interpreter (linux/exeseal.py), with         Python with stdio, --preserve-fds, the
-      only the fds C1 needs                            channel, exec.fifo and console socket
+    posix_spawn a sealed memfd copy of ───────────►  C1: `ocish init -S -P -c ... FD`, a fresh
+      the interpreter (linux/exeseal.py), with           Python with stdio, --preserve-fds, the
+      only the fds C1 needs                              channel, exec.fifo and console socket
     Init{context, factory, args, path} ───────────►  C1: rebuilds the Context, imports and builds
     [host stage: cgroup] puts C1 in the cgroups          the pipeline by reference, then
     (both run at once: C1's start-up overlaps it)

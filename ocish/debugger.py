@@ -11,11 +11,12 @@ or subreaper), keeps its wait status, and says once how it died (`news()`, a ste
 `start`'s result), with the cgroup's evidence (OOM kills, forks refused); the cgroup and exit
 topics still answer afterwards.
 
-The container side is forked at load time, so it can be inspected before the first stage. It
-is forked with a pipe as stdin (the shell owns the terminal; the pipe is never written, so an
-interactive `sh` waits instead of exiting) and in its own process group (Ctrl-C at the shell
-must not reach it). The shell is a child subreaper: the container's init is reparented to it
-when C1 exits, and it reaps what it kills.
+The container side is started at load time (a fresh interpreter spawned from a sealed copy of
+ours, runtime/linux/exeseal.py), so it can be inspected before the first stage. It gets a pipe
+as stdin (the shell owns the terminal; the pipe is never written, so an interactive `sh` waits
+instead of exiting) and its own process group (Ctrl-C at the shell must not reach it). The
+shell is a child subreaper: the container's init is reparented to it when C1 exits, and it
+reaps what it kills.
 """
 from __future__ import annotations
 
@@ -298,7 +299,7 @@ class Debugger(Observer):
 
     # -- load, attach, restart, teardown --------------------------------------------------------
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
-        """Build the Setup (state dir, exec.fifo, engine) and fork the container side. When
+        """Build the Setup (state dir, exec.fifo, engine) and start the container side. When
         config.json is refused (SpecError), the bundle stays remembered: fix it, `restart`."""
         self.teardown()
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
@@ -334,7 +335,8 @@ class Debugger(Observer):
         # the container's stdin: a pipe the shell holds and never writes, so `sh` waits
         r, self._stdin_w = os.pipe()
         try:
-            self.setup.engine.spawn(stdin_fd=r, own_group=True)
+            # wait_ready: what `load` inspects, and then traces, is C1 running container_main
+            self.setup.engine.spawn(stdin_fd=r, own_group=True, wait_ready=True)
         finally:
             os.close(r)
 

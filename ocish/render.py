@@ -474,7 +474,7 @@ def banner(b: Banner) -> str:
         return (f"attached to container {b.id} ({b.status}, pid {b.pid}), bundle {b.bundle}, "
                 f"root {b.root}")
     head = (f"bundle {b.bundle}, container {b.id}, root {b.root}\n"
-            f"container side forked: pid {b.pid}, stopped before the first stage")
+            f"container side started: pid {b.pid}, stopped before the first stage")
     return head + (f"\nnext: {b.next} -- {b.text}" if b.next else "")
 
 

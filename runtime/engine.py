@@ -7,22 +7,29 @@ made of finer steps (one per mount), `run(ctx, item)` and `describe(ctx)`.
 `Engine` walks the stages one item at a time. The runtime calls `run()` with the plain `Observer`;
 the debugger calls `step()` itself and stops where the user asked (model: bdb beside pdb). Nothing
 about setup is written outside a stage, so whatever the runtime does, the debugger can step.
+
+The container side is never a fork of the host's Python: `spawn` starts C1 from a sealed memfd
+copy of the interpreter (runtime/linux/exeseal.py, CVE-2019-5736) as `ocish init`, a fresh
+`python -S` running `container_main`. That is why an engine is made from a pipeline *reference*,
+"package.module:function" and JSON-able args, not from stage objects: the container side
+rebuilds the same stages from it (sync.Init), for create, exec, the debugger and the tests alike.
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from runtime import sync
 from runtime.errors import StageError
-from runtime.linux import procfs, sig, syscalls
+from runtime.linux import exeseal, procfs, sig, syscalls
 
 HOST = "host"
 CONTAINER = "container"
 
 
 class Context:
-    """Everything a stage needs; forked into the container side, so no sockets to re-open there."""
+    """Everything a stage needs; the container side rebuilds it from to_wire() (sync.Init)."""
 
     def __init__(self, id: str, bundle: str, spec: dict, rootfs: str, state_dir: str,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
@@ -38,6 +45,41 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+
+    def to_wire(self) -> dict:
+        """What the container side rebuilds this context from (sync.Init): the fields set
+        before it starts, fds by number (it inherits them, see inherited_fds)."""
+        return {"id": self.id, "bundle": self.bundle, "spec": self.spec, "rootfs": self.rootfs,
+                "state_dir": self.state_dir, "no_pivot": self.no_pivot,
+                "no_new_keyring": self.no_new_keyring, "preserve_fds": self.preserve_fds,
+                "console_socket": self.console_socket, "sys": self.sys.__name__,
+                "fifo_fd": self.fifo_fd,
+                "console_fd": self.console_sock.fileno() if self.console_sock is not None else -1}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "Context":
+        """Container side: the Context to_wire() described; its fds become close-on-exec again."""
+        __import__(d["sys"])
+        ctx = cls(d["id"], d["bundle"], d["spec"], d["rootfs"], d["state_dir"], d["no_pivot"],
+                  d["no_new_keyring"], d["preserve_fds"], d["console_socket"],
+                  sys.modules[d["sys"]], d["fifo_fd"])
+        if ctx.fifo_fd >= 0:
+            os.set_inheritable(ctx.fifo_fd, False)
+        if d["console_fd"] >= 0:
+            import _socket
+            os.set_inheritable(d["console_fd"], False)
+            ctx.console_sock = _socket.socket(fileno=d["console_fd"])
+        return ctx
+
+    def inherited_fds(self) -> set[int]:
+        """The fds the container side inherits: stdio, the --preserve-fds ones and our own
+        (exec.fifo, the console socket); it gets no other."""
+        keep = set(range(3 + self.preserve_fds))
+        if self.fifo_fd >= 0:
+            keep.add(self.fifo_fd)
+        if self.console_sock is not None:
+            keep.add(self.console_sock.fileno())
+        return keep
 
     @property
     def process(self) -> dict:
@@ -82,16 +124,42 @@ class Observer:
         pass
 
 
+def build(factory: str, args: list) -> list[Stage]:
+    """The stages `factory` ("package.module:function", importable from sys.path) returns for
+    `args`; the same call on both sides of the sync channel."""
+    module, _, name = factory.partition(":")
+    __import__(module)
+    return getattr(sys.modules[module], name)(*args)
+
+
 class Engine:
-    def __init__(self, ctx: Context, stages: list[Stage], observer: Observer | None = None) -> None:
+    """Runs the pipeline `factory(*args)` (see `build`) on `ctx`, one step at a time."""
+
+    def __init__(self, ctx: Context, factory: str, args: list | tuple = (),
+                 observer: Observer | None = None) -> None:
         self.ctx = ctx
-        self.stages = stages
+        self.factory, self.args = factory, list(args)
         self.observer = observer or Observer()
-        self.steps: list[tuple[Stage, str]] = [
-            (s, item) for s in stages for item in (s.items(ctx) or [""])]
+        self._stages: list[Stage] | None = None
+        self._steps: list[tuple[Stage, str]] | None = None
         self.pos = 0
         self.chan: sync.Channel | None = None
         self.failed: StageError | None = None
+
+    @property
+    def stages(self) -> list[Stage]:
+        """Built on first use: the runtime starts the container side first (lifecycle.run_setup),
+        so that importing the stages here overlaps its start-up."""
+        if self._stages is None:
+            self._stages = build(self.factory, self.args)
+        return self._stages
+
+    @property
+    def steps(self) -> list[tuple[Stage, str]]:
+        """(stage, item) in order, an item per finer step of a stage ("" for a whole stage)."""
+        if self._steps is None:
+            self._steps = [(s, item) for s in self.stages for item in (s.items(self.ctx) or [""])]
+        return self._steps
 
     @property
     def done(self) -> bool:
@@ -101,35 +169,38 @@ class Engine:
     def next_step(self) -> tuple[Stage, str] | None:
         return None if self.done else self.steps[self.pos]
 
-    def spawn(self, stdin_fd: int | None = None, own_group: bool = False) -> int:
-        """Fork the container side (C1), blocked until the first Run; returns its pid.
+    def spawn(self, stdin_fd: int | None = None, own_group: bool = False,
+              wait_ready: bool = False) -> int:
+        """Start the container side (C1) and send it sync.Init; returns its pid.
 
+        C1 is a fresh interpreter spawned from a sealed copy of ours (`ocish init`, see
+        container_main and runtime/linux/exeseal.py); it starts while we go on with the host
+        stages (the cgroup stage's first write to cgroup.procs waits for an RCU grace period).
         The debugger gives it a stdin of its own and its own process group, so the shell's
-        terminal and Ctrl-C never reach the container.
+        terminal and Ctrl-C never reach the container, and waits (`wait_ready`) until C1 runs
+        container_main, so that it inspects and traces that process. StageError (stage
+        "exeseal") when C1 cannot be started, or exits before it is ready.
         """
         host, child = sync.pair()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, reported over the channel
-            try:
-                host.close()
-                if stdin_fd is not None:
-                    os.dup2(stdin_fd, 0)
-                if own_group:
-                    os.setpgid(0, 0)
-                    sig.signal(sig.SIGINT, sig.SIG_IGN)
-                serve(self.ctx, child, self.stages)
-            except BaseException as exc:  # a bug of ours outside any stage: say so, then exit
-                os.write(2, f"ocish: container side: {type(exc).__name__}: {exc}\n".encode())
-            finally:
-                os._exit(1)
-        child.close()
-        if own_group:
-            try:  # both sides set it: whichever runs first wins the race with the next fork
-                os.setpgid(pid, pid)
-            except OSError:
-                pass
+        keep = self.ctx.inherited_fds() | {child.fileno()}
+        old = sig.signal(sig.SIGINT, sig.SIG_IGN) if own_group else None  # C1 inherits SIG_IGN
+        try:
+            pid = exeseal.spawn(INIT_ARGV + [str(child.fileno())], _init_env(), keep, stdin_fd,
+                                own_group)
+        except OSError as e:  # exeseal's own words (vm.memfd_noexec) replace strerror's
+            host.close()
+            own = e.strerror if e.errno and e.strerror != os.strerror(e.errno) else ""
+            raise StageError("exeseal", "spawn a sealed copy of", "/proc/self/exe",
+                             e.errno or 0, "", own) from None
+        finally:
+            child.close()
+            if old is not None:
+                sig.signal(sig.SIGINT, old)
         self.chan = host
         self.ctx.pid = pid
+        self._send(sync.Init(self.ctx.to_wire(), self.factory, self.args, _init_path()))
+        if wait_ready:
+            self._receive("exeseal", until_ready=True)
         return pid
 
     def step(self) -> tuple[Stage, str]:
@@ -157,12 +228,28 @@ class Engine:
         while not self.done:
             self.step()
 
-    def _remote(self, stage: Stage, item: str) -> None:
+    def _send(self, msg: sync.Message) -> None:
         assert self.chan is not None
-        self.chan.send(sync.Run(stage.name, item))
+        try:
+            self.chan.send(msg)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the container side is gone: the next recv() says why (its Err, or EOF)
+
+    def _remote(self, stage: Stage, item: str) -> None:
+        self._send(sync.Run(stage.name, item))
+        self._receive(stage.name)
+
+    def _receive(self, stage: str, until_ready: bool = False) -> None:
+        """Read the container side's answers to `stage` until Ok (Ready with `until_ready`);
+        raise StageError for Err or EOF. Pid: C1 forked init and is exiting, so reap C1 and
+        follow init."""
+        assert self.chan is not None
         while True:
             msg = self.chan.recv()
-            if isinstance(msg, sync.Pid):  # C1 forked init and is exiting: reap it, follow init
+            if isinstance(msg, sync.Ready):
+                if until_ready:
+                    return
+            elif isinstance(msg, sync.Pid):
                 first = self.ctx.pid
                 self.ctx.pid = msg.pid
                 try:
@@ -174,7 +261,7 @@ class Engine:
             elif isinstance(msg, sync.Err):
                 raise StageError.from_dict(msg.error)
             else:
-                raise StageError(stage.name, "sync", "", 0, "",
+                raise StageError(stage, "sync", "", 0, "",
                                  "container process exited during setup")
 
     def close(self) -> None:
@@ -205,6 +292,63 @@ def _reap(pid: int) -> None:
             if procfs.proc_state(pid) in ("", "Z", "X"):
                 return
             time.sleep(0.001)
+
+
+# -- the container side's start: spawned from a sealed copy, then container_main -----------------
+
+# Where `import runtime` resolves here: the spawned interpreter finds this package first.
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The argv of C1 (argv[0] is what ps shows, as runc shows `runc init`; -S: no site hooks; -P:
+# nothing from the working directory before sys.path is set from Init), the channel's fd last.
+INIT_ARGV = ["ocish init", "-S", "-P", "-c", "import runtime.engine as e; e.container_main()"]
+
+
+def _init_env() -> dict[str, str]:
+    """C1's environment: where the interpreter's standard library is (its /proc/self/exe is a
+    memfd, nothing to search from), this package, and the host's locale and UTF-8 mode, so that
+    paths encode alike on both sides. The user process gets process.env at its execve."""
+    home = sys.base_prefix
+    if sys.base_exec_prefix != home:
+        home += ":" + sys.base_exec_prefix
+    env = {"PYTHONHOME": home, "PYTHONPATH": _HOME, "PYTHONUTF8": str(sys.flags.utf8_mode)}
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def _init_path() -> list[str]:
+    """The host's sys.path as absolute paths, this package's home first: the container side
+    imports the pipeline factory (and test modules) from exactly where the host did."""
+    path = [_HOME]
+    for p in sys.path:
+        p = os.path.abspath(p)
+        if p not in path:
+            path.append(p)
+    return path
+
+
+def container_main() -> None:
+    """The container side (C1), spawned by Engine.spawn: read sync.Init from the channel whose
+    fd is sys.argv[1], rebuild the Context and the stages, answer Ready, then serve. Never
+    returns."""
+    try:
+        import _socket
+        syscalls.set_name(INIT_ARGV[0])  # comm: the exec went through /proc/self/fd/N, so "N"
+        fd = int(sys.argv[1])
+        os.set_inheritable(fd, False)
+        chan = sync.Channel(_socket.socket(fileno=fd))
+        init = chan.recv()
+        if isinstance(init, sync.Init):
+            sys.path[:] = init.path
+            ctx = Context.from_wire(init.context)
+            stages = build(init.factory, init.args)  # every import before any namespace changes
+            chan.send(sync.Ready())
+            serve(ctx, chan, stages)
+    except BaseException as exc:  # a bug of ours outside any stage: say so, then exit
+        os.write(2, f"ocish: container side: {type(exc).__name__}: {exc}\n".encode())
+    finally:
+        os._exit(1)
 
 
 def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:

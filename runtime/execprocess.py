@@ -6,7 +6,7 @@ An exec is just another pipeline of stages run by `runtime.engine.Engine`:
     ─────────────────                          ──────────────
     check status, build the process spec,
     checkTerminal, connect --console-socket
-    fork C1 ──────────────────────────────►    C1: blocked in recv()
+    spawn C1 (a sealed copy, see engine) ─►    C1: blocked in recv()
     [cgroup-join] C1 into the container's cgroups
     Run{lsm, seccomp} ────────────────────►    C1: check AppArmor/SELinux, compile the container's
                                                    seccomp profile (host /sys and paths in view)
@@ -149,7 +149,7 @@ def parse_cgroup_flags(values: list[str]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 # the engine
 
-def pipeline(st: dict, sub: list[tuple[str, str]] = ()) -> list:
+def pipeline(st: dict, sub: list[list[str]] = ()) -> list:
     """create's stages where they apply to one process, after the two that join the container.
     lsm and seccomp run in C1 before `join`, while the host's /sys and paths are in view."""
     from runtime.stages.attributes import Attributes, Lsm
@@ -180,7 +180,9 @@ class ExecSetup:
         self.st = st
         self.ctx = Context(cid, st["bundle"], spec, st["rootfs"], state.container_dir(root, cid),
                            preserve_fds=preserve_fds, console_socket=console_socket)
-        self.engine = Engine(self.ctx, pipeline(st, cgroup), observer)
+        # by reference: the container side, a fresh interpreter, builds the same stages
+        self.engine = Engine(self.ctx, "runtime.execprocess:pipeline",
+                             (st, [list(c) for c in cgroup]), observer)
 
     def finish(self) -> int:
         """The process runs: stop talking to it, return its host pid."""

@@ -25,7 +25,6 @@ class Setup:
         # Imported here: state, kill, delete and list never need the engine or the stages.
         from runtime import spec as specmod
         from runtime.engine import Context, Engine
-        from runtime.stages import pipeline
         specmod.validate_id(cid)
         bundle = os.path.abspath(bundle)
         spec, rootfs = specmod.load(bundle)
@@ -48,7 +47,7 @@ class Setup:
         self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
                            no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                            console_socket=console_socket, fifo_fd=fifo_fd)
-        self.engine = Engine(self.ctx, pipeline(), observer)
+        self.engine = Engine(self.ctx, "runtime.stages:pipeline", (), observer)
 
     def finish(self) -> dict:
         """After the last stage: record the container, so `start`, `state` and `list` find it."""
@@ -119,8 +118,9 @@ def run_setup(setup, detach: bool, stdin_fd: int | None = None, own_group: bool 
         if ctx.process.get("terminal") or ctx.console_socket:
             from runtime import terminal  # runc's checkTerminal, and the console socket
             attach = terminal.prepare(ctx, detach)
-        if stdin_fd is not None or own_group:  # after prepare: C1 inherits the console socket
-            setup.engine.spawn(stdin_fd=stdin_fd, own_group=own_group)
+        # after prepare: C1 inherits the console socket; before the first step: C1 starts
+        # while this process imports the stages and runs the host's first ones
+        setup.engine.spawn(stdin_fd=stdin_fd, own_group=own_group)
         setup.engine.run()
     except BaseException:
         setup.abort()

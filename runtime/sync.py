@@ -2,8 +2,13 @@
 
     host side (runtime or debugger)                  container side
     ───────────────────────────────                  ──────────────
-    fork ─────────────────────────────────────────►  C1: blocks in recv()
-    [host stage: cgroup] puts C1 in the cgroups
+    posix_spawn a sealed memfd copy of ───────────►  C1: `ocish init -S -P -c ... FD`, a fresh
+      the interpreter (linux/exeseal.py), with           Python with stdio, --preserve-fds, the
+      only the fds C1 needs                              channel, exec.fifo and console socket
+    Init{context, factory, args, path} ───────────►  C1: rebuilds the Context, imports and builds
+    [host stage: cgroup] puts C1 in the cgroups          the pipeline by reference, then
+    (both run at once: C1's start-up overlaps it)
+                        ◄──────────────────────────  Ready{}; C1 blocks in recv()
     Run{stage: unshare} ──────────────────────────►  C1: setns(joined), unshare(new), fork C2
                         ◄──────────────────────────  C1: Pid{pid: C2}; C1 exits
                         ◄──────────────────────────  C2: Ok{stage: unshare}  (after C1 is gone)
@@ -15,6 +20,12 @@
                         ◄──────────────────────────  Ok{stage: exec}; C2 blocks opening exec.fifo
     host writes state.json and returns (create done)
     start: open exec.fifo for reading ───────────►  C2: writes one byte, execve(args)
+
+C1 is never a fork of the host's Python: its /proc/self/exe (and that of C2, and of every process
+`exec` adds) is the sealed copy, so nothing in the container can reach the host's interpreter
+file through /proc (CVE-2019-5736, see runtime/linux/exeseal.py). The runtime never waits for
+Ready (it reads it before the first Ok); the debugger does, so that what it inspects and traces
+is C1 running container_main.
 
 Between messages the container side is blocked in recv(), so its kernel state is stable: that is
 what lets the debugger inspect /proc/<pid> honestly between stages. EOF on the socket means the
@@ -39,6 +50,21 @@ class Message:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.fields)})"
+
+
+class Init(Message):
+    """host -> container, first: what C1 needs to serve. `context` is
+    engine.Context.to_wire(); `factory` ("package.module:function") and its JSON-able `args`
+    build the stage list, as on the host; `path` is the host's sys.path."""
+    type, fields = "init", ("context", "factory", "args", "path")
+
+    def __init__(self, context: dict, factory: str, args: list, path: list[str]) -> None:
+        self.context, self.factory, self.args, self.path = context, factory, args, path
+
+
+class Ready(Message):
+    """container -> host: C1 runs from its sealed copy and has built the stages."""
+    type, fields = "ready", ()
 
 
 class Run(Message):
@@ -73,7 +99,7 @@ class Pid(Message):
         self.pid = pid
 
 
-_TYPES = {m.type: m for m in (Run, Ok, Err, Pid)}
+_TYPES = {m.type: m for m in (Init, Ready, Run, Ok, Err, Pid)}
 
 
 class Channel:
@@ -89,7 +115,10 @@ class Channel:
     def recv(self) -> Message | None:
         """The next message, or None on EOF (the peer is gone)."""
         while b"\n" not in self._buf:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:  # the peer exited with our last message unread
+                return None
             if not chunk:
                 return None
             self._buf += chunk

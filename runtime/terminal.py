@@ -4,7 +4,7 @@ With `process.terminal: true` the container gets a pty of its own, made the way 
 
     host (create)                                   container init (stage `terminal`, after pivot)
     ─────────────                                   ──────────────────────────────────────────────
-    connect(--console-socket) before the fork ───►  inherits the connected socket
+    connect(--console-socket) before the spawn ──►  inherits the connected socket
                                                     open /dev/ptmx (the container's devpts, so the
                                                       pts belongs to the container), unlockpt
                                                     TIOCSWINSZ from process.consoleSize
@@ -15,8 +15,8 @@ With `process.terminal: true` the container gets a pty of its own, made the way 
     the socket's listener (podman, containerd,  ◄── sendmsg: one SCM_RIGHTS fd (the master) with
       a test) gets the pty master                     the pts path ("/dev/pts/0") as payload
 
-The socket is connected by the runtime on the host, before the container side is forked: its path
-is resolved in the runtime's view and with the runtime's credentials (a user-namespaced init might
+The socket is connected by the runtime on the host, before the container side is started (it
+inherits the socket): its path is resolved in the runtime's view and with the runtime's credentials (a user-namespaced init might
 not be allowed to reach it), as runc does.
 
 Terminal options are checked like runc's `checkTerminal`: `create` (and `run -d`) with a terminal

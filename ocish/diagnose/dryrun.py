@@ -267,7 +267,7 @@ def tail(f) -> list[str]:
 
 @contextmanager
 def _stdio(out_fd: int, err_fd: int) -> Iterator[None]:
-    """Our stdout and stderr are the temp files while the container side is forked."""
+    """Our stdout and stderr are the temp files while the container side is started."""
     import sys
     sys.stdout.flush()
     sys.stderr.flush()

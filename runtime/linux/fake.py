@@ -187,6 +187,9 @@ class RecordingSyscalls:
         self._record("prctl", option, arg2, arg3, arg4, arg5)
         return self.prctl_result
 
+    def set_name(self, name: str) -> None:
+        self._record("set_name", name)
+
     def personality(self, persona: int) -> int:
         self._record("personality", persona)
         return 0

@@ -5,7 +5,6 @@ forks is born inside the cgroups, and a new cgroup namespace gets the container'
 """
 from __future__ import annotations
 
-from runtime import cgroups
 from runtime.engine import HOST, Context, Stage
 from runtime.errors import StageError
 
@@ -50,6 +49,8 @@ class Cgroup(Stage):
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
+        # here, not at the top: a host stage, and the container side never needs the drivers
+        from runtime import cgroups
         manager = cgroups.open_manager(ctx.linux.get("cgroupsPath"), ctx.id)
         resources = dict(ctx.linux.get("resources") or {})
         if resources.get("devices"):

@@ -80,7 +80,8 @@ class Exec(Stage):
         ctx.notes["exec_path"] = path
         if not self.wait_start:
             # not dumpable until execve(2) decides: other processes of the container may not
-            # ptrace us or open /proc/<pid>/exe, the host's interpreter (CVE-2019-5736)
+            # ptrace us (runc's init does the same; /proc/<pid>/exe is a sealed copy anyway,
+            # runtime/linux/exeseal.py, CVE-2019-5736)
             ctx.sys.prctl(PR_SET_DUMPABLE, 0)
         elif not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",

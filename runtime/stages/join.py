@@ -17,8 +17,6 @@ from __future__ import annotations
 import errno
 import os
 
-from runtime import cgroups
-from runtime.cgroups.base import write as cgroup_write
 from runtime.engine import CONTAINER, HOST, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import procfs
@@ -78,6 +76,9 @@ class CgroupJoin(Stage):
     def run(self, ctx: Context, item: str = "") -> None:
         if not self.manager_state:
             return
+        # here, not at the top: a host stage, and the container side never needs the drivers
+        from runtime import cgroups
+        from runtime.cgroups.base import write as cgroup_write
         ctx.cgroup = cgroups.from_state(self.manager_state)
         known = set(ctx.cgroup.paths())
         for want, sub in self.sub:

@@ -126,8 +126,9 @@ class User(Process):
         self._do(ctx.sys.setresuid, (uid, uid, uid), "setresuid", str(uid), "/process/user/uid")
         if ctx.fifo_fd >= 0 and uid != 0:
             # A uid change clears "dumpable", which makes /proc/self/fd root-only, and init
-            # reaches exec.fifo through it. No other process of a new pid namespace exists yet
-            # to open /proc/1/exe meanwhile; execve(2) recomputes the flag. An exec'd process
+            # reaches exec.fifo through it; execve(2) recomputes the flag. A process `exec`
+            # adds meanwhile can open /proc/1/exe, but that is the sealed copy of the
+            # interpreter (runtime/linux/exeseal.py), not the host's file. An exec'd process
             # (no fifo) stays non-dumpable: its container's processes are already running.
             ctx.sys.prctl(PR_SET_DUMPABLE, 1)
         ctx.sys.umask(user.get("umask", 0o022))

@@ -169,8 +169,8 @@ def test_quit_and_ctrl_d_ask_first_with_a_created_container(ocish, make_bundle, 
 
 
 def test_the_toolbar_shows_a_death(ocish, make_bundle, tmp_path):
-    def tiny_memory(spec):
-        spec["linux"]["resources"] = {"memory": {"limit": 512 * 1024}}
+    def tiny_memory(spec):  # as tests/shell/test_death.py's: setup dies of the OOM killer
+        spec["linux"]["resources"] = {"memory": {"limit": 256 * 1024}}
     c = cid()
     t = _session(ocish, make_bundle(["sleep", "100"], mutate=tiny_memory), c, tmp_path / "home")
     try:

@@ -214,7 +214,9 @@ def test_trace_decodes_setns_and_seccomp_and_trace_all_shows_reads(session, make
         s.cmd("step")
         assert s.cmd("trace all") == "trace all\n"
         out = s.cmd("step")
-        assert f'openat(AT_FDCWD, "{path}", O_RDONLY|O_CLOEXEC, 0000) = 6' in out
+        opened = [ln for ln in out.splitlines()
+                  if f'openat(AT_FDCWD, "{path}", O_RDONLY|O_CLOEXEC, 0000) = ' in ln]
+        assert len(opened) == 1 and opened[0].rsplit("= ", 1)[1].isdigit(), out  # an fd
         assert "  trace: recvfrom(" in out  # every call: the sync channel too
     finally:
         holder.kill()

@@ -1,8 +1,10 @@
 """The stage engine: steps, observers, failures, and the container side over a real fork.
 
 Host-only tests give the engine a dummy channel so it never forks. The container-side tests do
-fork (engine.spawn) and talk over the real socketpair; their stages only append lines to a file in
-tmp_path. Every forked process is waited for, with a deadline, so none outlives its test.
+start it (engine.spawn): a fresh interpreter, spawned from a sealed copy of ours, rebuilds the
+stages from the engine's pipeline reference, here `stages` of this module, so they are described
+by JSON-able specs. They talk over the real socketpair; their stages only append lines to a file
+in tmp_path. Every forked process is waited for, with a deadline, so none outlives its test.
 """
 from __future__ import annotations
 
@@ -11,16 +13,30 @@ import time
 
 import pytest
 
+from runtime import jsonfast
 from runtime.defaults import default_spec
 from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage
 from runtime.errors import StageError
+from runtime.linux import exeseal
 from runtime.linux import syscalls as S
 from runtime.stages.unshare import Unshare
+
+FACTORY = "tests.unit.test_engine:stages"
+
+# what a Recording stage raises, by name (exceptions are not JSON)
+FAILURES = {
+    "mount-error": lambda: StageError("m", "mount", '"proc" on "/proc"', 1, "/mounts/0"),
+    "host-error": lambda: StageError("a", "mount", "/y", 1, "/mounts/1"),
+    "eacces": lambda: PermissionError(13, "denied"),
+    "eperm": lambda: OSError(1, "eperm"),
+    "bug": lambda: ValueError("boom"),
+    "host-bug": lambda: RuntimeError("bug"),
+}
 
 
 class Log:
     def __init__(self, path):
-        self.path = path
+        self.path = str(path)
 
     def add(self, *words) -> None:
         with open(self.path, "a") as f:
@@ -38,7 +54,8 @@ class Recording(Stage):
 
     def __init__(self, name, side, log, items=(), fail_on=None, fail=None):
         self.name, self.side, self.log = name, side, log
-        self._items, self.fail_on, self.fail = list(items), fail_on, fail
+        self._items, self.fail_on = list(items), fail_on
+        self.fail = FAILURES[fail]() if fail else None
 
     def items(self, ctx):
         return list(self._items)
@@ -70,6 +87,56 @@ class HandsOff(Stage):
     def handoff(self, ctx):
         self.log.add("handoff", os.getpid())
         os._exit(7)
+
+
+class Probe(Stage):
+    """Logs what the container side runs from and holds: its /proc/self/exe, the seals of that
+    file, and the targets of its open fds (besides stdio and the channel)."""
+    side = CONTAINER
+    name = "probe"
+
+    def __init__(self, log):
+        self.log = log
+
+    def run(self, ctx, item=""):
+        fd = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            seals = exeseal.get_seals(fd)
+        finally:
+            os.close(fd)
+        self.log.add("exe", os.readlink("/proc/self/exe").replace(" ", "_"), seals)
+        for name in os.listdir("/proc/self/fd"):
+            n = int(name)
+            if n > 2 and n != ctx.chan.fileno():
+                try:
+                    self.log.add("fd", n, os.readlink(f"/proc/self/fd/{n}"))
+                except FileNotFoundError:  # the listing's own fd
+                    pass
+
+
+def stages(log: str, *specs: dict) -> list[Stage]:
+    """The pipeline factory of these tests: one stage per spec, {"kind": "recording", "name",
+    "side", "items", "fail_on", "fail": a FAILURES key}, or {"kind": "dies" | "handoff" |
+    "probe" | "unshare"}."""
+    out: list[Stage] = []
+    for spec in specs:
+        kind = spec.get("kind", "recording")
+        if kind == "recording":
+            out.append(Recording(spec["name"], spec["side"], Log(log), spec.get("items", ()),
+                                 spec.get("fail_on"), spec.get("fail")))
+        elif kind == "dies":
+            out.append(Dies())
+        elif kind == "handoff":
+            out.append(HandsOff(Log(log)))
+        elif kind == "probe":
+            out.append(Probe(Log(log)))
+        else:
+            out.append(Unshare())
+    return out
+
+
+def rec(name, side, **kw) -> dict:
+    return dict(kind="recording", name=name, side=side, **kw)
 
 
 class Events(Observer):
@@ -125,12 +192,13 @@ def wait_exit(pid: int, timeout: float = 5.0) -> int:
 
 
 @pytest.fixture
-def engines():
-    """make(ctx, stages, observer) -> Engine; closes each one and reaps its container side."""
+def engines(log):
+    """make(ctx, *specs, observer=None) -> Engine on `stages(log, *specs)`; closes each one and
+    reaps its container side."""
     made: list[Engine] = []
 
-    def make(ctx, stages, observer=None) -> Engine:
-        e = Engine(ctx, stages, observer)
+    def make(ctx, *specs, observer=None) -> Engine:
+        e = Engine(ctx, FACTORY, [log.path, *specs], observer)
         made.append(e)
         return e
 
@@ -147,17 +215,30 @@ def engines():
 
 # --- in-process (host side only) ---------------------------------------------------------------
 
-def test_steps_expand_items(ctx, log):
-    a = Recording("a", HOST, log, items=["x", "y"])
-    b = Recording("b", CONTAINER, log)
-    engine = Engine(ctx, [a, b])
+def test_context_crosses_the_wire(ctx):
+    """What the container side rebuilds (sync.Init): every field set before it starts."""
+    ctx.no_pivot, ctx.preserve_fds, ctx.console_socket = True, 2, "/run/x.sock"
+    wire = ctx.to_wire()
+    back = Context.from_wire(jsonfast.loads(jsonfast.dumps(wire)))
+    for name in ("id", "bundle", "spec", "rootfs", "state_dir", "no_pivot", "no_new_keyring",
+                 "preserve_fds", "console_socket", "fifo_fd", "sys"):
+        assert getattr(back, name) == getattr(ctx, name), name
+    assert back.console_sock is None and back.pid == 0 and back.notes == {}
+    assert ctx.inherited_fds() == {0, 1, 2, 3, 4}
+
+
+
+def test_steps_expand_items(ctx, engines):
+    engine = engines(ctx, rec("a", HOST, items=["x", "y"]), rec("b", CONTAINER))
+    a, b = engine.stages
+    assert (a.name, b.name) == ("a", "b")
     assert engine.steps == [(a, "x"), (a, "y"), (b, "")]
     assert engine.next_step == (a, "x") and not engine.done
 
 
 def test_host_stages_run_in_process_with_observer(ctx, log, engines):
     obs = Events()
-    engine = engines(ctx, [Recording("a", HOST, log, items=["x", "y"]), Recording("b", HOST, log)], obs)
+    engine = engines(ctx, rec("a", HOST, items=["x", "y"]), rec("b", HOST), observer=obs)
     engine.chan = NoChild()
     engine.run()
     assert engine.done and engine.next_step is None
@@ -170,9 +251,10 @@ def test_host_stages_run_in_process_with_observer(ctx, log, engines):
 
 def test_failing_step_stays_put_and_reraises(ctx, log, engines):
     obs = Events()
-    err = StageError("a", "mount", "/y", 1, "/mounts/1")
-    stage = Recording("a", HOST, log, items=["x", "y", "z"], fail_on="y", fail=err)
-    engine = engines(ctx, [stage], obs)
+    engine = engines(ctx, rec("a", HOST, items=["x", "y", "z"], fail_on="y", fail="host-error"),
+                     observer=obs)
+    stage = engine.stages[0]
+    err = stage.fail
     engine.chan = NoChild()
     assert engine.step() == (stage, "x")
     with pytest.raises(StageError) as first:
@@ -187,22 +269,20 @@ def test_failing_step_stays_put_and_reraises(ctx, log, engines):
                                                "operation not permitted")]
 
 
-def test_non_stage_errors_propagate_without_marking_failure(ctx, log, engines):
-    stage = Recording("a", HOST, log, fail_on="", fail=RuntimeError("bug"))
-    engine = engines(ctx, [stage])
+def test_non_stage_errors_propagate_without_marking_failure(ctx, engines):
+    engine = engines(ctx, rec("a", HOST, fail_on="", fail="host-bug"))
     engine.chan = NoChild()
     with pytest.raises(RuntimeError):
         engine.step()
     assert engine.pos == 0 and engine.failed is None
 
 
-# --- the container side, over a real fork ------------------------------------------------------
+# --- the container side, a real process from a sealed copy -------------------------------------
 
 def test_container_stages_run_in_the_child(ctx, log, engines):
     obs = Events()
-    stages = [Recording("cg", HOST, log), Recording("m", CONTAINER, log, items=["/a", "/b"]),
-              Recording("h", HOST, log), Recording("p", CONTAINER, log)]
-    engine = engines(ctx, stages, obs)
+    engine = engines(ctx, rec("cg", HOST), rec("m", CONTAINER, items=["/a", "/b"]), rec("h", HOST),
+                     rec("p", CONTAINER), observer=obs)
     engine.step()  # first step spawns the container side, even for a host stage
     child = ctx.pid
     assert child > 0 and child != os.getpid() and engine.chan is not None
@@ -215,29 +295,55 @@ def test_container_stages_run_in_the_child(ctx, log, engines):
     assert wait_exit(child) == 1  # the container side exits on EOF of the channel
 
 
+def test_container_side_runs_from_a_sealed_copy(tmp_path, ctx, log, engines):
+    """C1 is a fresh interpreter whose /proc/self/exe is a sealed memfd, not the host's
+    file; it holds the fds the Context names (here the O_PATH fd of exec.fifo) and none of the
+    host's others, even inheritable ones."""
+    fifo = tmp_path / "exec.fifo"
+    os.mkfifo(fifo)
+    ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    leak_r, leak_w = os.pipe()
+    os.set_inheritable(leak_r, True)
+    try:
+        engine = engines(ctx, {"kind": "probe"})
+        engine.spawn(wait_ready=True)
+        with open(f"/proc/{ctx.pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[0] == b"ocish init"
+        engine.step()
+        leaked = os.readlink(f"/proc/self/fd/{leak_r}")
+    finally:
+        for fd in (ctx.fifo_fd, leak_r, leak_w):
+            os.close(fd)
+    lines = log.lines()
+    assert lines[0][:2] == ["exe", "/memfd:ocish_(deleted)"]
+    assert int(lines[0][2]) & exeseal.SEALS == exeseal.SEALS
+    fds = {line[2] for line in lines[1:]}
+    assert fds == {str(fifo)}, f"expected only exec.fifo besides stdio and the channel: {fds}"
+    assert leaked not in fds
+
+
 def test_container_side_errors_come_back_as_stage_errors(ctx, log, engines):
     cases = [
-        (StageError("m", "mount", '"proc" on "/proc"', 1, "/mounts/0"),
+        ("mount-error",
          'stage m: mount "proc" on "/proc" (config /mounts/0): operation not permitted'),
-        (PermissionError(13, "denied"), "stage m: run /x: permission denied"),
-        (ValueError("boom"), "stage m: run /x: internal error: ValueError: boom"),
+        ("eacces", "stage m: run /x: permission denied"),
+        ("bug", "stage m: run /x: internal error: ValueError: boom"),
     ]
-    for exc, message in cases:
-        engine = engines(ctx, [Recording("m", CONTAINER, log, items=["/x"], fail_on="/x", fail=exc)])
+    for fail, message in cases:
+        engine = engines(ctx, rec("m", CONTAINER, items=["/x"], fail_on="/x", fail=fail))
         with pytest.raises(StageError) as info:
             engine.step()
         assert str(info.value) == message
         assert engine.pos == 0 and engine.failed is info.value
-        if isinstance(exc, StageError):
-            assert info.value.to_dict() == exc.to_dict()
+        if fail == "mount-error":
+            assert info.value.to_dict() == FAILURES[fail]().to_dict()
         engine.close()
         assert wait_exit(ctx.pid) == 1
 
 
 def test_container_side_serves_again_after_an_error(ctx, log, engines):
     """The child keeps serving after an Err: the debugger may retry after fixing the config."""
-    engine = engines(ctx, [Recording("m", CONTAINER, log, items=["/x", "/y"], fail_on="/x",
-                                     fail=OSError(1, "eperm"))])
+    engine = engines(ctx, rec("m", CONTAINER, items=["/x", "/y"], fail_on="/x", fail="eperm"))
     with pytest.raises(StageError):
         engine.step()
     engine.failed = None
@@ -246,8 +352,8 @@ def test_container_side_serves_again_after_an_error(ctx, log, engines):
     assert [ln[1] for ln in log.lines()] == ["/x", "/y"]
 
 
-def test_container_side_dying_mid_stage(ctx, log, engines):
-    engine = engines(ctx, [Dies()])
+def test_container_side_dying_mid_stage(ctx, engines):
+    engine = engines(ctx, {"kind": "dies"})
     with pytest.raises(StageError) as info:
         engine.step()
     assert "container process exited during setup" in str(info.value)
@@ -257,7 +363,7 @@ def test_container_side_dying_mid_stage(ctx, log, engines):
 
 
 def test_handoff_runs_after_ok(ctx, log, engines):
-    engine = engines(ctx, [HandsOff(log)])
+    engine = engines(ctx, {"kind": "handoff"})
     engine.step()
     pid = ctx.pid
     assert engine.done
@@ -273,7 +379,7 @@ def test_unshare_fork_hands_the_channel_to_init(tmp_path, log, engines):
     spec["linux"]["namespaces"] = []
     (tmp_path / "rootfs").mkdir()
     ctx = Context("t1", str(tmp_path), spec, str(tmp_path / "rootfs"), str(tmp_path / "state"))
-    engine = engines(ctx, [Unshare(), Recording("after", CONTAINER, log)])
+    engine = engines(ctx, {"kind": "unshare"}, rec("after", CONTAINER))
     c1 = engine.spawn()
     engine.step()
     c2 = ctx.pid
@@ -287,7 +393,7 @@ def test_unshare_fork_hands_the_channel_to_init(tmp_path, log, engines):
 
 
 def test_kill_tears_down_the_container_side(ctx, log):
-    engine = Engine(ctx, [Recording("m", CONTAINER, log), Recording("n", CONTAINER, log)])
+    engine = Engine(ctx, FACTORY, [log.path, rec("m", CONTAINER), rec("n", CONTAINER)])
     engine.step()
     pid = ctx.pid
     engine.kill()

@@ -14,7 +14,7 @@ import stat
 
 import pytest
 
-from runtime import sync
+from runtime import cgroups, sync
 from runtime.defaults import default_spec
 from runtime.engine import HOST, CONTAINER, Context
 from runtime.errors import StageError
@@ -22,7 +22,6 @@ from runtime.linux import procfs
 from runtime.linux import syscalls as S
 from runtime.linux.fake import RecordingSyscalls, flag_names, named_calls
 from runtime.linux.procfs import MountEntry
-from runtime.stages import cgroup as cgroup_stage
 from runtime.stages import pipeline
 from runtime.stages.cgroup import Cgroup, device_rules
 from runtime.stages.exec import DEFAULT_PATH, Exec, env_path, look_path
@@ -235,7 +234,7 @@ class FakeManager:
 def test_cgroup_stage_applies_rules_and_adds_pid(ctx, monkeypatch):
     manager = FakeManager()
     opened = []
-    monkeypatch.setattr(cgroup_stage.cgroups, "open_manager",
+    monkeypatch.setattr(cgroups, "open_manager",
                         lambda path, cid: opened.append((path, cid)) or manager)
     ctx.pid = 4321
     ctx.spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
@@ -253,7 +252,7 @@ def test_cgroup_stage_applies_rules_and_adds_pid(ctx, monkeypatch):
 
 
 def test_cgroup_stage_error_points_at_cgroups_path(ctx, monkeypatch):
-    monkeypatch.setattr(cgroup_stage.cgroups, "open_manager", lambda p, c: FakeManager(errno.EACCES))
+    monkeypatch.setattr(cgroups, "open_manager", lambda p, c: FakeManager(errno.EACCES))
     err = stage_error(Cgroup().run, ctx)
     assert (err.stage, err.op, err.pointer, err.errno) == ("cgroup", "mkdir", "/linux/cgroupsPath",
                                                           errno.EACCES)

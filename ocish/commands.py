@@ -66,6 +66,7 @@ class Outcome:
     error: str = ""
     news: list[News] = field(default_factory=list)
     exception: BaseException | None = None   # the error behind `error` (a StageError ...)
+    where: str = ""                   # where setup stood after it (Debugger.position())
 
     @property
     def ok(self) -> bool:
@@ -253,6 +254,7 @@ class Commands:
         self.default_id = ""           # the container id `load` uses when given none
         self.history: list[Outcome] = []  # every command run, for `record`
         self.made_bundles: set[str] = set()   # bundles `bundle init` made: `bundle set` edits them
+        self.stage_order: list[str] = []  # the setup stages, in order (`record` outlives them)
         self._workdir = ""
 
     def workdir(self) -> str:
@@ -343,6 +345,9 @@ class Commands:
             out.error = f"internal error: {type(e).__name__}: {e}"
         self._news(out)
         if history and out.command:
+            out.where = self.dbg.position()
+            if self.dbg.engine is not None:
+                self.stage_order = [st.name for st in self.dbg.engine.stages]
             self.history.append(out)
         return out
 
@@ -874,7 +879,7 @@ COMMANDS: list[Command] = [
       complete=lambda d, b: ["--all"] + [s.name for s in signal.Signals]),
     C("containers", ("ls",), "containers", "the containers under --root, as `ocish list`",
       examples=("containers --json",), repeat=True),
-    C("inspect", ("x",), "inspect TOPIC|all [--json] [--pid PID]",
+    C("inspect", ("x",), "inspect TOPIC|all [--json] [--pid PID] [--paths]",
       "the container process's kernel state: " + " ".join(TOPICS),
       "ns       namespace inodes beside the host's (this shell's)\n"
       "ids      uid_map, gid_map, setgroups, uids, gids, groups\n"

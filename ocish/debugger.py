@@ -224,6 +224,13 @@ class Debugger(Observer):
             resources = self._created_spec().get("linux", {}).get("resources")
         return Target(pid, rootfs, paths, self._status.get(pid), resources)
 
+    def config(self) -> dict:
+        """The container's config.json: as its setup read it, or as it was created with ({}
+        when nothing is loaded)."""
+        if self.setup is not None:
+            return self.setup.ctx.spec
+        return self._created_spec() if self.st is not None else {}
+
     def _created_spec(self) -> dict:
         """config.json as the container was created with it (kept in its state dir)."""
         from runtime import jsonfast

@@ -340,6 +340,9 @@ def equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return (isinstance(actual, list) and len(actual) == len(expected)
                 and all(equal(a, e) for a, e in zip(actual, expected)))
+    if isinstance(expected, dict):
+        return (isinstance(actual, dict) and actual.keys() == expected.keys()
+                and all(equal(actual[k], v) for k, v in expected.items()))
     if expected is None or isinstance(expected, bool):
         return actual is expected
     if isinstance(expected, (int, float)):

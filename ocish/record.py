@@ -118,7 +118,7 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             continue
         if name in LOOKS:
             if expect:
-                new = _looked(out, subst)
+                new = _looked(out, subst, _context(cmds, out.where))
                 out_lines += new
                 n_exp += len(new)
             continue
@@ -152,7 +152,19 @@ def _rootfs(cmds: "Commands") -> str:
         return ""
 
 
-def _looked(out: "Outcome", subst) -> list[str]:
+def _context(cmds: "Commands", where: str) -> snapshot.Context:
+    """The config, and which stages had run when the user looked (`where`: the position)."""
+    d = cmds.dbg
+    config = d.config()
+    names = cmds.stage_order
+    nxt = where.split()[0] if where else ""
+    if where == "setup done" or nxt not in names:
+        return snapshot.Context(config)
+    return snapshot.Context(config, lambda stage: stage in names
+                            and names.index(stage) < names.index(nxt))
+
+
+def _looked(out: "Outcome", subst, ctx: snapshot.Context) -> list[str]:
     """The expectations that check again what one look showed."""
     from ocish.commands import pick
     name, data = out.command, out.data
@@ -163,7 +175,7 @@ def _looked(out: "Outcome", subst) -> list[str]:
         lines = []
         for t, d in (data.items() if topic == "all" else [(topic, data)]):
             view = facts.topic_view(t, d)
-            lines += snapshot.expectations(t, view, _host(t), subst)
+            lines += snapshot.expectations(t, view, _host(t), subst, ctx)
         return lines
     if name == "state":
         return snapshot.expectations("state", facts.command_view(name, out.args, data), None,

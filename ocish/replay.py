@@ -75,6 +75,7 @@ class ScriptRun:
     results: list[Result] = field(default_factory=list)
     duration: float = 0.0
     started: float = 0.0       # wall-clock time.time() at its start
+    output: str = ""           # what its container and exec'd processes wrote (the tail)
 
 
 @dataclass
@@ -125,53 +126,62 @@ class Runner:
         if self.opts.bundle:
             cmds.vars["bundle"] = os.path.abspath(self.opts.bundle)
         stopped_at = 0
+        output = tempfile.TemporaryFile()
         try:
-            for ln in sc.lines:
-                if stopped_at:
-                    if ln.command == "expect":
-                        self._add(run, Result(sc.file, ln.number, ln.text, "expect", "skip",
-                                              f"not run: the script stopped at line {stopped_at}"))
-                    continue
-                self._say(f"(ocish) {ln.text}")
-                t = time.monotonic()
-                out = cmds.run(ln.text)
-                took = time.monotonic() - t
-                self._show(cmds, out)
-                if ln.command == "expect":
-                    r = self._expectation(sc, ln, out, took)
-                    self._add(run, r)
-                    if r.status != "pass" and not self.opts.keep_going:
-                        stopped_at = ln.number
-                elif not out.ok:
-                    if out.command in SETUP_COMMANDS or _unset_variable(out):
-                        run.status, run.error = "error", f"line {ln.number}: {out.error}"
-                        self._add(run, Result(sc.file, ln.number, ln.text, "command", "error",
-                                              f"the script cannot run: {out.error}",
-                                              duration=took))
-                        stopped_at = ln.number
-                        continue
-                    self._add(run, Result(sc.file, ln.number, ln.text, "command", "fail",
-                                          f"the command failed: {out.error}",
-                                          "the command succeeds", out.error, duration=took))
-                    if not self.opts.keep_going:
-                        stopped_at = ln.number
-                if cmds.done and not stopped_at:  # quit: the rest is not run
-                    stopped_at = ln.number
+            with _stdio_to(output.fileno()):
+                stopped_at = self._lines(sc, cmds, run)
         except Interrupted as e:
             run.status = "interrupted"
             run.error = f"interrupted by {signal.Signals(e.signum).name}"
             raise
         finally:
-            with _held(STOP_SIGNALS):
+            with _held(STOP_SIGNALS), _stdio_to(output.fileno()):
                 for note in dbg.teardown():
                     self._say(note)
                 cmds.close()
                 if not self.opts.root:
                     shutil.rmtree(root, ignore_errors=True)
             run.duration = time.monotonic() - t0
+            run.output = _tail(output)
         if run.status == "passed" and any(r.status in ("fail", "error") for r in run.results):
             run.status = "error" if any(r.status == "error" for r in run.results) else "failed"
         return run
+
+    def _lines(self, sc: scriptmod.Script, cmds: Commands, run: ScriptRun) -> int:
+        """Run the script's lines; the line it stopped at (0: it ran to its end)."""
+        stopped_at = 0
+        for ln in sc.lines:
+            if stopped_at:
+                if ln.command == "expect":
+                    self._add(run, Result(sc.file, ln.number, ln.text, "expect", "skip",
+                                          f"not run: the script stopped at line {stopped_at}"))
+                continue
+            self._say(f"(ocish) {ln.text}")
+            t = time.monotonic()
+            out = cmds.run(ln.text)
+            took = time.monotonic() - t
+            self._show(cmds, out)
+            if ln.command == "expect":
+                r = self._expectation(sc, ln, out, took)
+                self._add(run, r)
+                if r.status != "pass" and not self.opts.keep_going:
+                    stopped_at = ln.number
+            elif not out.ok:
+                if out.command in SETUP_COMMANDS or _unset_variable(out):
+                    run.status, run.error = "error", f"line {ln.number}: {out.error}"
+                    self._add(run, Result(sc.file, ln.number, ln.text, "command", "error",
+                                          f"the script cannot run: {out.error}",
+                                          duration=took))
+                    stopped_at = ln.number
+                    continue
+                self._add(run, Result(sc.file, ln.number, ln.text, "command", "fail",
+                                      f"the command failed: {out.error}",
+                                      "the command succeeds", out.error, duration=took))
+                if not self.opts.keep_going:
+                    stopped_at = ln.number
+            if cmds.done and not stopped_at:  # quit: the rest is not run
+                stopped_at = ln.number
+        return stopped_at
 
     def _show(self, cmds: Commands, out: Outcome) -> None:
         if not self.opts.verbose:
@@ -201,6 +211,41 @@ class Runner:
             r.status = "error" if _unset_variable(out) else "fail"
             r.message = out.error
         return r
+
+
+TAIL_BYTES = 64 * 1024
+
+
+def _tail(f) -> str:
+    """The last TAIL_BYTES of a file, as text; the file is closed."""
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - TAIL_BYTES))
+        return f.read().decode(errors="replace")
+
+
+class _stdio_to:
+    """fds 1 and 2 point to `fd` (the container side and exec'd processes inherit them, so
+    their output never mixes into the report); sys.stderr stays the user's."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.stderr = sys.stderr
+        sys.stderr = os.fdopen(os.dup(self.saved[1]), "w")
+        os.dup2(self.fd, 1)
+        os.dup2(self.fd, 2)
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.close()
+        sys.stderr = self.stderr
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def _unset_variable(out: Outcome) -> bool:
@@ -261,7 +306,8 @@ def main(argv: list[str]) -> int:
             scripts.append(scriptmod.parse(f))
         except OcishError as e:
             errors.append(str(e))
-    report = replay_report.Report(a.format, sys.stdout)
+    # the report has its own stdout: fd 1 points to each script's output file while it runs
+    report = replay_report.Report(a.format, os.fdopen(os.dup(1), "w"))
     if errors:
         for e in errors:
             sys.stderr.write(f"ocish replay: {e}\n")

@@ -107,6 +107,7 @@ def to_json(runs: list["ScriptRun"], status: int, interrupted: str = "") -> dict
     return {"exit_status": status, "interrupted": interrupted, "summary": _summary(runs),
             "scripts": [{"file": run.file, "id": run.id, "status": run.status,
                          "error": run.error, "duration": round(run.duration, 3),
+                         "output": run.output,
                          "results": [{**asdict(r), "duration": round(r.duration, 3)}
                                      for r in run.results]} for run in runs]}
 
@@ -145,6 +146,8 @@ def junit(runs: list["ScriptRun"], errors: list[str]) -> str:
                                    type="expectation" if r.kind == "expect" else "command")
                 el.text = _clean(f"{r.file}:{r.line}: {r.text}\nexpected: {r.expected}\n"
                                  f"actual:   {r.actual}\n")
+        if run.output:
+            ET.SubElement(suite, "system-out").text = _clean(run.output)
     if errors:
         suite = ET.SubElement(root, "testsuite", name="ocish replay", tests=str(len(errors)),
                               failures="0", errors=str(len(errors)), hostname=host)

@@ -17,12 +17,16 @@ snapshot-testing tools (insta's redactions, syrupy's matchers, Jest's expect.any
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ocish import facts
 
 MISSING = object()
-HOST_RELATED = ("ids", "caps", "rlimits", "net")   # inherited from the host unless configured
+# inherited from the host until a stage changes them: `== host` when they still are the host's
+HOST_RELATED = ("ids", "caps", "rlimits", "net", "fds")
+# the stage after which a fact is the config's, not the host's (caps.bounding: "bounding")
+SET_BY = {"rlimits": "process", "caps": "caps"}
 COUNTERS = ("failcnt", "oom_kill", "forks_refused", "max", "oom", "under_oom", "oom_kills")
 _MAC = "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 
@@ -62,10 +66,33 @@ def _mount_key(path: str) -> str:
     return path[len("mounts["):path.index("]")] if path.startswith("mounts[") else ""
 
 
-def clause(topic: str, path: str, value: Any, host: Any, view: Any, subst: Subst) -> list[str]:
-    """The clauses (0, 1 or 2) that check fact `path` of `topic` (host: the host's value at the
-    same path, or MISSING; view: the topic's whole view)."""
+@dataclass
+class Context:
+    """What the session knew when the user looked: the container's config, and whether a
+    stage had run (a value equal to the host's is the host's before, the config's after)."""
+    config: dict = field(default_factory=dict)
+    done: Callable[[str], bool] = lambda stage: True
+
+
+def _configured_rlimit(path: str, config: dict) -> bool:
+    name = "RLIMIT_" + path.split(".")[1].upper()
+    return any(r.get("type") == name for r in (config.get("process") or {}).get("rlimits") or [])
+
+
+def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, subst: Subst,
+           ctx: Context | None = None) -> list[str]:
+    """The clauses (0, 1 or 2) that check fact `path` of `topic` (hosts: the host's facts by
+    path; view: the topic's whole view)."""
+    ctx = ctx or Context()
     field = _field(path)
+    host = hosts.get(path, MISSING)
+    if topic == "fds":
+        fd = path[:path.index("]") + 1]
+        if fd not in ("fds[0]", "fds[1]", "fds[2]"):
+            return []  # which others are open depends on how the runtime was started
+        # an fd is the host's when it is the same open file, not a look-alike
+        if hosts.get(f"{fd}.target", MISSING) != facts.lookup(view, (fd[4:-1], "target"), ""):
+            host = MISSING
     if topic == "ns":
         return [f"{path} {'==' if host is not MISSING and value == host else '!='} host"]
     if topic == "mounts":
@@ -98,6 +125,12 @@ def clause(topic: str, path: str, value: Any, host: Any, view: Any, subst: Subst
         if field in ("exe", "cwd", "cmdline", "name") and host is not MISSING and value == host:
             return [f"{path} == host"]
         return [_literal(path, value, subst)]
+    if topic == "rlimits" and ctx.done("process") and _configured_rlimit(path, ctx.config):
+        return [_literal(path, value, subst)]  # the config's, whatever the host's is
+    if topic == "caps" and ctx.done("bounding" if field == "bounding" else "caps"):
+        return [_literal(path, value, subst)]
+    if topic in HOST_RELATED and host is not MISSING and value == host:
+        return [f"{path} == host"]
     if topic == "fds" and field == "target" and re.search(r"\[[0-9]+\]$", str(value)):
         return [_matches(path, _pattern(value))]
     if topic == "exit":
@@ -114,13 +147,14 @@ def clause(topic: str, path: str, value: Any, host: Any, view: Any, subst: Subst
             return [f"{path} > 0"]
         if field == "created":
             return [_matches(path, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T")]
-    if topic in HOST_RELATED and host is not MISSING and value == host:
-        return [f"{path} == host"]
     return [_literal(path, value, subst)]
 
 
-def expectations(topic: str, view: Any, host_view: Any, subst: Subst) -> list[str]:
+def expectations(topic: str, view: Any, host_view: Any, subst: Subst,
+                 ctx: Context | None = None) -> list[str]:
     """`expect` lines for every fact of `view` (a topic's, or state's, ps's, stages')."""
+    if topic == "env" and view == host_view:
+        return ["expect env == host"]  # still the runtime's own: the process has not exec'd
     if topic == "ps":
         return [f"expect ps.count == {len(view)}"]
     if topic == "stages":
@@ -131,6 +165,6 @@ def expectations(topic: str, view: Any, host_view: Any, subst: Subst) -> list[st
         if isinstance(value, dict):  # an empty object: nothing to compare inside
             out.append(f"expect {path}.count == 0")
             continue
-        for c in clause(topic, path, value, host.get(path, MISSING), view, subst):
+        for c in clause(topic, path, value, host, view, subst, ctx):
             out.append(f"expect {c}")
     return out

@@ -262,6 +262,7 @@ class Commands:
         if not self._workdir:
             import tempfile
             self._workdir = tempfile.mkdtemp(prefix="ocish-session-")
+            os.chmod(self._workdir, 0o755)  # a bundle in it may be used by mapped ids
         return self._workdir
 
     def close(self) -> None:
@@ -527,9 +528,21 @@ class Commands:
         # a fatal signal the init survives is worth a word: the PID 1 of a pid namespace only
         # gets the signals it has a handler for (SIGKILL and SIGSTOP aside), pid_namespaces(7)
         pid = self.dbg.container_pid()
+        if num == signal.SIGKILL:  # it cannot survive: let a script's next line see it dead
+            self.dbg.await_death(pid, 1.0)
         alive = num in _FATAL and not self.dbg.await_death(pid, 0.2)
         return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all")),
                 "init_alive": alive}
+
+    def do_wait(self, a: Args):
+        timeout = float(_number(a.pos[0], "the timeout")) if a.pos else 10.0
+        self.dbg.oci_state()  # created, or it says why there is nothing to wait for
+        pid = self.dbg.container_pid()
+        if not self.dbg.await_death(pid, timeout):
+            raise OcishError(f"the container process {pid} still runs after {timeout:g} s")
+        for n in self.dbg.news():  # its death is told here, not before the next command
+            self.emit("news", n, False)
+        return self.dbg.death or self.dbg.exit_info()
 
     def do_containers(self, a: Args):
         from runtime import lifecycle
@@ -560,6 +573,8 @@ class Commands:
         other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
         t = self.dbg.target()
         dead = other is None and t is not None and self.dbg.is_dead(t.pid)
+        if dead:  # a zombie not reaped yet: reap it, so that `exit` has its wait status
+            self.dbg.await_death(t.pid, 0.0)
         out = {}
         for name in TOPICS if topic == "all" else (topic,):
             if topic == "all" and dead and name not in inspect.AFTER_DEATH:
@@ -870,6 +885,11 @@ COMMANDS: list[Command] = [
     C("ps", (), "ps [ID] [--paths]", "pids in the container's cgroup",
       examples=("ps", "ps --json"), flags=(("--paths", "paths", False),),
       complete=_container_ids, repeat=True),
+    C("wait", (), "wait [SECONDS]",
+      "wait until the container's process ends (default: up to 10 s), then say how",
+      "As `docker wait`: returns the exit data (`inspect exit`), so a script can check how\n"
+      "its process ended: `expect wait -> exit_code == 3`. Fails when it still runs.",
+      ("wait", "wait 30", "expect wait -> signal == SIGKILL")),
     C("pause", (), "pause", "freeze the container's cgroup"),
     C("resume", (), "resume", "thaw the container's cgroup"),
     C("kill", (), "kill [--all] [SIGNAL]",

@@ -166,6 +166,9 @@ class Debugger(Observer):
         self._status: dict[int, int] = {}    # wait status of the container process, once reaped
         self.death: ExitInfo | None = None   # how the container process died, once told
         self._sent: set[int] = set()         # signals `kill` sent to the init
+        # signals a foreground exec leaves to us instead of forwarding them to its process
+        # (replay adds SIGINT: Ctrl-C stops a replay, not just the command it runs)
+        self.exec_keeps: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
 
     # -- what is loaded ----------------------------------------------------------------------
@@ -857,7 +860,7 @@ class Debugger(Observer):
             status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
                                      env=list(env), stdin_fd=stdin_fd, own_group=detach,
                                      on_start=on_start,
-                                     keep_signals=(signal.SIGTERM, signal.SIGHUP))
+                                     keep_signals=self.exec_keeps)
         if detach:
             return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it

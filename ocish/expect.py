@@ -412,20 +412,18 @@ Source = Callable[[str], Any]
 def check_clause(c: Clause, view: Any, start: str, keys: tuple[str, ...], host: Source | None,
                  lookup: Lookup) -> ClauseResult:
     """One clause against `view` (the path's `keys` from `start`); `host()` gives the host's
-    view for `host` values."""
+    view for `host` values. Raises OcishError for a $variable that is not set."""
     op = ("not " if c.negated else "") + c.op
-    try:
-        if isinstance(c.value, list):
-            expected: Any = [w.value(lookup) for w in c.value]
-            shown = _show(expected)
+    # an unknown $variable raises: the script is wrong, not the container
+    if isinstance(c.value, list):
+        expected: Any = [w.value(lookup) for w in c.value]
+        shown = _show(expected)
+    else:
+        if c.op == "matches":
+            expected = c.value.text(lookup, pattern=True)
         else:
-            if c.op == "matches":
-                expected = c.value.text(lookup, pattern=True)
-            else:
-                expected = c.value.value(lookup)
-            shown = "host" if expected is HOST else _show(expected)
-    except OcishError as e:
-        return ClauseResult(c.text, False, f"{op} ...", f"(not checked: {e})")
+            expected = c.value.value(lookup)
+        shown = "host" if expected is HOST else _show(expected)
     try:
         actual = facts.lookup(view, keys, start)
     except facts.PathError as e:

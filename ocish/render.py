@@ -580,6 +580,8 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return [to_json(data)]
     if name == "ps":
         return ["\n".join(map(str, data)) or "(no process)"]
+    if name == "wait":
+        return [exit_info(data, fancy)]
     if name in ("pause", "resume"):
         return [f"{name}d {data['id']}: {data['status']}"]
     if name == "kill":

@@ -119,6 +119,7 @@ class Runner:
         root = self.opts.root or tempfile.mkdtemp(prefix="ocish-replay-")
         t0 = time.monotonic()
         dbg = Debugger(os.path.abspath(root))
+        dbg.exec_keeps = STOP_SIGNALS
         cmds = Commands(dbg, emit=self._emit)
         cmds.capture_exec = True
         cmds.default_id = cid

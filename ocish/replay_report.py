@@ -36,7 +36,9 @@ def _summary(runs: list["ScriptRun"]) -> dict:
 
 def _description(r: "Result") -> str:
     """A test point's description: FILE:LINE: the line (a # would start a TAP directive)."""
-    return f"{r.file}:{r.line}: {r.text}".replace("\\", "\\\\").replace("#", "\\#")
+    from ocish.variables import strip_comment
+    text = strip_comment(r.text)
+    return f"{r.file}:{r.line}: {text}".replace("\\", "\\\\").replace("#", "\\#")
 
 
 class Report:
@@ -119,6 +121,7 @@ def _clean(text: str) -> str:
 def junit(runs: list["ScriptRun"], errors: list[str]) -> str:
     """The JUnit XML document (errors: why nothing, or not everything, ran)."""
     import xml.etree.ElementTree as ET
+    from ocish.variables import strip_comment
     s = _summary(runs)
     root = ET.Element("testsuites", name="ocish replay", tests=str(s["tests"] + len(errors)),
                       failures=str(s["failed"]), errors=str(s["errors"] + len(errors)),
@@ -136,7 +139,8 @@ def junit(runs: list["ScriptRun"], errors: list[str]) -> str:
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="container id", value=run.id)
         for r in run.results:
-            case = ET.SubElement(suite, "testcase", name=_clean(f"line {r.line}: {r.text}"),
+            case = ET.SubElement(suite, "testcase",
+                                 name=_clean(f"line {r.line}: {strip_comment(r.text)}"),
                                  classname=classname, time=f"{r.duration:.3f}")
             if r.status == "skip":
                 ET.SubElement(case, "skipped", message=_clean(r.message))

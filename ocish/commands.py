@@ -970,9 +970,9 @@ COMMANDS: list[Command] = [
     C("expect", (), "expect FACT OP VALUE[, ...] | expect COMMAND -> CLAUSE[, ...]",
       "check a fact of the container, or what a command returns (scripts' assertions)",
       "FACT is a source and a path: ns.pid, caps.effective, mounts[/proc].fstype,\n"
-      "rlimits.nofile.soft, cgroup.memory.limit, env.PATH, state.status, status, ps.count\n"
-      "(sources: " + " ".join(facts.SOURCES) + "; `inspect TOPIC --paths`,\n"
-      "`state --paths`, `stages --paths` list the paths with their values).\n"
+      "rlimits.nofile.soft, cgroup.memory.limit, env.PATH, state.status, status, ps.count.\n"
+      "Sources: the inspect topics, state, ps, stages, status; `inspect TOPIC --paths`,\n"
+      "`state --paths` and `stages --paths` list the paths with their values.\n"
       "OP: == != < <= > >= contains has matches in (`not contains`, `not has`,\n"
       "`not matches`, `not in`). VALUE: a number (64MiB), true, false, null, a word, a\n"
       "\"quoted string\", a [list], or `host`: the same fact of the host (this process).\n"

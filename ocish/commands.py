@@ -317,7 +317,7 @@ class Commands:
         `record`."""
         out = Outcome(line)
         self._news(out)
-        first, _, rest = line.strip().partition(" ")
+        first, rest = (line.strip().split(None, 1) + ["", ""])[:2]
         if not first or first.startswith("#"):
             return out
         try:
@@ -528,8 +528,6 @@ class Commands:
         # a fatal signal the init survives is worth a word: the PID 1 of a pid namespace only
         # gets the signals it has a handler for (SIGKILL and SIGSTOP aside), pid_namespaces(7)
         pid = self.dbg.container_pid()
-        if num == signal.SIGKILL:  # it cannot survive: let a script's next line see it dead
-            self.dbg.await_death(pid, 1.0)
         alive = num in _FATAL and not self.dbg.await_death(pid, 0.2)
         return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all")),
                 "init_alive": alive}

@@ -62,7 +62,7 @@ def _clauses(view: dict, keys: tuple[str, ...], subst) -> str:
 def _failure(out: "Outcome", subst) -> str:
     view = facts.failure_view(out.error, out.exception, out.data)
     extra = _clauses(view, ("stage", "errno", "pointer", "how"), subst)
-    return f"expect {out.line.strip()} -> fails" + (f", {extra}" if extra else "")
+    return f"expect {subst(out.line.strip())} -> fails" + (f", {extra}" if extra else "")
 
 
 def _bundle_init(out: "Outcome") -> str:
@@ -139,6 +139,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             out_lines.append(f"expect {typed} -> status == {view['status']}"
                              + "".join(f", {k} == {subst(facts.format_value(view[k]))}"
                                        for k in ("stdout", "stderr") if view[k]))
+            n_exp += 1
+        elif expect and name == "wait":
+            out_lines.append(f"expect {typed} -> how == {facts.quote(out.data.how)}")
             n_exp += 1
         else:
             out_lines.append(typed)

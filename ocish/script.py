@@ -76,7 +76,7 @@ def parse(file: str) -> Script:
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        first, _, rest = stripped.partition(" ")
+        first, rest = (stripped.split(None, 1) + [""])[:2]
         try:
             from ocish.commands import resolve
             if resolve(first).name == "expect":

@@ -540,7 +540,7 @@ class Commands:
             raise OcishError(f"the container process {pid} still runs after {timeout:g} s")
         for n in self.dbg.news():  # its death is told here, not before the next command
             self.emit("news", n, False)
-        return self.dbg.death or self.dbg.exit_info()
+        return self.dbg.exit_info(self.dbg.death.when if self.dbg.death else "")
 
     def do_containers(self, a: Args):
         from runtime import lifecycle

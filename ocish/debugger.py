@@ -426,6 +426,9 @@ class Debugger(Observer):
         return out
 
     def _tell_death(self, when: str) -> ExitInfo:
+        # dead per /proc may still be a zombie nobody reaped: reap it, or its wait status
+        # (the exit code, the signal) would be missing from what is told
+        self.await_death(self.container_pid(), 0.5)
         self.death = self.exit_info(when)
         return self.death
 

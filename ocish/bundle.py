@@ -300,6 +300,77 @@ def init_bundle(directory: str, args: list[str] | None = None, terminal: bool = 
     return directory
 
 
+# --- editing config.json by JSON pointer ---------------------------------------------------------
+
+def _pointer_keys(pointer: str) -> list[str]:
+    """RFC 6901: "/mounts/0/destination" -> ["mounts", "0", "destination"] (~1 is /, ~0 is ~)."""
+    if not pointer.startswith("/"):
+        raise OcishError(f"{pointer!r} is not a JSON pointer (it starts with /)")
+    return [k.replace("~1", "/").replace("~0", "~") for k in pointer[1:].split("/")]
+
+
+def _index(container: list, key: str, pointer: str, append: bool) -> int:
+    if key == "-" and append:
+        return len(container)
+    if not key.isdigit() or int(key) > len(container) - (0 if append else 1):
+        raise OcishError(f"config {pointer}: {key!r} is not an index of a list of "
+                         f"{len(container)}")
+    return int(key)
+
+
+def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = False):
+    """Set (or with `remove`, delete) the item at `pointer` in `bundle`/config.json. `value`
+    is JSON, or else taken as a string; missing objects on the way are created, `-` appends
+    to a list. Returns the value written. Raises OcishError naming the pointer."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
+        raise OcishError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    keys = _pointer_keys(pointer)
+    if keys == [""]:
+        raise OcishError("bundle: name an item of config.json, not the whole document")
+    parsed = None
+    if not remove:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+    node = spec
+    for i, key in enumerate(keys[:-1]):
+        here = "/" + "/".join(keys[:i + 1])
+        if isinstance(node, list):
+            node = node[_index(node, key, here, False)]
+        elif isinstance(node, dict):
+            if key not in node:
+                if remove:
+                    raise OcishError(f"config {here}: no such item")
+                node[key] = {}
+            node = node[key]
+        else:
+            raise OcishError(f"config {here}: not an object or a list")
+        if not isinstance(node, (dict, list)):
+            raise OcishError(f"config {here}: not an object or a list")
+    last = keys[-1]
+    if isinstance(node, list):
+        at = _index(node, last, pointer, not remove)
+        if remove:
+            del node[at]
+        elif at == len(node):
+            node.append(parsed)
+        else:
+            node[at] = parsed
+    elif remove:
+        if last not in node:
+            raise OcishError(f"config {pointer}: no such item")
+        del node[last]
+    else:
+        node[last] = parsed
+    _write_config(bundle, spec)
+    return parsed
+
+
 # --- CLI ------------------------------------------------------------------------------------------
 
 class _UsageError(Exception):

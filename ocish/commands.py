@@ -20,8 +20,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ocish import facts
 from ocish.debugger import Debugger, News
 from ocish.inspect import TOPICS
+from ocish.variables import expand_line
 from runtime.errors import OcishError
 
 SETTINGS = ("errexit", "trace", "watch", "catch")
@@ -50,6 +52,7 @@ class Command:
     repeat: bool = False              # an empty line at the terminal runs it again (gdb)
     complete: Callable[[Debugger, list[str]], list[str]] | None = None
     parse: Callable[["Command", list[str]], Args] | None = None  # its own parser (exec)
+    raw: bool = False                 # it reads the rest of the line itself (expect)
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Outcome:
     data: Any = None
     error: str = ""
     news: list[News] = field(default_factory=list)
+    exception: BaseException | None = None   # the error behind `error` (a StageError ...)
+    where: str = ""                   # where setup stood after it (Debugger.position())
 
     @property
     def ok(self) -> bool:
@@ -100,6 +105,31 @@ class Banner:
 class Deleted:
     what: str                         # "breakpoint" or "container"
     ids: list[str]
+
+
+@dataclass
+class Fact:
+    """One row of `--paths`: a path expectations can name, and its value now."""
+    path: str
+    value: Any
+
+
+@dataclass
+class BundleResult:
+    """What `bundle init|set|unset` did to a bundle."""
+    action: str
+    bundle: str
+    pointer: str = ""
+    value: Any = None
+
+
+@dataclass
+class Recorded:
+    """What `record FILE` wrote."""
+    file: str
+    commands: int
+    expectations: int
+    left_out: list[str] = field(default_factory=list)   # failed lines, not replayed
 
 
 @dataclass
@@ -220,29 +250,93 @@ class Commands:
         self.width = 80                # help wraps to this (the shell sets the terminal's)
         self.capture_exec = False      # exec's output in its data (scripts), not on our stdout
         self._json = False
+        self.vars: dict[str, str] = {}   # $bundle, $scriptdir ... (ocish/variables.py)
+        self.default_id = ""           # the container id `load` uses when given none
+        self.history: list[Outcome] = []  # every command run, for `record`
+        self.made_bundles: set[str] = set()   # bundles `bundle init` made: `bundle set` edits them
+        self.stage_order: list[str] = []  # the setup stages, in order (`record` outlives them)
+        self._workdir = ""
 
-    def run(self, line: str) -> Outcome:
-        """Run one line (a `#` starts a comment); never raises: a failure is the Outcome's
-        error (Ctrl-C during the command too)."""
+    def workdir(self) -> str:
+        """The session's scratch directory ($tmp), made on first use, removed by close()."""
+        if not self._workdir:
+            import tempfile
+            self._workdir = tempfile.mkdtemp(prefix="ocish-session-")
+            os.chmod(self._workdir, 0o755)  # a bundle in it may be used by mapped ids
+        return self._workdir
+
+    def close(self) -> None:
+        """Remove what the session made besides its container: the scratch directory."""
+        if self._workdir:
+            import shutil
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = ""
+
+    def variable(self, name: str) -> str:
+        """The value of $name: the session's variables, then the environment."""
+        d = self.dbg
+        if name in self.vars:
+            return self.vars[name]
+        if name == "id" and (d.cid or self.default_id):
+            return d.cid or self.default_id
+        if name == "root":
+            return d.root
+        if name == "pid" and d.container_pid() > 0:
+            return str(d.container_pid())
+        if name == "rootfs":
+            return self._rootfs()
+        if name == "tmp":
+            return self.workdir()
+        if name in ("bundle", "id", "pid"):
+            raise OcishError(f"${name} is not set yet: " + (
+                "load a bundle, build one with `bundle init`, or give replay --bundle"
+                if name == "bundle" else "load a bundle first"))
+        if name in os.environ:
+            return os.environ[name]
+        raise OcishError(f"unknown variable ${name} (session variables: $bundle $id $rootfs "
+                         "$root $pid $tmp $scriptdir; or the environment's)")
+
+    def _rootfs(self) -> str:
+        d = self.dbg
+        if d.setup is not None:
+            return d.setup.ctx.rootfs
+        if d.st is not None and d.st.get("rootfs"):
+            return d.st["rootfs"]
+        bundle = self.variable("bundle")
+        import json
+        try:
+            with open(os.path.join(bundle, "config.json")) as f:
+                path = (json.load(f).get("root") or {}).get("path") or "rootfs"
+        except (OSError, ValueError, AttributeError):
+            path = "rootfs"
+        return os.path.normpath(os.path.join(bundle, path))
+
+    def run(self, line: str, history: bool = True) -> Outcome:
+        """Run one line (a `#` starts a comment, $variables expand); never raises: a failure
+        is the Outcome's error (Ctrl-C during the command too). `history`: keep it for
+        `record`."""
         out = Outcome(line)
         self._news(out)
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as e:
-            out.error = f"cannot parse the line: {str(e).lower()}"
-            return out
-        if not words:
+        first, rest = (line.strip().split(None, 1) + ["", ""])[:2]
+        if not first or first.startswith("#"):
             return out
         try:
-            cmd = resolve(words[0])
+            cmd = resolve(first)
             out.command = cmd.name
-            out.args = (cmd.parse or parse_args)(cmd, words[1:])
+            if cmd.raw:
+                out.args = Args([rest.strip()])
+            else:
+                try:
+                    words = shlex.split(expand_line(line, self.variable), comments=True)
+                except ValueError as e:
+                    raise OcishError(f"cannot parse the line: {str(e).lower()}") from None
+                out.args = (cmd.parse or parse_args)(cmd, words[1:])
             self._json = out.args.json
             out.data = getattr(self, f"do_{cmd.name}")(out.args)
         except Failed as e:
-            out.data, out.error = e.data, str(e)
+            out.data, out.error, out.exception = e.data, str(e), e.__cause__ or e
         except OcishError as e:
-            out.error = str(e)
+            out.error, out.exception = str(e), e
         except OSError as e:
             out.error = (f"{e.filename + ': ' if e.filename else ''}"
                          f"{os.strerror(e.errno).lower() if e.errno else e}")
@@ -251,6 +345,11 @@ class Commands:
         except Exception as e:  # a bug of ours must not kill the shell and leak the container
             out.error = f"internal error: {type(e).__name__}: {e}"
         self._news(out)
+        if history and out.command:
+            out.where = self.dbg.position()
+            if self.dbg.engine is not None:
+                self.stage_order = [st.name for st in self.dbg.engine.stages]
+            self.history.append(out)
         return out
 
     def _news(self, out: Outcome) -> None:
@@ -267,7 +366,13 @@ class Commands:
         return [HelpEntry(c.name, list(c.aliases), c.usage, c.summary) for c in COMMANDS]
 
     def do_stages(self, a: Args):
+        if a.opts.get("paths"):
+            return self._paths("stages", facts.stages_view(self.dbg.pipeline()))
         return self.dbg.pipeline()
+
+    @staticmethod
+    def _paths(source: str, view: Any) -> list[Fact]:
+        return [Fact(p, v) for p, v in facts.flatten(view, source)]
 
     def do_info(self, a: Args):
         what = pick(a.pos[0], ("breakpoints", "stages"), "info topic") if a.pos else "breakpoints"
@@ -349,8 +454,22 @@ class Commands:
     def do_load(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['load'].usage}")
-        self.dbg.load(a.pos[0], a.opts.get("id"))
+        self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None)
+        self.vars["bundle"] = self.dbg.bundle
         return self.banner()
+
+    def note_load(self, made: bool) -> None:
+        """The session began with a load by `ocish debug` (not a typed command): kept for
+        `record` as the commands that do the same (`bundle init`, when the shell built the
+        bundle, then `load`)."""
+        d = self.dbg
+        self.vars["bundle"] = d.bundle
+        if made:
+            self.made_bundles.add(d.bundle)
+            self.history.append(Outcome("bundle init -- sh", "bundle", Args(["init"]),
+                                        BundleResult("init", d.bundle)))
+        self.history.append(Outcome(f"load {shlex.quote(d.bundle)}", "load", Args([d.bundle]),
+                                    self.banner()))
 
     def do_attach(self, a: Args):
         if len(a.pos) != 1:
@@ -383,10 +502,12 @@ class Commands:
         return self.dbg.start()
 
     def do_state(self, a: Args):
-        return self.dbg.oci_state(a.pos[0] if a.pos else None)
+        st = self.dbg.oci_state(a.pos[0] if a.pos else None)
+        return self._paths("state", st) if a.opts.get("paths") else st
 
     def do_ps(self, a: Args):
-        return self.dbg.ps(a.pos[0] if a.pos else None)
+        pids = self.dbg.ps(a.pos[0] if a.pos else None)
+        return self._paths("ps", pids) + [Fact("ps.count", len(pids))] if a.opts.get("paths") else pids
 
     def do_pause(self, a: Args):
         self.dbg.pause()
@@ -410,6 +531,16 @@ class Commands:
         alive = num in _FATAL and not self.dbg.await_death(pid, 0.2)
         return {"id": self.dbg.cid, "signal": name, "all": bool(a.opts.get("all")),
                 "init_alive": alive}
+
+    def do_wait(self, a: Args):
+        timeout = float(_number(a.pos[0], "the timeout")) if a.pos else 10.0
+        self.dbg.oci_state()  # created, or it says why there is nothing to wait for
+        pid = self.dbg.container_pid()
+        if not self.dbg.await_death(pid, timeout):
+            raise OcishError(f"the container process {pid} still runs after {timeout:g} s")
+        for n in self.dbg.news():  # its death is told here, not before the next command
+            self.emit("news", n, False)
+        return self.dbg.exit_info(self.dbg.death.when if self.dbg.death else "")
 
     def do_containers(self, a: Args):
         from runtime import lifecycle
@@ -440,6 +571,8 @@ class Commands:
         other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
         t = self.dbg.target()
         dead = other is None and t is not None and self.dbg.is_dead(t.pid)
+        if dead:  # a zombie not reaped yet: reap it, so that `exit` has its wait status
+            self.dbg.await_death(t.pid, 0.0)
         out = {}
         for name in TOPICS if topic == "all" else (topic,):
             if topic == "all" and dead and name not in inspect.AFTER_DEATH:
@@ -452,6 +585,9 @@ class Commands:
             death = self.dbg.death
             if name == "exit" and other is None and death is not None and death.pid == target.pid:
                 out[name].when = death.when
+        if a.opts.get("paths"):
+            return [Fact(p, v) for t, d in out.items()
+                    for p, v in facts.flatten(facts.topic_view(t, d), t)]
         return out if topic == "all" else out[topic]
 
     def do_diff(self, a: Args):
@@ -494,6 +630,53 @@ class Commands:
             raise OcishError("usage: set errexit on|off")
         self.errexit = pick(a.pos[1], ("on", "off"), "errexit setting") == "on"
         return Setting("errexit", "on" if self.errexit else "off")
+
+    # -- scripts: expectations, recording, bundles ------------------------------------------
+    def source(self, name: str) -> Any:
+        """The view of an expectation's source (facts.SOURCES) now."""
+        if name == "status":
+            return self.dbg.status()
+        if name == "state":
+            return self.dbg.oci_state()
+        if name == "ps":
+            return self.dbg.ps()
+        if name == "stages":
+            return facts.stages_view(self.dbg.pipeline())
+        return facts.topic_view(name, self.do_inspect(Args([name])))
+
+    def do_expect(self, a: Args):
+        from ocish import expect
+        exp = expect.parse(a.pos[0])
+        checked = expect.evaluate(exp, self.source, lambda line: self.run(line, history=False),
+                                  self.variable)
+        if not checked.ok:
+            raise Failed(checked, f"expectation failed: {checked.message}")
+        return checked
+
+    def do_record(self, a: Args):
+        if len(a.pos) != 1:
+            raise OcishError(f"usage: {BY_NAME['record'].usage}")
+        from ocish import record
+        return record.write(self, a.pos[0], bool(a.opts.get("expect")))
+
+    def do_bundle(self, a: Args):
+        from ocish import bundle
+        action = a.pos[0]
+        if action == "init":
+            d = a.opts["dir"] or os.path.join(self.workdir(),
+                                              f"bundle{len(self.made_bundles) + 1}")
+            path = bundle.init_bundle(d, a.opts["args"] or None, rootless=a.opts["rootless"])
+            self.made_bundles.add(path)
+            self.vars["bundle"] = path
+            return BundleResult("init", path)
+        path = self.variable("bundle")
+        if path not in self.made_bundles:
+            raise OcishError(f"bundle {action}: {path} was not made by `bundle init` in this "
+                             "session: only such bundles are edited (copy it, or edit its "
+                             "config.json)")
+        value = bundle.edit_config(path, a.opts["pointer"], a.opts.get("value"),
+                                   remove=action == "unset")
+        return BundleResult(action, path, a.opts["pointer"], value)
 
     def settings(self) -> list[Setting]:
         d = self.dbg
@@ -540,6 +723,35 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     if not out.pos:
         raise OcishError(f"exec: no command; usage: {EXEC_USAGE}")
     return out
+
+
+BUNDLE_USAGE = ("bundle init [DIR] [--rootless] [-- CMD ARGS...] | bundle set POINTER VALUE | "
+                "bundle unset POINTER")
+
+
+def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
+    """`init [DIR] [--rootless] [-- CMD...]`, `set POINTER VALUE`, `unset POINTER`."""
+    if not args or args[0] not in ("init", "set", "unset"):
+        raise OcishError(f"usage: {BUNDLE_USAGE}")
+    action, rest = args[0], args[1:]
+    if action == "init":
+        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False}
+        if "--" in rest:
+            at = rest.index("--")
+            rest, opts["args"] = rest[:at], rest[at + 1:]
+        for w in rest:
+            if w == "--rootless":
+                opts["rootless"] = True
+            elif w.startswith("-") or opts["dir"]:
+                raise OcishError(f"bundle init: unexpected {w!r}; usage: {BUNDLE_USAGE}")
+            else:
+                opts["dir"] = w
+        return Args([action], opts)
+    want = 2 if action == "set" else 1
+    if len(rest) != want or not rest[0].startswith("/"):
+        raise OcishError(f"usage: bundle {action} POINTER{' VALUE' if want == 2 else ''} "
+                         "(POINTER a JSON pointer into config.json: /linux/resources/pids/limit)")
+    return Args([action], {"pointer": rest[0], "value": rest[1] if want == 2 else None})
 
 
 # -- completion of arguments ---------------------------------------------------------------------
@@ -595,8 +807,10 @@ COMMANDS: list[Command] = [
     C("stages", ("list", "l"), "stages",
       "the setup pipeline: done [x], next -->, failed [!], breakpoints bN",
       "One line per stage, with the first line of what it will do with this config;\n"
-      "stages made of items (mounts: rootfs, /mounts/N, devices) list each item.",
-      ("stages", "stages --json"), repeat=True),
+      "stages made of items (mounts: rootfs, /mounts/N, devices) list each item.\n"
+      "--paths lists them as facts for `expect` (stages.mounts.status).",
+      ("stages", "stages --json", "stages --paths"), flags=(("--paths", "paths", False),),
+      repeat=True),
     C("info", ("i",), "info breakpoints|stages", "list breakpoints (hits, enabled, ignore "
       "counts), or the stages", examples=("info breakpoints", "info b", "info stages --json"),
       complete=_first(["breakpoints", "stages"]), repeat=True),
@@ -663,10 +877,17 @@ COMMANDS: list[Command] = [
       "start, exec, inspect, kill, delete it", examples=("attach web",), complete=_container_ids),
     C("start", (), "start", "run the created container's process (`catch exec` traces its "
       "execve); says at once if it died", examples=("start", "start --json")),
-    C("state", (), "state [ID]", "the runtime state JSON, as `ocish state`",
-      examples=("state", "state other-container"), complete=_container_ids, repeat=True),
-    C("ps", (), "ps [ID]", "pids in the container's cgroup",
-      examples=("ps", "ps --json"), complete=_container_ids, repeat=True),
+    C("state", (), "state [ID] [--paths]", "the runtime state JSON, as `ocish state`",
+      examples=("state", "state other-container", "state --paths"),
+      flags=(("--paths", "paths", False),), complete=_container_ids, repeat=True),
+    C("ps", (), "ps [ID] [--paths]", "pids in the container's cgroup",
+      examples=("ps", "ps --json"), flags=(("--paths", "paths", False),),
+      complete=_container_ids, repeat=True),
+    C("wait", (), "wait [SECONDS]",
+      "wait until the container's process ends (default: up to 10 s), then say how",
+      "As `docker wait`: returns the exit data (`inspect exit`), so a script can check how\n"
+      "its process ended: `expect wait -> exit_code == 3`. Fails when it still runs.",
+      ("wait", "wait 30", "expect wait -> signal == SIGKILL")),
     C("pause", (), "pause", "freeze the container's cgroup"),
     C("resume", (), "resume", "thaw the container's cgroup"),
     C("kill", (), "kill [--all] [SIGNAL]",
@@ -676,7 +897,7 @@ COMMANDS: list[Command] = [
       complete=lambda d, b: ["--all"] + [s.name for s in signal.Signals]),
     C("containers", ("ls",), "containers", "the containers under --root, as `ocish list`",
       examples=("containers --json",), repeat=True),
-    C("inspect", ("x",), "inspect TOPIC|all [--json] [--pid PID]",
+    C("inspect", ("x",), "inspect TOPIC|all [--json] [--pid PID] [--paths]",
       "the container process's kernel state: " + " ".join(TOPICS),
       "ns       namespace inodes beside the host's (this shell's)\n"
       "ids      uid_map, gid_map, setgroups, uids, gids, groups\n"
@@ -692,10 +913,13 @@ COMMANDS: list[Command] = [
       "net      links, addresses, routes of its network namespace (pyroute2)\n"
       "exit     alive, or how it ended (exit status, signal, the OOM killer)\n"
       "After the process died, cgroup and exit still answer. A topic may be shortened\n"
-      "(`x mo`). --json prints the reader's data; --pid inspects another process.",
-      ("inspect mounts", "x cgroup", "inspect ns --json", "inspect caps --pid 1"),
-      flags=(("--pid", "pid", True),),
-      complete=lambda d, b: list(TOPICS) + ["all"] if not b else ["--json", "--pid"],
+      "(`x mo`). --json prints the reader's data; --pid inspects another process;\n"
+      "--paths lists every fact of the topic as `expect` names it (ns.pid,\n"
+      "mounts[/proc].fstype, rlimits.nofile.soft) with its value now.",
+      ("inspect mounts", "x cgroup", "inspect ns --json", "inspect caps --pid 1",
+       "inspect mounts --paths"),
+      flags=(("--pid", "pid", True), ("--paths", "paths", False)),
+      complete=lambda d, b: list(TOPICS) + ["all"] if not b else ["--json", "--pid", "--paths"],
       repeat=True),
     C("diff", (), "diff",
       "what changed in the container's kernel state between the last two stops",
@@ -741,6 +965,45 @@ COMMANDS: list[Command] = [
       "Errors before it runs read `exec failed: ...`, as from `ocish exec`.",
       ("exec hostname", "exec -u 1000 -- id", "exec -d sleep 60"), complete=_complete_exec,
       parse=parse_exec),
+    C("expect", (), "expect FACT OP VALUE[, ...] | expect COMMAND -> CLAUSE[, ...]",
+      "check a fact of the container, or what a command returns (scripts' assertions)",
+      "FACT is a source and a path: ns.pid, caps.effective, mounts[/proc].fstype,\n"
+      "rlimits.nofile.soft, cgroup.memory.limit, env.PATH, state.status, status, ps.count.\n"
+      "Sources: the inspect topics, state, ps, stages, status; `inspect TOPIC --paths`,\n"
+      "`state --paths` and `stages --paths` list the paths with their values.\n"
+      "OP: == != < <= > >= contains has matches in (`not contains`, `not has`,\n"
+      "`not matches`, `not in`). VALUE: a number (64MiB), true, false, null, a word, a\n"
+      "\"quoted string\", a [list], or `host`: the same fact of the host (this process).\n"
+      "COMMAND -> CLAUSES runs the command and checks its data (exec: status, stdout,\n"
+      "stderr; step/continue: reason, next, steps; start: running, exit); the clause\n"
+      "`fails` expects it to fail, and the paths are then the failure's: error, stage,\n"
+      "op, target, errno (ENOENT), pointer, died, how. $variables expand.",
+      ("expect ns.pid != host", "expect status == created",
+       "expect caps.effective contains CAP_KILL, caps.ambient == []",
+       "expect exec id -u -> status == 0, stdout == 1000",
+       "expect continue -> fails, stage == mounts, errno == ENODEV, pointer == /mounts/1"),
+      raw=True, complete=lambda d, b: list(facts.SOURCES) if not b else []),
+    C("record", (), "record FILE [--expect]",
+      "write this session so far as a script that `ocish replay` runs to the same stops",
+      "Commands that change the container (load, bundle, break, step ..., start, exec,\n"
+      "kill) are written as typed, paths of this machine as $bundle, $id, $rootfs; a\n"
+      "failed step as `expect ... -> fails, stage == ...`. --expect also turns what you\n"
+      "inspected (inspect, state, ps, stages, exec's output, each stop) into expectations:\n"
+      "values of this run (pids, inodes, usage, times) as relations (!= host, > 0,\n"
+      "matches), stable ones (maps, mount types, caps, limits, status) as literals.",
+      ("record session.ocish", "record --expect regression.ocish"),
+      flags=(("--expect", "expect", False),)),
+    C("bundle", (), BUNDLE_USAGE,
+      "build a busybox bundle (offline) and edit its config.json: scripts make what they need",
+      "`bundle init` builds a bundle in the session's scratch directory ($tmp) or DIR, as\n"
+      "`ocish bundle init` does, and sets $bundle to it; `load $bundle` sets it up.\n"
+      "`bundle set POINTER VALUE` writes VALUE (JSON, or else a string) at the JSON\n"
+      "pointer in its config.json (/mounts/- appends); `bundle unset POINTER` removes it.\n"
+      "Only bundles made by `bundle init` in this session are edited; `restart` reads\n"
+      "config.json again.",
+      ("bundle init -- sleep 100", "bundle set /linux/resources/pids/limit 32",
+       "bundle set /hostname web", "bundle unset /linux/namespaces/4"),
+      parse=parse_bundle, complete=_first(["init", "set", "unset"])),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 ALIASES = {a: c.name for c in COMMANDS for a in (c.name,) + c.aliases}

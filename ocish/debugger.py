@@ -167,6 +167,9 @@ class Debugger(Observer):
         self._status: dict[int, int] = {}    # wait status of the container process, once reaped
         self.death: ExitInfo | None = None   # how the container process died, once told
         self._sent: set[int] = set()         # signals `kill` sent to the init
+        # signals a foreground exec leaves to us instead of forwarding them to its process
+        # (replay adds SIGINT: Ctrl-C stops a replay, not just the command it runs)
+        self.exec_keeps: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
 
     # -- what is loaded ----------------------------------------------------------------------
@@ -224,6 +227,13 @@ class Debugger(Observer):
             rootfs, paths = self.st.get("rootfs", ""), dict(cg.get("paths") or {})
             resources = self._created_spec().get("linux", {}).get("resources")
         return Target(pid, rootfs, paths, self._status.get(pid), resources)
+
+    def config(self) -> dict:
+        """The container's config.json: as its setup read it, or as it was created with ({}
+        when nothing is loaded)."""
+        if self.setup is not None:
+            return self.setup.ctx.spec
+        return self._created_spec() if self.st is not None else {}
 
     def _created_spec(self) -> dict:
         """config.json as the container was created with it (kept in its state dir)."""
@@ -418,6 +428,9 @@ class Debugger(Observer):
         return out
 
     def _tell_death(self, when: str) -> ExitInfo:
+        # dead per /proc may still be a zombie nobody reaped: reap it, or its wait status
+        # (the exit code, the signal) would be missing from what is told
+        self.await_death(self.container_pid(), 0.5)
         self.death = self.exit_info(when)
         return self.death
 
@@ -852,7 +865,7 @@ class Debugger(Observer):
             status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
                                      env=list(env), stdin_fd=stdin_fd, own_group=detach,
                                      on_start=on_start,
-                                     keep_signals=(signal.SIGTERM, signal.SIGHUP))
+                                     keep_signals=self.exec_keeps)
         if detach:
             return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it

@@ -16,7 +16,8 @@ import textwrap
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from ocish.commands import Banner, Deleted, DiffResult, HelpEntry, Outcome, Setting, pick
+from ocish.commands import (Banner, BundleResult, Deleted, DiffResult, Fact, HelpEntry, Outcome,
+                            Recorded, Setting, pick)
 from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
@@ -512,11 +513,46 @@ def news(n: News) -> str:
     return n.text
 
 
+def paths(rows: list[Fact]) -> str:
+    """`--paths`: one fact a line, as `expect` names it and writes its value."""
+    from ocish.facts import format_value
+    return "\n".join(columns([[r.path, format_value(r.value)] for r in rows], "")) or "(no facts)"
+
+
+def checked(c) -> str:
+    """A checked expectation that held."""
+    return f"ok: {c.expectation}"
+
+
+def bundle_result(b: BundleResult) -> str:
+    if b.action == "init":
+        return f"bundle {b.bundle} built ($bundle): `load $bundle` sets it up"
+    from ocish.facts import format_value
+    what = "removed" if b.action == "unset" else f"= {format_value(b.value)}"
+    return f"{b.bundle}/config.json {b.pointer} {what}"
+
+
+def recorded(r: Recorded) -> str:
+    out = (f"recorded {r.commands} command(s) and {r.expectations} expectation(s) to {r.file}: "
+           f"`ocish replay {r.file}` runs it")
+    if r.left_out:
+        out += f"\n{len(r.left_out)} failed command(s) left out (commented in the file)"
+    return out
+
+
 def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int = 0) -> list:
     """The renderables of a successful command's data (empty when it has nothing to say)."""
     name, data = o.command, o.data
     if data is None:
         return []
+    if isinstance(data, list) and data and isinstance(data[0], Fact):
+        return [paths(data)]
+    if name == "expect":
+        return [checked(data)]
+    if isinstance(data, BundleResult):
+        return [bundle_result(data)]
+    if isinstance(data, Recorded):
+        return [recorded(data)]
     if name == "help":
         return [help_entry(data, width) if isinstance(data, HelpEntry) else help_list(data, width)]
     if name in ("stages", "info", "break") and isinstance(data, list):
@@ -544,6 +580,8 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return [to_json(data)]
     if name == "ps":
         return ["\n".join(map(str, data)) or "(no process)"]
+    if name == "wait":
+        return [exit_info(data, fancy)]
     if name in ("pause", "resume"):
         return [f"{name}d {data['id']}: {data['status']}"]
     if name == "kill":

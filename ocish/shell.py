@@ -286,6 +286,11 @@ def main(argv: list[str], command: str) -> int:
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
     p.add_argument("--errexit", "-e", action="store_true",
                    help="end the session at the first failed command, exit status 1")
+    if command == "debug":
+        p.add_argument("--record", metavar="FILE",
+                       help="at the end, write the session as a script (as `record FILE`)")
+        p.add_argument("--record-expect", metavar="FILE",
+                       help="the same, with what was inspected as expectations")
     try:
         a = p.parse_args(argv)
     except OcishError as e:
@@ -319,6 +324,7 @@ def main(argv: list[str], command: str) -> int:
                     shutil.rmtree(temp, ignore_errors=True)
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
+            shell.commands.note_load(made=bool(temp))
             shell.banner()
         elif command == "attach":
             try:
@@ -332,6 +338,8 @@ def main(argv: list[str], command: str) -> int:
                        "over; `help` lists commands")
         return shell.run()
     finally:
+        if os.getpid() == owner:
+            _record_at_end(shell, getattr(a, "record", None), getattr(a, "record_expect", None))
         if os.getpid() == owner and not shell.done:
             # a second SIGTERM or SIGHUP must not cut the teardown short and leave cgroups
             # behind: noted, not raised (a handler, unlike a mask or SIG_IGN, is not inherited
@@ -339,3 +347,17 @@ def main(argv: list[str], command: str) -> int:
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 signal.signal(sig, lambda _signum, _frame: None)
             shell.dbg.teardown()
+        if os.getpid() == owner:
+            shell.commands.close()
+
+
+def _record_at_end(shell: Shell, plain: str | None, expect: str | None) -> None:
+    """`ocish debug --record FILE` / `--record-expect FILE`: the session, written as it ends."""
+    from ocish import record
+    for file, with_expect in ((plain, False), (expect, True)):
+        if not file:
+            continue
+        try:
+            shell.show(render.recorded(record.write(shell.commands, file, with_expect)), err=True)
+        except OcishError as e:
+            shell.error(str(e))

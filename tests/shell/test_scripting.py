@@ -52,7 +52,7 @@ def test_failures_go_to_stderr_and_the_session_exits_1(ocish, make_bundle):
     err = p.stderr.splitlines()
     assert "error: unknown command 'bogus' (`help` lists the commands)" in err
     assert any(ln.startswith("error: no stage 'nope'") for ln in err)
-    assert "error: stages: unknown flag --bad (it takes --json); usage: stages" in err
+    assert "error: stages: unknown flag --bad (it takes --paths, --json); usage: stages" in err
     assert 'FAILED: stage mounts: mount "x" on "/mnt" (config /mounts/1): no such device' in err
     assert err[-1] == "ocish: 4 command(s) failed (input line 1, 2, 3, 4)"
     assert "error:" not in p.stdout and "FAILED" not in p.stdout
@@ -117,4 +117,4 @@ def test_json_everywhere(ocish, session, make_bundle):
                                           "init_alive": False}
     # a command that cannot honour a flag says so
     assert "quit returns no data: --json does not apply to it" in s.cmd("quit --json")
-    assert "inspect: unknown flag --jsno (it takes --pid, --json)" in s.cmd("inspect ns --jsno")
+    assert "inspect: unknown flag --jsno (it takes --pid, --paths, --json)" in s.cmd("inspect ns --jsno")

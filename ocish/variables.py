@@ -1,0 +1,106 @@
+"""`$name`, `${name}` and `${name:-default}` in the shell's lines, as sh expands them.
+
+The session's variables (`$bundle`, `$id`, `$rootfs`, `$root`, `$pid`, `$tmp`, `$scriptdir`)
+come first, then the environment (`$HOME`). Single quotes keep a `$` literal, and so does a
+backslash (`\\$`); a `$` not followed by a name stays as it is (`^x$` in a pattern). An unknown
+name is an error, as with sh's `set -u`: a script with a typo fails loudly instead of
+expanding to nothing.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Callable
+
+from runtime.errors import OcishError
+
+Lookup = Callable[[str], str]
+
+
+def name_at(text: str, i: int) -> tuple[str, str | None, int] | None:
+    """(name, default or None, end) of a reference starting at text[i] == "$", else None."""
+    if i + 1 < len(text) and text[i + 1] == "{":
+        end = text.find("}", i + 2)
+        if end < 0:
+            raise OcishError(f"a ${{ without its }} in {text!r}")
+        body = text[i + 2:end]
+        name, sep, default = body.partition(":-")
+        if not _is_name(name):
+            raise OcishError(f"bad variable reference ${{{body}}}")
+        return name, default if sep else None, end + 1
+    j = i + 1
+    while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+        j += 1
+    name = text[i + 1:j]
+    return (name, None, j) if _is_name(name) else None
+
+
+def _is_name(name: str) -> bool:
+    return bool(name) and (name[0].isalpha() or name[0] == "_") and all(
+        c.isalnum() or c == "_" for c in name)
+
+
+def value_of(name: str, default: str | None, lookup: Lookup) -> str:
+    try:
+        return lookup(name)
+    except OcishError:
+        if default is not None:
+            return default
+        raise
+
+
+def expand_line(line: str, lookup: Lookup) -> str:
+    """The line with its references replaced, quoted so that shlex.split gives each value as
+    one word (or inside the word it is part of)."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote == "'":
+            out.append(c)
+            if c == "'":
+                quote = ""
+            i += 1
+        elif c == "\\" and i + 1 < len(line):
+            if quote == '"' and line[i + 1] == "$":
+                out.append("$")  # shlex keeps a backslash before $ inside double quotes
+            else:
+                out.append(line[i:i + 2])
+            i += 2
+        elif c == "#" and not quote and (i == 0 or line[i - 1].isspace()):
+            out.append(line[i:])  # a comment: nothing in it is expanded
+            break
+        elif c == "$" and (ref := name_at(line, i)) is not None:
+            name, default, i = ref
+            value = value_of(name, default, lookup)
+            if quote == '"':
+                out.append(value.replace("\\", "\\\\").replace('"', '\\"'))
+            else:
+                out.append(shlex.quote(value) if value else "''")
+        else:
+            if c in "'\"":
+                quote = "" if quote == c else (quote or c)
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def strip_comment(text: str) -> str:
+    """The text before an unquoted `#` that starts a word (sh's comments)."""
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"':
+                i += 1
+        elif c in "'\"":
+            quote = c
+        elif c == "\\":
+            i += 1
+        elif c == "#" and (i == 0 or text[i - 1].isspace()):
+            return text[:i].rstrip()
+        i += 1
+    return text

@@ -1,0 +1,368 @@
+"""`ocish replay` on the scripts of tests/replay/scripts: each one's exit status and report (TAP
+read back by Perl's TAP::Parser, the JSON document, JUnit XML checked against the rules of the
+common schema), nothing left behind on any path (a failure, Ctrl-C, SIGTERM), and `record`'s
+scripts replayed green on other runs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, children, cid, mount_count, needs_root, ocish_cmd
+from tests.shell.conftest import cgroup_dirs, session  # noqa: F401 (a fixture)
+
+pytestmark = needs_root
+SCRIPTS = Path(__file__).parent / "scripts"
+
+# script -> (exit status, passed, failed, skipped, could not run)
+EXPECTED = {
+    "first-steps": (0, 17, 0, 0, 0),
+    "namespaces": (0, 8, 0, 0, 0),
+    "mounts": (0, 9, 0, 0, 0),
+    "cgroup-limits": (0, 7, 0, 0, 0),
+    "user-and-caps": (0, 10, 0, 0, 0),
+    "userns": (0, 6, 0, 0, 0),
+    "expected-failure": (0, 5, 0, 0, 0),
+    "exit-at-start": (0, 3, 0, 0, 0),
+    "fails-expectations": (1, 0, 1, 4, 0),
+    "fails-command": (1, 0, 1, 1, 0),
+    "missing-bundle": (2, 0, 0, 1, 1),
+}
+UNREADABLE = {  # nothing runs: exit 2, FILE:LINE on stderr
+    "syntax-error": "syntax-error.ocish:4: unknown command 'contnue': did you mean continue",
+    "bad-expectation": "bad-expectation.ocish:4: expect: after status, an operator",
+}
+
+
+class Replay:
+    """Runs `ocish replay` with its temporary files in a directory of its own (TMPDIR), so
+    that whatever it leaves there is seen."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tmp = tempfile.mkdtemp(prefix="replay-test-")
+        os.chmod(self.tmp, 0o755)
+        self.ids: list[str] = []
+
+    def env(self) -> dict:
+        return dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=self.tmp)
+
+    def cmd(self, *args: str) -> list[str]:
+        c = cid()
+        self.ids.append(c)
+        return ocish_cmd() + ["replay", *args, "--root", self.root, "--id", c]
+
+    def __call__(self, *args: str, timeout: float = 120,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=timeout,
+                              env=dict(self.env(), **(env or {})), cwd=REPO,
+                              stdin=subprocess.DEVNULL)
+
+    def assert_clean(self) -> None:
+        """No state dir, cgroup, mount, process or temporary file left."""
+        assert not os.listdir(self.tmp), f"left in TMPDIR: {os.listdir(self.tmp)}"
+        assert not os.path.isdir(self.root) or not os.listdir(self.root)
+        for c in self.ids:
+            assert not cgroup_dirs(c), f"cgroups left: {cgroup_dirs(c)}"
+        with open("/proc/self/mountinfo") as f:
+            assert self.tmp not in f.read()
+
+
+@pytest.fixture
+def replay(ocish):
+    r = Replay(ocish.root)
+    yield r
+    shutil.rmtree(r.tmp, ignore_errors=True)
+
+
+def script(name: str) -> str:
+    return str((SCRIPTS / f"{name}.ocish").relative_to(REPO))
+
+
+def tap_parse(text: str) -> dict:
+    """What Perl's TAP::Parser (the parser of `prove`) makes of a TAP stream."""
+    perl = r"""
+        use TAP::Parser; use JSON::PP;
+        my $tap = do { local $/; <STDIN> };
+        my $p = TAP::Parser->new({tap => $tap});
+        my @yaml;
+        while (my $r = $p->next) { push @yaml, $r->data if $r->is_yaml }
+        print encode_json({version => $p->version, plan => $p->plan, tests_run => $p->tests_run,
+                           passed => [$p->passed], failed => [$p->failed],
+                           skipped => [$p->skipped], errors => [$p->parse_errors],
+                           bailed => $p->can('is_bailout') ? 0 : 0, yaml => \@yaml});
+    """
+    p = subprocess.run(["perl", "-e", perl], input=text, capture_output=True, text=True,
+                       check=True)
+    return json.loads(p.stdout)
+
+
+# -- the junit-10.xsd rules (Jenkins' xunit plugin, the schema CI systems read) -----------------
+_TIME = re.compile(r"^(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$")
+_CASE_CHILDREN = {"skipped", "error", "failure", "system-out", "system-err"}
+_SUITE_CHILDREN = {"testsuite", "properties", "testcase", "system-out", "system-err"}
+
+
+def check_junit(text: str) -> ET.Element:
+    """Parse `text` and check it against junit-10.xsd's rules: element names and nesting, the
+    required attributes, the time format. Returns the root."""
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    assert set(root.attrib) <= {"name", "time", "tests", "failures", "errors"}
+    assert _TIME.match(root.get("time", "0"))
+    for suite in root:
+        assert suite.tag == "testsuite"
+        for attr in ("name", "tests", "failures", "errors"):
+            assert attr in suite.attrib, attr
+        assert set(suite.attrib) <= {"name", "tests", "failures", "errors", "group", "time",
+                                     "skipped", "timestamp", "hostname", "id", "package",
+                                     "file", "log", "url"}
+        assert _TIME.match(suite.get("time", "0"))
+        for child in suite:
+            assert child.tag in _SUITE_CHILDREN, child.tag
+            if child.tag == "properties":
+                assert all(p.tag == "property" and set(p.attrib) == {"name", "value"}
+                           for p in child)
+            if child.tag != "testcase":
+                continue
+            assert "name" in child.attrib
+            assert set(child.attrib) <= {"name", "time", "classname", "group"}
+            for c in child:
+                assert c.tag in _CASE_CHILDREN, c.tag
+                if c.tag in ("failure", "error", "skipped"):
+                    assert set(c.attrib) <= {"type", "message"}
+        assert int(suite.get("tests")) == len(suite.findall("testcase"))
+        assert int(suite.get("failures")) == len(suite.findall("testcase/failure"))
+        assert int(suite.get("errors")) == len(suite.findall("testcase/error"))
+    return root
+
+
+# -- every script: exit status and report -------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_script_exit_status_and_reports(replay, name):
+    status, passed, failed, skipped, errors = EXPECTED[name]
+    p = replay(script(name))
+    assert p.returncode == status, p.stdout + p.stderr
+    tap = tap_parse(p.stdout)
+    total = passed + failed + skipped + errors
+    assert tap["errors"] == [] and tap["version"] == 13
+    assert tap["plan"] == f"1..{total}" and tap["tests_run"] == total
+    assert len(tap["failed"]) == failed + errors and len(tap["skipped"]) == skipped
+    assert f"# {passed} passed, {failed} failed, {skipped} skipped, {errors} could not run" in p.stdout
+    p = replay(script(name), "--format", "json")
+    assert p.returncode == status
+    doc = json.loads(p.stdout)
+    assert doc["exit_status"] == status
+    s = doc["summary"]
+    assert (s["passed"], s["failed"], s["skipped"], s["errors"]) == (passed, failed, skipped, errors)
+    (run,) = doc["scripts"]
+    assert run["status"] == {0: "passed", 1: "failed", 2: "error"}[status]
+    assert all(r["file"] == script(name) and r["line"] > 0 for r in run["results"])
+    replay.assert_clean()
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE))
+def test_an_unreadable_script_runs_nothing_and_exits_2(replay, name):
+    for fmt in ("tap", "json", "junit"):
+        p = replay(script(name), "--format", fmt)
+        assert p.returncode == 2
+        assert UNREADABLE[name] in p.stderr
+        assert "Traceback" not in p.stderr
+        if fmt == "tap":
+            assert p.stdout.splitlines()[-1].startswith(f"Bail out! {script(name)}:4: ")
+        elif fmt == "json":
+            assert json.loads(p.stdout)["errors"][0].startswith(f"{script(name)}:4: ")
+        else:
+            case = check_junit(p.stdout).find("testsuite/testcase/error")
+            assert case.get("message").startswith(f"{script(name)}:4: ")
+    assert not os.listdir(replay.tmp)  # not even the bundle of line 2 was built
+
+
+def test_a_failed_expectation_shows_file_line_expected_and_actual(replay):
+    p = replay(script("fails-expectations"), "--keep-going")
+    assert p.returncode == 1
+    tap = tap_parse(p.stdout)
+    assert len(tap["failed"]) == 5  # --keep-going: every one was checked
+    by_line = {int(y["line"]): y for y in tap["yaml"]}
+    assert set(by_line) == {5, 6, 7, 8, 9}
+    assert all(y["file"] == script("fails-expectations") for y in tap["yaml"])
+    ns = by_line[5]
+    assert re.fullmatch(r"== host \(\d+\)", ns["expected"]) and ns["actual"].isdigit()
+    assert ns["expected"] != f"== host ({ns['actual']})"
+    assert (by_line[6]["expected"], by_line[6]["actual"]) == ("== sysfs", "proc")
+    assert (by_line[7]["expected"], by_line[7]["actual"]) == ("== web", "ocish")
+    assert by_line[7]["message"] == "stdout == web: expected == web, actual ocish"
+    assert (by_line[8]["expected"], by_line[8]["actual"]) == ("== running", "created")
+    assert by_line[9]["expected"] == "contains CAP_SYS_ADMIN"
+    assert f"not ok 2 - {script('fails-expectations')}:6: expect mounts[/proc].fstype == sysfs" \
+        in p.stdout
+    replay.assert_clean()
+
+
+def test_a_command_failing_unexpectedly_fails_the_script_and_says_why(replay):
+    p = replay(script("fails-command"), "--format", "json")
+    doc = json.loads(p.stdout)
+    first, second = doc["scripts"][0]["results"]
+    assert (first["kind"], first["status"], first["line"]) == ("command", "fail", 5)
+    assert first["message"] == ('the command failed: stage mounts: mount "tmpfs" on "/dev" '
+                                '(config /mounts/1): no such device')
+    assert (second["status"], second["message"]) == ("skip", "not run: the script stopped at line 5")
+    replay.assert_clean()
+
+
+def test_junit_of_several_scripts(replay):
+    names = ["first-steps", "fails-expectations", "missing-bundle", "exit-at-start"]
+    p = replay(*[script(n) for n in names], "--format", "junit")
+    assert p.returncode == 2  # one could not run: that wins over a failure
+    root = check_junit(p.stdout)
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == [script(n) for n in names]
+    assert root.get("tests") == str(sum(sum(EXPECTED[n][1:]) for n in names))
+    assert root.get("failures") == "1" and root.get("errors") == "1"
+    fail = suites[1].find("testcase/failure")
+    assert fail.get("message") == "ns.pid == host: expected == host (%s), actual %s" % tuple(
+        re.findall(r"\d+", fail.get("message"))[:2])
+    assert f"{script('fails-expectations')}:5: expect ns.pid == host" in fail.text
+    assert suites[1].find("testcase").get("classname") == "tests.replay.scripts.fails-expectations"
+    assert suites[2].find("testcase/error").get("message").startswith("the script cannot run: bundle")
+    assert len(suites[1].findall("testcase/skipped")) == 4
+    # the container's own output is the script's, never the report's
+    assert suites[3].find("system-out").text == "bye\n"
+    replay.assert_clean()
+
+
+def test_bundle_option_and_variables(replay, make_bundle, tmp_path):
+    b = make_bundle(["sleep", "100"])
+    sc = tmp_path / "vars.ocish"
+    sc.write_text("load $bundle\n"
+                  "expect state -> fails, error matches 'not created yet'\n"
+                  "continue\n"
+                  "expect state.bundle == $bundle, state.id == $id, state.pid == $pid\n"
+                  "expect state.rootfs == $rootfs, state.status == ${nothing:-created}\n"
+                  "expect exec cat /etc/hostname -> stdout == \"$OCISH_TEST_NAME\"\n"
+                  "expect exec sh -c 'echo $TERM' -> stdout == xterm   # quoted: the container's\n")
+    p = replay(str(sc), "--bundle", str(b), env={"OCISH_TEST_NAME": "ocish"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "# 5 passed, 0 failed" in p.stdout
+    p = replay(str(sc))  # no --bundle: $bundle is not set, the script cannot run
+    assert p.returncode == 2
+    assert "line 1: $bundle is not set yet: load a bundle, build one with `bundle init`, " \
+           "or give replay --bundle" in p.stderr
+    p = replay(str(sc), "--bundle", str(b))  # $OCISH_TEST_NAME is not set: cannot run
+    assert p.returncode == 2 and "unknown variable $OCISH_TEST_NAME" in p.stdout
+    p = replay(str(sc), "--bundle", str(tmp_path / "nothing"))
+    assert p.returncode == 2 and "no config.json there" in p.stderr
+    replay.assert_clean()
+
+
+# -- stop signals ---------------------------------------------------------------------------------
+
+SLOW = """\
+bundle init -- sleep 100
+load $bundle
+continue
+start
+exec -d sleep 300
+expect exec sleep 30 -> status == 0
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_removes_everything(replay, tmp_path, sig):
+    sc = tmp_path / "slow.ocish"
+    sc.write_text(SLOW)
+    before_kids, before_mounts = children(), mount_count()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(replay.cmd(str(sc)), stdout=out, stderr=err, env=replay.env(),
+                                stdin=subprocess.DEVNULL)
+        c = replay.ids[-1]
+        deadline = time.monotonic() + 30
+        while True:  # until `exec sleep 30` runs in the container's cgroup
+            procs = [d for d in cgroup_dirs(c) if "/pids/" in d]
+            pids = open(f"{procs[0]}/cgroup.procs").read().split() if procs else []
+            cmdlines = [open(f"/proc/{p}/cmdline").read() for p in pids if os.path.exists(f"/proc/{p}")]
+            if "sleep\x0030\x00" in cmdlines:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "the exec never ran"
+            time.sleep(0.05)
+        assert len(pids) == 3  # the init, the detached exec, the foreground exec
+        proc.send_signal(sig)
+        assert proc.wait(30) == 128 + sig
+        out.seek(0)
+        err.seek(0)
+        report, errors = out.read(), err.read()
+    assert report.splitlines()[-1] == f"Bail out! interrupted by {sig.name}"
+    assert f"interrupted by {sig.name}: everything it made is removed" in errors
+    assert "Traceback" not in errors
+    assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
+                   for p in pids)
+    assert children() <= before_kids and mount_count() == before_mounts
+    replay.assert_clean()
+
+
+# -- record: a session becomes a script that replays green --------------------------------------
+
+def test_record_replays_to_the_same_stops_on_other_runs(session, make_bundle, tmp_path, replay):
+    b = make_bundle(["sleep", "100"], mutate=lambda s: s["linux"].update(
+        resources={"memory": {"limit": 64 << 20}, "pids": {"limit": 32}}))
+    s = session(b)
+    for line in ["break mount /proc", "continue", "inspect ns", "stages", "next",
+                 "inspect mounts", "inspect ids", "inspect cgroup", "inspect fds",
+                 "inspect env", "inspect proc", "inspect rlimits", "inspect caps",
+                 "tbreak caps", "continue", "inspect caps", "inspect seccomp", "continue",
+                 "state", "start", "exec hostname", "exec sh -c 'echo hi; exit 4'",
+                 "inspect all", "ps", "bogus-command", "break nope"]:
+        s.cmd(line)
+    plain, snap = tmp_path / "plain.ocish", tmp_path / "snap.ocish"
+    assert "recorded 10 command(s) and 0 expectation(s)" in s.cmd(f"record {plain}")
+    out = s.cmd(f"record --expect {snap}")
+    assert re.search(r"recorded 10 command\(s\) and \d{3} expectation\(s\)", out), out
+    s.quit()
+    text = snap.read_text()
+    assert f"load ${{bundle:-{b}}}" in text
+    assert "expect continue -> reason == breakpoint, next == \"mounts /mounts/0\"" in text
+    assert "expect ns.mnt != host" in text and "expect ns.user == host" in text
+    assert "expect cgroup.memory.limit == 67108864" in text
+    assert "expect cgroup.memory.usage > 0" in text and "expect proc.pid > 0" in text
+    assert "expect cgroup.membership.memory == /ocish/${id}" in text
+    assert 'expect mounts[/proc].propagation == private' in text
+    assert "expect caps.effective == [CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE]" in text
+    assert "expect exec sh -c 'echo hi; exit 4' -> status == 4, stdout == hi" in text
+    assert "expect exec hostname -> status == 0, stdout == ocish" in text
+    assert "# not replayed, it failed (no stage 'nope': stages are cgroup" in text
+    assert s.cid not in text and str(b) not in text.replace(f"${{bundle:-{b}}}", "")
+    for _ in range(2):  # two more runs, other ids, pids, inodes: green both times
+        p = replay(str(snap))
+        assert p.returncode == 0, p.stdout
+        assert "not ok" not in p.stdout and " 0 failed" in p.stdout
+    p = replay(str(plain), "--format", "json")
+    assert p.returncode == 0 and json.loads(p.stdout)["summary"]["tests"] == 0
+    replay.assert_clean()
+
+
+def test_debug_record_flag_writes_the_session_at_its_end(ocish, tmp_path, replay):
+    out = tmp_path / "s.ocish"
+    c = cid()
+    p = subprocess.run(ocish_cmd() + ["debug", "--id", c, "--root", ocish.root, "--plain",
+                                      "--record-expect", str(out)],
+                       input="break pivot\ncontinue\ninspect ns\ncontinue\nstart\nstate\n",
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr
+    assert "recorded 6 command(s)" in p.stderr
+    text = out.read_text()
+    assert text.splitlines()[2:4] == ["bundle init -- sh", "load $bundle"]  # the default bundle
+    assert "expect state.status == running" in text and "expect state.id == ${id}" in text
+    r = replay(str(out))
+    assert r.returncode == 0, r.stdout
+    replay.assert_clean()

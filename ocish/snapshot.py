@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from runtime.engine import INIT_ARGV
 from ocish import facts
 
 MISSING = object()
@@ -74,6 +75,9 @@ class Context:
     done: Callable[[str], bool] = lambda stage: True
 
 
+INIT_NAME = INIT_ARGV[0]  # the container side's argv[0] until its execve
+
+
 def _configured_rlimit(path: str, config: dict) -> bool:
     name = "RLIMIT_" + path.split(".")[1].upper()
     return any(r.get("type") == name for r in (config.get("process") or {}).get("rlimits") or [])
@@ -124,6 +128,10 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
                     else [_literal(path, value, subst)])
         if field in ("exe", "cwd", "cmdline", "name") and host is not MISSING and value == host:
             return [f"{path} == host"]
+        if field == "cmdline" and value[:1] == [INIT_NAME]:
+            # the container side before its execve: its last argument is the sync channel's
+            # fd number, which depends on what the session had open
+            return [f'{path}[0] == "{INIT_NAME}"']
         return [_literal(path, value, subst)]
     if topic == "rlimits" and ctx.done("process") and _configured_rlimit(path, ctx.config):
         return [_literal(path, value, subst)]  # the config's, whatever the host's is
@@ -155,6 +163,10 @@ def expectations(topic: str, view: Any, host_view: Any, subst: Subst,
     """`expect` lines for every fact of `view` (a topic's, or state's, ps's, stages')."""
     if topic == "env" and view == host_view:
         return ["expect env == host"]  # still the runtime's own: the process has not exec'd
+    if topic == "env" and isinstance(view, dict) and "PYTHONHOME" in view:
+        # the container side before its execve runs with the environment the runtime gives
+        # its interpreter (runtime/engine.py), paths of this machine: say only that
+        return ["expect env has PYTHONHOME"]
     if topic == "ps":
         return [f"expect ps.count == {len(view)}"]
     if topic == "stages":

@@ -1,11 +1,11 @@
 """`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, attach,
-bundle, diagnose)."""
+bundle, diagnose, lint)."""
 from __future__ import annotations
 
 import os
 import sys
 
-SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "shell"}
+SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "lint", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "diagnose":
             from ocish.diagnose import main as diagnose_main
             return diagnose_main(argv[1:])
+        if command == "lint":
+            from ocish.lint import main as lint_main
+            return lint_main(argv[1:])
         from ocish.shell import main as shell_main
         return shell_main(argv[1:], command)
     from runtime.cli import main as runtime_main

@@ -165,19 +165,20 @@ def load(bundle: str) -> tuple[dict, str]:
     return spec, _validate(spec, bundle)
 
 
-def read(bundle: str):
-    """The JSON value in `<bundle>/config.json`, not validated. Raises OcishError when there is
-    no bundle directory, config.json cannot be read, or it is not JSON in UTF-8."""
+def read(bundle: str, name: str = "config.json"):
+    """The JSON value in `<bundle>/config.json` (or another file of the bundle: `name`), not
+    validated. Raises OcishError when there is no bundle directory, the file cannot be read, or
+    it is not JSON in UTF-8."""
     bundle = os.path.abspath(bundle)
     if not os.path.isdir(bundle):
         why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
         raise OcishError(f"bundle {_q(bundle)}: {why}")
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
+        with open(os.path.join(bundle, name), "rb") as f:
             data = f.read()
     except OSError as e:
         why = os.strerror(e.errno).lower() if e.errno else str(e)
-        raise OcishError(f"bundle {_q(bundle)}: config.json: {why}") from None
+        raise OcishError(f"bundle {_q(bundle)}: {name}: {why}") from None
     try:
         text = data.decode("utf-8")
         if text.startswith("\ufeff"):
@@ -195,7 +196,7 @@ def read(bundle: str):
                f"{msg[:1].lower()}{msg[1:]}")
     else:
         return spec
-    raise OcishError(f"bundle {_q(bundle)}: config.json: {why}")
+    raise OcishError(f"bundle {_q(bundle)}: {name}: {why}")
 
 
 def validate(spec: dict, bundle: str) -> None:
@@ -442,7 +443,7 @@ def _validate(spec, bundle: str) -> str:
 
     linux = _opt(spec, "linux", "", _obj)
     # None (lint's mode) when the namespaces cannot be told: the checks that need them skip
-    ns = _namespaces(linux) if linux is not None or "linux" not in spec else None
+    ns = _namespaces(linux or {}) if linux is not None or "linux" not in spec else None
     linux = linux or {}
 
     with _each:

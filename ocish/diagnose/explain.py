@@ -87,6 +87,10 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
                                          [{"op": "add", "path": ptr, "value": [
                                              {"containerID": 0, "hostID": 100000,
                                               "size": 65536}]}])
+    if ptr == "/linux/resources/memory/limit" and "the runtime's own setup" in msg:
+        return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
+                                           "its program, e.g. 64 MiB",
+                                           [{"op": "replace", "path": ptr, "value": 64 * MIB}])
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")

@@ -22,12 +22,17 @@ from ocish.diagnose.creds import X, namespace_root, process_creds
 from ocish.diagnose.entrypoint import Checker
 from ocish.diagnose.model import ERROR, INFO, PREFLIGHT, WARNING, Finding, Fix
 from ocish.diagnose.rootview import RootView, is_bind
+from runtime import cgroups
+from runtime.errors import StageError
 from runtime.linux import capabilities as C
-from runtime.linux import lsm
+from runtime.linux import fscontext, lsm
 from runtime.linux.paths import secure_join
 from runtime.spec import esc
+from runtime.stages import mountopts
 
 FILESYSTEMS = "/proc/filesystems"
+CPUS_ONLINE = "/sys/devices/system/cpu/online"
+NODES_ONLINE = "/sys/devices/system/node/online"
 UNLIMITED = 2**64 - 1
 NS_NAMES = {"net": "network", "mnt": "mount", "pid": "pid", "ipc": "ipc", "uts": "uts",
             "user": "user", "cgroup": "cgroup", "time": "time"}
@@ -58,8 +63,8 @@ class Preflight:
     def run(self) -> None:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
                       self.hooks, self.namespace_paths, self.rlimits, self.capabilities,
-                      self.security_modules, self.sysctls, self.pids, self.seccomp,
-                      self.terminal):
+                      self.security_modules, self.sysctls, self.pids, self.cpusets,
+                      self.cgroups_path, self.proc_mounted, self.seccomp, self.terminal):
             try:
                 check()
             except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
@@ -241,6 +246,7 @@ class Preflight:
                      "mounts", "mount", errno.ENODEV, f"{ptr}/type",
                      [f"{FILESYSTEMS}: " + " ".join(sorted(known)[:40])], fix)
             return
+        self._data_options(i, m, kind)
         source = m.get("source")
         if known[kind] and isinstance(source, str) and source.startswith("/") \
                 and not os.path.exists(source):
@@ -249,6 +255,28 @@ class Preflight:
                      "is not there: mount(2) fails with ENOENT", "mounts", "mount",
                      errno.ENOENT, f"{ptr}/source", [f"{source}: missing"],
                      Fix("name an existing device as the source", []))
+
+    def _data_options(self, i: int, m: dict, kind: str) -> None:
+        """The filesystem's own parser over the mount's data options (fsconfig(2), nothing
+        mounted): an option it refuses makes mount(2) fail with EINVAL."""
+        options = m.get("options") if isinstance(m.get("options"), list) else []
+        data = [(j, o) for j, o in enumerate(options)
+                if isinstance(o, str) and mountopts.parse([o]).data]
+        try:
+            bad = fscontext.refused_option(kind, [o for _, o in data])
+        except OSError:
+            return  # no such type (reported above), or not privileged: mount(2) will say
+        if bad is None:
+            return
+        j, opt = data[bad[0]]
+        ptr = f"/mounts/{i}/options/{j}"
+        said = bad[2] or os.strerror(bad[1]).lower()
+        self.add("mount-bad-option", ERROR, f"mount {m['destination']}: {kind} refuses the "
+                 f"option {opt!r}", f"the kernel's {kind} parser refuses {opt!r} ({said}): "
+                 f"mount(2) of {kind} on {m['destination']} fails with "
+                 f"{errno.errorcode.get(bad[1], bad[1])}", "mounts", "mount", bad[1], ptr,
+                 [f"fsconfig(2) {kind} {opt}: {said}"],
+                 Fix(f"remove {opt!r} (or correct its value)", [{"op": "remove", "path": ptr}]))
 
     def _destination(self, i: int, m: dict) -> None:
         """A destination through a symlink in the rootfs lands where the link points (inside the
@@ -480,6 +508,56 @@ class Preflight:
                      Fix("allow at least 2 processes plus what the program starts, e.g. 64",
                          [{"op": "replace", "path": "/linux/resources/pids/limit", "value": 64}]))
 
+    def cpusets(self) -> None:
+        """cpuset.cpus and cpuset.mems take only CPUs and memory nodes that are online."""
+        cpu = _dict(_dict(self.linux.get("resources")).get("cpu"))
+        for key, online_file, what in (("cpus", CPUS_ONLINE, "CPU"),
+                                       ("mems", NODES_ONLINE, "memory node")):
+            value = cpu.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            want, online = _id_list(value), _id_list(_read(online_file) or "0")
+            if want is None or online is None or want <= online:
+                continue
+            ptr = f"/linux/resources/cpu/{key}"
+            extra = ",".join(map(str, sorted(want - online)))
+            self.add("cpuset-offline", ERROR, f"{key} {value!r} names {what}s this host does "
+                     f"not have online ({extra})", f"cpuset.{key} takes only {what}s that are "
+                     f"online ({_read(online_file) or '0'}): the write fails with EINVAL",
+                     "cgroup", "write", errno.EINVAL, ptr,
+                     [f"{online_file}: {_read(online_file) or '0 (no file: one node)'}"],
+                     Fix(f"use {what}s of {_read(online_file) or '0'}",
+                         [{"op": "replace", "path": ptr,
+                           "value": _read(online_file) or "0"}]))
+
+    def cgroups_path(self) -> None:
+        """The runtime's own reading of /linux/cgroupsPath (runtime.cgroups.open_manager, which
+        makes nothing): the systemd form, or a path that names no cgroup."""
+        path = self.linux.get("cgroupsPath")
+        if not isinstance(path, str) or not path:
+            return
+        try:
+            cgroups.open_manager(path, "lint")
+        except StageError as e:
+            self.add("cgroups-path", ERROR, f"cgroupsPath {path!r}: {e.detail or e}",
+                     e.detail or str(e), "cgroup", e.op, e.errno, e.pointer or
+                     "/linux/cgroupsPath", [f"/linux/cgroupsPath: {path!r}"],
+                     Fix("use a cgroupfs path like \"/ocish/<id>\"", [{
+                         "op": "remove", "path": "/linux/cgroupsPath"}]))
+
+    def proc_mounted(self) -> None:
+        """Stage exec reaches exec.fifo through the container's /proc (runc's
+        /proc/self/fd/<fd> too): without a proc (or a bind of one) on /proc, create fails."""
+        if any(os.path.normpath(m["destination"]) == "/proc" and m.get("type") in ("proc", "bind")
+               for m in self.mounts if isinstance(m.get("destination"), str)):
+            return
+        self.add("no-proc", ERROR, "no proc filesystem on /proc", "stage exec opens exec.fifo "
+                 "through /proc/self/fd, and no mount puts a proc filesystem on /proc: the "
+                 "runtime cannot wait for `start`", "exec", "open", errno.ENOENT, "/mounts",
+                 ["/mounts: no proc on /proc"],
+                 Fix("mount proc on /proc", [{"op": "add", "path": "/mounts/-", "value": {
+                     "destination": "/proc", "type": "proc", "source": "proc"}}]))
+
     def seccomp(self) -> None:
         sc = self.linux.get("seccomp")
         if not isinstance(sc, dict):
@@ -580,10 +658,28 @@ def _mode(path: str) -> str:
 
 def _read_int(path: str) -> int | None:
     try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+        return int(_read(path) or "")
+    except ValueError:
         return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _id_list(text: str) -> set[int] | None:
+    """A cpu or node list ("0-2,4") as a set; None when it does not parse."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def _dict(v) -> dict:

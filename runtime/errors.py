@@ -29,6 +29,10 @@ class SpecError(OcishError):
         self.message = message
 
 
+class ConfigNotJson(OcishError):
+    """config.json is there but is not JSON (or not UTF-8): its text, not the bundle, is wrong."""
+
+
 class _Strict:
     """A `with` guard that lets every exception through: the default where a check may be run
     under a collecting guard instead (runtime.spec's lint mode)."""

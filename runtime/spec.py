@@ -38,7 +38,7 @@ container paths are rejected, and mounts need a mount namespace (runc silently s
 import os
 
 from runtime import jsonfast
-from runtime.errors import OcishError, SpecError
+from runtime.errors import ConfigNotJson, OcishError, SpecError
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -196,7 +196,7 @@ def read(bundle: str, name: str = "config.json"):
                f"{msg[:1].lower()}{msg[1:]}")
     else:
         return spec
-    raise OcishError(f"bundle {_q(bundle)}: {name}: {why}")
+    raise ConfigNotJson(f"bundle {_q(bundle)}: {name}: {why}")
 
 
 def validate(spec: dict, bundle: str) -> None:
@@ -518,8 +518,15 @@ def _namespaces(linux: dict) -> dict | None:
                                                  f'/linux/namespaces/{ns[t][0]}')
                 path = _opt(n, "path", p, _path)
                 ns[t] = (i, path)
-                if path is not None and not os.path.exists(path):
-                    raise SpecError(p + "/path", f"{t} namespace file {_q(path)} does not exist")
+                if path is not None:
+                    try:
+                        os.stat(path)
+                    except OSError as e:
+                        why = "does not exist" if isinstance(e, FileNotFoundError) else \
+                            os.strerror(e.errno or 0).lower()
+                        raise SpecError(p + "/path", f"{t} namespace file {_q(path)} {why}" if
+                                        why == "does not exist" else
+                                        f"{t} namespace file {_q(path)}: {why}") from None
         return ns
     return None
 

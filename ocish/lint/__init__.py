@@ -84,6 +84,7 @@ def finding_lines(f: Finding, spec: dict | None, indent: str = "") -> list[tuple
     out = [(head, _STYLE.get(f.severity, "")), (pad + f.title, "")]
     if f.cause and f.cause != f.title:
         out.append((pad + f.cause, "dim"))
+    out += [(pad + e, "dim") for e in f.evidence]
     if f.stage and f.stage != "validate":
         where = f"stage {f.stage}" + (f", {f.op}" if f.op else "") + (
             f": {f.errno_name}" if f.errno else "")

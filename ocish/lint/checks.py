@@ -105,8 +105,26 @@ def lint(target: str, host: bool = True) -> Report:
     if host:
         _host(report, doc, bundle, errors)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
-    report.findings.sort(key=lambda f: order.get(f.severity, 3))  # stable: config order kept
+    report.findings.sort(key=lambda f: (order.get(f.severity, 3), _position(doc, f.pointer)))
     return report
+
+
+def _position(doc, pointer: str) -> tuple:
+    """Where a pointer's item sits in config.json (members in the file's order), for sorting;
+    a member that is missing sorts after its siblings."""
+    out = []
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict) and token in doc:
+            out.append(list(doc).index(token))
+            doc = doc[token]
+        elif isinstance(doc, list) and token.isdigit() and int(token) < len(doc):
+            out.append(int(token))
+            doc = doc[int(token)]
+        else:
+            out.append(1 << 30)
+            doc = None
+    return tuple(out)
 
 
 # -- 1. the runtime's own checks -----------------------------------------------------------------
@@ -114,13 +132,13 @@ def lint(target: str, host: bool = True) -> Report:
 def _spec_finding(e, doc) -> Finding:
     from ocish.diagnose.explain import spec_finding
     f = spec_finding(e.pointer, e.message, doc if isinstance(doc, dict) else {})
-    f.title = e.message
+    f.title, f.evidence = e.message, []  # the value is shown next to the pointer
     return f
 
 
 def _not_json(config: str, why: str) -> Finding:
     from ocish.diagnose.lint_step import json_error_lines
-    return Finding("config-json", ERROR, LINT, f"config.json cannot be parsed: {why}", why,
+    return Finding("config-json", ERROR, LINT, "config.json cannot be parsed", why,
                    "validate", "parse", 0, "", json_error_lines(config, why),
                    Fix(f"make it valid JSON (python3 -m json.tool {config} shows where it "
                        "breaks)"))

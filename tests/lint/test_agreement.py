@@ -51,6 +51,11 @@ def _hook_script(kind: str, mode: int, body: str = "#!/bin/sh\nexit 0\n", name: 
     return m
 
 
+def _host_sysctl(name: str) -> str:
+    with open(f"/proc/sys/{name}") as f:
+        return f.read().strip()
+
+
 def _set(ptr: str, value):
     def m(s):
         *parts, last = ptr.split("/")[1:]
@@ -88,8 +93,12 @@ OWN = [
      _set("/linux/namespaces/2", {"type": "ipc", "path": "/proc/self/ns/mnt"}), None),
     ("namespace path not a namespace file",
      _set("/linux/namespaces/2", {"type": "ipc", "path": "/etc/hostname"}), None),
-    ("namespace path of the right type", _set("/linux/namespaces/3",
-                                               {"type": "uts", "path": "/proc/1/ns/uts"}), None),
+    ("namespace path of the right type", _set("/linux/namespaces/2",
+                                               {"type": "ipc", "path": "/proc/self/ns/ipc"}),
+     None),
+    ("namespace path that cannot be opened", _set("/linux/namespaces/2",
+                                                   {"type": "ipc", "path": "/proc/1/ns/ipc"}),
+     None),
     ("cpus offline", _set("/linux/resources/cpu", {"cpus": "0-63"}), None),
     ("mems offline", _set("/linux/resources/cpu", {"mems": "7"}), None),
     ("systemd cgroups path", _set("/linux/cgroupsPath", "system.slice:ocish:x"), None),
@@ -117,10 +126,12 @@ OWN = [
     ("seccomp that lets the runtime through", _seccomp(
         "SCMP_ACT_ALLOW", SCMP_ACT_ERRNO=["reboot", "kexec_load"]), None),
     ("sysctl not namespaced", _set("/linux/sysctl", {"vm.swappiness": "1"}), None),
+    # the host's own value: nothing would change even if it were written
     ("sysctl of a joined host network namespace", lambda s: (
         s["linux"]["namespaces"].__setitem__(1, {"type": "network",
-                                                 "path": "/proc/1/ns/net"}),
-        s["linux"].__setitem__("sysctl", {"net.ipv4.ip_forward": "1"})), None),
+                                                 "path": "/proc/self/ns/net"}),
+        s["linux"].__setitem__("sysctl", {"net.ipv4.ip_forward": _host_sysctl(
+            "net/ipv4/ip_forward")})), None),
     ("sysctl this kernel has", _set("/linux/sysctl", {"net.ipv4.ip_forward": "1"}), None),
     ("hostname without a uts namespace", _ns("uts"), None),
     ("id maps without a user namespace", _set("/linux/uidMappings", [

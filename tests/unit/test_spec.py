@@ -713,7 +713,7 @@ def test_bad_json_without_json_imported(bundle):
             "except Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-S", "-c", code, bundle], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout
-    assert out.strip() == (f'OcishError bundle "{bundle}": config.json: invalid json at line 2 '
+    assert out.strip() == (f'ConfigNotJson bundle "{bundle}": config.json: invalid json at line 2 '
                            f'column 1: expecting property name enclosed in double quotes')
 
 

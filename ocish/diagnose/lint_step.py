@@ -8,8 +8,6 @@ here rather than reported twice.
 """
 from __future__ import annotations
 
-import os
-
 from ocish.diagnose.model import Finding
 
 
@@ -19,17 +17,5 @@ def findings(bundle: str) -> list[Finding]:
     and what the runtime ignores (warnings). The bundle and its config.json must be readable
     (the caller checked)."""
     from ocish.lint.checks import lint
-    return lint(bundle, host=False).findings
-
-
-def json_error_lines(config: str, why: str) -> list[str]:
-    """The lines of `config` around the one a JSON error names ("... at line 178 column 1:
-    ..."), as evidence."""
-    try:
-        line = int(why.split(" at line ", 1)[1].split()[0])
-        with open(config, errors="replace") as f:
-            text = f.read().splitlines()
-        return [f"{os.path.basename(config)} line {n}: {text[n - 1].rstrip()}"
-                for n in range(max(1, line - 1), min(len(text), line) + 1)]
-    except (IndexError, ValueError, OSError):
-        return []
+    # lint's notes that a hook's outcome shows only when it runs: diagnose runs it
+    return [f for f in lint(bundle, host=False).findings if f.code != "hook-runs"]

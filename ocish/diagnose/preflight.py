@@ -17,6 +17,7 @@ import os
 import resource
 import shlex
 import stat
+import tempfile
 
 from ocish.diagnose.creds import X, namespace_root, process_creds
 from ocish.diagnose.entrypoint import Checker
@@ -25,7 +26,7 @@ from ocish.diagnose.rootview import RootView, is_bind
 from runtime import cgroups
 from runtime.errors import StageError
 from runtime.linux import capabilities as C
-from runtime.linux import fscontext, lsm
+from runtime.linux import fscontext, lsm, nsfs
 from runtime.linux.paths import secure_join
 from runtime.spec import esc
 from runtime.stages import mountopts
@@ -64,7 +65,8 @@ class Preflight:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
                       self.hooks, self.namespace_paths, self.rlimits, self.capabilities,
                       self.security_modules, self.sysctls, self.pids, self.cpusets,
-                      self.cgroups_path, self.proc_mounted, self.seccomp, self.terminal):
+                      self.cgroups_path, self.cgroup_resources, self.proc_mounted,
+                      self.seccomp, self.terminal):
             try:
                 check()
             except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
@@ -545,6 +547,81 @@ class Preflight:
                      Fix("use a cgroupfs path like \"/ocish/<id>\"", [{
                          "op": "remove", "path": "/linux/cgroupsPath"}]))
 
+    def cgroup_resources(self) -> None:
+        """Stage cgroup's own driver (runtime/cgroups) applies /linux/resources, one section at
+        a time, to an empty mirror of this host's cgroup files (v1: a directory per mounted
+        controller with the files of the container's nearest existing cgroup): a file it would
+        write that the mirror lacks is one the kernel lacks: a controller that is not mounted,
+        cgroup v2 settings on a v1 host, a huge page size the kernel does not have. The values
+        themselves are the kernel's to judge: cpusets and devices are checked apart."""
+        res = self.linux.get("resources")
+        path = self.linux.get("cgroupsPath")
+        if not isinstance(res, dict) or not res:
+            return
+        try:
+            real = cgroups.open_manager(path if isinstance(path, str) and path else None, "lint")
+        except StageError:
+            return  # cgroups_path() reports it
+        if real.version != 1:
+            return  # a v2 child's files depend on the parent's subtree_control: not mirrored
+        bad = len(self.findings)
+        with tempfile.TemporaryDirectory(prefix="ocish-lint-cgroup-") as mirror:
+            paths = {}
+            for ctrl, d in real.paths().items():
+                paths[ctrl] = os.path.join(mirror, ctrl.replace("=", "-"))
+                os.mkdir(paths[ctrl])
+                src = _existing(d)
+                for name in os.listdir(src):
+                    if os.path.isfile(os.path.join(src, name)):
+                        open(os.path.join(paths[ctrl], name), "w").close()
+            probe = type(real)(paths, real.root)
+            for key, value in res.items():
+                # each setting of a section alone (each fails alone), the lists whole
+                for part in ([{sub: v} for sub, v in value.items()] if
+                             isinstance(value, dict) and key != "rdma" else [value]):
+                    try:
+                        probe.apply({key: part})
+                    except StageError as e:
+                        self._cgroup_finding(e, mirror, real.paths())
+        if len(self.findings) == bad:
+            self.checked.append("cgroup resources: every file the driver writes exists here")
+        self._block_devices(res)
+
+    def _cgroup_finding(self, e: StageError, mirror: str, real: dict[str, str]) -> None:
+        ptr = e.pointer or "/linux/resources"
+        if e.target.startswith(mirror + "/"):  # a file of the mirror: the kernel lacks it
+            ctrl, _, name = e.target[len(mirror) + 1:].partition("/")
+            where = _existing(real.get(ctrl.replace("-", "="), ""))
+            title = f"this kernel has no cgroup file {name}"
+            cause = (f"stage cgroup writes {ptr} to {name}, which {where} does not have (the "
+                     "controller lacks this setting here): the write fails with ENOENT")
+            evidence = [f"{where}: no {name}"]
+        else:
+            title = f"{e.target}: {e.detail}" if e.target else e.detail
+            cause, evidence = f"stage cgroup cannot apply {ptr}: {title}", []
+        self.add("cgroup-unsupported", ERROR, title, cause, "cgroup", e.op, e.errno, ptr,
+                 evidence, Fix(f"remove {ptr} on this host", [{"op": "remove", "path": ptr}]))
+
+    def _block_devices(self, res: dict) -> None:
+        """blkio rules name block devices by major:minor: one the host lacks is refused."""
+        bio = _dict(res.get("blockIO"))
+        for key in ("weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                    "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+            for i, dev in enumerate(bio.get(key) if isinstance(bio.get(key), list) else []):
+                major, minor = _dict(dev).get("major"), _dict(dev).get("minor")
+                if not isinstance(major, int) or not isinstance(minor, int):
+                    continue
+                if os.path.exists(f"/sys/dev/block/{major}:{minor}"):
+                    continue
+                ptr = f"/linux/resources/blockIO/{key}/{i}"
+                self.add("blkio-device-missing", ERROR, f"block device {major}:{minor} does not "
+                         "exist", f"the blkio controller takes rules for existing block devices "
+                         f"only: writing the rule for {major}:{minor} fails with ENODEV",
+                         "cgroup", "write", errno.ENODEV, ptr,
+                         [f"/sys/dev/block/{major}:{minor}: missing"],
+                         Fix("name a block device of this host (ls /sys/dev/block)",
+                             [{"op": "remove", "path": ptr}]))
+
     def proc_mounted(self) -> None:
         """Stage exec reaches exec.fifo through the container's /proc (runc's
         /proc/self/fd/<fd> too): without a proc (or a bind of one) on /proc, create fails."""
@@ -576,19 +653,14 @@ class Preflight:
 
 
 def ns_type(path: str) -> str | None:
-    """The namespace kind of a file ("network", "mount" ...), "" when it is no namespace file,
-    None when it cannot be opened (lint reports a missing one). An open nsfs file reads as
-    "net:[4026531840]" through /proc/self/fd."""
+    """The namespace kind of a file ("network", "mount" ...) by ioctl(NS_GET_NSTYPE), "" when it
+    is no namespace file, None when it cannot be opened (lint reports that)."""
+    from runtime.stages.unshare import FLAGS
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        flag = nsfs.ns_type(path)
     except OSError:
         return None
-    try:
-        link = os.readlink(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
-    kind = link.split(":[", 1)[0] if ":[" in link else ""
-    return NS_NAMES.get(kind.removesuffix("_for_children"), "")
+    return next((kind for kind, f in FLAGS.items() if f == flag), "")
 
 
 def _limit(value: int) -> int:
@@ -661,6 +733,13 @@ def _read_int(path: str) -> int | None:
         return int(_read(path) or "")
     except ValueError:
         return None
+
+
+def _existing(path: str) -> str:
+    """`path`, or its nearest ancestor that exists."""
+    while not os.path.isdir(path) and path not in ("", "/"):
+        path = os.path.dirname(path)
+    return path
 
 
 def _read(path: str) -> str | None:

@@ -137,11 +137,23 @@ def _spec_finding(e, doc) -> Finding:
 
 
 def _not_json(config: str, why: str) -> Finding:
-    from ocish.diagnose.lint_step import json_error_lines
     return Finding("config-json", ERROR, LINT, "config.json cannot be parsed", why,
-                   "validate", "parse", 0, "", json_error_lines(config, why),
+                   "validate", "parse", 0, "", _json_error_lines(config, why),
                    Fix(f"make it valid JSON (python3 -m json.tool {config} shows where it "
                        "breaks)"))
+
+
+def _json_error_lines(config: str, why: str) -> list[str]:
+    """The lines of `config` around the one a JSON error names ("... at line 178 column 1:
+    ..."), as evidence."""
+    try:
+        line = int(why.split(" at line ", 1)[1].split()[0])
+        with open(config, errors="replace") as f:
+            text = f.read().splitlines()
+        return [f"{os.path.basename(config)} line {n}: {text[n - 1].rstrip()}"
+                for n in range(max(1, line - 1), min(len(text), line) + 1)]
+    except (IndexError, ValueError, OSError):
+        return []
 
 
 # -- 2. the schema -------------------------------------------------------------------------------

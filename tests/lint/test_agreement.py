@@ -1,7 +1,8 @@
 """An error lint reports is one `create` refuses, and the reverse, on every broken config.
 
 Every broken config of the test suite (tests/unit/test_spec.py's table, tests/integration/
-test_broken_configs.py, tests/diagnose/corpus.py, with its rootfs edits) and this module's own
+test_broken_configs.py, tests/diagnose/corpus.py, with its rootfs edits, tests/lint's schema
+corpus config and the runtime-spec's own schema test configs) and this module's own
 (CASES: a config or rootfs edit for each semantic check lint makes, and configs create takes but
 lint warns about) is built as a bundle from the busybox rootfs, linted, and created for real
 with `ocish create` in a private --root, then deleted. Lint reports an error exactly when create
@@ -11,6 +12,7 @@ counted apart. The figures are printed at the end (pytest -s).
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -102,6 +104,22 @@ OWN = [
     ("cpus offline", _set("/linux/resources/cpu", {"cpus": "0-63"}), None),
     ("mems offline", _set("/linux/resources/cpu", {"mems": "7"}), None),
     ("systemd cgroups path", _set("/linux/cgroupsPath", "system.slice:ocish:x"), None),
+    ("cgroup v2 settings on this v1 host", _set("/linux/resources/unified",
+                                                {"memory.high": "max"}), None),
+    ("hugepage limits (no hugetlb controller here)", _set("/linux/resources/hugepageLimits", [
+        {"pageSize": "2MB", "limit": 1 << 21}]), None),
+    ("net_cls class id (no net_cls controller here)", _set("/linux/resources/network",
+                                                          {"classID": 1}), None),
+    ("rdma limits (no rdma controller here)", _set("/linux/resources/rdma",
+                                                   {"mlx5_1": {"hcaHandles": 3}}), None),
+    ("blkio leaf weight (no such file on this kernel)", _set("/linux/resources/blockIO",
+                                                              {"leafWeight": 500}), None),
+    ("blkio rule for a block device the host lacks", _set("/linux/resources/blockIO", {
+        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1 << 20}]}), None),
+    ("blkio rule for a block device the host has", _set("/linux/resources/blockIO", {
+        "throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1 << 20}]}), None),
+    ("cpu settings the host takes", _set("/linux/resources/cpu", {
+        "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}), None),
     ("tmpfs with a bad mode", _mount(destination="/scratch", type="tmpfs", source="tmpfs",
                                      options=["mode=999"]), None),
     ("tmpfs with good options", _mount(destination="/scratch", type="tmpfs", source="tmpfs",
@@ -208,9 +226,28 @@ def _broken_config_cases():
         yield f"test_broken_configs: {name}", mutate, None
 
 
+def _replace_with(doc: dict):
+    def m(s):
+        s.clear()
+        s.update(copy.deepcopy(doc))
+    return m
+
+
+def _schema_cases():
+    """The schema corpus's config that sets every member, and the runtime-spec's own."""
+    from tests.lint.schema_corpus import rich_config
+    yield "schema: every member set", _replace_with(rich_config()), None
+    for f in sorted((Path(__file__).parent / "upstream").glob("*/*.json")):
+        try:
+            doc = json.loads(f.read_text())
+        except ValueError:
+            continue  # not JSON: the diagnose corpus has one
+        yield f"upstream: {f.parent.name}/{f.name}", _replace_with(doc), None
+
+
 def _all_cases():
     from tests.diagnose.corpus import CASES, HEALTHY
-    out = [(f"own: {n}", m, r) for n, m, r in OWN]
+    out = [(f"own: {n}", m, r) for n, m, r in OWN] + list(_schema_cases())
     out += list(_spec_cases()) + list(_broken_config_cases())
     out += [(f"diagnose: {c.name}", c, None) for c in CASES + HEALTHY]
     return out

@@ -304,11 +304,16 @@ def _id(v, p: str) -> int:
     return v
 
 
-def _strlist(v, p: str) -> list:
-    for i, s in enumerate(_list(v, p, "an array of strings")):
+def _items(v, p: str, check, *args, what: str = "an array") -> list:
+    """The array `v`, each item checked apart: `check(item, pointer, *args)`."""
+    for i, item in enumerate(_list(v, p, what)):
         with _each:
-            _str(s, f"{p}/{i}")
+            check(item, f"{p}/{i}", *args)
     return v
+
+
+def _strlist(v, p: str) -> list:
+    return _items(v, p, _str, what="an array of strings")
 
 
 def _args(v, p: str) -> list:
@@ -572,12 +577,8 @@ def _process(spec: dict) -> None:
             for s in CAP_SETS:
                 if s in caps:
                     with _each:
-                        for i, c in enumerate(_list(caps[s], f"{cp}/{s}",
-                                                    "an array of capability names")):
-                            with _each:
-                                if type(c) is not str or not c.startswith("CAP_"):
-                                    _bad(f"{cp}/{s}/{i}", 'a capability name like "CAP_KILL"', c)
-                                _str(c, f"{cp}/{s}/{i}")
+                        _items(caps[s], f"{cp}/{s}", _cap_name,
+                               what="an array of capability names")
 
     if "ioPriority" in proc:
         with _each:
@@ -595,11 +596,7 @@ def _process(spec: dict) -> None:
             _req(sch, "policy", sp, what, _enum, SCHED_POLICIES, what)
             _opt(sch, "nice", sp, _int, -20, 19)
             _opt(sch, "priority", sp, _int, -2**31, 2**31 - 1)
-            if "flags" in sch:
-                with _each:
-                    for i, f in enumerate(_list(sch["flags"], sp + "/flags")):
-                        with _each:
-                            _enum(f, f"{sp}/flags/{i}", SCHED_FLAGS)
+            _opt(sch, "flags", sp, _items, _enum, SCHED_FLAGS)
             for k in ("runtime", "deadline", "period"):
                 _opt(sch, k, sp, _int, 0, U64)
 
@@ -611,15 +608,17 @@ def _process(spec: dict) -> None:
             _opt(aff, "final", ap, _cpulist)
 
 
+def _cap_name(c, p: str) -> str:
+    if type(c) is not str or not c.startswith("CAP_"):
+        _bad(p, 'a capability name like "CAP_KILL"', c)
+    return _str(c, p)
+
+
 def _user(user: dict, up: str) -> None:
     _opt(user, "uid", up, _id)
     _opt(user, "gid", up, _id)
     _opt(user, "umask", up, _int, 0, 0o777, "an integer from 0 to 511 (0o777)")
-    if "additionalGids" in user:
-        with _each:
-            for i, g in enumerate(_list(user["additionalGids"], up + "/additionalGids")):
-                with _each:
-                    _id(g, f"{up}/additionalGids/{i}")
+    _opt(user, "additionalGids", up, _items, _id)
     _opt(user, "username", up, _str)
 
 
@@ -686,17 +685,15 @@ def _hooks(spec: dict) -> None:
         return
     hooks = _obj(spec["hooks"], "/hooks")
     for kind in HOOKS:
-        if kind not in hooks:
-            continue
-        with _each:
-            for i, h in enumerate(_list(hooks[kind], f"/hooks/{kind}")):
-                with _each:
-                    p = f"/hooks/{kind}/{i}"
-                    _obj(h, p)
-                    _req(h, "path", p, "the absolute path of the hook program", _path)
-                    _opt(h, "args", p, _strlist)
-                    _opt(h, "env", p, _strlist)
-                    _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
+        _opt(hooks, kind, "/hooks", _items, _hook)
+
+
+def _hook(h, p: str) -> None:
+    _obj(h, p)
+    _req(h, "path", p, "the absolute path of the hook program", _path)
+    _opt(h, "args", p, _strlist)
+    _opt(h, "env", p, _strlist)
+    _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
 
 
 def _linux(linux: dict, ns: dict, maps: dict) -> None:
@@ -726,11 +723,7 @@ def _linux(linux: dict, ns: dict, maps: dict) -> None:
         with _each:
             _resources(_obj(linux["resources"], "/linux/resources"))
 
-    if "devices" in linux:
-        with _each:
-            for i, d in enumerate(_list(linux["devices"], "/linux/devices")):
-                with _each:
-                    _device(d, f"/linux/devices/{i}")
+    _opt(linux, "devices", "/linux", _items, _device)
 
     if "cgroupsPath" in linux:
         with _each:
@@ -894,35 +887,15 @@ def _resources(res: dict) -> None:
         with _each:
             _block_io(_obj(res["blockIO"], rp + "/blockIO"), rp + "/blockIO")
 
-    if "devices" in res:
-        with _each:
-            for i, d in enumerate(_list(res["devices"], rp + "/devices")):
-                with _each:
-                    _cgroup_device(d, f"{rp}/devices/{i}")
-
-    if "hugepageLimits" in res:
-        with _each:
-            for i, h in enumerate(_list(res["hugepageLimits"], rp + "/hugepageLimits")):
-                with _each:
-                    hp = f"{rp}/hugepageLimits/{i}"
-                    _obj(h, hp)
-                    _req(h, "pageSize", hp, _PAGE_SIZE, _page_size)
-                    _req(h, "limit", hp, "a number of bytes", _int, 0, U64)
+    _opt(res, "devices", rp, _items, _cgroup_device)
+    _opt(res, "hugepageLimits", rp, _items, _hugepage_limit)
 
     if "network" in res:
         with _each:
             np_ = rp + "/network"
             net = _obj(res["network"], np_)
             _opt(net, "classID", np_, _int, 0, U32)
-            if "priorities" in net:
-                with _each:
-                    for i, pr in enumerate(_list(net["priorities"], np_ + "/priorities")):
-                        with _each:
-                            pp = f"{np_}/priorities/{i}"
-                            _obj(pr, pp)
-                            _req(pr, "name", pp, "an interface name", _nonempty)
-                            _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0,
-                                 U32)
+            _opt(net, "priorities", np_, _items, _priority)
 
     if "rdma" in res:
         with _each:
@@ -945,6 +918,18 @@ def _resources(res: dict) -> None:
                     _str(value, up)
 
 
+def _hugepage_limit(h, hp: str) -> None:
+    _obj(h, hp)
+    _req(h, "pageSize", hp, _PAGE_SIZE, _page_size)
+    _req(h, "limit", hp, "a number of bytes", _int, 0, U64)
+
+
+def _priority(pr, pp: str) -> None:
+    _obj(pr, pp)
+    _req(pr, "name", pp, "an interface name", _nonempty)
+    _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0, U32)
+
+
 def _memory(mem: dict, mp: str) -> None:
     what = "a number of bytes, or -1 for unlimited"
     for k in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
@@ -965,27 +950,22 @@ def _memory(mem: dict, mp: str) -> None:
 def _block_io(bio: dict, bp: str) -> None:
     _opt(bio, "weight", bp, _weight)
     _opt(bio, "leafWeight", bp, _weight)
-    if "weightDevice" in bio:
-        with _each:
-            for i, d in enumerate(_list(bio["weightDevice"], bp + "/weightDevice")):
-                with _each:
-                    dp = f"{bp}/weightDevice/{i}"
-                    _obj(d, dp)
-                    _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
-                    _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
-                    _opt(d, "weight", dp, _weight)
-                    _opt(d, "leafWeight", dp, _weight)
+    _opt(bio, "weightDevice", bp, _items, _block_device, "weight")
     for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
               "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
-        if k in bio:
-            with _each:
-                for i, d in enumerate(_list(bio[k], f"{bp}/{k}")):
-                    with _each:
-                        dp = f"{bp}/{k}/{i}"
-                        _obj(d, dp)
-                        _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
-                        _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
-                        _req(d, "rate", dp, "a non-negative integer", _int, 0, U64)
+        _opt(bio, k, bp, _items, _block_device, "rate")
+
+
+def _block_device(d, dp: str, kind: str) -> None:
+    """A blkio weight (weight, leafWeight) or throttle (rate) rule for one device."""
+    _obj(d, dp)
+    _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
+    _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
+    if kind == "rate":
+        _req(d, "rate", dp, "a non-negative integer", _int, 0, U64)
+    else:
+        _opt(d, "weight", dp, _weight)
+        _opt(d, "leafWeight", dp, _weight)
 
 
 def _cgroup_device(d, dp: str) -> None:

@@ -267,8 +267,9 @@ def _caps_beyond_kernel(doc: dict) -> list[Finding]:
 # -- 4. the host and the rootfs ------------------------------------------------------------------
 
 def _host(report: Report, doc: dict, bundle: str, errors: list) -> None:
+    from ocish.diagnose import rootfs_of
     from ocish.diagnose.preflight import Preflight
-    rootfs = _rootfs(doc, bundle)
+    rootfs = rootfs_of(doc, bundle)
     if rootfs is None:
         report.checked.append("host checks: skipped, there is no rootfs to check against")
         return
@@ -294,15 +295,6 @@ def lint_severity(f: Finding) -> str:
                                                               f.code == "no-proc"):
         return WARNING
     return ERROR
-
-
-def _rootfs(doc: dict, bundle: str) -> str | None:
-    root = doc.get("root")
-    path = root.get("path") if isinstance(root, dict) else None
-    if not isinstance(path, str) or not path:
-        return None
-    full = os.path.join(bundle, path)
-    return os.path.realpath(full) if os.path.isdir(full) else None
 
 
 def _at(doc, pointer: str) -> tuple[bool, object]:

@@ -16,9 +16,7 @@ import copy
 import inspect
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -275,28 +273,10 @@ def _build(mutate, rootfs_edit, base: Path, template: Path) -> Path:
     return bundle
 
 
-@pytest.fixture
-def base_dir(tmp_path):
-    """Where a case goes: pytest's 0700 tmp_path, or a world-searchable dir for the cases
-    whose mapped ids must reach the bundle."""
-    made = []
-
-    def where(open_dir: bool) -> Path:
-        if not open_dir:
-            return tmp_path / "case"
-        d = Path(tempfile.mkdtemp(prefix="ocish-lint-", dir="/tmp"))
-        d.chmod(0o755)
-        made.append(d)
-        return d / "case"
-    yield where
-    for d in made:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 @pytest.mark.parametrize("name,mutate,rootfs_edit", ALL, ids=[c[0] for c in ALL])
-def test_lint_errors_iff_create_fails(ocish, rootfs_template, base_dir, name, mutate,
+def test_lint_errors_iff_create_fails(ocish, rootfs_template, bundle_dir, name, mutate,
                                       rootfs_edit):
-    bundle = _build(mutate, rootfs_edit, base_dir(getattr(mutate, "open_dir", False)),
+    bundle = _build(mutate, rootfs_edit, bundle_dir(getattr(mutate, "open_dir", False)),
                     rootfs_template)
     report = lint(str(bundle))
     errors = [f for f in report.findings if f.severity == ERROR]

@@ -3,7 +3,7 @@
 Every broken config of the test suite (tests/unit/test_spec.py's table, tests/integration/
 test_broken_configs.py, tests/diagnose/corpus.py, with its rootfs edits, tests/lint's schema
 corpus config and the runtime-spec's own schema test configs) and this module's own
-(CASES: a config or rootfs edit for each semantic check lint makes, and configs create takes but
+(OWN: a config or rootfs edit for each semantic check lint makes, and configs create takes but
 lint warns about) is built as a bundle from the busybox rootfs, linted, and created for real
 with `ocish create` in a private --root, then deleted. Lint reports an error exactly when create
 fails. Two configs fail only by what a hook program does once it runs (it exits 3; it outlives its

@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
                    help="a bundle directory or a config.json (default: .)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--strict", action="store_true", help="warnings fail too (exit status 1)")
+    # `ocish --root R lint ...` (the runtime's global flag): lint reads no container state
+    p.add_argument("--root", help=argparse.SUPPRESS)
     try:
         a = p.parse_args(argv)
     except SystemExit as e:

@@ -1,11 +1,11 @@
 """`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, attach,
-bundle, diagnose, replay)."""
+bundle, diagnose, lint, replay)."""
 from __future__ import annotations
 
 import os
 import sys
 
-SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "replay", "shell"}
+SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "lint", "replay", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "replay":
             from ocish.replay import main as replay_main
             return replay_main(argv[1:])
+        if command == "lint":
+            from ocish.lint import main as lint_main
+            return lint_main(argv[1:])
         from ocish.shell import main as shell_main
         return shell_main(argv[1:], command)
     from runtime.cli import main as runtime_main

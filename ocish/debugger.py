@@ -36,7 +36,7 @@ from ocish.inspect.exit import ExitInfo, describe_status
 from ocish.trace import TraceResult, Tracer
 from runtime import lifecycle, state
 from runtime.engine import CONTAINER, Engine, Observer, Stage
-from runtime.errors import OcishError, SpecError, StageError
+from runtime.errors import ConfigNotJson, OcishError, SpecError, StageError
 from runtime.linux import procfs
 from runtime.linux import syscalls as S
 
@@ -310,13 +310,14 @@ class Debugger(Observer):
     # -- load, attach, restart, teardown --------------------------------------------------------
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
         """Build the Setup (state dir, exec.fifo, engine) and start the container side. When
-        config.json is refused (SpecError), the bundle stays remembered: fix it, `restart`."""
+        config.json is refused (not JSON, or a SpecError), the bundle stays remembered: fix it,
+        `restart`."""
         self.teardown()
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
         self.bundle, self.cid, self.temp_dir = os.path.abspath(bundle), cid, temp_dir
         try:
             self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
-        except SpecError as e:
+        except (SpecError, ConfigNotJson) as e:
             self.load_error = str(e)
             raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
         except BaseException:

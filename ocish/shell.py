@@ -11,6 +11,10 @@ per line, echoes it after the prompt and prints plain text: data on stdout, erro
 and news on stderr; the session exits 1 when a command failed (at once with --errexit or
 `set errexit on`, as sh's `set -e`), so sessions are scripts.
 
+A bundle whose config.json the runtime refuses still opens the shell: every problem `ocish lint`
+finds is listed, nothing is set up, and `restart` (alias `reload`) reads config.json again once
+it is fixed (and lists the problems again while it is not).
+
 Ctrl-C interrupts a command, never the shell: during a step it is deferred to the end of that
 step (a step half done would desynchronise the engine and the container side). Ctrl-D, EOF,
 `quit`, SIGTERM and SIGHUP all tear the container down.
@@ -145,7 +149,8 @@ class Shell:
         """0, or 1 when a command of a non-interactive session failed (said on stderr)."""
         if not self.failures or self.interactive:
             return 0
-        lines = ", ".join(map(str, self.failures[:10])) + (", ..." if len(self.failures) > 10 else "")
+        lines = ", ".join(str(n) if n else "0 (the bundle's load)" for n in self.failures[:10]) \
+            + (", ..." if len(self.failures) > 10 else "")
         self.note(f"ocish: {len(self.failures)} command(s) failed (input line {lines})")
         return 1
 
@@ -221,6 +226,8 @@ class Shell:
                 self._render(out)  # the stop line: the failure block came with the step
             if not self._failure_shown:
                 self.error(out.error)
+            if out.command in ("restart", "load") and self.dbg.load_error:
+                self.config_refused()
             self.failures.append(self.lineno)
         if out.command:
             cmd = resolve(out.command)
@@ -253,6 +260,26 @@ class Shell:
 
     def banner(self) -> None:
         self.show(render.banner(self.commands.banner()))
+
+    def config_refused(self) -> None:
+        """The runtime refused the bundle's config.json: every problem lint finds (the one that
+        stopped the load among them), and how to go on. Errors: on stderr when plain."""
+        from ocish.lint import text_lines
+        from ocish.lint.checks import LintError, lint
+        try:
+            lines = text_lines(lint(self.dbg.bundle))
+        except LintError as e:
+            lines = [(f"lint: {e}", "")]
+        if self._console is None:
+            sys.stdout.flush()
+            sys.stderr.write("".join(text + "\n" for text, _ in lines))
+            sys.stderr.flush()
+        else:
+            from rich.text import Text
+            for text, style in lines:
+                self._console.print(Text(text, style=style))
+        self.note("nothing is set up: fix config.json, then `restart` (or `reload`) reads it "
+                  "again")
 
 
 @contextmanager
@@ -323,9 +350,16 @@ def main(argv: list[str], command: str) -> int:
                 if temp:
                     shutil.rmtree(temp, ignore_errors=True)
                 sys.stderr.write(f"ocish: {e}\n")
-                return 1
-            shell.commands.note_load(made=bool(temp))
-            shell.banner()
+                if not shell.dbg.load_error:
+                    return 1
+                # config.json refused: the shell opens anyway, to fix it and `restart`
+                shell.config_refused()
+                shell.failures.append(0)
+                if shell.commands.errexit:
+                    return shell.exit_status()
+            else:
+                shell.commands.note_load(made=bool(temp))
+                shell.banner()
         elif command == "attach":
             try:
                 shell.dbg.attach(a.id)

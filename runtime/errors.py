@@ -29,6 +29,25 @@ class SpecError(OcishError):
         self.message = message
 
 
+class ConfigNotJson(OcishError):
+    """config.json is there but is not JSON (or not UTF-8): its text, not the bundle, is wrong."""
+
+
+class _Strict:
+    """A `with` guard that lets every exception through: the default where a check may be run
+    under a collecting guard instead (runtime.spec's lint mode)."""
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+STRICT = _Strict()
+
+
 class StageError(OcishError):
     """A setup stage failed at one operation (usually a syscall) on one target."""
 

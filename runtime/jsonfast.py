@@ -38,7 +38,10 @@ def loads(text: str):
         i += 1
     try:
         value, end = _scan(text, i)
-    except (StopIteration, ValueError, RecursionError):
+    except (StopIteration, ValueError, RecursionError, SystemError):
+        # SystemError: _json reports a syntax error by raising json.decoder.JSONDecodeError,
+        # which it takes from sys.modules; with `json` not imported it "returned NULL without
+        # setting an exception" (CPython 3.11, Modules/_json.c raise_errmsg)
         end = -1
     else:
         while end < n and text[end] in _WS:

@@ -19,6 +19,15 @@ Rules
   and last the rootfs on disk. Only namespace paths (existence; the netns of net.* sysctls) and
   the rootfs touch the filesystem.
 
+Two modes, one set of checks
+----------------------------
+`create` (`load`, `validate`) stops at the first problem. `ocish lint` (`collect`) runs the very
+same checks and records every problem instead: each check that does not depend on another sits
+in a `with _each:` block (or is one `_opt`/`_req` field), which in lint's mode records the
+SpecError and carries on after the block, and in create's mode lets it through untouched. A
+failed `_opt`/`_req` then reads as None (absent) to what follows. The first finding of `collect`
+is always the error `validate` raises: both walk the config in the same order.
+
 Compatibility with runc: the namespace rules follow runc's `libcontainer/configs/validate`
 (hostname needs a uts namespace, sysctls must be namespaced, user namespace mappings, time
 offsets, masked paths need a mount namespace); as in runc, a "private" namespace is one listed in
@@ -29,7 +38,7 @@ container paths are rejected, and mounts need a mount namespace (runc silently s
 import os
 
 from runtime import jsonfast
-from runtime.errors import OcishError, SpecError
+from runtime.errors import ConfigNotJson, OcishError, SpecError
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -47,6 +56,9 @@ RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 PROPAGATIONS = ("shared", "slave", "private", "unbindable",
                 "rshared", "rslave", "rprivate", "runbindable")
+SCHED_FLAGS = ("SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+               "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+               "SCHED_FLAG_UTIL_CLAMP_MAX")
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
 SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO",
@@ -54,6 +66,11 @@ SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED
 PERSONALITY_DOMAINS = ("LINUX", "LINUX32")
 TIME_CLOCKS = ("boottime", "monotonic")
 HOST_NAME_MAX = 64
+# The runtime's container side (Python) is charged ~1.1 MiB to the container's memory cgroup
+# during setup and is OOM-killed below ~1.5 MiB ("container process exited during setup"); runc
+# 1.1.5 fails too below ~2.3 MiB ("unable to set memory limit ... current usage"). A floor with
+# room to spare makes that a config error; Docker and podman refuse limits below 6 MB anyway.
+MIN_MEMORY = 4 * 1024 * 1024
 
 # Sysctls that live in the ipc namespace (runc's list, as prefixes) and the other namespaced ones.
 _IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
@@ -61,6 +78,52 @@ _IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 _ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ID_MAX = 255  # the id names the state directory: NAME_MAX
+
+
+# ---------------------------------------------------------------------------------------------
+# create's mode and lint's mode
+
+_found: list | None = None  # None: create's mode (raise at the first); a list: lint's (record)
+# what a check raises when it reads a value that an earlier check already reported as invalid
+_FOLLOW_ON = (TypeError, KeyError, AttributeError, IndexError)
+
+
+class _Each:
+    """`with _each:` around one independent check. In create's mode a SpecError goes through
+    (the first problem wins); in lint's mode it is recorded and the code after the block runs.
+    A follow-on TypeError (KeyError, ...) of a check that read a value already reported is
+    dropped in lint's mode, but only then: with nothing recorded it is a bug and propagates."""
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if kind is None or _found is None:
+            return False
+        if issubclass(kind, SpecError):
+            _found.append(err)
+            return True
+        return bool(_found) and issubclass(kind, _FOLLOW_ON)
+
+
+_each = _Each()
+
+
+def collect(spec, bundle: str) -> list[SpecError]:
+    """Every problem `validate` finds in `spec`, in the order it meets them: `validate` raises
+    the first of these and only that one. One per pointer: a second problem at the same item
+    (a name that is no "CAP_*" is also no capability) is the first one again. Relative paths
+    are relative to `bundle`."""
+    global _found
+    _found = found = []
+    try:
+        with _each:
+            _validate(spec, os.path.abspath(bundle))
+    finally:
+        _found = None
+    seen: set = set()
+    return [e for e in found if not (e.pointer in seen or seen.add(e.pointer))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,15 +161,24 @@ def load(bundle: str) -> tuple[dict, str]:
     """Read and validate `<bundle>/config.json`; return the spec and the absolute, symlink-free
     rootfs path. Raises OcishError (file problems) or SpecError (content problems)."""
     bundle = os.path.abspath(bundle)
+    spec = read(bundle)
+    return spec, _validate(spec, bundle)
+
+
+def read(bundle: str, name: str = "config.json"):
+    """The JSON value in `<bundle>/config.json` (or another file of the bundle: `name`), not
+    validated. Raises OcishError when there is no bundle directory, the file cannot be read, or
+    it is not JSON in UTF-8."""
+    bundle = os.path.abspath(bundle)
     if not os.path.isdir(bundle):
         why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
         raise OcishError(f"bundle {_q(bundle)}: {why}")
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
+        with open(os.path.join(bundle, name), "rb") as f:
             data = f.read()
     except OSError as e:
         why = os.strerror(e.errno).lower() if e.errno else str(e)
-        raise OcishError(f"bundle {_q(bundle)}: config.json: {why}") from None
+        raise OcishError(f"bundle {_q(bundle)}: {name}: {why}") from None
     try:
         text = data.decode("utf-8")
         if text.startswith("\ufeff"):
@@ -123,8 +195,8 @@ def load(bundle: str) -> tuple[dict, str]:
         why = (f"invalid json at line {getattr(e, 'lineno', 0)} column {getattr(e, 'colno', 0)}: "
                f"{msg[:1].lower()}{msg[1:]}")
     else:
-        return spec, _validate(spec, bundle)
-    raise OcishError(f"bundle {_q(bundle)}: config.json: {why}")
+        return spec
+    raise ConfigNotJson(f"bundle {_q(bundle)}: {name}: {why}")
 
 
 def validate(spec: dict, bundle: str) -> None:
@@ -232,9 +304,23 @@ def _id(v, p: str) -> int:
     return v
 
 
+def _items(v, p: str, check, *args, what: str = "an array") -> list:
+    """The array `v`, each item checked apart: `check(item, pointer, *args)`."""
+    for i, item in enumerate(_list(v, p, what)):
+        with _each:
+            check(item, f"{p}/{i}", *args)
+    return v
+
+
 def _strlist(v, p: str) -> list:
-    for i, s in enumerate(_list(v, p, "an array of strings")):
-        _str(s, f"{p}/{i}")
+    return _items(v, p, _str, what="an array of strings")
+
+
+def _args(v, p: str) -> list:
+    """/process/args: at least the program (runtime-spec: "at least one entry is REQUIRED")."""
+    if not _strlist(v, p):
+        _bad(p, "a non-empty array of strings", v)
+    _nonempty(v[0], p + "/0", "a program name or path")
     return v
 
 
@@ -270,16 +356,36 @@ def _weight(v, p: str) -> int:
 
 
 def _opt(d: dict, key: str, p: str, check, *args):
-    """Run `check(value, pointer, *args)` when `key` is present."""
+    """`check(value, pointer, *args)` when `key` is present; None when it is absent (or, in
+    lint's mode, has a problem: then recorded)."""
     if key in d:
-        return check(d[key], f"{p}/{key}", *args)
+        if _found is None:
+            return check(d[key], f"{p}/{key}", *args)
+        return _checked(check, d[key], f"{p}/{key}", args)
     return None
 
 
 def _req(d: dict, key: str, p: str, what: str, check, *args):
+    """`check(value, pointer, *args)`; a missing `key` is a problem. In lint's mode None when
+    the value is missing or has a problem (recorded)."""
+    if _found is None:
+        if key not in d:
+            _missing(f"{p}/{key}", what)
+        return check(d[key], f"{p}/{key}", *args)
     if key not in d:
-        _missing(f"{p}/{key}", what)
-    return check(d[key], f"{p}/{key}", *args)
+        with _each:
+            _missing(f"{p}/{key}", what)
+        return None
+    return _checked(check, d[key], f"{p}/{key}", args)
+
+
+def _checked(check, v, p: str, args: tuple):
+    """Lint's mode: `check(v, p, *args)`, or None when it recorded a problem (a value with a
+    problem reads as absent to the checks that use it)."""
+    mark = len(_found)
+    with _each:
+        v = check(v, p, *args)
+    return v if len(_found) == mark else None
 
 
 def _mappings(v, p: str) -> list:
@@ -290,21 +396,23 @@ def _mappings(v, p: str) -> list:
     tighter (ID_MAX) where they are taken."""
     seen: list = []
     for i, m in enumerate(_list(v, p)):
-        mp = f"{p}/{i}"
-        _obj(m, mp)
-        c = _req(m, "containerID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
-        h = _req(m, "hostID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
-        n = _req(m, "size", mp, f"an integer from 1 to {MAP_MAX + 1}", _int, 1, MAP_MAX + 1)
-        for key, first in (("containerID", c), ("hostID", h)):
-            if first + n - 1 > MAP_MAX:
-                raise SpecError(mp + "/size", f"{key} range {first}-{first + n - 1} goes past "
-                                              f"{MAP_MAX}, the largest id (4294967295 is -1)")
-        for j, (c2, h2, n2) in enumerate(seen):
-            for key, a, b in (("containerID", c, c2), ("hostID", h, h2)):
-                if a < b + n2 and b < a + n:
-                    raise SpecError(f"{mp}/{key}", f"range {a}-{a + n - 1} overlaps "
-                                                   f"{p}/{j} ({b}-{b + n2 - 1})")
-        seen.append((c, h, n))
+        with _each:
+            mp = f"{p}/{i}"
+            _obj(m, mp)
+            c = _req(m, "containerID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+            h = _req(m, "hostID", mp, f"an integer from 0 to {MAP_MAX}", _int, 0, MAP_MAX)
+            n = _req(m, "size", mp, f"an integer from 1 to {MAP_MAX + 1}", _int, 1, MAP_MAX + 1)
+            for key, first in (("containerID", c), ("hostID", h)):
+                if first + n - 1 > MAP_MAX:
+                    raise SpecError(mp + "/size", f"{key} range {first}-{first + n - 1} goes "
+                                                  f"past {MAP_MAX}, the largest id (4294967295 "
+                                                  f"is -1)")
+            for j, (c2, h2, n2) in enumerate(seen):
+                for key, a, b in (("containerID", c, c2), ("hostID", h, h2)):
+                    if a < b + n2 and b < a + n:
+                        raise SpecError(f"{mp}/{key}", f"range {a}-{a + n - 1} overlaps "
+                                                       f"{p}/{j} ({b}-{b + n2 - 1})")
+            seen.append((c, h, n))
     return v
 
 
@@ -320,193 +428,256 @@ def _add_ns(t: str) -> str:
 # the sections of config.json
 
 def _validate(spec, bundle: str) -> str:
-    """Check everything; return the real rootfs path."""
+    """Check everything; return the real rootfs path ("" in lint's mode when it is not valid)."""
     if type(spec) is not dict:
         _bad("", "a json object", spec)
 
-    if "ociVersion" not in spec:
-        _missing("/ociVersion", 'a version string like "1.2.0"')
-    ver = _str(spec["ociVersion"], "/ociVersion", 'a version string like "1.2.0"')
-    major, dot, _ = ver.partition(".")
-    if major != "1" or not dot:
-        raise SpecError("/ociVersion", f'unsupported version {_q(ver)}: expected 1.x.y, '
-                                       f'such as "1.2.0"')
+    with _each:
+        if "ociVersion" not in spec:
+            _missing("/ociVersion", 'a version string like "1.2.0"')
+        ver = _str(spec["ociVersion"], "/ociVersion", 'a version string like "1.2.0"')
+        major, dot, _ = ver.partition(".")
+        if major != "1" or not dot:
+            raise SpecError("/ociVersion", f'unsupported version {_q(ver)}: expected 1.x.y, '
+                                           f'such as "1.2.0"')
 
     root = _req(spec, "root", "", 'an object like {"path": "rootfs"}', _obj)
-    _req(root, "path", "/root", "the rootfs path", _nonempty, "a non-empty path")
-    _opt(root, "readonly", "/root", _bool)
+    if root is not None:
+        _req(root, "path", "/root", "the rootfs path", _nonempty, "a non-empty path")
+        _opt(root, "readonly", "/root", _bool)
 
-    linux = _opt(spec, "linux", "", _obj) or {}
-    ns = _namespaces(linux)
+    linux = _opt(spec, "linux", "", _obj)
+    # None (lint's mode) when the namespaces cannot be told: the checks that need them skip
+    ns = _namespaces(linux or {}) if linux is not None or "linux" not in spec else None
+    linux = linux or {}
 
-    _process(spec)
+    with _each:
+        _process(spec)
 
     for key in ("hostname", "domainname"):
         if key in spec:
-            name = _str(spec[key], "/" + key)
-            if len(name.encode()) > HOST_NAME_MAX:
-                raise SpecError("/" + key, f"must be at most {HOST_NAME_MAX} bytes, got "
-                                           f"{len(name.encode())}")
-            if name and "uts" not in ns:
-                raise SpecError("/" + key, f"unable to set {key} without a private uts "
-                                           f"namespace: {_add_ns('uts')}")
+            with _each:
+                name = _str(spec[key], "/" + key)
+                if len(name.encode()) > HOST_NAME_MAX:
+                    raise SpecError("/" + key, f"must be at most {HOST_NAME_MAX} bytes, got "
+                                               f"{len(name.encode())}")
+                if name and "uts" not in ns:
+                    raise SpecError("/" + key, f"unable to set {key} without a private uts "
+                                               f"namespace: {_add_ns('uts')}")
 
-    _mounts(spec, ns)
-    _hooks(spec)
+    with _each:
+        _mounts(spec, ns)
+    with _each:
+        _hooks(spec)
     if "annotations" in spec:
-        for k, v in _obj(spec["annotations"], "/annotations").items():
-            _str(v, "/annotations/" + esc(k))
+        with _each:
+            for k, v in _obj(spec["annotations"], "/annotations").items():
+                with _each:
+                    _str(v, "/annotations/" + esc(k))
 
-    _linux(linux, ns)
-    _cross(spec, linux, ns)
+    maps = {k: _opt(linux, k, "/linux", _mappings) for k in ("uidMappings", "gidMappings")}
+    with _each:
+        _linux(linux, ns, maps)
+    with _each:
+        _cross(spec, maps, ns)
     # the security modules own their name tables; the create path imports them anyway
     from runtime.linux.capabilities import validate_caps
     from runtime.linux.seccomp import validate_seccomp
-    validate_caps(spec)
-    validate_seccomp(spec)
-    return _rootfs(root["path"], bundle)
+    with _each:
+        validate_caps(spec, _each)
+    with _each:
+        validate_seccomp(spec, _each)
+    with _each:
+        return _rootfs(root["path"], bundle)
+    return ""  # lint's mode: the rootfs problem is recorded
 
 
-def _namespaces(linux: dict) -> dict:
-    """Validate /linux/namespaces; return {type: (index, path or None)}."""
-    ns: dict = {}
+def _enum(v, p: str, choices, what: str = "") -> str:
+    """One of `choices` (strings)."""
+    what = what or "one of " + ", ".join(choices)
+    if _str(v, p, what) not in choices:
+        _bad(p, what, v)
+    return v
+
+
+def _namespaces(linux: dict) -> dict | None:
+    """Validate /linux/namespaces; return {type: (index, path or None)}, or None in lint's mode
+    when the list or the type of an entry is invalid."""
+    ns: dict | None = {}
     if "namespaces" not in linux:
         return ns
-    for i, n in enumerate(_list(linux["namespaces"], "/linux/namespaces")):
-        p = f"/linux/namespaces/{i}"
-        _obj(n, p)
-        what = "one of " + ", ".join(NAMESPACES)
-        t = _req(n, "type", p, what, _str, what)
-        if t not in NAMESPACES:
-            _bad(p + "/type", what, t)
-        if t in ns:
-            raise SpecError(p + "/type", f'duplicate namespace "{t}", already at '
-                                         f'/linux/namespaces/{ns[t][0]}')
-        path = _opt(n, "path", p, _path)
-        if path is not None and not os.path.exists(path):
-            raise SpecError(p + "/path", f"{t} namespace file {_q(path)} does not exist")
-        ns[t] = (i, path)
-    return ns
+    with _each:
+        for i, n in enumerate(_list(linux["namespaces"], "/linux/namespaces")):
+            with _each:
+                p = f"/linux/namespaces/{i}"
+                _obj(n, p)
+                what = "one of " + ", ".join(NAMESPACES)
+                t = _req(n, "type", p, what, _enum, NAMESPACES, what)
+                if t is None:
+                    ns = None  # lint's mode: recorded, and no telling what was meant
+                    continue
+                if ns is None:
+                    continue
+                if t in ns:
+                    raise SpecError(p + "/type", f'duplicate namespace "{t}", already at '
+                                                 f'/linux/namespaces/{ns[t][0]}')
+                path = _opt(n, "path", p, _path)
+                ns[t] = (i, path)
+                if path is not None:
+                    try:
+                        os.stat(path)
+                    except OSError as e:
+                        why = "does not exist" if isinstance(e, FileNotFoundError) else \
+                            os.strerror(e.errno or 0).lower()
+                        raise SpecError(p + "/path", f"{t} namespace file {_q(path)} {why}" if
+                                        why == "does not exist" else
+                                        f"{t} namespace file {_q(path)}: {why}") from None
+        return ns
+    return None
 
 
 def _process(spec: dict) -> None:
     proc = _req(spec, "process", "", "an object with args, cwd and user", _obj)
+    if proc is None:
+        return  # lint's mode: recorded
     p = "/process"
-    args = _req(proc, "args", p, "a non-empty array of strings", _strlist)
-    if not args:
-        _bad(p + "/args", "a non-empty array of strings", args)
-    _nonempty(args[0], p + "/args/0", "a program name or path")
+    _req(proc, "args", p, "a non-empty array of strings", _args)
     _req(proc, "cwd", p, "an absolute path", _path)
     if "env" in proc:
-        for i, e in enumerate(_strlist(proc["env"], p + "/env")):
-            if e.find("=") <= 0:
-                _bad(f"{p}/env/{i}", '"KEY=value" with a non-empty KEY', e)
+        with _each:
+            for i, e in enumerate(_strlist(proc["env"], p + "/env")):
+                with _each:
+                    if e.find("=") <= 0:
+                        _bad(f"{p}/env/{i}", '"KEY=value" with a non-empty KEY', e)
     _opt(proc, "terminal", p, _bool)
     if "consoleSize" in proc:
-        cs = _obj(proc["consoleSize"], p + "/consoleSize")
-        for k in ("height", "width"):
-            _opt(cs, k, p + "/consoleSize", _int, 0, 65535)
+        with _each:
+            cs = _obj(proc["consoleSize"], p + "/consoleSize")
+            for k in ("height", "width"):  # both required, as in the runtime-spec schema
+                _req(cs, k, p + "/consoleSize", "an integer from 0 to 65535", _int, 0, 65535)
 
     if "user" in proc:
-        up = p + "/user"
-        user = _obj(proc["user"], up)
-        _opt(user, "uid", up, _id)
-        _opt(user, "gid", up, _id)
-        _opt(user, "umask", up, _int, 0, 0o777, "an integer from 0 to 511 (0o777)")
-        if "additionalGids" in user:
-            for i, g in enumerate(_list(user["additionalGids"], up + "/additionalGids")):
-                _id(g, f"{up}/additionalGids/{i}")
-        _opt(user, "username", up, _str)
+        with _each:
+            _user(_obj(proc["user"], p + "/user"), p + "/user")
 
     if "rlimits" in proc:
-        seen: dict = {}
-        rp = p + "/rlimits"
-        for i, r in enumerate(_list(proc["rlimits"], rp)):
-            ip = f"{rp}/{i}"
-            _obj(r, ip)
-            what = 'an RLIMIT_* name such as "RLIMIT_NOFILE"'
-            t = _req(r, "type", ip, what, _str, what)
-            if t not in RLIMITS:
-                _bad(ip + "/type", what, t)
-            if t in seen:
-                raise SpecError(ip + "/type", f'duplicate rlimit "{t}", already at '
-                                              f'{rp}/{seen[t]}')
-            seen[t] = i
-            soft = _req(r, "soft", ip, "a non-negative integer", _int, 0, U64)
-            hard = _req(r, "hard", ip, "a non-negative integer", _int, 0, U64)
-            if soft > hard:
-                raise SpecError(ip + "/soft", f"must not exceed hard limit {hard}, got {soft}")
+        with _each:
+            _rlimits(_list(proc["rlimits"], p + "/rlimits"), p + "/rlimits")
 
     _opt(proc, "oomScoreAdj", p, _int, -1000, 1000)
     _opt(proc, "noNewPrivileges", p, _bool)
     _opt(proc, "apparmorProfile", p, _str)
     _opt(proc, "selinuxLabel", p, _str)
+    _opt(proc, "commandLine", p, _str)  # Windows' (runtime-spec schema): typed, not used
 
     if "capabilities" in proc:
-        cp = p + "/capabilities"
-        caps = _obj(proc["capabilities"], cp)
-        for s in CAP_SETS:
-            if s in caps:
-                for i, c in enumerate(_list(caps[s], f"{cp}/{s}", "an array of capability names")):
-                    if type(c) is not str or not c.startswith("CAP_"):
-                        _bad(f"{cp}/{s}/{i}", 'a capability name like "CAP_KILL"', c)
-                    _str(c, f"{cp}/{s}/{i}")
+        with _each:
+            cp = p + "/capabilities"
+            caps = _obj(proc["capabilities"], cp)
+            for s in CAP_SETS:
+                if s in caps:
+                    with _each:
+                        _items(caps[s], f"{cp}/{s}", _cap_name,
+                               what="an array of capability names")
 
     if "ioPriority" in proc:
-        ip = p + "/ioPriority"
-        io = _obj(proc["ioPriority"], ip)
-        what = "one of " + ", ".join(IOPRIO_CLASSES)
-        if _req(io, "class", ip, what, _str, what) not in IOPRIO_CLASSES:
-            _bad(ip + "/class", what, io["class"])
-        _opt(io, "priority", ip, _int, 0, 7)
+        with _each:
+            ip = p + "/ioPriority"
+            io = _obj(proc["ioPriority"], ip)
+            what = "one of " + ", ".join(IOPRIO_CLASSES)
+            _req(io, "class", ip, what, _enum, IOPRIO_CLASSES, what)
+            _opt(io, "priority", ip, _int, 0, 7)
 
     if "scheduler" in proc:
-        sp = p + "/scheduler"
-        sch = _obj(proc["scheduler"], sp)
-        what = "one of " + ", ".join(SCHED_POLICIES)
-        if _req(sch, "policy", sp, what, _str, what) not in SCHED_POLICIES:
-            _bad(sp + "/policy", what, sch["policy"])
-        _opt(sch, "nice", sp, _int, -20, 19)
-        _opt(sch, "priority", sp, _int, -2**31, 2**31 - 1)
-        _opt(sch, "flags", sp, _strlist)
-        for k in ("runtime", "deadline", "period"):
-            _opt(sch, k, sp, _int, 0, U64)
+        with _each:
+            sp = p + "/scheduler"
+            sch = _obj(proc["scheduler"], sp)
+            what = "one of " + ", ".join(SCHED_POLICIES)
+            _req(sch, "policy", sp, what, _enum, SCHED_POLICIES, what)
+            _opt(sch, "nice", sp, _int, -20, 19)
+            _opt(sch, "priority", sp, _int, -2**31, 2**31 - 1)
+            _opt(sch, "flags", sp, _items, _enum, SCHED_FLAGS)
+            for k in ("runtime", "deadline", "period"):
+                _opt(sch, k, sp, _int, 0, U64)
 
     if "execCPUAffinity" in proc:
-        ap = p + "/execCPUAffinity"
-        aff = _obj(proc["execCPUAffinity"], ap)
-        _opt(aff, "initial", ap, _cpulist)
-        _opt(aff, "final", ap, _cpulist)
+        with _each:
+            ap = p + "/execCPUAffinity"
+            aff = _obj(proc["execCPUAffinity"], ap)
+            _opt(aff, "initial", ap, _cpulist)
+            _opt(aff, "final", ap, _cpulist)
+
+
+def _cap_name(c, p: str) -> str:
+    if type(c) is not str or not c.startswith("CAP_"):
+        _bad(p, 'a capability name like "CAP_KILL"', c)
+    return _str(c, p)
+
+
+def _user(user: dict, up: str) -> None:
+    _opt(user, "uid", up, _id)
+    _opt(user, "gid", up, _id)
+    _opt(user, "umask", up, _int, 0, 0o777, "an integer from 0 to 511 (0o777)")
+    _opt(user, "additionalGids", up, _items, _id)
+    _opt(user, "username", up, _str)
+
+
+def _rlimits(rlimits: list, rp: str) -> None:
+    seen: dict = {}
+    for i, r in enumerate(rlimits):
+        with _each:
+            ip = f"{rp}/{i}"
+            _obj(r, ip)
+            what = 'an RLIMIT_* name such as "RLIMIT_NOFILE"'
+            t = _req(r, "type", ip, what, _enum, RLIMITS, what)
+            if t in seen:
+                raise SpecError(ip + "/type", f'duplicate rlimit "{t}", already at '
+                                              f'{rp}/{seen[t]}')
+            if t is not None:
+                seen[t] = i
+            soft = _req(r, "soft", ip, "a non-negative integer", _int, 0, U64)
+            hard = _req(r, "hard", ip, "a non-negative integer", _int, 0, U64)
+            if soft > hard:
+                raise SpecError(ip + "/soft", f"must not exceed hard limit {hard}, got {soft}")
 
 
 def _mounts(spec: dict, ns: dict) -> None:
     if "mounts" not in spec:
         return
     mounts = _list(spec["mounts"], "/mounts")
-    if mounts and "mount" not in ns:
-        raise SpecError("/mounts", f"mounts need a private mount namespace: {_add_ns('mount')}")
+    if mounts:
+        with _each:
+            if "mount" not in ns:
+                raise SpecError("/mounts", f"mounts need a private mount namespace: "
+                                           f"{_add_ns('mount')}")
     for i, m in enumerate(mounts):
-        p = f"/mounts/{i}"
-        _obj(m, p)
-        _req(m, "destination", p, "an absolute path", _path, False)
-        typ = _opt(m, "type", p, _str)
-        src = _opt(m, "source", p, _str)
-        opts = _opt(m, "options", p, _strlist) or ()
-        bind = typ == "bind" or "bind" in opts or "rbind" in opts
-        if bind and not src:
+        with _each:
+            _mount(m, f"/mounts/{i}")
+
+
+def _mount(m, p: str) -> None:
+    _obj(m, p)
+    _req(m, "destination", p, "an absolute path", _path, False)
+    typ = _opt(m, "type", p, _str)
+    src = _opt(m, "source", p, _str)
+    opts = _opt(m, "options", p, _strlist) or ()
+    bind = typ == "bind" or "bind" in opts or "rbind" in opts
+    if bind and not src:
+        with _each:
             if src is None:
                 _missing(p + "/source", "the path to bind-mount")
             _bad(p + "/source", "the path to bind-mount", src)
-        has = [k for k in ("uidMappings", "gidMappings") if k in m]
-        for k in has:
+    has = [k for k in ("uidMappings", "gidMappings") if k in m]
+    for k in has:
+        with _each:
             _mappings(m[k], f"{p}/{k}")
-        if len(has) == 1:
-            other = "gidMappings" if has[0] == "uidMappings" else "uidMappings"
-            raise SpecError(f"{p}/{other}", "missing: an id-mapped mount needs both uidMappings "
-                                            "and gidMappings")
-        if has and not bind:
-            raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
-                                             'or option "bind"/"rbind")')
+    if len(has) == 1:
+        other = "gidMappings" if has[0] == "uidMappings" else "uidMappings"
+        raise SpecError(f"{p}/{other}", "missing: an id-mapped mount needs both uidMappings "
+                                        "and gidMappings")
+    if has and not bind:
+        raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
+                                         'or option "bind"/"rbind")')
 
 
 def _hooks(spec: dict) -> None:
@@ -514,110 +685,139 @@ def _hooks(spec: dict) -> None:
         return
     hooks = _obj(spec["hooks"], "/hooks")
     for kind in HOOKS:
-        if kind not in hooks:
-            continue
-        for i, h in enumerate(_list(hooks[kind], f"/hooks/{kind}")):
-            p = f"/hooks/{kind}/{i}"
-            _obj(h, p)
-            _req(h, "path", p, "the absolute path of the hook program", _path)
-            _opt(h, "args", p, _strlist)
-            _opt(h, "env", p, _strlist)
-            _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
+        _opt(hooks, kind, "/hooks", _items, _hook)
 
 
-def _linux(linux: dict, ns: dict) -> None:
-    # user namespace and its mappings (runc's rules)
-    maps = {k: _opt(linux, k, "/linux", _mappings) or [] for k in ("uidMappings", "gidMappings")}
-    if "user" not in ns:
-        for k in ("uidMappings", "gidMappings"):
-            if maps[k]:
-                raise SpecError("/linux/" + k, "user namespace mappings given, but there is no "
-                                               f"user namespace: {_add_ns('user')}")
-    elif ns["user"][1] is None:
-        for k in ("uidMappings", "gidMappings"):
-            if not maps[k]:
+def _hook(h, p: str) -> None:
+    _obj(h, p)
+    _req(h, "path", p, "the absolute path of the hook program", _path)
+    _opt(h, "args", p, _strlist)
+    _opt(h, "env", p, _strlist)
+    _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
+
+
+def _linux(linux: dict, ns: dict, maps: dict) -> None:
+    # user namespace and its mappings (runc's rules); a map is None when absent or (lint's
+    # mode) invalid, then reported already
+    for k in ("uidMappings", "gidMappings"):
+        with _each:
+            if "user" not in ns:
+                if maps[k]:
+                    raise SpecError("/linux/" + k, "user namespace mappings given, but there is "
+                                                   f"no user namespace: {_add_ns('user')}")
+            elif ns["user"][1] is None and not maps[k] and (maps[k] is not None
+                                                           or k not in linux):
                 raise SpecError("/linux/" + k, f"the new user namespace (/linux/namespaces/"
                                                f"{ns['user'][0]}) needs {k[:3]} mappings, "
                                                f"got none")
 
     if "sysctl" in linux:
-        for key, value in _obj(linux["sysctl"], "/linux/sysctl").items():
-            p = "/linux/sysctl/" + esc(key)
-            _str(value, p)
-            _sysctl(key, p, ns)
+        with _each:
+            for key, value in _obj(linux["sysctl"], "/linux/sysctl").items():
+                with _each:
+                    p = "/linux/sysctl/" + esc(key)
+                    _str(value, p)
+                    _sysctl(key, p, ns)
 
     if "resources" in linux:
-        _resources(_obj(linux["resources"], "/linux/resources"))
+        with _each:
+            _resources(_obj(linux["resources"], "/linux/resources"))
 
-    if "devices" in linux:
-        for i, d in enumerate(_list(linux["devices"], "/linux/devices")):
-            p = f"/linux/devices/{i}"
-            _obj(d, p)
-            path = _req(d, "path", p, "an absolute path under the rootfs", _path, False)
-            if not path.strip("/"):
-                _bad(p + "/path", "the path of a device node, not the rootfs itself", path)
-            what = 'one of "c", "b", "u", "p"'
-            t = _req(d, "type", p, what, _str, what)
-            if t not in ("c", "b", "u", "p"):
-                _bad(p + "/type", what, t)
-            for k in ("major", "minor"):
-                if t == "p":
-                    _opt(d, k, p, _int, 0, I64_MAX)
-                else:
-                    _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
-            _opt(d, "fileMode", p, _int, 0, U32)
-            _opt(d, "uid", p, _id)
-            _opt(d, "gid", p, _id)
+    _opt(linux, "devices", "/linux", _items, _device)
 
     if "cgroupsPath" in linux:
-        cg = _str(linux["cgroupsPath"], "/linux/cgroupsPath")
-        if ".." in cg.split("/"):
-            raise SpecError("/linux/cgroupsPath", f'must not contain ".." components, got {_q(cg)}')
+        with _each:
+            cg = _str(linux["cgroupsPath"], "/linux/cgroupsPath")
+            if ".." in cg.split("/"):
+                raise SpecError("/linux/cgroupsPath", f'must not contain ".." components, '
+                                                      f'got {_q(cg)}')
 
-    if "rootfsPropagation" in linux:
-        what = "one of " + ", ".join(PROPAGATIONS)
-        if _str(linux["rootfsPropagation"], "/linux/rootfsPropagation", what) not in PROPAGATIONS:
-            _bad("/linux/rootfsPropagation", what, linux["rootfsPropagation"])
+    _opt(linux, "rootfsPropagation", "/linux", _enum, PROPAGATIONS)
 
     for key in ("maskedPaths", "readonlyPaths"):
         if key in linux:
-            paths = _list(linux[key], "/linux/" + key, "an array of absolute paths")
-            for i, path in enumerate(paths):
-                _path(path, f"/linux/{key}/{i}", False)
-            if paths and "mount" not in ns:
-                raise SpecError("/linux/" + key, "unable to restrict paths without a private mount "
-                                                 f"namespace: {_add_ns('mount')}")
+            with _each:
+                paths = _list(linux[key], "/linux/" + key, "an array of absolute paths")
+                for i, path in enumerate(paths):
+                    with _each:
+                        _path(path, f"/linux/{key}/{i}", False)
+                if paths and "mount" not in ns:
+                    raise SpecError("/linux/" + key, "unable to restrict paths without a "
+                                                     f"private mount namespace: "
+                                                     f"{_add_ns('mount')}")
 
     if "timeOffsets" in linux:
-        tp = "/linux/timeOffsets"
-        for clock, off in _obj(linux["timeOffsets"], tp).items():
+        with _each:
+            _time_offsets(_obj(linux["timeOffsets"], "/linux/timeOffsets"), ns)
+
+    _opt(linux, "mountLabel", "/linux", _str)
+    _opt(linux, "seccomp", "/linux", _obj)
+    if "intelRdt" in linux:
+        with _each:
+            rp = "/linux/intelRdt"
+            rdt = _obj(linux["intelRdt"], rp)
+            for k in ("closID", "l3CacheSchema"):
+                _opt(rdt, k, rp, _str)
+            _opt(rdt, "memBwSchema", rp, _mem_bw_schema)
+            for k in ("enableCMT", "enableMBM"):
+                _opt(rdt, k, rp, _bool)
+    _opt(linux, "memoryPolicy", "/linux", _obj)
+    if "netDevices" in linux:
+        with _each:
+            for name, dev in _obj(linux["netDevices"], "/linux/netDevices").items():
+                with _each:
+                    dp = "/linux/netDevices/" + esc(name)
+                    _opt(_obj(dev, dp), "name", dp, _str)
+    if "personality" in linux:
+        with _each:
+            pp = "/linux/personality"
+            pers = _obj(linux["personality"], pp)
+            what = "one of " + ", ".join(PERSONALITY_DOMAINS)
+            _req(pers, "domain", pp, what, _enum, PERSONALITY_DOMAINS, what)
+            _opt(pers, "flags", pp, _strlist)
+
+
+def _device(d, p: str) -> None:
+    _obj(d, p)
+    path = _req(d, "path", p, "an absolute path under the rootfs", _path, False)
+    if path is not None and not path.strip("/"):
+        with _each:
+            _bad(p + "/path", "the path of a device node, not the rootfs itself", path)
+    what = 'one of "c", "b", "u", "p"'
+    t = _req(d, "type", p, what, _enum, ("c", "b", "u", "p"), what)
+    for k in ("major", "minor"):
+        if t == "p":
+            _opt(d, k, p, _int, 0, I64_MAX)
+        elif t is not None:
+            _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
+    # the permission bits with set-id and sticky (containerd's DeviceFromPath: mode &^ S_IFMT)
+    _opt(d, "fileMode", p, _int, 0, 0o7777, "an integer from 0 to 4095 (0o7777)")
+    _opt(d, "uid", p, _id)
+    _opt(d, "gid", p, _id)
+
+
+def _time_offsets(offsets: dict, ns: dict) -> None:
+    tp = "/linux/timeOffsets"
+    for clock, off in offsets.items():
+        with _each:
             cp = f"{tp}/{esc(clock)}"
             if clock not in TIME_CLOCKS:
                 raise SpecError(cp, f"unknown clock {_q(clock)}, expected boottime or monotonic")
             _obj(off, cp)
             _opt(off, "secs", cp, _int, I64_MIN, I64_MAX)
             _opt(off, "nanosecs", cp, _int, 0, 999_999_999)
-        if "time" not in ns:
-            raise SpecError(tp, f"time offsets need a time namespace: {_add_ns('time')}")
-        if ns["time"][1] is not None:
-            raise SpecError(tp, "time offsets apply only to a new time namespace, but "
-                                f"/linux/namespaces/{ns['time'][0]} joins an existing one")
+    if "time" not in ns:
+        raise SpecError(tp, f"time offsets need a time namespace: {_add_ns('time')}")
+    if ns["time"][1] is not None:
+        raise SpecError(tp, "time offsets apply only to a new time namespace, but "
+                            f"/linux/namespaces/{ns['time'][0]} joins an existing one")
 
-    _opt(linux, "mountLabel", "/linux", _str)
-    _opt(linux, "seccomp", "/linux", _obj)
-    _opt(linux, "intelRdt", "/linux", _obj)
-    _opt(linux, "memoryPolicy", "/linux", _obj)
-    if "netDevices" in linux:
-        for name, dev in _obj(linux["netDevices"], "/linux/netDevices").items():
-            dp = "/linux/netDevices/" + esc(name)
-            _opt(_obj(dev, dp), "name", dp, _str)
-    if "personality" in linux:
-        pp = "/linux/personality"
-        pers = _obj(linux["personality"], pp)
-        what = "one of " + ", ".join(PERSONALITY_DOMAINS)
-        if _req(pers, "domain", pp, what, _str, what) not in PERSONALITY_DOMAINS:
-            _bad(pp + "/domain", what, pers["domain"])
-        _opt(pers, "flags", pp, _strlist)
+
+def _mem_bw_schema(v, p: str) -> str:
+    """Intel RDT's memory bandwidth schemata line: "MB:" and one line (the schema's pattern)."""
+    if not _str(v, p).startswith("MB:") or "\n" in v:
+        _bad(p, 'a schemata line like "MB:0=70;1=70"', v)
+    return v
 
 
 def _sysctl(key: str, p: str, ns: dict) -> None:
@@ -662,125 +862,153 @@ def _resources(res: dict) -> None:
     rp = "/linux/resources"
 
     if "memory" in res:
-        mp = rp + "/memory"
-        mem = _obj(res["memory"], mp)
-        what = "a number of bytes, or -1 for unlimited"
-        for k in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
-            _opt(mem, k, mp, _int, -1, I64_MAX, what)
-        _opt(mem, "swappiness", mp, _int, 0, 100)
-        for k in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
-            _opt(mem, k, mp, _bool)
-        limit, swap = mem.get("limit", 0), mem.get("swap", 0)
-        if limit > 0 and swap > 0 and swap < limit:
-            raise SpecError(mp + "/swap", f"memory+swap limit must be at least the memory limit "
-                                          f"{limit} (or -1 for unlimited), got {swap}")
+        with _each:
+            _memory(_obj(res["memory"], rp + "/memory"), rp + "/memory")
 
     if "cpu" in res:
-        cp = rp + "/cpu"
-        cpu = _obj(res["cpu"], cp)
-        for k in ("shares", "period", "realtimePeriod", "burst"):
-            _opt(cpu, k, cp, _int, 0, U64)
-        for k in ("quota", "realtimeRuntime", "idle"):
-            _opt(cpu, k, cp, _int, I64_MIN, I64_MAX)
-        _opt(cpu, "cpus", cp, _cpulist)
-        _opt(cpu, "mems", cp, _cpulist)
+        with _each:
+            cp = rp + "/cpu"
+            cpu = _obj(res["cpu"], cp)
+            for k in ("shares", "period", "realtimePeriod", "burst"):
+                _opt(cpu, k, cp, _int, 0, U64)
+            for k in ("quota", "realtimeRuntime", "idle"):
+                _opt(cpu, k, cp, _int, I64_MIN, I64_MAX)
+            _opt(cpu, "cpus", cp, _cpulist)
+            _opt(cpu, "mems", cp, _cpulist)
 
     if "pids" in res:
-        pp = rp + "/pids"
-        _opt(_obj(res["pids"], pp), "limit", pp, _int, I64_MIN, I64_MAX)
+        with _each:
+            pp = rp + "/pids"
+            # required, as in the runtime-spec schema: {} would say nothing
+            _req(_obj(res["pids"], pp), "limit", pp, "an integer (0 or -1: no limit)", _int,
+                 I64_MIN, I64_MAX)
 
     if "blockIO" in res:
-        bp = rp + "/blockIO"
-        bio = _obj(res["blockIO"], bp)
-        _opt(bio, "weight", bp, _weight)
-        _opt(bio, "leafWeight", bp, _weight)
-        if "weightDevice" in bio:
-            for i, d in enumerate(_list(bio["weightDevice"], bp + "/weightDevice")):
-                dp = f"{bp}/weightDevice/{i}"
-                _obj(d, dp)
-                _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
-                _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
-                _opt(d, "weight", dp, _weight)
-                _opt(d, "leafWeight", dp, _weight)
-        for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
-                  "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
-            if k in bio:
-                for i, d in enumerate(_list(bio[k], f"{bp}/{k}")):
-                    dp = f"{bp}/{k}/{i}"
-                    _obj(d, dp)
-                    _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
-                    _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
-                    _req(d, "rate", dp, "a non-negative integer", _int, 0, U64)
+        with _each:
+            _block_io(_obj(res["blockIO"], rp + "/blockIO"), rp + "/blockIO")
 
-    if "devices" in res:
-        for i, d in enumerate(_list(res["devices"], rp + "/devices")):
-            dp = f"{rp}/devices/{i}"
-            _obj(d, dp)
-            _req(d, "allow", dp, "true or false", _bool)
-            if "type" in d:
-                what = 'one of "a", "b", "c"'
-                if _str(d["type"], dp + "/type", what) not in ("a", "b", "c"):
-                    _bad(dp + "/type", what, d["type"])
-            for k in ("major", "minor"):
-                _opt(d, k, dp, _int, -1, I64_MAX, f"a device {k} number, or -1 for any")
-            if "access" in d:
-                acc = _str(d["access"], dp + "/access")
-                if any(ch not in "rwm" for ch in acc) or len(set(acc)) != len(acc):
-                    _bad(dp + "/access", 'a combination of "r", "w" and "m"', acc)
-
-    if "hugepageLimits" in res:
-        for i, h in enumerate(_list(res["hugepageLimits"], rp + "/hugepageLimits")):
-            hp = f"{rp}/hugepageLimits/{i}"
-            _obj(h, hp)
-            what = 'a page size like "2MB" or "1GB"'
-            size = _req(h, "pageSize", hp, what, _str, what)
-            num, unit = size[:-2], size[-2:]
-            if not (num.isascii() and num.isdigit() and unit in ("KB", "MB", "GB", "TB", "PB")):
-                _bad(hp + "/pageSize", what, size)
-            _req(h, "limit", hp, "a number of bytes", _int, 0, U64)
+    _opt(res, "devices", rp, _items, _cgroup_device)
+    _opt(res, "hugepageLimits", rp, _items, _hugepage_limit)
 
     if "network" in res:
-        np_ = rp + "/network"
-        net = _obj(res["network"], np_)
-        _opt(net, "classID", np_, _int, 0, U32)
-        if "priorities" in net:
-            for i, pr in enumerate(_list(net["priorities"], np_ + "/priorities")):
-                pp = f"{np_}/priorities/{i}"
-                _obj(pr, pp)
-                _req(pr, "name", pp, "an interface name", _nonempty)
-                _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0, U32)
+        with _each:
+            np_ = rp + "/network"
+            net = _obj(res["network"], np_)
+            _opt(net, "classID", np_, _int, 0, U32)
+            _opt(net, "priorities", np_, _items, _priority)
 
     if "rdma" in res:
-        for dev, lim in _obj(res["rdma"], rp + "/rdma").items():
-            dp = f"{rp}/rdma/{esc(dev)}"
-            _obj(lim, dp)
-            _opt(lim, "hcaHandles", dp, _int, 0, U32)
-            _opt(lim, "hcaObjects", dp, _int, 0, U32)
+        with _each:
+            for dev, lim in _obj(res["rdma"], rp + "/rdma").items():
+                with _each:
+                    dp = f"{rp}/rdma/{esc(dev)}"
+                    _obj(lim, dp)
+                    _opt(lim, "hcaHandles", dp, _int, 0, U32)
+                    _opt(lim, "hcaObjects", dp, _int, 0, U32)
 
     if "unified" in res:
-        for key, value in _obj(res["unified"], rp + "/unified").items():
-            up = f"{rp}/unified/{esc(key)}"
-            dot = key.find(".")
-            if dot <= 0 or dot == len(key) - 1 or "/" in key or "\0" in key:
-                raise SpecError(up, f'must be a cgroup file name like "memory.high", '
-                                    f'got {_q(key)}')
-            _str(value, up)
+        with _each:
+            for key, value in _obj(res["unified"], rp + "/unified").items():
+                with _each:
+                    up = f"{rp}/unified/{esc(key)}"
+                    dot = key.find(".")
+                    if dot <= 0 or dot == len(key) - 1 or "/" in key or "\0" in key:
+                        raise SpecError(up, f'must be a cgroup file name like "memory.high", '
+                                            f'got {_q(key)}')
+                    _str(value, up)
 
 
-def _cross(spec: dict, linux: dict, ns: dict) -> None:
+def _hugepage_limit(h, hp: str) -> None:
+    _obj(h, hp)
+    _req(h, "pageSize", hp, _PAGE_SIZE, _page_size)
+    _req(h, "limit", hp, "a number of bytes", _int, 0, U64)
+
+
+def _priority(pr, pp: str) -> None:
+    _obj(pr, pp)
+    _req(pr, "name", pp, "an interface name", _nonempty)
+    _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0, U32)
+
+
+def _memory(mem: dict, mp: str) -> None:
+    what = "a number of bytes, or -1 for unlimited"
+    for k in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
+        _opt(mem, k, mp, _int, -1, I64_MAX, what)
+    _opt(mem, "swappiness", mp, _int, 0, 100)
+    for k in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
+        _opt(mem, k, mp, _bool)
+    limit, swap = mem.get("limit", 0), mem.get("swap", 0)
+    if 0 < limit < MIN_MEMORY:
+        raise SpecError(mp + "/limit", f"must be at least {MIN_MEMORY} (4 MiB), got {limit}: "
+                                       f"the runtime's own setup runs in the container's cgroup "
+                                       f"and is killed below that")
+    if limit > 0 and swap > 0 and swap < limit:
+        raise SpecError(mp + "/swap", f"memory+swap limit must be at least the memory limit "
+                                      f"{limit} (or -1 for unlimited), got {swap}")
+
+
+def _block_io(bio: dict, bp: str) -> None:
+    _opt(bio, "weight", bp, _weight)
+    _opt(bio, "leafWeight", bp, _weight)
+    _opt(bio, "weightDevice", bp, _items, _block_device, "weight")
+    for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
+              "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+        _opt(bio, k, bp, _items, _block_device, "rate")
+
+
+def _block_device(d, dp: str, kind: str) -> None:
+    """A blkio weight (weight, leafWeight) or throttle (rate) rule for one device."""
+    _obj(d, dp)
+    _req(d, "major", dp, "the device major number", _int, 0, I64_MAX)
+    _req(d, "minor", dp, "the device minor number", _int, 0, I64_MAX)
+    if kind == "rate":
+        _req(d, "rate", dp, "a non-negative integer", _int, 0, U64)
+    else:
+        _opt(d, "weight", dp, _weight)
+        _opt(d, "leafWeight", dp, _weight)
+
+
+def _cgroup_device(d, dp: str) -> None:
+    _obj(d, dp)
+    _req(d, "allow", dp, "true or false", _bool)
+    _opt(d, "type", dp, _enum, ("a", "b", "c"), 'one of "a", "b", "c"')
+    for k in ("major", "minor"):
+        _opt(d, k, dp, _int, -1, I64_MAX, f"a device {k} number, or -1 for any")
+    if "access" in d:
+        with _each:
+            acc = _str(d["access"], dp + "/access")
+            if any(ch not in "rwm" for ch in acc) or len(set(acc)) != len(acc):
+                _bad(dp + "/access", 'a combination of "r", "w" and "m"', acc)
+
+
+_PAGE_SIZE = 'a page size like "2MB" or "1GB"'
+
+
+def _page_size(v, p: str) -> str:
+    """The runtime-spec schema's ^[1-9][0-9]*[KMG]B$: the name hugetlb's cgroup files use."""
+    size = _str(v, p, _PAGE_SIZE)
+    num = size[:-2]
+    if not (num.isascii() and num.isdigit() and num[0] != "0" and size[-2:] in ("KB", "MB", "GB")):
+        _bad(p, _PAGE_SIZE, size)
+    return size
+
+
+def _cross(spec: dict, maps: dict, ns: dict) -> None:
     """Checks across sections: process ids must be mapped in a new user namespace."""
     if "user" not in ns or ns["user"][1] is not None:
         return
     user = spec["process"].get("user", {})
     for key, maps_key, what in (("uid", "uidMappings", "uid"), ("gid", "gidMappings", "gid")):
-        ident = user.get(key, 0)
-        if not _mapped(ident, linux[maps_key]):
-            raise SpecError(f"/process/user/{key}", f"{what} {ident} is not mapped by "
-                                                    f"/linux/{maps_key}")
+        with _each:
+            ident = user.get(key, 0)
+            if maps[maps_key] and not _mapped(ident, maps[maps_key]):  # [] is reported
+                raise SpecError(f"/process/user/{key}", f"{what} {ident} is not mapped by "
+                                                        f"/linux/{maps_key}")
     for i, g in enumerate(user.get("additionalGids", ())):
-        if not _mapped(g, linux["gidMappings"]):
-            raise SpecError(f"/process/user/additionalGids/{i}", f"gid {g} is not mapped by "
-                                                                 f"/linux/gidMappings")
+        with _each:
+            if maps["gidMappings"] and not _mapped(g, maps["gidMappings"]):
+                raise SpecError(f"/process/user/additionalGids/{i}", f"gid {g} is not mapped by "
+                                                                     f"/linux/gidMappings")
 
 
 def _rootfs(path: str, bundle: str) -> str:

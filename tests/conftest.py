@@ -126,6 +126,24 @@ def make_bundle(tmp_path, rootfs_template):
 
 
 @pytest.fixture
+def bundle_dir(tmp_path):
+    """bundle_dir(open_dir) -> where a case's bundle goes: tmp_path (mode 0700), or with
+    `open_dir` a world-searchable dir (for bundles whose mapped ids must reach them)."""
+    made = []
+
+    def where(open_dir: bool) -> Path:
+        if not open_dir:
+            return tmp_path / "case"
+        d = Path(tempfile.mkdtemp(prefix="ocish-test-", dir="/tmp"))
+        d.chmod(0o755)
+        made.append(d)
+        return d / "case"
+    yield where
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def open_dir():
     """A world-traversable temp dir (pytest's own is 0700): for bundles used by mapped ids."""
     d = Path(tempfile.mkdtemp(prefix="ocish-test-", dir="/tmp"))

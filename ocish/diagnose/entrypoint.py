@@ -169,7 +169,7 @@ class Checker:
             self._add("entrypoint-lookup", f"entrypoint {name!r} cannot be looked up: {why}",
                       f"resolving {name} in the rootfs fails: {why}", loc.error,
                       [f"symlinks followed: {_links(loc)}" if loc.links else
-                       f"{loc.path} is not a directory"], None)
+                       f"{loc.path} is not a directory"], None, op=op)
             return False
         if loc.host is None:
             m = self.view.mounts_by_index(loc.mount)
@@ -179,7 +179,7 @@ class Checker:
                       "the rootfs's files", errno.ENOENT,
                       [f"/mounts/{loc.mount}: {m}"],
                       Fix("move the program out of the mount's destination, or remove the mount",
-                          [{"op": "remove", "path": f"/mounts/{loc.mount}"}]))
+                          [{"op": "remove", "path": f"/mounts/{loc.mount}"}]), op=op)
             return False
         if loc.missing:
             evidence = [f"{loc.missing} does not exist in the rootfs "
@@ -227,10 +227,11 @@ class Checker:
                       op=op)
             return False
         self.checked.append(f"entrypoint {name!r}: {_chain(loc)}")
-        return self._permitted(loc, st, name)
+        return self._permitted(loc, st, name, depth)
 
-    def _permitted(self, loc: Location, st: os.stat_result, name: str) -> bool:
-        """x on the file and search on each directory, for the process's credentials."""
+    def _permitted(self, loc: Location, st: os.stat_result, name: str, depth: int = 0) -> bool:
+        """x on the file and search on each directory, for the process's credentials. A closed
+        directory fails stage exec's look-up (stat(2), at create) for the entrypoint itself."""
         for cpath, host in loc.dirs:
             try:
                 dst = os.stat(host)
@@ -244,7 +245,8 @@ class Checker:
                           errno.EACCES, [f"{host}: {stat.filemode(dst.st_mode)} "
                                          f"{dst.st_uid}:{dst.st_gid}"],
                           Fix(f"let others search {cpath}",
-                              command=f"chmod o+x {shlex.quote(host)}"))
+                              command=f"chmod o+x {shlex.quote(host)}"),
+                          op="exec" if depth == 0 else "execve")
                 return False
         if not self.creds.may(st, X):
             self._add("entrypoint-permission", f"entrypoint {name!r} is not executable by the "

@@ -63,8 +63,10 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
             return "capability-unknown", Fix(f"did you mean {close[0]}?",
                                              [{"op": "replace", "path": ptr, "value": close[0]}])
         return "capability-unknown", Fix("remove it", [{"op": "remove", "path": ptr}])
-    if "namespace file" in msg and "does not exist" in msg:
-        return "namespace-path-missing", Fix(
+    if "namespace file" in msg:
+        code = "namespace-path-missing" if "does not exist" in msg else \
+            "namespace-path-unreadable"
+        return code, Fix(
             "point it at an existing namespace (/proc/<pid>/ns/<kind> of a running process), or "
             "drop the path to create a new namespace", [{"op": "remove", "path": ptr}])
     if "add {" in msg and "to /linux/namespaces" in msg:
@@ -87,6 +89,10 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
                                          [{"op": "add", "path": ptr, "value": [
                                              {"containerID": 0, "hostID": 100000,
                                               "size": 65536}]}])
+    if ptr == "/linux/resources/memory/limit" and "the runtime's own setup" in msg:
+        return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
+                                           "its program, e.g. 64 MiB",
+                                           [{"op": "replace", "path": ptr, "value": 64 * MIB}])
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")

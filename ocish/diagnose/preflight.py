@@ -17,17 +17,23 @@ import os
 import resource
 import shlex
 import stat
+import tempfile
 
 from ocish.diagnose.creds import X, namespace_root, process_creds
 from ocish.diagnose.entrypoint import Checker
 from ocish.diagnose.model import ERROR, INFO, PREFLIGHT, WARNING, Finding, Fix
 from ocish.diagnose.rootview import RootView, is_bind
+from runtime import cgroups
+from runtime.errors import StageError
 from runtime.linux import capabilities as C
-from runtime.linux import lsm
+from runtime.linux import fscontext, lsm, nsfs
 from runtime.linux.paths import secure_join
 from runtime.spec import esc
+from runtime.stages import mountopts
 
 FILESYSTEMS = "/proc/filesystems"
+CPUS_ONLINE = "/sys/devices/system/cpu/online"
+NODES_ONLINE = "/sys/devices/system/node/online"
 UNLIMITED = 2**64 - 1
 NS_NAMES = {"net": "network", "mnt": "mount", "pid": "pid", "ipc": "ipc", "uts": "uts",
             "user": "user", "cgroup": "cgroup", "time": "time"}
@@ -58,8 +64,9 @@ class Preflight:
     def run(self) -> None:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
                       self.hooks, self.namespace_paths, self.rlimits, self.capabilities,
-                      self.security_modules, self.sysctls, self.pids, self.seccomp,
-                      self.terminal):
+                      self.security_modules, self.sysctls, self.pids, self.cpusets,
+                      self.cgroups_path, self.cgroup_resources, self.proc_mounted,
+                      self.seccomp, self.terminal):
             try:
                 check()
             except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
@@ -241,6 +248,7 @@ class Preflight:
                      "mounts", "mount", errno.ENODEV, f"{ptr}/type",
                      [f"{FILESYSTEMS}: " + " ".join(sorted(known)[:40])], fix)
             return
+        self._data_options(i, m, kind)
         source = m.get("source")
         if known[kind] and isinstance(source, str) and source.startswith("/") \
                 and not os.path.exists(source):
@@ -249,6 +257,28 @@ class Preflight:
                      "is not there: mount(2) fails with ENOENT", "mounts", "mount",
                      errno.ENOENT, f"{ptr}/source", [f"{source}: missing"],
                      Fix("name an existing device as the source", []))
+
+    def _data_options(self, i: int, m: dict, kind: str) -> None:
+        """The filesystem's own parser over the mount's data options (fsconfig(2), nothing
+        mounted): an option it refuses makes mount(2) fail with EINVAL."""
+        options = m.get("options") if isinstance(m.get("options"), list) else []
+        data = [(j, o) for j, o in enumerate(options)
+                if isinstance(o, str) and mountopts.parse([o]).data]
+        try:
+            bad = fscontext.refused_option(kind, [o for _, o in data])
+        except OSError:
+            return  # no such type (reported above), or not privileged: mount(2) will say
+        if bad is None:
+            return
+        j, opt = data[bad[0]]
+        ptr = f"/mounts/{i}/options/{j}"
+        said = bad[2] or os.strerror(bad[1]).lower()
+        self.add("mount-bad-option", ERROR, f"mount {m['destination']}: {kind} refuses the "
+                 f"option {opt!r}", f"the kernel's {kind} parser refuses {opt!r} ({said}): "
+                 f"mount(2) of {kind} on {m['destination']} fails with "
+                 f"{errno.errorcode.get(bad[1], bad[1])}", "mounts", "mount", bad[1], ptr,
+                 [f"fsconfig(2) {kind} {opt}: {said}"],
+                 Fix(f"remove {opt!r} (or correct its value)", [{"op": "remove", "path": ptr}]))
 
     def _destination(self, i: int, m: dict) -> None:
         """A destination through a symlink in the rootfs lands where the link points (inside the
@@ -480,6 +510,131 @@ class Preflight:
                      Fix("allow at least 2 processes plus what the program starts, e.g. 64",
                          [{"op": "replace", "path": "/linux/resources/pids/limit", "value": 64}]))
 
+    def cpusets(self) -> None:
+        """cpuset.cpus and cpuset.mems take only CPUs and memory nodes that are online."""
+        cpu = _dict(_dict(self.linux.get("resources")).get("cpu"))
+        for key, online_file, what in (("cpus", CPUS_ONLINE, "CPU"),
+                                       ("mems", NODES_ONLINE, "memory node")):
+            value = cpu.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            want, online = _id_list(value), _id_list(_read(online_file) or "0")
+            if want is None or online is None or want <= online:
+                continue
+            ptr = f"/linux/resources/cpu/{key}"
+            extra = ",".join(map(str, sorted(want - online)))
+            self.add("cpuset-offline", ERROR, f"{key} {value!r} names {what}s this host does "
+                     f"not have online ({extra})", f"cpuset.{key} takes only {what}s that are "
+                     f"online ({_read(online_file) or '0'}): the write fails with EINVAL",
+                     "cgroup", "write", errno.EINVAL, ptr,
+                     [f"{online_file}: {_read(online_file) or '0 (no file: one node)'}"],
+                     Fix(f"use {what}s of {_read(online_file) or '0'}",
+                         [{"op": "replace", "path": ptr,
+                           "value": _read(online_file) or "0"}]))
+
+    def cgroups_path(self) -> None:
+        """The runtime's own reading of /linux/cgroupsPath (runtime.cgroups.open_manager, which
+        makes nothing): the systemd form, or a path that names no cgroup."""
+        path = self.linux.get("cgroupsPath")
+        if not isinstance(path, str) or not path:
+            return
+        try:
+            cgroups.open_manager(path, "lint")
+        except StageError as e:
+            self.add("cgroups-path", ERROR, f"cgroupsPath {path!r}: {e.detail or e}",
+                     e.detail or str(e), "cgroup", e.op, e.errno, e.pointer or
+                     "/linux/cgroupsPath", [f"/linux/cgroupsPath: {path!r}"],
+                     Fix("use a cgroupfs path like \"/ocish/<id>\"", [{
+                         "op": "remove", "path": "/linux/cgroupsPath"}]))
+
+    def cgroup_resources(self) -> None:
+        """Stage cgroup's own driver (runtime/cgroups) applies /linux/resources, one section at
+        a time, to an empty mirror of this host's cgroup files (v1: a directory per mounted
+        controller with the files of the container's nearest existing cgroup): a file it would
+        write that the mirror lacks is one the kernel lacks: a controller that is not mounted,
+        cgroup v2 settings on a v1 host, a huge page size the kernel does not have. The values
+        themselves are the kernel's to judge: cpusets and devices are checked apart."""
+        res = self.linux.get("resources")
+        path = self.linux.get("cgroupsPath")
+        if not isinstance(res, dict) or not res:
+            return
+        try:
+            real = cgroups.open_manager(path if isinstance(path, str) and path else None, "lint")
+        except StageError:
+            return  # cgroups_path() reports it
+        if real.version != 1:
+            return  # a v2 child's files depend on the parent's subtree_control: not mirrored
+        bad = len(self.findings)
+        with tempfile.TemporaryDirectory(prefix="ocish-lint-cgroup-") as mirror:
+            paths = {}
+            for ctrl, d in real.paths().items():
+                paths[ctrl] = os.path.join(mirror, ctrl.replace("=", "-"))
+                os.mkdir(paths[ctrl])
+                src = _existing(d)
+                for name in os.listdir(src):
+                    if os.path.isfile(os.path.join(src, name)):
+                        open(os.path.join(paths[ctrl], name), "w").close()
+            probe = type(real)(paths, real.root)
+            for key, value in res.items():
+                # each setting of a section alone (each fails alone), the lists whole
+                for part in ([{sub: v} for sub, v in value.items()] if
+                             isinstance(value, dict) and key != "rdma" else [value]):
+                    try:
+                        probe.apply({key: part})
+                    except StageError as e:
+                        self._cgroup_finding(e, mirror, real.paths())
+        if len(self.findings) == bad:
+            self.checked.append("cgroup resources: every file the driver writes exists here")
+        self._block_devices(res)
+
+    def _cgroup_finding(self, e: StageError, mirror: str, real: dict[str, str]) -> None:
+        ptr = e.pointer or "/linux/resources"
+        if e.target.startswith(mirror + "/"):  # a file of the mirror: the kernel lacks it
+            ctrl, _, name = e.target[len(mirror) + 1:].partition("/")
+            where = _existing(real.get(ctrl.replace("-", "="), ""))
+            title = f"this kernel has no cgroup file {name}"
+            cause = (f"stage cgroup writes {ptr} to {name}, which {where} does not have (the "
+                     "controller lacks this setting here): the write fails with ENOENT")
+            evidence = [f"{where}: no {name}"]
+        else:
+            title = f"{e.target}: {e.detail}" if e.target else e.detail
+            cause, evidence = f"stage cgroup cannot apply {ptr}: {title}", []
+        self.add("cgroup-unsupported", ERROR, title, cause, "cgroup", e.op, e.errno, ptr,
+                 evidence, Fix(f"remove {ptr} on this host", [{"op": "remove", "path": ptr}]))
+
+    def _block_devices(self, res: dict) -> None:
+        """blkio rules name block devices by major:minor: one the host lacks is refused."""
+        bio = _dict(res.get("blockIO"))
+        for key in ("weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                    "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+            for i, dev in enumerate(bio.get(key) if isinstance(bio.get(key), list) else []):
+                major, minor = _dict(dev).get("major"), _dict(dev).get("minor")
+                if not isinstance(major, int) or not isinstance(minor, int):
+                    continue
+                if os.path.exists(f"/sys/dev/block/{major}:{minor}"):
+                    continue
+                ptr = f"/linux/resources/blockIO/{key}/{i}"
+                self.add("blkio-device-missing", ERROR, f"block device {major}:{minor} does not "
+                         "exist", f"the blkio controller takes rules for existing block devices "
+                         f"only: writing the rule for {major}:{minor} fails with ENODEV",
+                         "cgroup", "write", errno.ENODEV, ptr,
+                         [f"/sys/dev/block/{major}:{minor}: missing"],
+                         Fix("name a block device of this host (ls /sys/dev/block)",
+                             [{"op": "remove", "path": ptr}]))
+
+    def proc_mounted(self) -> None:
+        """Stage exec reaches exec.fifo through the container's /proc (runc's
+        /proc/self/fd/<fd> too): without a proc (or a bind of one) on /proc, create fails."""
+        if any(os.path.normpath(m["destination"]) == "/proc" and m.get("type") in ("proc", "bind")
+               for m in self.mounts if isinstance(m.get("destination"), str)):
+            return
+        self.add("no-proc", ERROR, "no proc filesystem on /proc", "stage exec opens exec.fifo "
+                 "through /proc/self/fd, and no mount puts a proc filesystem on /proc: the "
+                 "runtime cannot wait for `start`", "exec", "open", errno.ENOENT, "/mounts",
+                 ["/mounts: no proc on /proc"],
+                 Fix("mount proc on /proc", [{"op": "add", "path": "/mounts/-", "value": {
+                     "destination": "/proc", "type": "proc", "source": "proc"}}]))
+
     def seccomp(self) -> None:
         sc = self.linux.get("seccomp")
         if not isinstance(sc, dict):
@@ -498,19 +653,14 @@ class Preflight:
 
 
 def ns_type(path: str) -> str | None:
-    """The namespace kind of a file ("network", "mount" ...), "" when it is no namespace file,
-    None when it cannot be opened (lint reports a missing one). An open nsfs file reads as
-    "net:[4026531840]" through /proc/self/fd."""
+    """The namespace kind of a file ("network", "mount" ...) by ioctl(NS_GET_NSTYPE), "" when it
+    is no namespace file, None when it cannot be opened (lint reports that)."""
+    from runtime.stages.unshare import FLAGS
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        flag = nsfs.ns_type(path)
     except OSError:
         return None
-    try:
-        link = os.readlink(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
-    kind = link.split(":[", 1)[0] if ":[" in link else ""
-    return NS_NAMES.get(kind.removesuffix("_for_children"), "")
+    return next((kind for kind, f in FLAGS.items() if f == flag), "")
 
 
 def _limit(value: int) -> int:
@@ -580,10 +730,35 @@ def _mode(path: str) -> str:
 
 def _read_int(path: str) -> int | None:
     try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+        return int(_read(path) or "")
+    except ValueError:
         return None
+
+
+def _existing(path: str) -> str:
+    """`path`, or its nearest ancestor that exists."""
+    while not os.path.isdir(path) and path not in ("", "/"):
+        path = os.path.dirname(path)
+    return path
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _id_list(text: str) -> set[int] | None:
+    """A cpu or node list ("0-2,4") as a set; None when it does not parse."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def _dict(v) -> dict:

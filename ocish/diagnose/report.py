@@ -120,6 +120,8 @@ def _patch_text(op: dict) -> str:
     verb = op.get("op")
     if verb == "remove":
         return f"remove {op['path']}"
+    if verb == "move":
+        return f"move {op['from']} to {op['path']}"
     return f"{verb} {op['path']} {'=' if verb == 'replace' else '<-'} {_json(op.get('value'))}"
 
 

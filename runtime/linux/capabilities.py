@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from runtime.errors import SpecError
+from runtime.errors import STRICT, SpecError
 from runtime.linux.syscalls import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
                                     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_CAPBSET_READ,
                                     PR_GET_NO_NEW_PRIVS, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS,
@@ -86,16 +86,18 @@ def names(mask: int) -> list[str]:
     return out
 
 
-def to_mask(cap_names, pointer: str = "") -> int:
-    """A list of CAP_ names -> bit mask. Unknown names raise CapError at `pointer`/index.
+def to_mask(cap_names, pointer: str = "", each=STRICT) -> int:
+    """A list of CAP_ names -> bit mask. Unknown names raise CapError at `pointer`/index, each
+    inside the guard `each` (runtime.spec's lint mode records it and goes on).
 
     Names that exist but that this kernel lacks (above cap_last_cap) are left out, as runc does."""
     mask = 0
     for i, c in enumerate(cap_names):
         n = NUMBERS.get(c) if type(c) is str else None
         if n is None:
-            raise CapError(f"{pointer}/{i}", f"unknown capability {_quote(c)}")
-        if n <= LAST_CAP:
+            with each:
+                raise CapError(f"{pointer}/{i}", f"unknown capability {_quote(c)}")
+        elif n <= LAST_CAP:
             mask |= 1 << n
     return mask
 
@@ -110,16 +112,17 @@ def unsupported(caps: dict) -> list[str]:
     return out
 
 
-def parse(caps: dict, pointer: str = "/process/capabilities") -> dict[str, int]:
+def parse(caps: dict, pointer: str = "/process/capabilities", each=STRICT) -> dict[str, int]:
     """{"bounding": [...], ...} -> {"bounding": mask, ...}; an absent set is an empty mask."""
-    return {s: to_mask(caps.get(s) or (), f"{pointer}/{s}") for s in SETS}
+    return {s: to_mask(caps.get(s) or (), f"{pointer}/{s}", each) for s in SETS}
 
 
-def validate_caps(spec: dict) -> None:
-    """For spec validation: raise SpecError at the first unknown capability name."""
+def validate_caps(spec: dict, each=STRICT) -> None:
+    """For spec validation: raise SpecError at an unknown capability name, inside `each` (sets
+    that are not arrays are runtime.spec's to report)."""
     proc = spec.get("process")
     if type(proc) is dict and type(proc.get("capabilities")) is dict:
-        parse(proc["capabilities"])
+        parse({s: v for s, v in proc["capabilities"].items() if type(v) is list}, each=each)
 
 
 def from_hex(text: str) -> int:

@@ -33,7 +33,7 @@ import os
 import sys
 
 from runtime import jsonfast
-from runtime.errors import SpecError
+from runtime.errors import STRICT, SpecError
 
 try:
     _lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
@@ -209,64 +209,75 @@ def _action(d: dict, key: str, p: str, errno_key: str) -> int:
     return action_value(name, errno_ret)
 
 
-def compile_profile(sc: dict, base: str = "/linux/seccomp") -> Profile:
-    """Validate and translate one /linux/seccomp object; raises SeccompError(pointer, ...)."""
+def compile_profile(sc: dict, base: str = "/linux/seccomp", each=STRICT) -> Profile:
+    """Validate and translate one /linux/seccomp object; raises SeccompError(pointer, ...).
+    Each architecture, flag, syscall entry and listener field is checked inside the guard `each`
+    (runtime.spec's lint mode records a problem there and goes on)."""
     if type(sc) is not dict:
         raise SeccompError(base, "must be an object")
     prof = Profile()
-    prof.default_action = _action(sc, "defaultAction", base, "defaultErrnoRet")
-    if prof.default_action == ACT_NOTIFY:
-        raise SeccompError(base + "/defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
+    with each:
+        prof.default_action = _action(sc, "defaultAction", base, "defaultErrnoRet")
+        if prof.default_action == ACT_NOTIFY:
+            raise SeccompError(base + "/defaultAction",
+                               "SCMP_ACT_NOTIFY cannot be the default action")
 
-    for i, arch in enumerate(_list(sc.get("architectures", []), base + "/architectures")):
-        p = f"{base}/architectures/{i}"
-        if type(arch) is not str or arch not in ARCHES:
-            raise SeccompError(p, f"unknown architecture {_q(arch)}, expected one of "
-                                  + ", ".join(ARCHES))
-        prof.arches.append((arch, ARCHES[arch], p))
+    for key, table, what in (("architectures", ARCHES, "architecture"), ("flags", FLAGS, "flag")):
+        with each:
+            for i, name in enumerate(_list(sc.get(key, []), f"{base}/{key}")):
+                with each:
+                    p = f"{base}/{key}/{i}"
+                    if type(name) is not str or name not in table:
+                        raise SeccompError(p, f"unknown {what} {_q(name)}, expected one of "
+                                              + ", ".join(table))
+                    (prof.arches if key == "architectures" else prof.flags).append(
+                        (name, table[name], p))
 
-    for i, flag in enumerate(_list(sc.get("flags", []), base + "/flags")):
-        p = f"{base}/flags/{i}"
-        if type(flag) is not str or flag not in FLAGS:
-            raise SeccompError(p, f"unknown flag {_q(flag)}, expected one of " + ", ".join(FLAGS))
-        prof.flags.append((flag, FLAGS[flag], p))
+    with each:
+        for i, call in enumerate(_list(sc.get("syscalls", []), base + "/syscalls")):
+            with each:
+                _syscall(prof, call, f"{base}/syscalls/{i}")
 
-    for i, call in enumerate(_list(sc.get("syscalls", []), base + "/syscalls")):
-        p = f"{base}/syscalls/{i}"
-        if type(call) is not dict:
-            raise SeccompError(p, "must be an object")
-        if "names" not in call:
-            raise SeccompError(p + "/names", "missing, expected an array of syscall names")
-        names = _list(call["names"], p + "/names")
-        if not names:
-            raise SeccompError(p + "/names", "must not be empty")
-        for j, n in enumerate(names):
-            _str(n, f"{p}/names/{j}", "a syscall name")
-        action = _action(call, "action", p, "errnoRet")
-        groups = _conditions(call, p)
-        if action == ACT_NOTIFY:
-            prof.notify = True
-            if "sendmsg" in names:  # we send the listener its fd with sendmsg(2) after loading
-                raise SeccompError(f"{p}/names/{names.index('sendmsg')}",
-                                   "SCMP_ACT_NOTIFY cannot be used for sendmsg: the runtime "
-                                   "needs it to hand the notify fd to the listener")
-        if action == prof.default_action:
-            continue  # runc skips these; libseccomp would refuse them (EACCES)
-        for n in names:
-            for conds in groups:
-                prof.rules.append(Rule(action, n, conds, p))
-
-    if "listenerPath" in sc:
-        prof.listener_path = _str(sc["listenerPath"], base + "/listenerPath", "an absolute path")
-        if not prof.listener_path.startswith("/"):
-            raise SeccompError(base + "/listenerPath",
-                               f"must be an absolute path, got {_q(prof.listener_path)}")
-    if "listenerMetadata" in sc:
-        prof.listener_metadata = _str(sc["listenerMetadata"], base + "/listenerMetadata")
+    with each:
+        if "listenerPath" in sc:
+            prof.listener_path = _str(sc["listenerPath"], base + "/listenerPath",
+                                      "an absolute path")
+            if not prof.listener_path.startswith("/"):
+                raise SeccompError(base + "/listenerPath",
+                                   f"must be an absolute path, got {_q(prof.listener_path)}")
+    with each:
+        if "listenerMetadata" in sc:
+            prof.listener_metadata = _str(sc["listenerMetadata"], base + "/listenerMetadata")
     if prof.notify and not prof.listener_path:
         raise SeccompError(base + "/listenerPath",
                            "missing: SCMP_ACT_NOTIFY rules need a listener to answer them")
     return prof
+
+
+def _syscall(prof: Profile, call, p: str) -> None:
+    """One /linux/seccomp/syscalls entry into prof's rules."""
+    if type(call) is not dict:
+        raise SeccompError(p, "must be an object")
+    if "names" not in call:
+        raise SeccompError(p + "/names", "missing, expected an array of syscall names")
+    names = _list(call["names"], p + "/names")
+    if not names:
+        raise SeccompError(p + "/names", "must not be empty")
+    for j, n in enumerate(names):
+        _str(n, f"{p}/names/{j}", "a syscall name")
+    action = _action(call, "action", p, "errnoRet")
+    groups = _conditions(call, p)
+    if action == ACT_NOTIFY:
+        prof.notify = True
+        if "sendmsg" in names:  # we send the listener its fd with sendmsg(2) after loading
+            raise SeccompError(f"{p}/names/{names.index('sendmsg')}",
+                               "SCMP_ACT_NOTIFY cannot be used for sendmsg: the runtime "
+                               "needs it to hand the notify fd to the listener")
+    if action == prof.default_action:
+        return  # runc skips these; libseccomp would refuse them (EACCES)
+    for n in names:
+        for conds in groups:
+            prof.rules.append(Rule(action, n, conds, p))
 
 
 def _conditions(call: dict, p: str) -> list[tuple]:
@@ -296,12 +307,12 @@ def _conditions(call: dict, p: str) -> list[tuple]:
     return [tuple(conds)]
 
 
-def validate_seccomp(spec: dict) -> None:
-    """For spec validation: raise SpecError (a SeccompError) at the first problem in
-    /linux/seccomp. Needs no libseccomp (arches this libseccomp lacks are found at prepare)."""
+def validate_seccomp(spec: dict, each=STRICT) -> None:
+    """For spec validation: raise SpecError (a SeccompError) at a problem in /linux/seccomp,
+    inside `each`. Needs no libseccomp (arches this libseccomp lacks are found at prepare)."""
     linux = spec.get("linux")
     if type(linux) is dict and "seccomp" in linux:
-        compile_profile(linux["seccomp"])
+        compile_profile(linux["seccomp"], each=each)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,23 +82,6 @@ def tmpdir_empty(tmp_path) -> Path:
     d = tmp_path / "tmpdir"
     d.mkdir()
     return d
-
-
-@pytest.fixture
-def bundle_dir(tmp_path):
-    """Where a case's bundle goes: tmp_path (mode 0700), or a world-searchable dir."""
-    made = []
-
-    def where(open_dir: bool) -> Path:
-        if not open_dir:
-            return tmp_path / "case"
-        d = Path(tempfile.mkdtemp(prefix="ocish-diag-test-", dir="/tmp"))
-        d.chmod(0o755)
-        made.append(d)
-        return d / "case"
-    yield where
-    for d in made:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -33,6 +33,15 @@ def cgroup_dirs(container_id: str) -> list[str]:
     return out
 
 
+def shrink_memory(container_id: str, limit: int = 512 * 1024) -> None:
+    """Lower the container's memory limit under the runtime's feet, once stage cgroup made it:
+    the container side is a forked Python, its next page faults exceed this and the OOM killer
+    ends it during setup. (A config cannot ask for so little: runtime/spec.py refuses limits
+    below the 4 MiB the setup needs.)"""
+    with open(f"{CGROUP_ROOT}/memory/ocish/{container_id}/memory.limit_in_bytes", "w") as f:
+        f.write(str(limit))
+
+
 def _sweep_cgroups(container_id: str) -> None:
     for d in cgroup_dirs(container_id):
         try:

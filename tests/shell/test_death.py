@@ -8,7 +8,7 @@ import os
 import time
 
 from tests.conftest import needs_root
-from tests.shell.conftest import alive, cgroup_dirs
+from tests.shell.conftest import alive, cgroup_dirs, shrink_memory
 
 pytestmark = needs_root
 
@@ -20,15 +20,11 @@ def _oom_kills(container_id: str) -> int:
         return int(dict(line.split() for line in f.read().splitlines())["oom_kill"])
 
 
-def _tiny_memory(spec):
-    # what the container side charges to the cgroup during setup exceeds this (its interpreter
-    # started before the cgroup stage moved it in: its start-up is charged where it ran)
-    spec["linux"]["resources"] = {"memory": {"limit": 256 * 1024}}
-
-
 def test_oom_kill_during_setup_is_news_not_a_raw_error(ocish, session, make_bundle):
-    b = make_bundle(["sleep", "100"], mutate=_tiny_memory)
+    b = make_bundle(["sleep", "100"])
     s = session(b)
+    s.cmd("step")  # stage cgroup
+    shrink_memory(s.cid)
     out = s.cmd("continue")
     assert "invalid argument" not in out
     head = [ln for ln in out.splitlines() if ln.startswith("FAILED: ")]

@@ -106,8 +106,11 @@ def test_a_refused_config_is_read_again_by_restart(ocish, session, make_bundle, 
     (b / "config.json").write_text(json.dumps(spec))
     s = session(None, command="shell")
     out = s.cmd(f"load {b} --id {s.cid}")
-    assert out == ('error: config /mounts/1/destination: must be an absolute path, got "dev": '
-                   "fix config.json, then `restart` reads it again\n")
+    assert out.startswith('error: config /mounts/1/destination: must be an absolute path, got '
+                          '"dev": fix config.json, then `restart` reads it again\n')
+    # and every problem lint finds (here, that one)
+    assert f"{b}/config.json: 1 error, 0 warnings (create refuses it)\n" \
+           'error   /mounts/1/destination = "dev"\n' in out
     assert "fix config.json, then `restart`" in s.cmd("stages")
     assert not os.path.exists(os.path.join(ocish.root, s.cid))  # nothing left behind
     (b / "config.json").write_text(good)

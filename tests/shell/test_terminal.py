@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.conftest import REPO, cid, needs_root
-from tests.shell.conftest import _sweep_cgroups, cgroup_dirs
+from tests.shell.conftest import _sweep_cgroups, cgroup_dirs, shrink_memory
 
 pytestmark = [needs_root, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
@@ -169,12 +169,13 @@ def test_quit_and_ctrl_d_ask_first_with_a_created_container(ocish, make_bundle, 
 
 
 def test_the_toolbar_shows_a_death(ocish, make_bundle, tmp_path):
-    def tiny_memory(spec):  # as tests/shell/test_death.py's: setup dies of the OOM killer
-        spec["linux"]["resources"] = {"memory": {"limit": 256 * 1024}}
     c = cid()
-    t = _session(ocish, make_bundle(["sleep", "100"], mutate=tiny_memory), c, tmp_path / "home")
+    t = _session(ocish, make_bundle(["sleep", "100"]), c, tmp_path / "home")
     try:
         t.wait_for("stage cgroup")
+        t.keys("s", "Enter")
+        t.wait_for("ran cgroup")
+        shrink_memory(c)  # OOM-killed during setup from here on
         t.keys("c", "Enter")
         screen = t.wait_for("status died: killed by SIGKILL")
         assert "the container process" in screen and "died: killed by SIGKILL" in screen

@@ -244,8 +244,11 @@ BROKEN = [
     # resources
     ("memory-limit", S("/linux/resources/memory", {"limit": -2}), "/linux/resources/memory/limit",
      "or -1 for unlimited, got -2"),
-    ("memory-swap-lt-limit", S("/linux/resources/memory", {"limit": 200, "swap": 100}),
-     "/linux/resources/memory/swap", "at least the memory limit 200"),
+    ("memory-swap-lt-limit", S("/linux/resources/memory", {"limit": 200 << 20,
+                                                           "swap": 100 << 20}),
+     "/linux/resources/memory/swap", "at least the memory limit 209715200"),
+    ("memory-below-setup", S("/linux/resources/memory", {"limit": 256 << 10}),
+     "/linux/resources/memory/limit", "must be at least 4194304 (4 MiB), got 262144"),
     ("memory-swappiness", S("/linux/resources/memory", {"swappiness": 101}),
      "/linux/resources/memory/swappiness", "from 0 to 100"),
     ("cpus-format", S("/linux/resources/cpu", {"cpus": "0-"}), "/linux/resources/cpu/cpus",
@@ -348,6 +351,10 @@ def test_broken_config(bundle, mutation, pointer, fragment):
     assert fragment in err.message, str(err)
     assert str(err) == f"config {pointer}: {err.message}"
     assert err.message == err.message.rstrip(".") and err.message[:1].islower()
+    # lint's mode: the same first problem, then any others, one per item
+    found = specmod.collect(spec, bundle)
+    assert [(e.pointer, e.message) for e in found[:1]] == [(err.pointer, err.message)]
+    assert len({e.pointer for e in found}) == len(found)
 
 
 def test_broken_cases_are_distinct():
@@ -699,3 +706,81 @@ def test_blkio_weight_zero_means_unset(bundle):
         {"major": 8, "minor": 0, "weight": 0}]}
     write(bundle, spec)
     specmod.load(str(bundle))
+
+
+def test_bad_json_without_json_imported(bundle):
+    """_json raises its syntax errors through json.decoder, which create never imports: the
+    message must still be the one-line explanation (it was a SystemError traceback)."""
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        f.write('{"ociVersion": "1.2.0",\n}')
+    code = ("import sys, runtime.spec as s\ntry:\n    s.load(sys.argv[1])\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-S", "-c", code, bundle], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == (f'ConfigNotJson bundle "{bundle}": config.json: invalid json at line 2 '
+                           f'column 1: expecting property name enclosed in double quotes')
+
+
+# --- lint's mode: every problem, the first one being create's ----------------------------------
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_collect_valid_config(bundle, rootless):
+    assert specmod.collect(default_spec(rootless=rootless), bundle) == []
+
+
+def test_collect_reports_every_independent_problem(bundle):
+    spec = default_spec()
+    spec["process"]["cwd"] = "rel"
+    spec["process"]["args"] = ["sh", 2]
+    spec["process"]["env"] = [1, "NOEQUALS", "A=1"]
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_X", "soft": -1, "hard": "y"}]
+    spec["process"]["capabilities"]["bounding"] = ["CAP_KILL", "CAP_NOPE", "KILL"]
+    spec["hostname"] = 5
+    spec["mounts"][0]["destination"] = "proc"
+    spec["mounts"][1]["options"] = ["nosuid", 1]
+    spec["linux"]["resources"]["memory"] = {"limit": "1G", "swappiness": 101}
+    spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_NOPE", "syscalls": [
+        {"names": []}, {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 9}]}]}
+    spec["linux"]["sysctl"] = {"vm.swappiness": "1", "net.core.somaxconn": 5}
+    spec["hooks"] = {"prestart": [{"path": "rel"}, {"path": "/ok", "timeout": 0}]}
+    found = [e.pointer for e in specmod.collect(spec, os.path.join(bundle, "nope"))]
+    assert found == [
+        "/process/args/1", "/process/cwd", "/process/env/0", "/process/env/1",
+        "/process/rlimits/0/type", "/process/rlimits/0/soft", "/process/rlimits/0/hard",
+        "/process/capabilities/bounding/2", "/hostname", "/mounts/0/destination",
+        "/mounts/1/options/1", "/hooks/prestart/0/path", "/hooks/prestart/1/timeout",
+        "/linux/sysctl/vm.swappiness", "/linux/sysctl/net.core.somaxconn",
+        "/linux/resources/memory/limit", "/linux/resources/memory/swappiness",
+        "/process/capabilities/bounding/1", "/linux/seccomp/defaultAction",
+        "/linux/seccomp/syscalls/0/names", "/linux/seccomp/syscalls/1/args/0/value",
+        "/root/path"]
+
+
+@pytest.mark.parametrize("mutation,pointer", [
+    # the namespaces cannot be told: no "needs a uts/mount namespace" on top
+    (S("/linux", []), "/linux"),
+    (S("/linux/namespaces", {"type": "pid"}), "/linux/namespaces"),
+    (S("/linux/namespaces/4/type", "UTS"), "/linux/namespaces/4/type"),
+    # an invalid map: no "uid 0 is not mapped" on top
+    (all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", -1)),
+     "/linux/uidMappings/0/containerID"),
+    (all_of(ROOTLESS, S("/linux/uidMappings", {})), "/linux/uidMappings"),
+    (all_of(ROOTLESS, S("/linux/uidMappings", [])), "/linux/uidMappings"),
+    # an invalid value read by a later check
+    (S("/process/rlimits/0/soft", "1"), "/process/rlimits/0/soft"),
+    (S("/linux/resources/memory", {"limit": "1G", "swap": 5}), "/linux/resources/memory/limit"),
+    (S("/process/args", "sh"), "/process/args"),
+    (S("/root", {"path": 5}), "/root/path"),
+])
+def test_collect_reports_no_follow_on_problems(bundle, mutation, pointer):
+    spec = default_spec()
+    mutation(spec)
+    assert [e.pointer for e in specmod.collect(spec, bundle)] == [pointer]
+
+
+def test_collect_leaves_create_strict(bundle):
+    spec = default_spec()
+    spec["process"]["cwd"] = "rel"
+    specmod.collect(spec, bundle)
+    with pytest.raises(SpecError):  # lint's mode ended with collect
+        specmod.validate(spec, bundle)

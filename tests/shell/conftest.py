@@ -33,9 +33,10 @@ def cgroup_dirs(container_id: str) -> list[str]:
     return out
 
 
-def shrink_memory(container_id: str, limit: int = 512 * 1024) -> None:
+def shrink_memory(container_id: str, limit: int = 64 * 1024) -> None:
     """Lower the container's memory limit under the runtime's feet, once stage cgroup made it:
-    the container side is a forked Python, its next page faults exceed this and the OOM killer
+    the container side (its interpreter charged to where it started) faults in more than this
+    for the next stages, and the OOM killer
     ends it during setup. (A config cannot ask for so little: runtime/spec.py refuses limits
     below the 4 MiB the setup needs.)"""
     with open(f"{CGROUP_ROOT}/memory/ocish/{container_id}/memory.limit_in_bytes", "w") as f:

@@ -24,7 +24,7 @@ def test_oom_kill_during_setup_is_news_not_a_raw_error(ocish, session, make_bund
     b = make_bundle(["sleep", "100"])
     s = session(b)
     s.cmd("step")  # stage cgroup
-    shrink_memory(s.cid)
+    shrink_memory(s.cid, 64 * 1024)
     out = s.cmd("continue")
     assert "invalid argument" not in out
     head = [ln for ln in out.splitlines() if ln.startswith("FAILED: ")]
@@ -35,7 +35,7 @@ def test_oom_kill_during_setup_is_news_not_a_raw_error(ocish, session, make_bund
     rows = dict(ln.split(None, 1) for ln in out.splitlines() if ln.startswith("  "))
     kills = _oom_kills(s.cid)
     assert kills >= 1
-    assert rows["cause"] == ("the OOM killer: the cgroup's memory reached its limit (256.0 KiB); "
+    assert rows["cause"] == ("the OOM killer: the cgroup's memory reached its limit (64.0 KiB); "
                              f"oom_kill counter {kills}")
     assert rows["config"] == "/linux/resources/memory/limit"
     assert f"`ocish diagnose {b}` looks for the cause" in out
@@ -45,7 +45,7 @@ def test_oom_kill_during_setup_is_news_not_a_raw_error(ocish, session, make_bund
     assert ex["when"].startswith("during setup, in stage ")
     cg = s.json("inspect cgroup --json")
     mem = [r for r in cg["resources"] if r["name"] == "memory"][0]
-    assert mem["limit"] == 256 * 1024 and mem["counters"]["oom_kill"] == kills
+    assert mem["limit"] == 64 * 1024 and mem["counters"]["oom_kill"] == kills
     assert cg["process_gone"] and cg["membership"] == []
     assert "KILLED BY THE OOM KILLER" in s.cmd("inspect cgroup")
     out = s.cmd("inspect ns")

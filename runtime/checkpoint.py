@@ -223,7 +223,7 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
     from runtime import cgroups, lifecycle
     from runtime import spec as specmod
     from runtime.linux import syscalls as S
-    specmod.validate_id(cid)
+    state.validate_id(cid)
     exe = find_criu(criu)
     image, work = _dirs(opts)
     if not os.path.isdir(image):

@@ -226,7 +226,7 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
     elif command == "state":
         print(jsonfast.dumps(lifecycle.oci_state(root, a.id), indent=2))
     elif command == "list":
-        states = lifecycle.list_states(root)
+        states = lifecycle.list_states(root, warn=log.warning)
         if a.quiet:
             print("\n".join(s["id"] for s in states)) if states else None
         elif a.format == "json":

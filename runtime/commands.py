@@ -206,7 +206,7 @@ def update(root: str, cid: str, resources: dict | None = None, flags: dict | Non
     current resources, write what changed into its cgroup, and remember the result in
     state.json, so that a later update merges over it. Returns the merged resources."""
     st = state.load(root, cid)
-    if state.status(root, st) == "stopped":
+    if state.status(root, st) in ("stopped", "creating"):
         raise OcishError("container not running")
     new = _filter(resources or {})
     for flag, text in (flags or {}).items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from runtime import sync
+from runtime import crashpoint, sync
 from runtime.errors import StageError
 from runtime.linux import procfs, sig, syscalls
 
@@ -38,6 +38,8 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+        self.journal = None           # lifecycle.Setup's: records ctx.pid and ctx.cgroup in
+        #                               state.json before they need undoing after a crash
 
     @property
     def process(self) -> dict:
@@ -139,6 +141,7 @@ class Engine:
         stage, item = self.steps[self.pos]
         if self.chan is None:
             self.spawn()
+        crashpoint.reached("before:" + stage.name)  # a test hook (runtime/crashpoint.py)
         self.observer.before(self, stage, item)
         try:
             if stage.side == HOST:
@@ -150,6 +153,7 @@ class Engine:
             self.observer.failed(self, stage, item, err)
             raise
         self.pos += 1
+        crashpoint.reached("after:" + stage.name)
         self.observer.after(self, stage, item)
         return stage, item
 
@@ -165,6 +169,8 @@ class Engine:
             if isinstance(msg, sync.Pid):  # C1 forked init and is exiting: reap it, follow init
                 first = self.ctx.pid
                 self.ctx.pid = msg.pid
+                if self.ctx.journal is not None:
+                    self.ctx.journal()
                 try:
                     os.waitpid(first, 0)
                 except ChildProcessError:  # a subreaper's reap loop got there first

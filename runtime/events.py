@@ -191,7 +191,7 @@ def events(root: str, cid: str, stats_only: bool, interval: float, out=None) -> 
     if interval <= 0:
         raise OcishError("duration interval must be greater than 0")
     st = state.load(root, cid)
-    if state.status(root, st) == "stopped":
+    if state.status(root, st) in ("stopped", "creating"):
         raise OcishError(f"container with id {cid} is not running")
     if not st.get("cgroup"):
         raise OcishError(f"container {cid} has no cgroup")

@@ -199,6 +199,8 @@ def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
     status = state.status(root, st)
     if status == "stopped":
         raise ExecFailed("cannot exec in a stopped container")
+    if status == "creating":
+        raise ExecFailed("cannot exec in a container that is still being created")
     if status == "paused" and not ignore_paused:
         raise ExecFailed("cannot exec in a paused container (use --ignore-paused to override)")
     return st

@@ -53,39 +53,6 @@ HOST_NAME_MAX = 64
 # Sysctls that live in the ipc namespace (runc's list, as prefixes) and the other namespaced ones.
 _IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
 
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
-_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_ID_MAX = 255  # the id names the state directory: NAME_MAX
-
-
-# ---------------------------------------------------------------------------------------------
-# container ids
-
-def validate_id(container_id: str) -> None:
-    """Reject ids that are empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.+-]*` (so never "/",
-    ".", ".." or a leading "-"): the id names a directory under the state root."""
-    if type(container_id) is not str:
-        raise OcishError(f"invalid container id: must be a string, got {_got(container_id)}")
-    if not container_id:
-        raise OcishError('invalid container id "": must not be empty')
-    why = ""
-    if len(container_id) > _ID_MAX:
-        why = f"must be at most {_ID_MAX} characters, got {len(container_id)}"
-    elif container_id in (".", ".."):
-        why = '"." and ".." are not allowed'
-    else:
-        for ch in container_id:
-            if ch not in _ID_CHARS:
-                why = (f'character {_q(ch)} is not allowed; use letters, digits and '
-                       f'"_", ".", "+", "-"')
-                break
-        else:
-            if container_id[0] not in _ID_FIRST:
-                why = "must start with a letter or a digit"
-    if why:
-        raise OcishError(f"invalid container id {_q(container_id)}: {why}")
-
-
 # ---------------------------------------------------------------------------------------------
 # loading
 

@@ -73,7 +73,16 @@ class Setup:
         state.save(self.root, st)
 
     def finish(self) -> dict:
-        """After the last stage: record the container, so `start`, `state` and `list` find it."""
+        """After the last stage: record the container, so `start`, `state` and `list` find it.
+        A failure here (the pid file's directory is missing, say) undoes everything, as runc
+        destroys the container when it cannot write the pid file."""
+        try:
+            return self._finish()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _finish(self) -> dict:
         ctx, st = self.ctx, self.st
         del st["creating"]
         st.update(pid=ctx.pid, start_time=procfs.start_time(ctx.pid), created=state.rfc3339_now(),
@@ -88,11 +97,11 @@ class Setup:
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "w") as f:
             f.write(jsonfast.dumps(ctx.spec))
+        if self.pid_file:
+            write_pid_file(self.pid_file, ctx.pid)
         crashpoint.reached("create:config")
         state.save(self.root, st)
         crashpoint.reached("create:saved")
-        if self.pid_file:
-            write_pid_file(self.pid_file, ctx.pid)
         self.engine.close()
         os.close(ctx.fifo_fd)
         return st
@@ -112,10 +121,23 @@ class Setup:
 
 
 def write_pid_file(path: str, pid: int) -> None:
+    """Write `pid` to `path` through a temporary file beside it (runc's createPidFile);
+    OcishError naming --pid-file when that fails, with the temporary file removed."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OcishError(f"--pid-file {jsonfast.quote(path)}: "
+                         f"{os.strerror(e.errno or 0).lower()}") from None
 
 
 def create(root: str, cid: str, bundle: str, **opts) -> dict:

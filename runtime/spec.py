@@ -49,6 +49,11 @@ SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED
 PERSONALITY_DOMAINS = ("LINUX", "LINUX32")
 TIME_CLOCKS = ("boottime", "monotonic")
 HOST_NAME_MAX = 64
+# config.json is read whole: 16 MiB is far beyond any real one (args and env together are
+# bounded by execve(2) at a quarter of the stack limit, 2 MiB by default; a full seccomp
+# profile is ~50 KiB). runc has no cap.
+MAX_CONFIG = 16 << 20
+DEV_MAJOR_MAX, DEV_MINOR_MAX = 2**12 - 1, 2**20 - 1  # <linux/kdev_t.h>: MINORBITS 20
 
 # Sysctls that live in the ipc namespace (runc's list, as prefixes) and the other namespaced ones.
 _IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
@@ -64,10 +69,9 @@ def load(bundle: str) -> tuple[dict, str]:
         why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
         raise OcishError(f"bundle {_q(bundle)}: {why}")
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            data = f.read()
+        data = _read_config(os.path.join(bundle, "config.json"))
     except OSError as e:
-        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        why = os.strerror(e.errno).lower() if e.errno else e.strerror
         raise OcishError(f"bundle {_q(bundle)}: config.json: {why}") from None
     try:
         text = data.decode("utf-8")
@@ -87,6 +91,30 @@ def load(bundle: str) -> tuple[dict, str]:
     else:
         return spec, _validate(spec, bundle)
     raise OcishError(f"bundle {_q(bundle)}: config.json: {why}")
+
+
+def _read_config(path: str) -> bytes:
+    """config.json's bytes: a regular file of at most MAX_CONFIG bytes, else OSError with a
+    word of our own. O_NONBLOCK so that a FIFO never blocks us; runc reads whatever it is
+    given (a FIFO waits for a writer, /dev/zero fills memory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000:
+            kind = {0o040000: "a directory", 0o010000: "a fifo", 0o020000: "a character device",
+                    0o060000: "a block device", 0o140000: "a socket"}.get(st.st_mode & 0o170000,
+                                                                          "not a file")
+            raise OSError(0, f"not a regular file ({kind})")
+        if st.st_size > MAX_CONFIG:
+            raise OSError(0, f"larger than {MAX_CONFIG} bytes ({st.st_size})")
+        data = os.read(fd, MAX_CONFIG + 1)
+        while len(data) <= MAX_CONFIG and (more := os.read(fd, MAX_CONFIG + 1 - len(data))):
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG:  # grew while we read it
+        raise OSError(0, f"larger than {MAX_CONFIG} bytes")
+    return data
 
 
 def validate(spec: dict, bundle: str) -> None:
@@ -468,7 +496,9 @@ def _hooks(spec: dict) -> None:
             p = f"/hooks/{kind}/{i}"
             _obj(h, p)
             _req(h, "path", p, "the absolute path of the hook program", _path)
-            _opt(h, "args", p, _strlist)
+            if _opt(h, "args", p, _strlist) and not h["args"][0]:
+                # execve(2) takes it, but Python's posix_spawn refuses an empty argv[0]
+                _bad(p + "/args/0", "a non-empty program name (argv[0])", h["args"][0])
             _opt(h, "env", p, _strlist)
             _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
 
@@ -508,11 +538,14 @@ def _linux(linux: dict, ns: dict) -> None:
             t = _req(d, "type", p, what, _str, what)
             if t not in ("c", "b", "u", "p"):
                 _bad(p + "/type", what, t)
-            for k in ("major", "minor"):
+            # the kernel's dev_t: 12 bits of major, 20 of minor (MINORBITS); runc casts to
+            # uint32 and mknod(2) then makes another device, or fails: say so here instead
+            for k, hi in (("major", DEV_MAJOR_MAX), ("minor", DEV_MINOR_MAX)):
+                what = f"an integer from 0 to {hi} (a Linux device {k} number)"
                 if t == "p":
-                    _opt(d, k, p, _int, 0, I64_MAX)
+                    _opt(d, k, p, _int, 0, hi, what)
                 else:
-                    _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
+                    _req(d, k, p, f"the device {k} number", _int, 0, hi, what)
             _opt(d, "fileMode", p, _int, 0, U32)
             _opt(d, "uid", p, _int, 0, U32)
             _opt(d, "gid", p, _int, 0, U32)

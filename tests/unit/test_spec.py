@@ -566,6 +566,19 @@ def test_parse_matches_json(text):
     assert jsonfast.loads(text) == json.loads(text)
 
 
+@pytest.mark.parametrize("text", ["{", "[1", '{"a" 1}', '{"a": [1,}', '[{"a": {"b": [}}]'])
+def test_truncated_json_is_a_value_error_without_json_imported(text):
+    """The C scanner words errors inside objects and arrays through json.decoder, which it
+    only finds in sys.modules: in a runtime that never imported `json` it used to fail with a
+    SystemError (a traceback) instead."""
+    code = ("import sys; from runtime import jsonfast\n"
+            "try: jsonfast.loads(sys.argv[1])\n"
+            "except ValueError as e: print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-S", "-c", code, text], cwd=REPO, check=True,
+                         capture_output=True, text=True)
+    assert out.stderr == "" and out.stdout.startswith("JSONDecodeError ")
+
+
 def test_load_not_utf8(bundle):
     with open(os.path.join(bundle, "config.json"), "wb") as f:
         f.write(b'{"a": "\xff"}')

@@ -37,15 +37,9 @@ class Setup:
         except FileExistsError:
             raise OcishError(f"container with id exists: {cid}") from None
         crashpoint.reached("create:dir")
-        me = os.getpid()
-        # recorded before anything that needs undoing exists (state.py: crash safety)
-        self.st = {"id": cid, "pid": 0, "start_time": None, "bundle": bundle, "rootfs": rootfs,
-                   "created": state.rfc3339_now(), "owner": "",
-                   "annotations": spec.get("annotations") or {}, "cgroup": None,
-                   "creating": {"pid": me, "start_time": procfs.start_time(me)}}
         try:
-            state.save(root, self.st)
-            crashpoint.reached("create:recorded")
+            # recorded before anything that needs undoing exists (state.py: crash safety)
+            self.st = state.begin(root, cid, bundle, rootfs, spec.get("annotations") or {})
             fifo = os.path.join(self.dir, state.FIFO)
             os.mkfifo(fifo)
             os.chmod(fifo, 0o622)  # writable by the container's user, whatever our umask
@@ -108,6 +102,8 @@ class Setup:
 
     def abort(self) -> None:
         """Undo everything: the container process, its cgroups, the state dir."""
+        if self.ctx.pid > 0:
+            _unthrottle([self.ctx.pid] + (self.ctx.cgroup.pids() if self.ctx.cgroup else []))
         self.engine.kill()
         try:
             if self.ctx.cgroup is not None:
@@ -326,6 +322,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             manager.kill_all(sig.SIGKILL)
         if state.alive(st):
             _signal(st["pid"], sig.SIGKILL)
+        _unthrottle(([st["pid"]] if st["pid"] > 0 else []) + (manager.pids() if manager else []))
         _wait_stopped(st)
     crashpoint.reached("delete:killed")
     if manager is not None:
@@ -345,6 +342,18 @@ def _later_hooks(st: dict, kind: str, status: str) -> None:
     pid = st["pid"] if status == "running" else 0
     hooks.run_all(kind, st["hooks"][kind], hooks.state(st["id"], status, pid, st["bundle"],
                                                       st.get("annotations")), warn_only=True)
+
+
+def _unthrottle(pids: list[int]) -> None:
+    """Give killed processes back the normal scheduler: one with a realtime or deadline policy
+    from its config (1 us of runtime per 4 s period, say) would take minutes to run its way
+    out of exit(2), and delete would fail with "did not stop" (as runc's does)."""
+    for pid in pids:
+        try:
+            if os.sched_getscheduler(pid) not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # gone already
+            pass
 
 
 def _wait_stopped(st: dict, timeout: float = 10.0) -> None:

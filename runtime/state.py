@@ -147,6 +147,18 @@ def _well_formed(st, cid: str) -> bool:
     return creating is None or type(creating.get("pid")) is int
 
 
+def begin(root: str, cid: str, bundle: str, rootfs: str, annotations: dict) -> dict:
+    """The first state.json of a container being made (by create or restore), written right
+    after its folder and before anything that would need undoing: this process is its maker."""
+    me = os.getpid()
+    st = {"id": cid, "pid": 0, "start_time": None, "bundle": bundle, "rootfs": rootfs,
+          "created": rfc3339_now(), "owner": "", "annotations": annotations, "cgroup": None,
+          "creating": {"pid": me, "start_time": procfs.start_time(me)}}
+    save(root, st)
+    crashpoint.reached("create:recorded")
+    return st
+
+
 def save(root: str, st: dict) -> None:
     """Replace state.json by a complete new one (write, then rename: never a partial file)."""
     d = container_dir(root, st["id"])

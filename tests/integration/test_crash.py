@@ -274,6 +274,35 @@ def test_list_state_delete_while_create_runs(ocish, make_bundle, tmp_path):
     assert ocish("run", "-b", str(b), c).returncode == 0
 
 
+def test_delete_kills_what_its_own_scheduler_throttles(ocish, make_bundle):
+    """A SCHED_DEADLINE process given 1 us per 4 s (its config's choice: the kernel takes it)
+    crawls: its create never ends, and once killed it would need minutes to exit. delete -f
+    puts it back on the normal scheduler, so it dies at once (runc's delete fails here)."""
+    b = make_bundle(["true"], mutate=lambda s: s["process"].__setitem__("scheduler", {
+        "policy": "SCHED_DEADLINE", "runtime": 1024, "deadline": 1_000_000,
+        "period": 4_000_000_000}))
+    c, kids = cid(), _children()
+    p = _spawn(ocish, "create", "-b", str(b), c)
+    deadline = time.monotonic() + 20
+    while True:  # until the init runs under the deadline policy
+        st = {s["id"]: s for s in json.loads(ocish("list", "-f", "json").stdout) or []}.get(c)
+        try:
+            if st and st["pid"] and os.sched_getscheduler(st["pid"]) == 6:  # SCHED_DEADLINE
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline and p.poll() is None, "no deadline task appeared"
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    start = time.monotonic()
+    d = ocish("delete", "-f", c)
+    assert d.returncode == 0, d.stderr
+    assert time.monotonic() - start < 5
+    assert [x for x in _leaf_dirs(c) if os.path.exists(x)] == []
+    assert _wait_gone(_children() - kids) == set()
+
+
 def test_corrupt_state_json_spares_the_others(ocish, bundle):
     """A state.json that is not ours: list shows the others (and this one as stopped, with a
     warning), state says what is wrong on one line, delete -f removes it."""

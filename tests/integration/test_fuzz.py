@@ -380,8 +380,11 @@ def fuzz_env(tmp_path_factory, rootfs_template):
     stats = dict.fromkeys(["examples", "created", "refused", "tracebacks", "bad exit statuses",
                            "multi-line errors", "leaks"], 0)
     stats["where"] = {}  # refused by: "validation" or "stage <name>"
+    stats["first"] = None  # the first problem found, as it was seen
     yield bundle, base, root, stats
-    print("\nfuzz: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    print("\nfuzz: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "first"))
+    if stats["first"]:
+        print(f"first problem: {stats['first']!r:.3000}")
     for c in os.listdir(root) if os.path.isdir(root) else ():
         run_ocish("delete", "-f", c, root=root)
     shutil.rmtree(root, ignore_errors=True)
@@ -391,10 +394,32 @@ def fuzz_env(tmp_path_factory, rootfs_template):
 def _problem(stats: dict, kind: str, ok: bool, *details) -> None:
     if not ok:
         stats[kind] += 1
+        stats["first"] = stats["first"] or (kind, *details)
         raise AssertionError(kind, *details)
 
 
+def _sweep(root: str) -> None:
+    """After a failed example: remove what it left, so that the next ones are judged alone."""
+    for c in os.listdir(root) if os.path.isdir(root) else ():
+        run_ocish("delete", "-f", c, root=root)
+    for h in _hierarchies():
+        for d in sorted(glob.glob(f"{h}/{PARENT}/**/", recursive=True), reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    reap_orphans()
+
+
 def _check(bundle, raw: bytes, root: str, stats: dict) -> None:
+    try:
+        _example(bundle, raw, root, stats)
+    except AssertionError:
+        _sweep(root)
+        raise
+
+
+def _example(bundle, raw: bytes, root: str, stats: dict) -> None:
     (bundle / "config.json").write_bytes(raw)
     c = cid()
     kids, mounts = _children(), _mounts()
@@ -416,12 +441,12 @@ def _check(bundle, raw: bytes, root: str, stats: dict) -> None:
         stats["created"] += 1
         _problem(stats, "multi-line errors", p.stderr == "", p.stderr, shown)
         d = run_ocish("delete", "-f", c, root=root)
-        _problem(stats, "leaks", d.returncode == 0, d.stderr, shown)
+        _problem(stats, "leaks", d.returncode == 0, "delete -f failed", d.stderr, shown)
         _problem(stats, "tracebacks", all(ln.startswith("ocish: warning: poststop hook ")
                                           for ln in d.stderr.splitlines()), d.stderr, shown)
     reap_orphans()
-    left = os.listdir(root) if os.path.isdir(root) else []
-    _problem(stats, "leaks", left == [], "state dirs", left, shown)
+    _problem(stats, "leaks", not os.path.exists(os.path.join(root, c)), "state dir", p.returncode,
+             p.stderr, shown)
     _problem(stats, "leaks", _cgroups_left(c) == [], "cgroups", _cgroups_left(c), shown)
     _problem(stats, "leaks", _mounts() == mounts, "mounts", shown)
     _problem(stats, "leaks", _children() <= kids, "processes", _children() - kids, shown)

@@ -9,10 +9,12 @@ The points:
 - `before:<stage>`, `after:<stage>`: the engine, around the first item of every setup stage
   (runtime/engine.py; `after:exec` is once the init blocks on exec.fifo);
 - `create:dir` (state dir made, nothing recorded yet), `create:recorded` (first state.json
-  written), `create:config` (the config copy written, state.json not final yet), `create:saved`
-  (state.json final, before the pid file): runtime/lifecycle.py's Setup;
-- `delete:killed` (processes dead), `delete:cgroup` (cgroups removed), `delete:files` (all but
-  state.json removed), `delete:state` (state.json removed, the dir not yet): lifecycle.delete.
+  written: runtime/state.py's begin, for restore too), `create:config` (the config copy and
+  the pid file written, state.json not final yet), `create:saved` (state.json final):
+  runtime/lifecycle.py's Setup;
+- `delete:killed` (processes dead), `delete:cgroup` (cgroups removed): lifecycle.delete;
+  `delete:files` (all but state.json removed), `delete:state` (state.json removed, the dir not
+  yet): state.remove_dir, which a failed create's undo passes through too.
 
 SIGKILL, not an exception: nothing of ours runs after it (no finally, no abort), as when the OOM
 killer or a client's timeout kills the runtime.

@@ -38,8 +38,8 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
-        self.journal = None           # lifecycle.Setup's: records ctx.pid and ctx.cgroup in
-        #                               state.json before they need undoing after a crash
+        self.journal = None           # lifecycle.Setup's: journal("cgroup" | "pid") records
+        #                               it in state.json before it needs undoing after a crash
 
     @property
     def process(self) -> dict:
@@ -170,7 +170,7 @@ class Engine:
                 first = self.ctx.pid
                 self.ctx.pid = msg.pid
                 if self.ctx.journal is not None:
-                    self.ctx.journal()
+                    self.ctx.journal("pid")
                 try:
                     os.waitpid(first, 0)
                 except ChildProcessError:  # a subreaper's reap loop got there first

@@ -54,10 +54,14 @@ class Setup:
         self.ctx.journal = self.journal
         self.engine = Engine(self.ctx, pipeline(), observer)
 
-    def journal(self) -> None:
-        """Record the container's pid and the cgroups the cgroup stage is about to make (or
-        made), so that a `delete` after a crash finds them; one small rewrite of state.json."""
+    def journal(self, what: str) -> None:
+        """Record what a `delete` after a crash must undo, one small rewrite of state.json:
+        "cgroup", the cgroups the cgroup stage is about to make (and its process, C1); "pid",
+        the container's init, once known, when there is no cgroup to find it by (rootless;
+        a cgroup holds every process of the container, and killing them needs no pid)."""
         ctx, st = self.ctx, self.st
+        if what == "pid" and st["cgroup"]:
+            return
         st["pid"] = ctx.pid
         try:
             st["start_time"] = procfs.start_time(ctx.pid) if ctx.pid > 0 else None

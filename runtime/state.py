@@ -82,6 +82,7 @@ def validate_id(container_id: str) -> None:
 
 
 def rfc3339(ns: int) -> str:
+    """Nanoseconds since the epoch as runc writes "created": 2024-01-02T03:04:05.123456789Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
@@ -249,7 +250,9 @@ def status(root: str, st: dict) -> str:
 
 def oci_state(root: str, st: dict, oci_version: str) -> dict:
     stat = status(root, st)
-    out = {"ociVersion": oci_version, "id": st["id"], "pid": st["pid"] if stat != "stopped" else 0,
+    # a create in progress may have recorded only its first child, gone since (see journal)
+    pid = st["pid"] if stat != "stopped" and (stat != "creating" or alive(st)) else 0
+    out = {"ociVersion": oci_version, "id": st["id"], "pid": pid,
            "status": stat, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"],
            "owner": st.get("owner", "")}
     if st.get("annotations"):

@@ -60,7 +60,7 @@ class Cgroup(Stage):
         """Create the manager's cgroups, apply `resources`, move the container process in."""
         ctx.cgroup = manager
         if ctx.journal is not None:  # create's crash record: what the next lines will make
-            ctx.journal()
+            ctx.journal("cgroup")
         try:
             manager.create()
         except OSError as e:

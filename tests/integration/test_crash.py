@@ -155,25 +155,33 @@ def test_delete_killed_half_way(ocish, bundle, point):
     assert _wait_gone(members) == set()
 
 
-def _create_ms(ocish, bundle) -> float:
-    c = cid()
-    start = time.perf_counter()
-    ocish("create", "-b", str(bundle), c, check=True)
-    took = time.perf_counter() - start
-    ocish("delete", "-f", c, check=True)
-    return took
+def _create_window(ocish, bundle) -> tuple[float, float]:
+    """(seconds until a create makes its state dir, seconds until it exits): the window where
+    a kill leaves something to undo; the median of three creates."""
+    marks = []
+    for _ in range(3):
+        c = cid()
+        start = time.perf_counter()
+        p = _spawn(ocish, "create", "-b", str(bundle), c)
+        while not os.path.exists(os.path.join(ocish.root, c)) and p.poll() is None:
+            time.sleep(0.0005)
+        made = time.perf_counter() - start
+        assert p.wait(30) == 0
+        marks.append((made, time.perf_counter() - start))
+        ocish("delete", "-f", c, check=True)
+    return sorted(marks)[1]
 
 
 def test_create_killed_at_random_moments(ocish, bundle, capsys):
     """SIGKILL from outside after a random delay: it lands anywhere, in slow syscalls too
     (clone, mount, mkdir and writes in cgroupfs), not only at the hook's points."""
-    span = _create_ms(ocish, bundle) * 1.1
+    made, done = _create_window(ocish, bundle)
     rng = random.Random(os.environ.get("OCISH_CRASH_SEED", "8"))
     kills, unusable, seen = 0, 0, {}
     for _ in range(RANDOM_KILLS):
         c, kids = cid(), _children()
         p = _spawn(ocish, "create", "-b", str(bundle), c)
-        time.sleep(rng.uniform(0, span))
+        time.sleep(rng.uniform(made * 0.8, done * 1.05))  # mostly while it has things to undo
         p.send_signal(signal.SIGKILL)
         rc = p.wait(30)
         kills += rc == -signal.SIGKILL
@@ -255,7 +263,7 @@ def test_list_state_delete_while_create_runs(ocish, make_bundle, tmp_path):
             break
         assert time.monotonic() < deadline and p.poll() is None, "create never got to its hook"
         time.sleep(0.02)
-    assert listed[c]["status"] == "creating" and listed[c]["pid"] > 0
+    assert listed[c]["status"] == "creating"
     assert json.loads(ocish("state", c, check=True).stdout)["status"] == "creating"
     for args, message in ((["delete", c], f"cannot delete container {c} that is not stopped: "
                                           f"creating"),
@@ -284,15 +292,19 @@ def test_delete_kills_what_its_own_scheduler_throttles(ocish, make_bundle):
     c, kids = cid(), _children()
     p = _spawn(ocish, "create", "-b", str(b), c)
     deadline = time.monotonic() + 20
-    while True:  # until the init runs under the deadline policy
-        st = {s["id"]: s for s in json.loads(ocish("list", "-f", "json").stdout) or []}.get(c)
-        try:
-            if st and st["pid"] and os.sched_getscheduler(st["pid"]) == 6:  # SCHED_DEADLINE
-                break
-        except OSError:
-            pass
+    def deadline_task() -> bool:
+        for pid in _members(c):
+            try:
+                if os.sched_getscheduler(pid) == 6:  # SCHED_DEADLINE
+                    return True
+            except OSError:
+                pass
+        return False
+
+    while not deadline_task():  # until the init runs under the deadline policy
         assert time.monotonic() < deadline and p.poll() is None, "no deadline task appeared"
         time.sleep(0.05)
+    assert ocish.state(c)["status"] == "creating"
     p.kill()
     p.wait()
     start = time.monotonic()

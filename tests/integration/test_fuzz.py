@@ -14,7 +14,7 @@ subprocess with a private --root, and after each example:
 - nothing is left behind: no state dir, no cgroup (every hierarchy, under the test's own
   parents), no new mount in our mount namespace, no process.
 
-OCISH_FUZZ_EXAMPLES sets the number of examples (default 40: about a minute here); with
+OCISH_FUZZ_EXAMPLES sets the number of examples (default 100: about half a minute here); with
 OCISH_FUZZ_SEED a run is reproducible, otherwise CI runs the same derandomized examples each
 time. The generated values never name host paths that a container could change: bind sources,
 hook programs and namespace paths come from small safe pools.
@@ -37,7 +37,7 @@ from tests.conftest import cid, needs_root, reap_orphans, run_ocish
 
 pytestmark = needs_root
 
-EXAMPLES = int(os.environ.get("OCISH_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("OCISH_FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("OCISH_FUZZ_SEED")
 TOKEN = uuid.uuid4().hex[:8]
 PARENT = f"ocish-fuzz-{TOKEN}"  # every cgroup the fuzzer asks for is below it

@@ -275,11 +275,11 @@ def test_unshare_fork_hands_the_channel_to_init(tmp_path, log, engines):
     ctx = Context("t1", str(tmp_path), spec, str(tmp_path / "rootfs"), str(tmp_path / "state"))
     engine = engines(ctx, [Unshare(), Recording("after", CONTAINER, log)])
     journal = []  # lifecycle.Setup's crash record: told the init's pid as soon as it is known
-    ctx.journal = lambda: journal.append(ctx.pid)
+    ctx.journal = lambda what: journal.append((what, ctx.pid))
     c1 = engine.spawn()
     engine.step()
     c2 = ctx.pid
-    assert journal == [c2]
+    assert journal == [("pid", c2)]
     assert c2 not in (c1, os.getpid())
     with pytest.raises(ChildProcessError):  # C1 is gone and was reaped by the engine
         os.waitpid(c1, os.WNOHANG)

@@ -150,3 +150,27 @@ def test_list_ids_lists_every_container_folder(tmp_path):
     (tmp_path / "bad id").mkdir()             # not an id
     assert state.list_ids(str(tmp_path)) == ["a", "b"]
     assert state.list_ids(str(tmp_path / "nope")) == []
+
+
+def test_create_journal_records_the_pid_only_without_a_cgroup(tmp_path):
+    """Setup.journal: the cgroup plan always; the init's pid only when no cgroup can find it
+    (rootless), saving a rewrite of state.json on the common path."""
+    from types import SimpleNamespace
+
+    from runtime.lifecycle import Setup
+
+    class Plan:
+        def planned_state(self):
+            return {"version": 1, "root": "/r", "paths": {"memory": "/r/m/c1"}, "created": []}
+
+    st = record(tmp_path, creating={"pid": 0, "start_time": None})
+    setup = SimpleNamespace(root=str(tmp_path), st=st,
+                            ctx=SimpleNamespace(pid=os.getpid(), cgroup=None))
+    Setup.journal(setup, "pid")  # no cgroup: the pid is what delete will kill
+    assert state.load(str(tmp_path), "c1")["pid"] == os.getpid()
+    setup.ctx.pid, setup.ctx.cgroup = 1, Plan()
+    Setup.journal(setup, "cgroup")
+    assert state.load(str(tmp_path), "c1")["cgroup"]["paths"] == {"memory": "/r/m/c1"}
+    setup.ctx.pid = 2
+    Setup.journal(setup, "pid")  # the cgroup holds it: no rewrite
+    assert state.load(str(tmp_path), "c1")["pid"] == 1

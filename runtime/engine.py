@@ -214,7 +214,15 @@ def _reap(pid: int) -> None:
 
 
 def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
-    """Container side: run each requested stage item and answer; exits when the host goes away."""
+    """Container side: run each requested stage item and answer; exits when the host goes away
+    (EOF, or an answer to a runtime that was killed: then there is nobody to tell)."""
+    try:
+        _serve(ctx, chan, stages)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
     by_name = {s.name: s for s in stages}
     ctx.chan = chan
     while True:

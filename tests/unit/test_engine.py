@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from runtime import sync
 from runtime.defaults import default_spec
 from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage
 from runtime.errors import StageError
@@ -254,6 +255,25 @@ def test_container_side_dying_mid_stage(ctx, log, engines):
     pid = ctx.pid
     engine.close()
     assert wait_exit(pid) == 3
+
+
+class Slow(Stage):
+    side = CONTAINER
+    name = "slow"
+
+    def run(self, ctx, item=""):
+        time.sleep(0.2)
+
+
+def test_container_side_is_silent_when_the_runtime_dies(ctx, engines, capfd):
+    """A runtime killed while the container side runs a stage: its answer meets a closed
+    socket (EPIPE or ECONNRESET), and it exits without printing on the caller's stderr."""
+    engine = engines(ctx, [Slow()])
+    pid = engine.spawn()
+    engine.chan.send(sync.Run("slow"))
+    engine.close()  # what the kernel does to the sockets of a SIGKILLed runtime
+    assert wait_exit(pid) == 1
+    assert capfd.readouterr().err == ""
 
 
 def test_handoff_runs_after_ok(ctx, log, engines):

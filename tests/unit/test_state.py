@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from runtime import crashpoint, jsonfast, state
+from runtime import crashpoint, state
 from runtime.errors import OcishError, SpecError
 
 

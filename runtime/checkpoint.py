@@ -223,7 +223,7 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
     from runtime import cgroups, lifecycle
     from runtime import spec as specmod
     from runtime.linux import syscalls as S
-    specmod.validate_id(cid)
+    state.validate_id(cid)
     exe = find_criu(criu)
     image, work = _dirs(opts)
     if not os.path.isdir(image):
@@ -241,12 +241,15 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
     criu_root = os.path.join(sdir, "criu-root")
     pidfile = os.path.join(sdir, "restore.pid")
     try:
+        st = state.begin(root, cid, bundle, rootfs, spec.get("annotations") or {})
         os.mkdir(criu_root, 0o755)
         linux = spec.get("linux") or {}
         if os.geteuid() == 0:
             from runtime.engine import Context
             from runtime.stages.cgroup import device_rules
             manager = cgroups.open_manager(linux.get("cgroupsPath"), cid)
+            st["cgroup"] = manager.planned_state()  # a crash from here on leaves it to delete
+            state.save(root, st)
             manager.create()
             resources = dict(linux.get("resources") or {})
             if resources.get("devices"):
@@ -300,10 +303,9 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
         _remove_state(sdir)
         raise
     from runtime.linux import procfs
-    st = {"id": cid, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-          "rootfs": rootfs, "created": state.rfc3339_now(), "owner": "",
-          "annotations": spec.get("annotations") or {},
-          "cgroup": manager.to_state() if manager is not None else None}
+    del st["creating"]
+    st.update(pid=pid, start_time=procfs.start_time(pid), created=state.rfc3339_now(),
+              cgroup=manager.to_state() if manager is not None else None)
     with open(os.path.join(sdir, "config.json"), "w") as f:
         f.write(jsonfast.dumps(spec))
     state.save(root, st)

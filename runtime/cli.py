@@ -11,8 +11,8 @@ import sys
 import time
 
 from runtime import jsonfast
-from runtime.cliparse import Command, HelpRequested, Opt, Parsed, parse, usage
-from runtime.errors import OcishError
+from runtime.cliparse import Command, HelpRequested, Opt, Parsed, parse, uint, usage
+from runtime.errors import OcishError, printable
 from runtime.linux import sig
 
 DEFAULT_ROOT = "/run/ocish"
@@ -25,13 +25,26 @@ def default_root() -> str:
 
 
 class Log:
-    """runc's --log/--log-format: JSON or logrus-style text lines, appended to a file."""
+    """runc's --log/--log-format: JSON or logrus-style text lines, appended to a file.
+
+    The file is opened at start, as runc's configLogrus does, so an unusable --log (a missing
+    directory, a directory, no permission, a FIFO nobody reads) fails every command at once
+    with one line instead of when there is something to log. Messages go out through
+    errors.printable: one line each, whatever the config or the command line put in them."""
 
     def __init__(self, path: str | None, fmt: str, debug: bool) -> None:
         self.path, self.fmt, self.debug_on = path, fmt, debug
+        self.fd = -1
+        if path:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                                  | os.O_NONBLOCK, 0o644)
+            except OSError as e:
+                raise OcishError(f"--log {jsonfast.quote(path)}: "
+                                 f"{os.strerror(e.errno or 0).lower()}") from None
 
     def write(self, level: str, msg: str) -> None:
-        if not self.path:
+        if self.fd < 0:
             return
         from runtime.state import rfc3339_now
         now = rfc3339_now()
@@ -39,19 +52,24 @@ class Log:
             line = jsonfast.dumps({"level": level, "msg": msg, "time": now})
         else:
             line = f'time="{now}" level={level} msg={jsonfast.dumps(msg)}'
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        try:
+            os.write(self.fd, (line + "\n").encode())
+        except OSError:  # a full disk: the message still reaches stderr
+            pass
 
     def error(self, msg: str) -> None:
+        msg = printable(msg)
         self.write("error", msg)
         sys.stderr.write(f"ocish: {msg}\n")
 
     def warning(self, msg: str) -> None:
+        msg = printable(msg)
         self.write("warning", msg)
         sys.stderr.write(f"ocish: warning: {msg}\n")
 
     def debug(self, msg: str) -> None:
         if self.debug_on:
+            msg = printable(msg)
             if self.path:
                 self.write("debug", msg)
             else:
@@ -98,7 +116,7 @@ _CREATE = [
     Opt("console-socket", str, help="AF_UNIX socket that receives the pty master"),
     Opt("no-pivot", help="chroot instead of pivot_root (rootfs on ramfs)"),
     Opt("no-new-keyring", help="keep the caller's session keyring"),
-    Opt("preserve-fds", int, default=0, help="pass fds 3..3+N-1 to the container"),
+    Opt("preserve-fds", uint, default=0, help="pass fds 3..3+N-1 to the container"),
 ]
 COMMANDS = [
     Command("spec", "write a default config.json", [
@@ -131,7 +149,7 @@ COMMANDS = [
         Opt("apparmor", str, help="AppArmor profile for the process"),
         Opt("no-new-privs", help="set no_new_privs for the process"),
         Opt("cap", str, "c", help="add a capability (repeatable)", multi=True),
-        Opt("preserve-fds", int, default=0, help="pass fds 3..3+N-1 to the process"),
+        Opt("preserve-fds", uint, default=0, help="pass fds 3..3+N-1 to the process"),
         Opt("cgroup", str, help="join a sub-cgroup: [CONTROLLER:]PATH (repeatable)", multi=True),
         Opt("ignore-paused", help="allow exec in a paused container"),
     ], ("id",), rest="command"),
@@ -213,6 +231,8 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
         with open(path, "w") as f:
             f.write(jsonfast.dumps(default_spec(a.rootless), indent=2))
         return 0
+    if getattr(a, "preserve_fds", 0):
+        _check_preserve_fds(a.preserve_fds)
     if command in ("create", "run"):
         opts = dict(no_pivot=a.no_pivot, no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds,
                     console_socket=a.console_socket, pid_file=a.pid_file,
@@ -226,7 +246,7 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
     elif command == "state":
         print(jsonfast.dumps(lifecycle.oci_state(root, a.id), indent=2))
     elif command == "list":
-        states = lifecycle.list_states(root)
+        states = lifecycle.list_states(root, warn=log.warning)
         if a.quiet:
             print("\n".join(s["id"] for s in states)) if states else None
         elif a.format == "json":
@@ -266,6 +286,21 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
         else:
             return checkpoint.restore(root, a.id, a.bundle, opts, criu=g.criu)
     return 0
+
+
+def _check_preserve_fds(n: int) -> None:
+    """fds 3 to 3+N-1 must be open (runc fails on a closed one with "bad file descriptor"
+    when it starts the process; we say which, before anything is made), so N is at most the
+    open-file limit, which is checked first: runc loops over N, whatever its size."""
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if limit != resource.RLIM_INFINITY and n > limit - 3:
+        raise OcishError(f"--preserve-fds {n}: more fds than the open-file limit {limit} allows")
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OcishError(f"--preserve-fds {n}: fd {fd} is not open") from None
 
 
 def _exec(root: str, a: Parsed) -> int:

@@ -9,6 +9,14 @@ from __future__ import annotations
 from runtime.errors import OcishError
 
 
+def uint(text: str) -> int:
+    """A flag's unsigned integer as Go's strconv reads it: ASCII digits only (no sign, "1_0",
+    " 5" or "٣", which int() would take)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 class Opt:
     def __init__(self, name: str, kind: type = bool, short: str = "", default=None,
                  help: str = "", choices: tuple[str, ...] = (), multi: bool = False,

@@ -116,6 +116,7 @@ FLAGS = {
     "blkio-weight": ("blockIO", "weight", _UINT),
     "pids-limit": ("pids", "limit", _INT),
 }
+I64_MAX = 2**63 - 1
 _BINARY = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
@@ -130,13 +131,15 @@ def ram_in_bytes(text: str) -> int:
         unit = unit[:-1]
     if unit.endswith("i") and len(unit) == 2:
         unit = unit[:-1]
-    if not number or not number[0].isdigit() or unit not in _BINARY:
+    if not number or not number.isascii() or not number[0].isdigit() or unit not in _BINARY:
         raise ValueError(f"invalid size: '{text}'")
     try:
-        value = float(number)
+        value = float(number) * _BINARY[unit]
     except ValueError:
         raise ValueError(f"invalid size: '{text}'") from None
-    return int(value * _BINARY[unit])
+    if value > I64_MAX:  # docker/go-units' int64
+        raise ValueError(f"invalid size: '{text}': more than {I64_MAX} bytes")
+    return int(value)
 
 
 def parse_flag(flag: str, text: str) -> int | str:
@@ -146,6 +149,9 @@ def parse_flag(flag: str, text: str) -> int | str:
             return text
         if kind == _RAM:
             return -1 if text.strip() == "-1" else ram_in_bytes(text)
+        digits = text[1:] if text[:1] == "-" else text
+        if not (digits.isascii() and digits.isdigit()):  # no "٣", "1_0" or " 5", as strconv
+            raise ValueError(text)
         value = int(text, 10)
         if kind == _UINT and value < 0:
             raise ValueError("must not be negative")
@@ -206,7 +212,7 @@ def update(root: str, cid: str, resources: dict | None = None, flags: dict | Non
     current resources, write what changed into its cgroup, and remember the result in
     state.json, so that a later update merges over it. Returns the merged resources."""
     st = state.load(root, cid)
-    if state.status(root, st) == "stopped":
+    if state.status(root, st) in ("stopped", "creating"):
         raise OcishError("container not running")
     new = _filter(resources or {})
     for flag, text in (flags or {}).items():

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from runtime import sync
+from runtime import crashpoint, sync
 from runtime.errors import StageError
 from runtime.linux import exeseal, procfs, sig, syscalls
 
@@ -45,6 +45,8 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+        self.journal = None           # lifecycle.Setup's: journal("cgroup" | "pid") records
+        #                               it in state.json before it needs undoing after a crash
 
     def to_wire(self) -> dict:
         """What the container side rebuilds this context from (sync.Init): the fields set
@@ -210,6 +212,7 @@ class Engine:
         stage, item = self.steps[self.pos]
         if self.chan is None:
             self.spawn()
+        crashpoint.reached("before:" + stage.name)  # a test hook (runtime/crashpoint.py)
         self.observer.before(self, stage, item)
         try:
             if stage.side == HOST:
@@ -221,6 +224,7 @@ class Engine:
             self.observer.failed(self, stage, item, err)
             raise
         self.pos += 1
+        crashpoint.reached("after:" + stage.name)
         self.observer.after(self, stage, item)
         return stage, item
 
@@ -252,6 +256,8 @@ class Engine:
             elif isinstance(msg, sync.Pid):
                 first = self.ctx.pid
                 self.ctx.pid = msg.pid
+                if self.ctx.journal is not None:
+                    self.ctx.journal("pid")
                 try:
                     os.waitpid(first, 0)
                 except ChildProcessError:  # a subreaper's reap loop got there first
@@ -345,6 +351,8 @@ def container_main() -> None:
             stages = build(init.factory, init.args)  # every import before any namespace changes
             chan.send(sync.Ready())
             serve(ctx, chan, stages)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the runtime died before we answered: nobody to tell
     except BaseException as exc:  # a bug of ours outside any stage: say so, then exit
         os.write(2, f"ocish: container side: {type(exc).__name__}: {exc}\n".encode())
     finally:
@@ -352,7 +360,15 @@ def container_main() -> None:
 
 
 def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
-    """Container side: run each requested stage item and answer; exits when the host goes away."""
+    """Container side: run each requested stage item and answer; exits when the host goes away
+    (EOF, or an answer to a runtime that was killed: then there is nobody to tell)."""
+    try:
+        _serve(ctx, chan, stages)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
     by_name = {s.name: s for s in stages}
     ctx.chan = chan
     while True:

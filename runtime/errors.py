@@ -11,6 +11,29 @@ from __future__ import annotations
 import os
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (C0, DEL, C1, the Unicode line and paragraph
+    separators) and lone surrogates escaped as in a JSON or Python literal. Every message is
+    passed through it before it is shown, since messages quote values from the config and
+    the command line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:
+            n = ord(ch)
+            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000
+                       else f"\\U{n:08x}")
+    return "".join(out)
+
+
 class OcishError(Exception):
     """A failure explained in one line; `exit_code` is what the CLI exits with."""
 
@@ -62,7 +85,7 @@ class StageError(OcishError):
         if self.pointer:
             what += f" (config {self.pointer})"
         why = self.detail or (os.strerror(self.errno).lower() if self.errno else "failed")
-        return f"stage {self.stage}: {what}: {why}"
+        return printable(f"stage {self.stage}: {what}: {why}")
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "op": self.op, "target": self.target, "errno": self.errno,

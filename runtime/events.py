@@ -31,6 +31,7 @@ def compact(obj) -> str:
 
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MAX_DURATION = (2**63 - 1) / 1e9  # seconds: about 292 years
 
 
 def parse_duration(text: str) -> float:
@@ -55,6 +56,8 @@ def parse_duration(text: str) -> float:
         except ValueError:
             raise OcishError(f"invalid duration {jsonfast.quote(text)}") from None
         s = s[j:]
+    if total > _MAX_DURATION:  # Go's durations are int64 nanoseconds
+        raise OcishError(f"invalid duration {jsonfast.quote(text)}")
     return sign * total
 
 
@@ -191,7 +194,7 @@ def events(root: str, cid: str, stats_only: bool, interval: float, out=None) -> 
     if interval <= 0:
         raise OcishError("duration interval must be greater than 0")
     st = state.load(root, cid)
-    if state.status(root, st) == "stopped":
+    if state.status(root, st) in ("stopped", "creating"):
         raise OcishError(f"container with id {cid} is not running")
     if not st.get("cgroup"):
         raise OcishError(f"container {cid} has no cgroup")

@@ -201,6 +201,8 @@ def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
     status = state.status(root, st)
     if status == "stopped":
         raise ExecFailed("cannot exec in a stopped container")
+    if status == "creating":
+        raise ExecFailed("cannot exec in a container that is still being created")
     if status == "paused" and not ignore_paused:
         raise ExecFailed("cannot exec in a paused container (use --ignore-paused to override)")
     return st
@@ -231,7 +233,14 @@ def exec_process(root: str, cid: str, process: dict, detach: bool = False,
     if on_start is not None:
         on_start(pid)
     if pid_file:
-        lifecycle.write_pid_file(pid_file, pid)
+        try:
+            lifecycle.write_pid_file(pid_file, pid)
+        except OcishError:  # as runc's exec: the process it cannot account for is killed
+            try:
+                os.kill(pid, 9)  # SIGKILL
+            except ProcessLookupError:
+                pass
+            raise
     if detach:
         return 0
     return lifecycle.wait_foreground(pid, attach, keep_signals)

@@ -44,6 +44,7 @@ KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "post
 _OUTPUT_MAX = 64 * 1024           # per stream: enough for an error line, bounded for a chatty hook
 # signals a hook starts with at their default action (Python ignores SIGPIPE and SIGXFSZ)
 _DEFAULT_SIGNALS = tuple(n for n in range(1, 32) if n not in (_signal.SIGKILL, _signal.SIGSTOP))
+_POLL_MAX_MS = 2**31 - 1  # a timeout of I64_MAX seconds (valid, as for runc) waits in these steps
 
 
 class HookError(OcishError):
@@ -191,7 +192,7 @@ def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
                 if left <= 0:
                     timed_out = True
                     break
-                wait_ms = int(left * 1000) + 1
+                wait_ms = min(int(left * 1000) + 1, _POLL_MAX_MS)  # poll(2) takes an int
             for fd, _ in poller.poll(wait_ms):
                 if fd == pidfd:
                     exited = True

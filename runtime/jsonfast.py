@@ -75,17 +75,31 @@ def _pretty(obj, indent: int, level: int) -> str:
     return dumps(obj)
 
 
+MAX_OBJECT = 16 << 20  # --process and -r documents: as config.json's cap (runtime/spec.py)
+
+
 def read_object(source: str, what: str) -> dict:
-    """A JSON object from the file `source` ("-": stdin), as runc's --process and -r read them.
-    Errors are OSError (unreadable) or ValueError, worded for one line."""
-    if source == "-":
-        import sys
-        text, name = sys.stdin.read(), "stdin"
-    else:
-        with open(source) as f:
-            text, name = f.read(), source
+    """A JSON object from the file `source` ("-": stdin), as runc's --process and -r read them,
+    at most MAX_OBJECT bytes. Errors are OSError (unreadable) or ValueError, worded for one
+    line."""
+    import os
+    fd, name = (0, "stdin") if source == "-" else (os.open(source, os.O_RDONLY | os.O_CLOEXEC),
+                                                   source)
     try:
-        value = loads(text)
+        data = b""
+        while len(data) <= MAX_OBJECT and (chunk := os.read(fd, MAX_OBJECT + 1 - len(data))):
+            data += chunk
+    finally:
+        if fd:
+            os.close(fd)
+    if len(data) > MAX_OBJECT:
+        raise ValueError(f"{name}: larger than {MAX_OBJECT} bytes")
+    try:
+        value = loads(data.decode())
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: not valid utf-8 at byte {e.start}") from None
+    except RecursionError:
+        raise ValueError(f"{name}: invalid json: nested too deeply") from None
     except ValueError as e:
         raise ValueError(f"{name}: invalid json: {e}") from None
     if not isinstance(value, dict):

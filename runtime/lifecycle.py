@@ -10,7 +10,7 @@ import os
 import select
 import time
 
-from runtime import jsonfast, state
+from runtime import crashpoint, jsonfast, state
 from runtime.defaults import OCI_VERSION
 from runtime.errors import OcishError, StageError
 from runtime.linux import procfs, sig
@@ -25,7 +25,7 @@ class Setup:
         # Imported here: state, kill, delete and list never need the engine or the stages.
         from runtime import spec as specmod
         from runtime.engine import Context, Engine
-        specmod.validate_id(cid)
+        state.validate_id(cid)
         bundle = os.path.abspath(bundle)
         spec, rootfs = specmod.load(bundle)
         self.root, self.pid_file = root, pid_file
@@ -35,7 +35,10 @@ class Setup:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
             raise OcishError(f"container with id exists: {cid}") from None
+        crashpoint.reached("create:dir")
         try:
+            # recorded before anything that needs undoing exists (state.py: crash safety)
+            self.st = state.begin(root, cid, bundle, rootfs, spec.get("annotations") or {})
             fifo = os.path.join(self.dir, state.FIFO)
             os.mkfifo(fifo)
             os.chmod(fifo, 0o622)  # writable by the container's user, whatever our umask
@@ -47,15 +50,40 @@ class Setup:
         self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
                            no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                            console_socket=console_socket, fifo_fd=fifo_fd)
+        self.ctx.journal = self.journal
         self.engine = Engine(self.ctx, "runtime.stages:pipeline", (), observer)
 
+    def journal(self, what: str) -> None:
+        """Record what a `delete` after a crash must undo, one small rewrite of state.json:
+        "cgroup", the cgroups the cgroup stage is about to make (and its process, C1); "pid",
+        the container's init, once known, when there is no cgroup to find it by (rootless;
+        a cgroup holds every process of the container, and killing them needs no pid)."""
+        ctx, st = self.ctx, self.st
+        if what == "pid" and st["cgroup"]:
+            return
+        st["pid"] = ctx.pid
+        try:
+            st["start_time"] = procfs.start_time(ctx.pid) if ctx.pid > 0 else None
+        except OSError:  # already gone: nothing to kill later
+            st["start_time"] = None
+        st["cgroup"] = ctx.cgroup.planned_state() if ctx.cgroup else None
+        state.save(self.root, st)
+
     def finish(self) -> dict:
-        """After the last stage: record the container, so `start`, `state` and `list` find it."""
-        ctx = self.ctx
-        st = {"id": ctx.id, "pid": ctx.pid, "start_time": procfs.start_time(ctx.pid),
-              "bundle": ctx.bundle, "rootfs": ctx.rootfs, "created": state.rfc3339_now(),
-              "owner": "", "annotations": ctx.spec.get("annotations") or {},
-              "cgroup": ctx.cgroup.to_state() if ctx.cgroup else None}
+        """After the last stage: record the container, so `start`, `state` and `list` find it.
+        A failure here (the pid file's directory is missing, say) undoes everything, as runc
+        destroys the container when it cannot write the pid file."""
+        try:
+            return self._finish()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _finish(self) -> dict:
+        ctx, st = self.ctx, self.st
+        del st["creating"]
+        st.update(pid=ctx.pid, start_time=procfs.start_time(ctx.pid), created=state.rfc3339_now(),
+                  cgroup=ctx.cgroup.to_state() if ctx.cgroup else None)
         later = {k: v for k, v in (ctx.spec.get("hooks") or {}).items() if k in LATER_HOOKS and v}
         if later:  # run by `start` and `delete`
             st["hooks"] = later
@@ -66,15 +94,19 @@ class Setup:
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "w") as f:
             f.write(jsonfast.dumps(ctx.spec))
-        state.save(self.root, st)
         if self.pid_file:
             write_pid_file(self.pid_file, ctx.pid)
+        crashpoint.reached("create:config")
+        state.save(self.root, st)
+        crashpoint.reached("create:saved")
         self.engine.close()
         os.close(ctx.fifo_fd)
         return st
 
     def abort(self) -> None:
         """Undo everything: the container process, its cgroups, the state dir."""
+        if self.ctx.pid > 0:
+            _unthrottle([self.ctx.pid] + (self.ctx.cgroup.pids() if self.ctx.cgroup else []))
         self.engine.kill()
         try:
             if self.ctx.cgroup is not None:
@@ -88,10 +120,23 @@ class Setup:
 
 
 def write_pid_file(path: str, pid: int) -> None:
+    """Write `pid` to `path` through a temporary file beside it (runc's createPidFile);
+    OcishError naming --pid-file when that fails, with the temporary file removed."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OcishError(f"--pid-file {jsonfast.quote(path)}: "
+                         f"{os.strerror(e.errno or 0).lower()}") from None
 
 
 def create(root: str, cid: str, bundle: str, **opts) -> dict:
@@ -138,6 +183,8 @@ def start(root: str, cid: str) -> None:
     status = state.status(root, st)
     if status == "stopped":
         raise OcishError("cannot start a container that has stopped")
+    if status == "creating":
+        raise OcishError("cannot start a container that is still being created")
     if status != "created":
         raise OcishError("cannot start an already running container")
     fifo = os.path.join(state.container_dir(root, cid), state.FIFO)
@@ -209,13 +256,20 @@ def oci_state(root: str, cid: str) -> dict:
     return state.oci_state(root, state.load(root, cid), OCI_VERSION)
 
 
-def list_states(root: str) -> list[dict]:
+def list_states(root: str, warn=None) -> list[dict]:
+    """The OCI state of every container under root. One whose state.json is unreadable is
+    listed as stopped, and `warn(message)` says why: the others are listed all the same."""
     out = []
     for cid in state.list_ids(root):
         try:
             out.append(oci_state(root, cid))
         except state.NotExist:  # deleted while we listed
             pass
+        except state.Unreadable as e:
+            if warn is not None:
+                warn(str(e))
+            out.append({"ociVersion": OCI_VERSION, "id": cid, "pid": 0, "status": "stopped",
+                        "bundle": "", "rootfs": "", "created": "", "owner": ""})
     return out
 
 
@@ -233,26 +287,51 @@ def kill(root: str, cid: str, sig: int, all_: bool = False) -> None:
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
+    """Remove a container: its processes, its cgroups, then its state dir, state.json last.
+
+    Each step can be done twice, so a delete killed half-way is finished by the next one; a
+    create that died half-way (status stopped, a "creating" record) is removed the same way,
+    whatever it got to make; a live create is killed first (only with force)."""
     try:
         st = state.load(root, cid)
     except state.NotExist:
         if force:
             return
         raise
+    except state.Unreadable:
+        if not force:
+            raise
+        # nothing recorded can be trusted: the folder is all we know to be the container's
+        state.remove_dir(state.container_dir(root, cid))
+        return
     status = state.status(root, st)
-    if status in ("running", "paused") and not force:
+    if status in ("running", "paused", "creating") and not force:
         raise OcishError(f"cannot delete container {cid} that is not stopped: {status}")
+    if status == "creating":  # its own undo would race ours: stop it where it is
+        maker = st["creating"]
+        _signal(maker["pid"], sig.SIGKILL)
+        _wait_stopped({"id": cid, **maker})
+        try:
+            st = state.load(root, cid)  # what it recorded until it died
+        except state.NotExist:  # it had undone everything itself
+            return
     manager = None
     if st.get("cgroup"):
         from runtime import cgroups
         manager = cgroups.from_state(st["cgroup"])
-    if status != "stopped":
+    if status != "stopped" or "creating" in st:
+        # a created or running container, or what an interrupted create left: an init blocked
+        # on exec.fifo, processes in the cgroups (the pid may be C1, gone, or the init)
         if manager is not None:
             manager.kill_all(sig.SIGKILL)
-        _signal(st["pid"], sig.SIGKILL)
+        if state.alive(st):
+            _signal(st["pid"], sig.SIGKILL)
+        _unthrottle(([st["pid"]] if st["pid"] > 0 else []) + (manager.pids() if manager else []))
         _wait_stopped(st)
+    crashpoint.reached("delete:killed")
     if manager is not None:
         manager.destroy()
+    crashpoint.reached("delete:cgroup")
     state.remove_dir(state.container_dir(root, cid))
     if st.get("hooks", {}).get("poststop"):
         _later_hooks(st, "poststop", "stopped")
@@ -267,6 +346,18 @@ def _later_hooks(st: dict, kind: str, status: str) -> None:
     pid = st["pid"] if status == "running" else 0
     hooks.run_all(kind, st["hooks"][kind], hooks.state(st["id"], status, pid, st["bundle"],
                                                       st.get("annotations")), warn_only=True)
+
+
+def _unthrottle(pids: list[int]) -> None:
+    """Give killed processes back the normal scheduler: one with a realtime or deadline policy
+    from its config (1 us of runtime per 4 s period, say) would take minutes to run its way
+    out of exit(2), and delete would fail with "did not stop" (as runc's does)."""
+    for pid in pids:
+        try:
+            if os.sched_getscheduler(pid) not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # gone already
+            pass
 
 
 def _wait_stopped(st: dict, timeout: float = 10.0) -> None:

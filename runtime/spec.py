@@ -71,14 +71,14 @@ HOST_NAME_MAX = 64
 # 1.1.5 fails too below ~2.3 MiB ("unable to set memory limit ... current usage"). A floor with
 # room to spare makes that a config error; Docker and podman refuse limits below 6 MB anyway.
 MIN_MEMORY = 4 * 1024 * 1024
+# config.json is read whole: 16 MiB is far beyond any real one (args and env together are
+# bounded by execve(2) at a quarter of the stack limit, 2 MiB by default; a full seccomp
+# profile is ~50 KiB). runc has no cap.
+MAX_CONFIG = 16 << 20
+DEV_MAJOR_MAX, DEV_MINOR_MAX = 2**12 - 1, 2**20 - 1  # <linux/kdev_t.h>: MINORBITS 20
 
 # Sysctls that live in the ipc namespace (runc's list, as prefixes) and the other namespaced ones.
 _IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
-
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
-_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_ID_MAX = 255  # the id names the state directory: NAME_MAX
-
 
 # ---------------------------------------------------------------------------------------------
 # create's mode and lint's mode
@@ -127,34 +127,6 @@ def collect(spec, bundle: str) -> list[SpecError]:
 
 
 # ---------------------------------------------------------------------------------------------
-# container ids
-
-def validate_id(container_id: str) -> None:
-    """Reject ids that are empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.+-]*` (so never "/",
-    ".", ".." or a leading "-"): the id names a directory under the state root."""
-    if type(container_id) is not str:
-        raise OcishError(f"invalid container id: must be a string, got {_got(container_id)}")
-    if not container_id:
-        raise OcishError('invalid container id "": must not be empty')
-    why = ""
-    if len(container_id) > _ID_MAX:
-        why = f"must be at most {_ID_MAX} characters, got {len(container_id)}"
-    elif container_id in (".", ".."):
-        why = '"." and ".." are not allowed'
-    else:
-        for ch in container_id:
-            if ch not in _ID_CHARS:
-                why = (f'character {_q(ch)} is not allowed; use letters, digits and '
-                       f'"_", ".", "+", "-"')
-                break
-        else:
-            if container_id[0] not in _ID_FIRST:
-                why = "must start with a letter or a digit"
-    if why:
-        raise OcishError(f"invalid container id {_q(container_id)}: {why}")
-
-
-# ---------------------------------------------------------------------------------------------
 # loading
 
 def load(bundle: str) -> tuple[dict, str]:
@@ -174,10 +146,9 @@ def read(bundle: str, name: str = "config.json"):
         why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
         raise OcishError(f"bundle {_q(bundle)}: {why}")
     try:
-        with open(os.path.join(bundle, name), "rb") as f:
-            data = f.read()
+        data = _read_config(os.path.join(bundle, name))
     except OSError as e:
-        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        why = os.strerror(e.errno).lower() if e.errno else e.strerror
         raise OcishError(f"bundle {_q(bundle)}: {name}: {why}") from None
     try:
         text = data.decode("utf-8")
@@ -197,6 +168,30 @@ def read(bundle: str, name: str = "config.json"):
     else:
         return spec
     raise ConfigNotJson(f"bundle {_q(bundle)}: {name}: {why}")
+
+
+def _read_config(path: str) -> bytes:
+    """config.json's bytes: a regular file of at most MAX_CONFIG bytes, else OSError with a
+    word of our own. O_NONBLOCK so that a FIFO never blocks us; runc reads whatever it is
+    given (a FIFO waits for a writer, /dev/zero fills memory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000:
+            kind = {0o040000: "a directory", 0o010000: "a fifo", 0o020000: "a character device",
+                    0o060000: "a block device", 0o140000: "a socket"}.get(st.st_mode & 0o170000,
+                                                                          "not a file")
+            raise OSError(0, f"not a regular file ({kind})")
+        if st.st_size > MAX_CONFIG:
+            raise OSError(0, f"larger than {MAX_CONFIG} bytes ({st.st_size})")
+        data = os.read(fd, MAX_CONFIG + 1)
+        while len(data) <= MAX_CONFIG and (more := os.read(fd, MAX_CONFIG + 1 - len(data))):
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG:  # grew while we read it
+        raise OSError(0, f"larger than {MAX_CONFIG} bytes")
+    return data
 
 
 def validate(spec: dict, bundle: str) -> None:
@@ -691,7 +686,10 @@ def _hooks(spec: dict) -> None:
 def _hook(h, p: str) -> None:
     _obj(h, p)
     _req(h, "path", p, "the absolute path of the hook program", _path)
-    _opt(h, "args", p, _strlist)
+    if _opt(h, "args", p, _strlist) and not h["args"][0]:
+        # execve(2) takes it, but Python's posix_spawn refuses an empty argv[0]
+        with _each:
+            _bad(p + "/args/0", "a non-empty program name (argv[0])", h["args"][0])
     _opt(h, "env", p, _strlist)
     _opt(h, "timeout", p, _int, 1, I64_MAX, "a positive number of seconds")
 
@@ -785,11 +783,14 @@ def _device(d, p: str) -> None:
             _bad(p + "/path", "the path of a device node, not the rootfs itself", path)
     what = 'one of "c", "b", "u", "p"'
     t = _req(d, "type", p, what, _enum, ("c", "b", "u", "p"), what)
-    for k in ("major", "minor"):
+    # the kernel's dev_t: 12 bits of major, 20 of minor (MINORBITS); runc casts to uint32 and
+    # mknod(2) then makes another device, or fails: say so here instead
+    for k, hi in (("major", DEV_MAJOR_MAX), ("minor", DEV_MINOR_MAX)):
+        what = f"an integer from 0 to {hi} (a Linux device {k} number)"
         if t == "p":
-            _opt(d, k, p, _int, 0, I64_MAX)
+            _opt(d, k, p, _int, 0, hi, what)
         elif t is not None:
-            _req(d, k, p, f"the device {k} number", _int, 0, I64_MAX)
+            _req(d, k, p, f"the device {k} number", _int, 0, hi, what)
     # the permission bits with set-id and sticky (containerd's DeviceFromPath: mode &^ S_IFMT)
     _opt(d, "fileMode", p, _int, 0, 0o7777, "an integer from 0 to 4095 (0o7777)")
     _opt(d, "uid", p, _id)

@@ -3,10 +3,29 @@
 state.json is ours (runc keeps its own too); `oci_state` derives the runtime-spec state that
 `ocish state` prints. Status is never stored: it is read from the kernel each time (is the pid
 alive with the same start time, is the cgroup frozen, is exec.fifo still waiting).
+
+Crash safety. `create` writes state.json right after making the folder, before anything that
+needs undoing exists, with a "creating" record (the creating process's pid and start time), and
+rewrites it as it learns what a crash would leave: the cgroup directories it is about to make,
+the container's pid (runc stores its state before the point of no return for the same reason:
+libcontainer/process_linux.go, "the runc-init[2:stage] process will be leaky"). So after a
+SIGKILL at any point the folder says what to undo, and:
+
+- status "creating" while the creating process lives, "stopped" once it is dead (the create can
+  never finish; `delete` removes what it left: processes, cgroups, the folder);
+- a folder without state.json (a create killed before its first write, or a delete killed after
+  its last unlink) holds nothing else to undo: it is a stopped container with nothing recorded,
+  and `delete` removes it, as runc's delete removes "the container's directory [that] could
+  exist but libcontainer does not see";
+- an unreadable state.json (not written by us: every write is a rename of a complete file) is
+  reported as such on one line, and `delete -f` removes the folder.
+
+Every write is a complete file renamed over state.json, and `remove_dir` unlinks state.json last,
+so the record outlives everything it describes.
 """
 from __future__ import annotations
 
-from runtime import jsonfast
+from runtime import crashpoint, jsonfast
 import os
 import time
 
@@ -15,6 +34,11 @@ from runtime.linux import procfs
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+MAX_STATE = 1 << 20  # a state.json larger than this was not written by us
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_MAX = 255  # the id names the state directory: NAME_MAX
 
 
 class NotExist(OcishError):
@@ -22,42 +46,149 @@ class NotExist(OcishError):
         super().__init__("container does not exist")
 
 
-def rfc3339_now() -> str:
-    ns = time.time_ns()
+class Unreadable(OcishError):
+    """state.json exists but cannot be used: say which container, and how to remove it."""
+
+    def __init__(self, cid: str, why: str) -> None:
+        super().__init__(f"container {cid}: {STATE_FILE}: {why} (`delete -f {cid}` removes it)")
+        self.cid = cid
+
+
+def validate_id(container_id: str) -> None:
+    """Reject ids that are empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.+-]*` (so never "/",
+    ".", ".." or a leading "-"): the id names a directory under the state root. Every command
+    checks it (runc's validateID), so that no id reaches outside the root."""
+    if type(container_id) is not str:
+        raise OcishError(f"invalid container id: must be a string, got {container_id!r}")
+    if not container_id:
+        raise OcishError('invalid container id "": must not be empty')
+    why = ""
+    if len(container_id) > _ID_MAX:
+        why = f"must be at most {_ID_MAX} characters, got {len(container_id)}"
+    elif container_id in (".", ".."):
+        why = '"." and ".." are not allowed'
+    else:
+        for ch in container_id:
+            if ch not in _ID_CHARS:
+                why = (f'character {jsonfast.quote(ch)} is not allowed; use letters, digits and '
+                       f'"_", ".", "+", "-"')
+                break
+        else:
+            if container_id[0] not in _ID_FIRST:
+                why = "must start with a letter or a digit"
+    if why:
+        shown = container_id if len(container_id) <= 80 else container_id[:77] + "..."
+        raise OcishError(f"invalid container id {jsonfast.quote(shown)}: {why}")
+
+
+def rfc3339(ns: int) -> str:
+    """Nanoseconds since the epoch as runc writes "created": 2024-01-02T03:04:05.123456789Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
+def rfc3339_now() -> str:
+    return rfc3339(time.time_ns())
+
+
 def container_dir(root: str, cid: str) -> str:
+    validate_id(cid)
     return os.path.join(root, cid)
 
 
 def load(root: str, cid: str) -> dict:
+    """The container's state.json. Raises NotExist (no folder), Unreadable (a state.json that
+    is not ours); a folder without state.json reads as a stopped container with nothing
+    recorded (see the module docstring)."""
+    d = container_dir(root, cid)
     try:
-        with open(os.path.join(container_dir(root, cid), STATE_FILE)) as f:
-            return jsonfast.loads(f.read())
+        fd = os.open(os.path.join(d, STATE_FILE), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotExist() from None
+        try:
+            st = os.stat(d)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotExist() from None
+        if (st.st_mode & 0o170000) != 0o040000:
+            raise NotExist() from None
+        return {"id": cid, "pid": 0, "start_time": None, "bundle": "", "rootfs": "",
+                "created": rfc3339(st.st_mtime_ns), "owner": "", "cgroup": None,
+                "creating": {"pid": 0, "start_time": None}}
+    except OSError as e:
+        raise Unreadable(cid, os.strerror(e.errno or 0).lower()) from None
+    try:
+        data = os.read(fd, MAX_STATE + 1)
+    except OSError as e:  # a directory, say
+        raise Unreadable(cid, os.strerror(e.errno or 0).lower()) from None
+    finally:
+        os.close(fd)
+    try:
+        st = jsonfast.loads(data.decode()) if len(data) <= MAX_STATE else None
+    except (ValueError, RecursionError):  # UnicodeDecodeError and json's errors are ValueErrors
+        raise Unreadable(cid, "not valid json") from None
+    if not _well_formed(st, cid):
+        raise Unreadable(cid, "not a state.json written by ocish")
+    return st
+
+
+_FIELDS = (("id", str), ("pid", int), ("bundle", str), ("rootfs", str), ("created", str))
+
+
+def _well_formed(st, cid: str) -> bool:
+    """The fields every command indexes have the types we wrote (nothing else is trusted)."""
+    if type(st) is not dict or st.get("id") != cid:
+        return False
+    if any(type(st.get(k)) is not t for k, t in _FIELDS):
+        return False
+    for key in ("cgroup", "creating", "hooks", "resources", "annotations"):
+        if key in st and st[key] is not None and type(st[key]) is not dict:
+            return False
+    cg = st.get("cgroup")
+    if cg and (type(cg.get("paths")) is not dict or type(cg.get("created", [])) is not list):
+        return False
+    creating = st.get("creating")
+    return creating is None or type(creating.get("pid")) is int
+
+
+def begin(root: str, cid: str, bundle: str, rootfs: str, annotations: dict) -> dict:
+    """The first state.json of a container being made (by create or restore), written right
+    after its folder and before anything that would need undoing: this process is its maker."""
+    me = os.getpid()
+    st = {"id": cid, "pid": 0, "start_time": None, "bundle": bundle, "rootfs": rootfs,
+          "created": rfc3339_now(), "owner": "", "annotations": annotations, "cgroup": None,
+          "creating": {"pid": me, "start_time": procfs.start_time(me)}}
+    save(root, st)
+    crashpoint.reached("create:recorded")
+    return st
 
 
 def save(root: str, st: dict) -> None:
+    """Replace state.json by a complete new one (write, then rename: never a partial file)."""
     d = container_dir(root, st["id"])
     tmp = os.path.join(d, f".{STATE_FILE}.tmp")
-    with open(tmp, "w") as f:
-        f.write(jsonfast.dumps(st))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, jsonfast.dumps(st).encode())
+    finally:
+        os.close(fd)
     os.rename(tmp, os.path.join(d, STATE_FILE))
 
 
 def remove_dir(d: str) -> None:
-    """Remove a container's state dir: a flat folder of our own files (no shutil on the hot path)."""
+    """Remove a container's state dir, a flat folder of our own files (no shutil on the hot path),
+    state.json last: a kill half-way leaves the record of what is still there."""
     try:
         names = os.listdir(d)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
-    for name in names:
+    for name in sorted(names, key=lambda n: n == STATE_FILE):
+        if name == STATE_FILE:
+            crashpoint.reached("delete:files")
         try:
             os.unlink(os.path.join(d, name))
         except FileNotFoundError:
             pass
+        except IsADirectoryError:  # restore's criu-root, left by a killed restore
+            os.rmdir(os.path.join(d, name))
+    crashpoint.reached("delete:state")
     try:
         os.rmdir(d)
     except FileNotFoundError:
@@ -65,24 +196,47 @@ def remove_dir(d: str) -> None:
 
 
 def list_ids(root: str) -> list[str]:
+    """Every container folder under root (valid ids only: the state writer's temporary files
+    and anything else that is not an id are not containers)."""
     try:
-        names = sorted(os.listdir(root))
-    except FileNotFoundError:
+        entries = list(os.scandir(root))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return [n for n in names if os.path.exists(os.path.join(root, n, STATE_FILE))]
+    out = []
+    for e in entries:
+        if e.name[:1] in _ID_FIRST and e.is_dir(follow_symlinks=False):
+            try:
+                validate_id(e.name)
+            except OcishError:
+                continue
+            out.append(e.name)
+    return sorted(out)
 
 
-def alive(st: dict) -> bool:
-    pid = st.get("pid") or 0
+def running(pid: int, start_time) -> bool:
+    """Whether `pid` is a live process (not a zombie) started at `start_time` (not a reused pid)."""
     if pid <= 0 or procfs.proc_state(pid) in ("", "Z", "X"):
         return False
     try:
-        return procfs.start_time(pid) == st.get("start_time")
+        return procfs.start_time(pid) == start_time
     except OSError:
         return False
 
 
+def alive(st: dict) -> bool:
+    return running(st.get("pid") or 0, st.get("start_time"))
+
+
+def creating(st: dict) -> bool:
+    """Whether a `create` is still setting the container up (its process lives)."""
+    c = st.get("creating")
+    return c is not None and running(c.get("pid") or 0, c.get("start_time"))
+
+
 def status(root: str, st: dict) -> str:
+    """creating, created, running, paused or stopped; a create that died is stopped for good."""
+    if "creating" in st:
+        return "creating" if creating(st) else "stopped"
     if not alive(st):
         return "stopped"
     if st.get("cgroup"):
@@ -96,7 +250,9 @@ def status(root: str, st: dict) -> str:
 
 def oci_state(root: str, st: dict, oci_version: str) -> dict:
     stat = status(root, st)
-    out = {"ociVersion": oci_version, "id": st["id"], "pid": st["pid"] if stat != "stopped" else 0,
+    # a create in progress may have recorded only its first child, gone since (see journal)
+    pid = st["pid"] if stat != "stopped" and (stat != "creating" or alive(st)) else 0
+    out = {"ociVersion": oci_version, "id": st["id"], "pid": pid,
            "status": stat, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"],
            "owner": st.get("owner", "")}
     if st.get("annotations"):

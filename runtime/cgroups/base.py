@@ -127,6 +127,15 @@ def _subdirs(d: str) -> list[str]:
         return []
 
 
+def _missing(leaf: str) -> list[str]:
+    """The directories from `leaf` up that do not exist yet, outermost first."""
+    missing = []
+    while not os.path.isdir(leaf):
+        missing.append(leaf)
+        leaf = os.path.dirname(leaf)
+    return missing[::-1]
+
+
 def _remove(d: str, own: bool) -> None:
     """rmdir a cgroup the manager made.
 
@@ -186,19 +195,23 @@ class Manager(ABC):
         """Count `dirs` (parents of our cgroups) as made by us, so destroy() tries them too."""
         self._created[:0] = [d for d in dirs if d not in self._created]
 
+    def planned_state(self) -> dict:
+        """to_state() as create() will leave it: every directory still missing counted as made
+        by us. `create` records it before create() runs, so that `delete` after a crash
+        half-way through knows what to remove (a directory it never made is skipped)."""
+        st = self.to_state()
+        for leaf in self._dirs():
+            st["created"] += [d for d in _missing(leaf) if d not in st["created"]]
+        return st
+
     def create(self) -> None:
         """mkdir every cgroup directory and its missing parents.
 
         On failure, destroy() removes what was made so far."""
         for leaf in self._dirs():
             for attempt in range(3):
-                missing = []
-                d = leaf
-                while not os.path.isdir(d):
-                    missing.append(d)
-                    d = os.path.dirname(d)
                 try:
-                    for d in reversed(missing):
+                    for d in _missing(leaf):
                         self._mkdir(d)
                     break
                 except StageError as e:

@@ -17,8 +17,11 @@ FORWARDED = [getattr(_signal, n) for n in (
 
 
 def number(name: str) -> int:
-    """A signal by number or name, with or without "SIG" (9, KILL, SIGKILL); KeyError if unknown."""
-    if name.isdigit():
+    """A signal by number or name, with or without "SIG" (9, KILL, SIGKILL); KeyError if unknown
+    (ASCII digits only, below NSIG: "٣" or 2**70 are no signals)."""
+    if name.isascii() and name.isdigit():
+        if int(name) >= NSIG:
+            raise KeyError(name)
         return int(name)
     upper = name.upper()
     value = getattr(_signal, upper if upper.startswith("SIG") else "SIG" + upper, None)

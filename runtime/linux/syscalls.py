@@ -246,9 +246,16 @@ def fd_flags(fd: int) -> int:
     return _check(_libc.fcntl(ctypes.c_int(fd), ctypes.c_int(F_GETFL)))
 
 
+def _rlim(value: int) -> int:
+    """rlim_t is a u64 (2**64-1 is RLIM_INFINITY), Python's resource module takes a C long
+    long: the same 64 bits, read as signed (-1 is RLIM_INFINITY there)."""
+    return value - 2**64 if value >= 2**63 else value
+
+
 def setrlimit(res: int, soft: int, hard: int) -> None:
+    """setrlimit(2) with limits as u64 values, 0 to 2**64-1 (RLIM_INFINITY), as runc takes them."""
     try:
-        resource.setrlimit(res, (soft, hard))
+        resource.setrlimit(res, (_rlim(soft), _rlim(hard)))
     except ValueError as e:  # Python's word for EPERM ("not allowed to raise maximum limit")
         raise OSError(errno.EPERM, str(e)) from None
 

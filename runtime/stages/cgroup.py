@@ -60,6 +60,8 @@ class Cgroup(Stage):
     def join(self, ctx: Context, manager, resources: dict) -> None:
         """Create the manager's cgroups, apply `resources`, move the container process in."""
         ctx.cgroup = manager
+        if ctx.journal is not None:  # create's crash record: what the next lines will make
+            ctx.journal("cgroup")
         try:
             manager.create()
         except OSError as e:

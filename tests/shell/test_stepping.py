@@ -141,7 +141,8 @@ def test_restart_leaves_nothing_behind(ocish, session, make_bundle):
     assert "stopped before the first stage" in out and "next: cgroup" in out
     assert not alive(first)
     assert not cgroup_dirs(s.cid)  # the new setup has not reached its cgroup stage
-    assert os.listdir(os.path.join(ocish.root, s.cid)) == ["exec.fifo"]
+    assert sorted(os.listdir(os.path.join(ocish.root, s.cid))) == ["exec.fifo", "state.json"]
+    assert ocish.state(s.cid)["status"] == "creating"  # the shell is setting it up
     assert "breakpoint 1, next: mounts rootfs" in s.cmd("c")  # breakpoints survive restart
     second = s.json("inspect proc --json")["pid"]
     s.quit()

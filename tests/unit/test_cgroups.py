@@ -199,6 +199,24 @@ def test_create_records_the_dirs_it_made_parents_included(v1root):
     assert created.index(f"{v1root}/pids/shared") < created.index(f"{v1root}/pids/shared/c")
 
 
+def test_planned_state_is_what_create_will_make(v1root):
+    """create's crash record, written before the first mkdir: a manager rebuilt from it and
+    destroyed after a crash anywhere in create() removes what was made, and only that."""
+    os.makedirs(f"{v1root}/memory/shared")
+    m = cgroups.open_manager("/shared/c", "c", root=v1root)
+    plan = m.planned_state()
+    assert f"{v1root}/memory/shared" not in plan["created"]  # it was there: not ours
+    m.create()
+    assert sorted(plan["created"]) == sorted(m.to_state()["created"])
+    assert m.planned_state() == m.to_state()  # nothing left to make
+    half = cgroups.from_state(plan)
+    os.rmdir(f"{v1root}/pids/shared/c")  # as if the crash came before that mkdir
+    half.destroy()
+    assert os.path.isdir(f"{v1root}/memory/shared")
+    assert not os.path.exists(f"{v1root}/memory/shared/c")
+    assert not os.path.exists(f"{v1root}/pids/shared")
+
+
 def test_create_copies_cpuset_from_the_parent(v1root):
     m = made(v1root, "/p/c")
     for d in (f"{v1root}/cpuset/p", m.paths()["cpuset"]):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from runtime import jsonfast
+from runtime import jsonfast, sync
 from runtime.defaults import default_spec
 from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage
 from runtime.errors import StageError
@@ -66,6 +66,14 @@ class Recording(Stage):
             raise self.fail
 
 
+class Slow(Stage):
+    side = CONTAINER
+    name = "slow"
+
+    def run(self, ctx, item=""):
+        time.sleep(0.2)
+
+
 class Dies(Stage):
     side = CONTAINER
     name = "dies"
@@ -116,8 +124,8 @@ class Probe(Stage):
 
 def stages(log: str, *specs: dict) -> list[Stage]:
     """The pipeline factory of these tests: one stage per spec, {"kind": "recording", "name",
-    "side", "items", "fail_on", "fail": a FAILURES key}, or {"kind": "dies" | "handoff" |
-    "probe" | "unshare"}."""
+    "side", "items", "fail_on", "fail": a FAILURES key}, or {"kind": "dies" | "slow" |
+    "handoff" | "probe" | "unshare"}."""
     out: list[Stage] = []
     for spec in specs:
         kind = spec.get("kind", "recording")
@@ -126,6 +134,8 @@ def stages(log: str, *specs: dict) -> list[Stage]:
                                  spec.get("fail_on"), spec.get("fail")))
         elif kind == "dies":
             out.append(Dies())
+        elif kind == "slow":
+            out.append(Slow())
         elif kind == "handoff":
             out.append(HandsOff(Log(log)))
         elif kind == "probe":
@@ -362,6 +372,17 @@ def test_container_side_dying_mid_stage(ctx, engines):
     assert wait_exit(pid) == 3
 
 
+def test_container_side_is_silent_when_the_runtime_dies(ctx, engines, capfd):
+    """A runtime killed while the container side runs a stage: its answer meets a closed
+    socket (EPIPE or ECONNRESET), and it exits without printing on the caller's stderr."""
+    engine = engines(ctx, {"kind": "slow"})
+    pid = engine.spawn()
+    engine.chan.send(sync.Run("slow"))
+    engine.close()  # what the kernel does to the sockets of a SIGKILLed runtime
+    assert wait_exit(pid) == 1
+    assert capfd.readouterr().err == ""
+
+
 def test_handoff_runs_after_ok(ctx, log, engines):
     engine = engines(ctx, {"kind": "handoff"})
     engine.step()
@@ -380,9 +401,12 @@ def test_unshare_fork_hands_the_channel_to_init(tmp_path, log, engines):
     (tmp_path / "rootfs").mkdir()
     ctx = Context("t1", str(tmp_path), spec, str(tmp_path / "rootfs"), str(tmp_path / "state"))
     engine = engines(ctx, {"kind": "unshare"}, rec("after", CONTAINER))
+    journal = []  # lifecycle.Setup's crash record: told the init's pid as soon as it is known
+    ctx.journal = lambda what: journal.append((what, ctx.pid))
     c1 = engine.spawn()
     engine.step()
     c2 = ctx.pid
+    assert journal == [("pid", c2)]
     assert c2 not in (c1, os.getpid())
     with pytest.raises(ChildProcessError):  # C1 is gone and was reaped by the engine
         os.waitpid(c1, os.WNOHANG)

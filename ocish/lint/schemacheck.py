@@ -98,7 +98,8 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/linux/devices/*/path", "absolute path", "the spec's prose: path is in the container"),
     ("/linux/devices/*/path", '".." components', "a device never lands outside the rootfs"),
     ("/linux/devices/*/path", "not the rootfs itself", "a device node needs a name"),
-    ("/linux/devices/*/*", "non-negative integer", "device numbers are not negative"),
+    ("/linux/devices/*/*", "(a Linux device ", "device numbers are not negative and fit the "
+     "kernel's dev_t: a 12-bit major, a 20-bit minor"),
     ("/linux/devices/*/*", "missing, expected the device", "the spec's prose: major and minor "
                                                            "are REQUIRED for c and b devices"),
     ("/linux/devices/*/*", "uids and gids must be in range", "runc's id range"),

@@ -106,4 +106,4 @@ def test_unreadable_config_is_exit_2(tmp_path):
     (tmp_path / "config.json").mkdir()
     p = lint(str(tmp_path))
     assert p.returncode == 2
-    assert p.stderr == f"ocish: lint: {tmp_path}/config.json: is a directory\n"
+    assert p.stderr == f"ocish: lint: {tmp_path}/config.json: not a regular file (a directory)\n"

@@ -3,6 +3,13 @@
 Items (what `break mount /proc` can stop at): "rootfs", one "/mounts/N" per mount, "devices".
 Every destination is resolved with secure_join, so a symlink in the rootfs cannot redirect a mount
 outside it.
+
+Every mount is made read-write here; a read-only one is remounted read-only by stage `paths`
+(READONLY_LATER), once everything beneath it exists: submounts, device nodes, /dev/console, the
+hooks' changes. That is crun's deferred remount (libcrun/linux.c finalize_mounts) and runc's for
+tmpfs and /dev (rootfs_linux.go mountPropagate/finalizeRootfs, since runc commit fc98958
+"Remount /dev as ro after it is populated"); without it a read-only /dev cannot get its devpts,
+shm and mqueue mount points nor its device nodes.
 """
 from __future__ import annotations
 
@@ -26,6 +33,9 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("pts/ptmx", "/dev/ptmx")]
 _DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 _NO_SYMLINK_TYPES = {"proc", "sysfs"}
+# ctx.notes key: [container path, mount flags, config pointer, what] of each mount that stage
+# `paths` remounts read-only
+READONLY_LATER = "readonly_later"
 
 
 def mount_list(ctx: Context) -> list[dict]:
@@ -124,23 +134,25 @@ class Mounts(Stage):
             else:
                 self._cgroup_v1(ctx, ptr, what, dest, opts)
         else:
+            data = tmpfs_data(dest, opts.data) if kind == "tmpfs" else opts.data
             self._mkdir(ctx, ptr, dest, like_file=False)
-            self._fs_mount(ctx, ptr, what, source, dest, kind, opts)
+            self._fs_mount(ctx, ptr, what, source, dest, kind, opts.flags, data)
         for p in opts.propagation:
             self._call(ctx, "mount", what, (None, dest, None, p), f"{ptr}/options")
 
     def _fs_mount(self, ctx: Context, ptr: str, what: str, source: str, dest: str, kind: str,
-                  opts: mountopts.MountOptions) -> None:
-        args = (source, dest, kind, opts.flags, ",".join(opts.data) or None)
+                  flags: int, data: list[str]) -> None:
+        args = (source, dest, kind, flags & ~S.MS_RDONLY, ",".join(data) or None)
         try:
             ctx.sys.mount(*args)
         except OSError as e:
             if kind == "sysfs" and e.errno == 1 and not has_new(ctx, "network"):
                 # sysfs needs a network namespace owned by our user namespace: bind the host's
                 self._call(ctx, "mount", what, ("/sys", dest, None, S.MS_BIND | S.MS_REC), ptr)
-                self._remount(ctx, ptr, what, dest, opts.flags)
+                self._bind_flags(ctx, ptr, what, dest, flags)
                 return
             raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+        self._readonly_later(ctx, ptr, what, dest, flags)
 
     def _bind(self, ctx: Context, ptr: str, what: str, m: dict, dest: str,
               opts: mountopts.MountOptions) -> None:
@@ -154,32 +166,33 @@ class Mounts(Stage):
         self._mkdir(ctx, ptr, dest, like_file=not is_dir)
         flags = (opts.flags & (S.MS_BIND | S.MS_REC)) | S.MS_BIND  # type "bind" alone is a bind too
         self._call(ctx, "mount", what, (source, dest, "bind", flags), ptr)
-        if opts.flags & mountopts.REMOUNT_FLAGS:
-            self._remount(ctx, ptr, what, dest, opts.flags)
+        self._bind_flags(ctx, ptr, what, dest, opts.flags)
 
-    def _remount(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
-        flags = (flags & mountopts.REMOUNT_FLAGS) | S.MS_BIND | S.MS_REMOUNT
-        try:
-            ctx.sys.mount(None, dest, None, flags, None)
-        except OSError as e:
-            if e.errno != 1:
-                raise StageError(self.name, "remount", what, e.errno or 0, f"{ptr}/options") from None
-            # In a user namespace the flags the host set are locked: keep them and retry.
-            locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
-            self._call(ctx, "remount", what, (None, dest, None, flags | locked), f"{ptr}/options")
+    def _bind_flags(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
+        """A bind takes its flags only from a second, remounting call: the others now, "ro"
+        from stage `paths`."""
+        if flags & mountopts.REMOUNT_FLAGS & ~S.MS_RDONLY:
+            bind_remount(ctx, self.name, ptr, what, dest, flags & ~S.MS_RDONLY)
+        self._readonly_later(ctx, ptr, what, dest, flags)
+
+    def _readonly_later(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
+        if flags & S.MS_RDONLY:
+            path = dest[len(ctx.rootfs.rstrip("/")):] or "/"
+            ctx.notes.setdefault(READONLY_LATER, []).append([path, flags, ptr, what])
 
     def _cgroup_v2(self, ctx: Context, ptr: str, what: str, dest: str,
                    opts: mountopts.MountOptions) -> None:
         """Type "cgroup" on a unified host: cgroup2 itself (cgroup ns), or a bind of our own cgroup."""
         self._mkdir(ctx, ptr, dest, like_file=False)
         if has_new(ctx, "cgroup"):
-            self._call(ctx, "mount", what, ("cgroup2", dest, "cgroup2", opts.flags, None), ptr)
+            self._call(ctx, "mount", what, ("cgroup2", dest, "cgroup2", opts.flags & ~S.MS_RDONLY,
+                                            None), ptr)
+            self._readonly_later(ctx, ptr, what, dest, opts.flags)
             return
         own = dict(procfs.self_cgroups()).get("", "/")
         self._call(ctx, "mount", what, ("/sys/fs/cgroup" + own.rstrip("/"), dest, None,
                                         S.MS_BIND | S.MS_REC), ptr)
-        if opts.flags & mountopts.REMOUNT_FLAGS:
-            self._remount(ctx, ptr, what, dest, opts.flags)
+        self._bind_flags(ctx, ptr, what, dest, opts.flags)
 
     def _cgroup_v1(self, ctx: Context, ptr: str, what: str, dest: str,
                    opts: mountopts.MountOptions) -> None:
@@ -203,11 +216,9 @@ class Mounts(Stage):
                     (k for k in own if k and set(k.split(",")) <= set(sub.split(","))), sub)
                 host = e.mountpoint + own.get(key, "/")
                 self._call(ctx, "mount", what, (host, target, None, S.MS_BIND | S.MS_REC), ptr)
-            if opts.flags & S.MS_RDONLY:
-                self._remount(ctx, ptr, what, target, opts.flags)
-        if opts.flags & S.MS_RDONLY:
-            self._call(ctx, "remount", what,
-                       (None, dest, None, opts.flags | S.MS_REMOUNT, "mode=755"), ptr)
+            if opts.flags & S.MS_RDONLY:  # nothing is mounted beneath a hierarchy: now
+                bind_remount(ctx, self.name, ptr, what, target, opts.flags)
+        self._readonly_later(ctx, ptr, what, dest, opts.flags)
 
     # -- devices --------------------------------------------------------------------------------
     def _devices(self, ctx: Context) -> None:
@@ -263,3 +274,35 @@ class Mounts(Stage):
             ctx.sys.mount(*args)
         except OSError as e:
             raise StageError(self.name, op, what, e.errno or 0, ptr) from None
+
+
+def tmpfs_data(dest: str, data: list[str]) -> list[str]:
+    """A tmpfs without "mode=" takes the mode of the directory it covers, when there is one
+    (runc's createOpenMountpoint since commit 9fa8b9de "Fix tmpfs mode opts when dir already
+    exists", crun's append_tmpfs_mode_if_missing); a new directory gets tmpfs's 1777."""
+    if any(d.startswith("mode=") for d in data):
+        return data
+    try:
+        mode = os.stat(dest).st_mode
+    except OSError:
+        return data
+    return [f"mode={mode & 0o7777:04o}"] + data
+
+
+def bind_remount(ctx: Context, stage: str, ptr: str, what: str, dest: str, flags: int) -> None:
+    """mount(MS_BIND|MS_REMOUNT) `dest` with the per-mount flags of `flags` (ro, nosuid, nodev,
+    noexec, atime ...). In a user namespace the kernel locks the flags an inherited mount has
+    (EPERM when a remount would clear them): they are kept and the call retried. StageError
+    "remount" at `ptr`/options."""
+    flags = (flags & mountopts.REMOUNT_FLAGS) | S.MS_BIND | S.MS_REMOUNT
+    try:
+        ctx.sys.mount(None, dest, None, flags, None)
+        return
+    except OSError as e:
+        if e.errno != 1:
+            raise StageError(stage, "remount", what, e.errno or 0, f"{ptr}/options") from None
+    locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
+    try:
+        ctx.sys.mount(None, dest, None, flags | locked, None)
+    except OSError as e:
+        raise StageError(stage, "remount", what, e.errno or 0, f"{ptr}/options") from None

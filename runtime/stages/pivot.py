@@ -1,7 +1,10 @@
-"""Stage `pivot`: make the rootfs the container's /.
+"""Stage `pivot`: make the rootfs the container's /, and create process.cwd in it.
 
 pivot_root(2) as runc does it (`pivot_root(".", ".")` then detach the old root stacked beneath),
 or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible.
+A missing process.cwd is then created, 0755 and owned by the container's root, before anything
+is made read-only (runc's prepareRootfs: os.MkdirAll(cwd, 0o755) right after the jail; crun's
+crun_safe_ensure_directory_at before the masked and read-only paths).
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ class Pivot(Stage):
     def describe(self, ctx: Context) -> str:
         how = ("MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
                else "pivot_root(2) into the rootfs and detach the old root")
-        return f"{how}: {ctx.rootfs}."
+        return (f"{how}: {ctx.rootfs}.\n"
+                f"create {ctx.process.get('cwd') or '/'} if missing, mode 0755 (config /process/cwd).")
 
     def run(self, ctx: Context, item: str = "") -> None:
         if ctx.no_pivot:
@@ -33,6 +37,11 @@ class Pivot(Stage):
         if prop:
             self._mount(ctx, "/", (None, "/", None, mountopts.PROPAGATION[prop]),
                         "/linux/rootfsPropagation")
+        cwd = ctx.process.get("cwd") or "/"
+        try:
+            os.makedirs(cwd, 0o755, exist_ok=True)
+        except OSError as e:
+            raise StageError(self.name, "mkdir", cwd, e.errno or 0, "/process/cwd") from None
 
     def _pivot_root(self, ctx: Context) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)

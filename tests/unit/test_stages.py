@@ -26,7 +26,7 @@ from runtime.stages import pipeline
 from runtime.stages.cgroup import Cgroup, device_rules
 from runtime.stages.exec import DEFAULT_PATH, Exec, env_path, look_path
 from runtime.stages.idmap import Idmap
-from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, Mounts
+from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, READONLY_LATER, Mounts
 from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
 from runtime.stages import process as process_stage
@@ -496,9 +496,12 @@ def test_mount_shm_mqueue_sysfs(ctx, rootfs):
     for i in (3, 4, 5):
         Mounts().run(ctx, f"/mounts/{i}")
     nne = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
+    # "ro" sysfs is mounted read-write; stage paths makes it read-only, last
     assert_calls(ctx, [mount("shm", f"{rootfs}/dev/shm", "tmpfs", nne, "mode=1777,size=65536k"),
                        mount("mqueue", f"{rootfs}/dev/mqueue", "mqueue", nne),
-                       mount("sysfs", f"{rootfs}/sys", "sysfs", nne | S.MS_RDONLY)])
+                       mount("sysfs", f"{rootfs}/sys", "sysfs", nne)])
+    assert ctx.notes[READONLY_LATER] == [["/sys", nne | S.MS_RDONLY, "/mounts/5",
+                                          '"sysfs" on "/sys"']]
 
 
 def test_sysfs_eperm_without_netns_binds_the_hosts(make_ctx, rootfs):
@@ -509,9 +512,10 @@ def test_sysfs_eperm_without_netns_binds_the_hosts(make_ctx, rootfs):
     Mounts().run(ctx, "/mounts/5")
     flags = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY
     dest = f"{rootfs}/sys"
-    assert_calls(ctx, [mount("sysfs", dest, "sysfs", flags),
+    assert_calls(ctx, [mount("sysfs", dest, "sysfs", flags & ~S.MS_RDONLY),
                        mount("/sys", dest, None, S.MS_BIND | S.MS_REC),
-                       mount(None, dest, None, flags | S.MS_BIND | S.MS_REMOUNT)])
+                       mount(None, dest, None, flags & ~S.MS_RDONLY | S.MS_BIND | S.MS_REMOUNT)])
+    assert ctx.notes[READONLY_LATER][0][:2] == ["/sys", flags]
 
 
 def test_sysfs_eperm_with_netns_is_an_error(ctx):
@@ -564,8 +568,10 @@ def test_cgroup_v1_with_cgroupns_mounts_each_hierarchy(ctx, rootfs, cgroup_host)
         mount(None, f"{d}/memory", None, CG_REMOUNT),
         mount("cgroup2", f"{d}/unified", "cgroup2", CG_BASE, "nsdelegate"),
         mount(None, f"{d}/unified", None, CG_REMOUNT),
-        mount(None, d, None, CG_BASE | S.MS_RDONLY | S.MS_REMOUNT, "mode=755"),
     ])
+    # the tmpfs holding them is made read-only by stage paths, after every mount
+    assert ctx.notes[READONLY_LATER] == [["/sys/fs/cgroup", CG_BASE | S.MS_RDONLY, "/mounts/6",
+                                          '"cgroup" on "/sys/fs/cgroup"']]
     assert all((rootfs / "sys/fs/cgroup" / n).is_dir() for n in ("cpu,cpuacct", "memory", "unified"))
 
 
@@ -608,8 +614,10 @@ def test_bind_ro_gets_a_second_remount_call(make_ctx, tmp_path, rootfs):
     Mounts().run(ctx, "/mounts/7")
     dest = f"{rootfs}/data"
     assert (rootfs / "data").is_dir()
-    assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND | S.MS_REC),
-                       mount(None, dest, None, RO_BIND)])
+    assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND | S.MS_REC)])
+    ctx.sys.clear()
+    Paths().run(ctx)  # "ro" comes last, once everything beneath /data is mounted
+    assert ctx.sys.named()[0] == named_calls([mount(None, "/data", None, RO_BIND)])[0]
 
 
 def test_bind_file_creates_a_file_target_and_no_remount_without_flags(make_ctx, tmp_path, rootfs):
@@ -672,7 +680,7 @@ def test_remount_eperm_in_userns_retries_with_locked_flags(make_ctx, tmp_path, r
     ctx.sys.fail("mount", EPERM, when=lambda src, t, fs, flags, data: flags & S.MS_REMOUNT)
     Mounts().run(ctx, "/mounts/7")
     dest = f"{rootfs}/data"
-    first = RO_BIND | S.MS_NOSUID
+    first = S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID  # "ro" comes in stage paths
     locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
     assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND),
                        mount(None, dest, None, first),

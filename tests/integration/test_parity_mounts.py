@@ -1,0 +1,174 @@
+"""runc parity for the rootfs, mounts and devices (issue 10), checked from inside with busybox.
+
+Each test runs the same bundle under ocish and, where runc 1.1.5 behaves as the spec (or its own
+later fix) says, under runc with its own --root in tmp_path, each on a fresh copy of the bundle
+(a run may change its rootfs: a created cwd, a mount point), and compares what the container
+reports. Where runc is wrong or lacks the feature, the runc half is left out and the test says why.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import cid, needs_root
+
+pytestmark = needs_root
+RUNC = shutil.which("runc")
+
+
+def run_runc(tmp_path, bundle, *args: str) -> subprocess.CompletedProcess:
+    """`runc run` of `bundle` in the foreground (its own --root in tmp_path), deleted after."""
+    c, root = cid(), str(tmp_path / "runc")
+    try:
+        return subprocess.run([RUNC, "--root", root, "run", *args, "-b", str(bundle), c],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        subprocess.run([RUNC, "--root", root, "delete", "-f", c], capture_output=True)
+
+
+def both(ocish, make_bundle, tmp_path, script: str, mutate=None, prepare=None, runc: bool = True):
+    """(ocish's, runc's) CompletedProcess of `sh -c script` in the same bundle, each run on its
+    own copy; runc's is None when runc is not installed or `runc` is False."""
+    out = []
+    for who in ("ocish", "runc"):
+        if who == "runc" and not (runc and RUNC):
+            out.append(None)
+            continue
+        b = make_bundle(["sh", "-c", script], mutate=mutate)
+        if prepare:
+            prepare(b)
+        out.append(ocish("run", "-b", str(b), cid()) if who == "ocish" else run_runc(tmp_path, b))
+    return out
+
+
+def same(ours, theirs, expected: str | None = None) -> None:
+    """ocish printed what runc printed (when runc ran), both exited 0, and `expected` if given."""
+    assert ours.returncode == 0, ours.stderr
+    if theirs is not None:
+        assert theirs.returncode == 0, theirs.stderr
+        assert ours.stdout == theirs.stdout
+    if expected is not None:
+        assert ours.stdout == expected
+
+
+# --- 1. process.cwd ----------------------------------------------------------------------------
+
+def test_missing_cwd_is_created_like_runc(ocish, make_bundle, tmp_path):
+    """runc (prepareRootfs: MkdirAll(cwd, 0755) after the jail) and crun create a missing cwd,
+    as the container's root, before the read-only root applies; the process then enters it."""
+    def mutate(spec):
+        spec["process"]["cwd"] = "/new/dir"
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+        assert spec["root"]["readonly"]
+    ours, theirs = both(ocish, make_bundle, tmp_path, "pwd; stat -c '%n %a %u %g' /new /new/dir",
+                        mutate)
+    same(ours, theirs, "/new/dir\n/new 755 0 0\n/new/dir 755 0 0\n")
+
+
+def test_cwd_that_is_a_file_fails_create(ocish, make_bundle):
+    b = make_bundle(["true"], mutate=lambda s: s["process"].update(cwd="/etc/passwd"))
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1
+    assert p.stderr == ("ocish: create failed: stage pivot: mkdir /etc/passwd (config "
+                        "/process/cwd): file exists\n")
+    assert os.listdir(ocish.root) == []
+
+
+def test_exec_cwd_is_not_created_like_runc(ocish, make_bundle, tmp_path):
+    """`runc exec --cwd` of a missing directory fails (its setns init only chdirs), exit 255."""
+    b = make_bundle(["sleep", "30"])
+    c = cid()
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    p = ocish("exec", "--cwd", "/nope", c, "true")
+    assert (p.returncode, p.stderr) == (255, "ocish: exec failed: stage user: chdir /nope "
+                                             "(config /process/cwd): no such file or directory\n")
+    assert not (b / "rootfs/nope").exists()
+    if RUNC:
+        root, rc = str(tmp_path / "runc"), cid()
+        subprocess.run([RUNC, "--root", root, "run", "-d", "-b", str(make_bundle(["sleep", "30"])),
+                        rc], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        try:
+            theirs = subprocess.run([RUNC, "--root", root, "exec", "--cwd", "/nope", rc, "true"],
+                                    capture_output=True, text=True)
+            assert theirs.returncode == 255 and "no such file or directory" in theirs.stderr
+        finally:
+            subprocess.run([RUNC, "--root", root, "delete", "-f", rc], capture_output=True)
+
+
+# --- 2. tmpfs mode -------------------------------------------------------------------------------
+
+def _tmpfs(dest: str, *options: str) -> dict:
+    return {"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": list(options)}
+
+
+def test_tmpfs_takes_the_mode_of_the_directory_it_covers_like_runc(ocish, make_bundle, tmp_path):
+    def mutate(spec):
+        spec["mounts"] += [_tmpfs("/data", "size=1m"), _tmpfs("/newdir"), _tmpfs("/opt/sticky")]
+
+    def prepare(b):
+        (b / "rootfs/data").mkdir(mode=0o700)
+        (b / "rootfs/data").chmod(0o2710)  # setgid kept too
+        (b / "rootfs/opt/sticky").mkdir(parents=True)
+        (b / "rootfs/opt/sticky").chmod(0o1750)
+    ours, theirs = both(ocish, make_bundle, tmp_path,
+                        "stat -c '%n %a' /data /newdir /opt/sticky; grep -c ' /data tmpfs' /proc/mounts",
+                        mutate, prepare)
+    same(ours, theirs, "/data 2710\n/newdir 1777\n/opt/sticky 1750\n1\n")
+
+
+def test_tmpfs_mode_option_wins_over_the_directory(ocish, make_bundle):
+    """An explicit mode= is kept. No runc half: runc 1.1.5 chmods the mount point back to the
+    directory's mode after mounting (/tmp stays 1777), the bug its commit 9fa8b9de fixed (1.2)."""
+    b = make_bundle(["stat", "-c", "%n %a", "/tmp", "/dev"],
+                    mutate=lambda s: s["mounts"].append(_tmpfs("/tmp", "mode=700")))
+    p = ocish("run", "-b", str(b), cid())
+    assert (p.returncode, p.stdout) == (0, "/tmp 700\n/dev 755\n"), p.stderr
+
+
+# --- 4. read-only mounts with what lies beneath them -----------------------------------------------
+
+def test_readonly_dev_is_populated_first_like_runc(ocish, make_bundle, tmp_path):
+    """runc mounts /dev (and every tmpfs) read-write and remounts it read-only in finalizeRootfs
+    (commit fc98958 "Remount /dev as ro after it is populated"): devpts, shm, mqueue, the device
+    nodes and the /dev symlinks are all there, and /dev refuses writes."""
+    def mutate(spec):
+        dev = next(m for m in spec["mounts"] if m["destination"] == "/dev")
+        dev["options"].append("ro")
+        spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                     "fileMode": 0o600}]
+    script = ("grep -E ' /dev(/| )' /proc/self/mounts | cut -d' ' -f1-4 | cut -d, -f1; "
+              "ls /dev | tr '\\n' ' '; echo; stat -c '%n %t %T %a' /dev/fuse /dev/null; "
+              "echo x > /dev/null && echo written; touch /dev/new 2>&1")
+    ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate)
+    assert theirs is None or theirs.returncode == 1  # touch's status
+    assert ours.returncode == 1, ours.stderr
+    if theirs is not None:
+        assert ours.stdout == theirs.stdout
+    assert ours.stdout.splitlines()[:4] == ["tmpfs /dev tmpfs ro", "devpts /dev/pts devpts rw",
+                                            "shm /dev/shm tmpfs rw", "mqueue /dev/mqueue mqueue rw"]
+    assert "/dev/fuse a e5 600" in ours.stdout and "written" in ours.stdout
+    assert ours.stdout.endswith("touch: /dev/new: Read-only file system\n")
+
+
+def test_readonly_bind_with_a_mount_beneath_it(ocish, make_bundle, open_dir):
+    """A read-only bind whose mount point below it must still be created: crun defers every
+    read-only remount (finalize_mounts); runc 1.1.5 remounts a bind read-only at once and then
+    fails to create the mount point (EROFS), so there is no runc half."""
+    src = open_dir / "data"
+    src.mkdir()
+    (src / "f").write_text("data\n")
+
+    def mutate(spec):
+        spec["mounts"] += [{"destination": "/data", "type": "bind", "source": str(src),
+                            "options": ["rbind", "ro", "nosuid"]}, _tmpfs("/data/scratch", "size=1m")]
+    b = make_bundle(["sh", "-c", "cat /data/f; echo y > /data/scratch/y && cat /data/scratch/y; "
+                                 "grep -E ' /data(/| )' /proc/self/mounts | cut -d' ' -f2,4 | "
+                                 "cut -d, -f1,2; touch /data/z"], mutate=mutate)
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1, p.stderr
+    assert p.stdout == "data\ny\n/data ro,nosuid\n/data/scratch rw,relatime\n"
+    assert "Read-only file system" in p.stderr

@@ -38,6 +38,12 @@ _NO_SYMLINK_TYPES = {"proc", "sysfs"}
 READONLY_LATER = "readonly_later"
 
 
+def in_userns(ctx: Context) -> bool:
+    """The container is in a user namespace of its own, new or joined: mknod(2) is refused
+    there (runc binds devices when RunningInUserNS or the config has NEWUSER)."""
+    return any(ns.get("type") == "user" for ns in ctx.linux.get("namespaces") or [])
+
+
 def mount_list(ctx: Context) -> list[dict]:
     return ctx.spec.get("mounts") or []
 
@@ -72,7 +78,8 @@ class Mounts(Stage):
             lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
         devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
         devs += [d["path"] for d in ctx.linux.get("devices") or []]
-        how = "bind-mount from the host (user namespace)" if has_new(ctx, "user") else "mknod(2)"
+        how = ("bind-mount from the host, nosuid,noexec (user namespace)" if in_userns(ctx)
+               else "mknod(2)")
         lines.append(f"devices: {how} " + (", ".join(devs) or "none") + " (config /linux/devices).")
         return "\n".join(lines)
 
@@ -87,9 +94,10 @@ class Mounts(Stage):
 
     # -- rootfs ---------------------------------------------------------------------------------
     def _rootfs(self, ctx: Context) -> None:
-        if has_new(ctx, "user"):
-            # Become the namespace's root (mapped now): files and dirs created from here on are
-            # owned by a mapped id, which the kernel insists on (EOVERFLOW otherwise).
+        if in_userns(ctx):
+            # Become the namespace's root (mapped now), new or joined (runc's nsexec does after
+            # its joins too): files and dirs created from here on are owned by a mapped id,
+            # which the kernel insists on (EOVERFLOW otherwise).
             try:
                 ctx.sys.setresgid(0, 0, 0)
                 ctx.sys.setresuid(0, 0, 0)
@@ -222,14 +230,14 @@ class Mounts(Stage):
 
     # -- devices --------------------------------------------------------------------------------
     def _devices(self, ctx: Context) -> None:
-        in_userns = has_new(ctx, "user")
+        bind = in_userns(ctx)
         nodes: list[tuple[str, dict]] = []
         if not dev_is_bound(ctx):
             nodes += [("", {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666})
                       for p, ma, mi in DEFAULT_DEVICES]
         nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(ctx.linux.get("devices") or [])]
         for ptr, dev in nodes:
-            self._device(ctx, ptr, dev, in_userns)
+            self._device(ctx, ptr, dev, bind)
         if dev_is_bound(ctx):
             return
         for target, link in DEV_LINKS:
@@ -244,22 +252,31 @@ class Mounts(Stage):
             except OSError as e:
                 raise StageError(self.name, "symlink", link, e.errno or 0, "") from None
 
-    def _device(self, ctx: Context, ptr: str, dev: dict, in_userns: bool) -> None:
+    def _device(self, ctx: Context, ptr: str, dev: dict, bind: bool) -> None:
         path = secure_join(ctx.rootfs, dev["path"])
         os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-        if in_userns:  # mknod(2) is not allowed in a user namespace: bind the host's node
-            make_target(path, like_file=True)
-            self._call(ctx, "mount", dev["path"], (dev["path"], path, "bind", S.MS_BIND), ptr)
+        if bind:
+            self._bind_device(ctx, ptr, dev, path)
             return
         mode = _DEV_TYPES[dev["type"]] | (dev.get("fileMode", 0o666) & 0o7777)
         try:
             ctx.sys.mknod(path, mode, os.makedev(dev.get("major", 0), dev.get("minor", 0)))
         except FileExistsError:
             return
+        except PermissionError:  # runc's createDeviceNode: bind the host's node instead
+            self._bind_device(ctx, ptr, dev, path)
+            return
         except OSError as e:
             raise StageError(self.name, "mknod", dev["path"], e.errno or 0, ptr) from None
         os.chmod(path, mode & 0o7777)  # mknod's mode went through the umask
         S.chown(path, dev.get("uid", 0), dev.get("gid", 0))
+
+    def _bind_device(self, ctx: Context, ptr: str, dev: dict, path: str) -> None:
+        """The host's node, bind-mounted nosuid,noexec (crun's create_missing_devs; runc binds
+        it without them): what mknod(2) would have made, as far as a bind can."""
+        make_target(path, like_file=True)
+        self._call(ctx, "mount", dev["path"], (dev["path"], path, "bind", S.MS_BIND), ptr)
+        bind_remount(ctx, self.name, ptr, dev["path"], path, S.MS_NOSUID | S.MS_NOEXEC)
 
     # -- helpers --------------------------------------------------------------------------------
     def _mkdir(self, ctx: Context, ptr: str, path: str, like_file: bool) -> None:

@@ -204,7 +204,7 @@ def test_describe_follows_the_config(make_ctx, tmp_path):
     assert "/linux/uidMappings" in Idmap().describe(ctx)
     assert "setns(2) into: ipc (/proc/1/ns/ipc)" in Unshare().describe(ctx)
     mounts = Mounts().describe(ctx)
-    assert "bind-mount from the host (user namespace)" in mounts and "/dev/fuse" in mounts
+    assert "bind-mount from the host, nosuid,noexec (user namespace)" in mounts and "/dev/fuse" in mounts
     assert "--no-pivot" in Pivot().describe(ctx)
     assert "join a new session keyring" not in Process().describe(ctx)
     assert "0-4" in Exec().describe(ctx)
@@ -789,22 +789,26 @@ def test_devices_mknod_failure(make_ctx, chowns):
     spec = default_spec()
     spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     ctx = make_ctx(spec)
-    ctx.sys.fail("mknod", EPERM)
+    ctx.sys.fail("mknod", EINVAL)
     err = stage_error(Mounts().run, ctx, "devices")
-    assert str(err) == "stage mounts: mknod /dev/null: operation not permitted"
+    assert str(err) == "stage mounts: mknod /dev/null: invalid argument"
+    ctx = make_ctx(spec)
+    ctx.sys.fail("mknod", EINVAL, when=lambda path, mode, dev: path.endswith("/fuse"))
+    err = stage_error(Mounts().run, ctx, "devices")
+    assert str(err) == "stage mounts: mknod /dev/fuse (config /linux/devices/0): invalid argument"
+
+
+def test_devices_mknod_eperm_binds_the_hosts_node(make_ctx, rootfs, chowns):
+    """runc's createDeviceNode: mknod refused (a runtime in a user namespace) -> bind."""
+    spec = default_spec()
+    spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     ctx = make_ctx(spec)
     ctx.sys.fail("mknod", EPERM, when=lambda path, mode, dev: path.endswith("/fuse"))
-    err = stage_error(Mounts().run, ctx, "devices")
-    assert str(err) == "stage mounts: mknod /dev/fuse (config /linux/devices/0): operation not permitted"
-
-
-def test_devices_in_user_namespace_are_bind_mounted(make_ctx, rootfs):
-    ctx = make_ctx(default_spec(rootless=True))
     Mounts().run(ctx, "devices")
-    binds = [mount(p, f"{rootfs}{p}", "bind", S.MS_BIND) for p, _, _ in DEFAULT_DEVICES]
-    links = [("symlink", target, f"{rootfs}{link}") for target, link in DEV_LINKS]
-    assert_calls(ctx, binds + links)
-    assert all((rootfs / p.lstrip("/")).is_file() for p, _, _ in DEFAULT_DEVICES)
+    dest = f"{rootfs}/dev/fuse"
+    assert [c for c in ctx.sys.calls if c[0] == "mount"] == [
+        mount("/dev/fuse", dest, "bind", S.MS_BIND),
+        mount(None, dest, None, S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID | S.MS_NOEXEC)]
 
 
 def test_devices_with_dev_bound_from_host(make_ctx, rootfs, chowns):

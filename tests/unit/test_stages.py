@@ -811,6 +811,17 @@ def test_devices_mknod_eperm_binds_the_hosts_node(make_ctx, rootfs, chowns):
         mount(None, dest, None, S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID | S.MS_NOEXEC)]
 
 
+def test_devices_in_user_namespace_are_bind_mounted(make_ctx, rootfs):
+    ctx = make_ctx(default_spec(rootless=True))
+    Mounts().run(ctx, "devices")
+    nosuid_noexec = S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID | S.MS_NOEXEC
+    binds = [c for p, _, _ in DEFAULT_DEVICES for c in (
+        mount(p, f"{rootfs}{p}", "bind", S.MS_BIND), mount(None, f"{rootfs}{p}", None, nosuid_noexec))]
+    links = [("symlink", target, f"{rootfs}{link}") for target, link in DEV_LINKS]
+    assert_calls(ctx, binds + links)
+    assert all((rootfs / p.lstrip("/")).is_file() for p, _, _ in DEFAULT_DEVICES)
+
+
 def test_devices_with_dev_bound_from_host(make_ctx, rootfs, chowns):
     spec = default_spec()
     spec["mounts"][1] = {"destination": "/dev", "source": "/dev", "options": ["rbind"]}

@@ -45,6 +45,9 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+        self.proc_fd = -1             # container side: a procfs handle (syscalls.procfs_handle)
+        #                               for what needs /proc after pivot_root, whether or not
+        #                               the container mounts one; -1: the container's /proc
         self.journal = None           # lifecycle.Setup's: journal("cgroup" | "pid") records
         #                               it in state.json before it needs undoing after a crash
 

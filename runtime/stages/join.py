@@ -21,7 +21,7 @@ from runtime.engine import CONTAINER, HOST, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import procfs
 from runtime.linux import syscalls as S
-from runtime.stages.unshare import Unshare
+from runtime.stages.unshare import Unshare, describe_oom, oom_score_adj
 
 # /proc/<pid>/ns/<name> -> the setns(2) flag, in the order they are entered
 JOIN_ORDER = (("user", S.CLONE_NEWUSER), ("ipc", S.CLONE_NEWIPC), ("uts", S.CLONE_NEWUTS),
@@ -105,13 +105,14 @@ class Join(Stage):
 
     def describe(self, ctx: Context) -> str:
         kinds = differing_namespaces(self.init_pid)
-        return (f"{self.summary}.\n"
-                f"setns(2) into the namespaces of pid {self.init_pid} that differ from ours, "
+        return "\n".join([f"{self.summary}."] + describe_oom(ctx)) + (
+                f"\nsetns(2) into the namespaces of pid {self.init_pid} that differ from ours, "
                 f"user first and mount last: {', '.join(kinds) or 'none'}.\n"
                 "fork(2): a joined pid namespace applies to children only; this process exits, "
                 "the child starts a session of its own (setsid(2)).")
 
     def run(self, ctx: Context, item: str = "") -> None:
+        oom_score_adj(ctx, self.name)
         opened: list[tuple[str, int, int]] = []
         try:
             for kind in differing_namespaces(self.init_pid):

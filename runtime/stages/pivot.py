@@ -25,10 +25,13 @@ class Pivot(Stage):
     def describe(self, ctx: Context) -> str:
         how = ("MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
                else "pivot_root(2) into the rootfs and detach the old root")
-        return (f"{how}: {ctx.rootfs}.\n"
+        return ("open a procfs handle first, a private instance mounted nowhere: exec.fifo and "
+                "oom_score_adj are reached through it, /proc or not in the container.\n"
+                f"{how}: {ctx.rootfs}.\n"
                 f"create {ctx.process.get('cwd') or '/'} if missing, mode 0755 (config /process/cwd).")
 
     def run(self, ctx: Context, item: str = "") -> None:
+        open_procfs_handle(ctx)
         if ctx.no_pivot:
             self._move_root(ctx)
         else:
@@ -79,3 +82,18 @@ class Pivot(Stage):
             ctx.sys.mount(*args)
         except OSError as e:
             raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+
+
+def open_procfs_handle(ctx: Context) -> None:
+    """ctx.proc_fd := a procfs of the container's pid namespace mounted nowhere (what runc 1.2+
+    reaches /proc through, its pathrs procfs handle), opened while a procfs is in view (the
+    kernel wants one in a user namespace): after pivot_root the container may have no /proc at
+    all (crun runs such bundles; runc 1.1.5 fails them). Where none can be made (a user
+    namespace without a pid namespace of its own, a rootless runtime) the container's /proc
+    serves, as before."""
+    if ctx.proc_fd >= 0:
+        return
+    try:
+        ctx.proc_fd = ctx.sys.procfs_handle()
+    except OSError:
+        ctx.proc_fd = -1

@@ -7,16 +7,26 @@ reports. Where runc is wrong or lacks the feature, the runc half is left out and
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
-from tests.conftest import cid, needs_root
+from tests.conftest import REPO, cid, needs_root, ocish_cmd
 
 pytestmark = needs_root
 RUNC = shutil.which("runc")
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def run_runc(tmp_path, bundle, *args: str) -> subprocess.CompletedProcess:
@@ -234,3 +244,82 @@ def test_devices_in_a_joined_user_namespace_are_bound(ocish, make_bundle, open_d
     assert lines[3:6] == ["/dev/fuse character special file a e5",
                           "/dev/net/tun character special file a c8", "3"]
     assert "/dev/fuse rw,nosuid,noexec" in lines
+
+
+# --- 8. no /proc in the container ------------------------------------------------------------------
+
+def _no_proc(spec: dict) -> None:
+    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/proc"]
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns-uid-1000"])
+def test_bundle_without_proc_runs_like_crun(ocish, make_bundle, open_dir, tmp_path, userns):
+    """crun runs a bundle that mounts no /proc; runc 1.1.5 fails it ("error closing exec fds:
+    open /proc/self/fd"), so there is no runc half. exec.fifo is reached through a procfs
+    handle (a private procfs mounted nowhere), oom_score_adj is written through it, the fds are
+    swept with close_range(2) and --preserve-fds still hands fd 3 over. As root (with
+    CAP_SYS_ADMIN) the container then mounts a /proc of its own to show that it got no other fd;
+    in a user namespace as uid 1000, init stays non-dumpable until execve(2)."""
+    def mutate(spec):
+        _no_proc(spec)
+        spec["process"]["oomScoreAdj"] = 123
+        if userns:
+            _userns(spec)
+            spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+        else:
+            caps = spec["process"]["capabilities"]
+            for key in ("bounding", "effective", "permitted"):
+                caps[key].append("CAP_SYS_ADMIN")
+    check = ("echo uid $(id -u); mount -t proc proc /proc && ls /proc/self/fd | tr '\\n' ' '; "
+             "echo" if not userns else "echo uid $(id -u)")
+    b = make_bundle(["sh", "-c", f"ls -A /proc | wc -l; cat <&3; {check}; echo done; sleep 30"],
+                    mutate=mutate, base=open_dir)
+    data, out, pid_file = tmp_path / "passed", tmp_path / "out", tmp_path / "pid"
+    data.write_text("through fd 3\n")
+    # a shell opens the file as fd 3 of the runtime, as conmon does with --preserve-fds
+    cmd = ["sh", "-c", 'exec 3<"$0"; exec "$@"', str(data)] + ocish_cmd() + [
+        "--root", ocish.root, "run", "-d", "--preserve-fds", "1", "--pid-file", str(pid_file),
+        "-b", str(b), cid()]
+    with open(out, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=60,
+                           stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, out.read_text()
+    wait_for(lambda: "done" in out.read_text())
+    pid = int(pid_file.read_text())
+    lines = out.read_text().splitlines()
+    assert lines[:3] == ["0", "through fd 3", "uid 1000" if userns else "uid 0"]
+    if not userns:  # 3 is the preserved file, 4 ls's own listing of the directory
+        assert lines[3].split() == ["0", "1", "2", "3", "4"]
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        assert f.read() == "123\n"
+
+
+def test_exec_into_a_container_without_proc(ocish, make_bundle, tmp_path):
+    """`exec` sweeps its fds with close_range(2) too, and writes its oomScoreAdj before joining
+    the container (runc's nsexec), where there is no /proc to write it through."""
+    c = cid()
+    ocish("run", "-d", "-b", str(make_bundle(["sleep", "30"], mutate=_no_proc)), c, check=True)
+    p = ocish("exec", c, "sh", "-c", "ls -A /proc | wc -l; echo ran")
+    assert (p.returncode, p.stdout) == (0, "0\nran\n"), p.stderr
+    process, pid_file = tmp_path / "process.json", tmp_path / "exec.pid"
+    process.write_text(json.dumps({"args": ["sleep", "30"], "cwd": "/", "oomScoreAdj": 321,
+                                   "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+    ocish("exec", "-d", "--pid-file", str(pid_file), "--process", str(process), c, check=True)
+    pid = int(pid_file.read_text())
+    try:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            assert f.read() == "321\n"
+    finally:  # an orphan of ours (the subreaper): the container's init waits for its reaping
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_oom_score_adj_in_a_user_namespace_like_runc(ocish, make_bundle, open_dir, tmp_path):
+    """Written before the user namespace exists (runc's nsexec): inside it the file is the
+    host root's once the process is not dumpable, and writing it failed with EACCES."""
+    def mutate(spec):
+        _userns(spec)
+        spec["process"]["oomScoreAdj"] = 100
+    make = lambda *a, **k: make_bundle(*a, base=open_dir, **k)  # noqa: E731
+    ours, theirs = both(ocish, make, tmp_path, "cat /proc/self/oom_score_adj", mutate)
+    same(ours, theirs, "100\n")

@@ -838,8 +838,9 @@ def test_pivot_root(ctx, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     Pivot().run(ctx)
     assert os.getcwd() == "/"
-    assert_calls(ctx, [("pivot_root", ".", "."), mount(None, ".", None, S.MS_SLAVE | S.MS_REC),
-                       ("umount2", ".", S.MNT_DETACH)])
+    assert_calls(ctx, [("procfs_handle",), ("pivot_root", ".", "."),
+                       mount(None, ".", None, S.MS_SLAVE | S.MS_REC), ("umount2", ".", S.MNT_DETACH)])
+    assert ctx.proc_fd >= 0  # opened while a procfs is in view, for exec.fifo after the pivot
 
 
 def test_pivot_root_einval_suggests_no_pivot(ctx, monkeypatch, tmp_path):
@@ -853,7 +854,7 @@ def test_no_pivot_moves_and_chroots(make_ctx, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     ctx = make_ctx(spec_with(rootfsPropagation="shared"), no_pivot=True)
     Pivot().run(ctx)
-    assert_calls(ctx, [mount(ctx.rootfs, "/", None, S.MS_MOVE), ("chroot", "."),
+    assert_calls(ctx, [("procfs_handle",), mount(ctx.rootfs, "/", None, S.MS_MOVE), ("chroot", "."),
                        mount(None, "/", None, S.MS_SHARED)])
     ctx = make_ctx(no_pivot=True)
     ctx.sys.fail("chroot", EPERM)
@@ -880,17 +881,29 @@ def test_process_everything_in_order(make_ctx):
     assert_calls(ctx, [("sethostname", "ocish"), ("setdomainname", "example.org"),
                        ("write_file", "/proc/sys/net/ipv4/ip_forward", "1"),
                        ("write_file", "/proc/sys/kernel/shm_rmid_forced", "1"),
-                       ("write_file", "/proc/self/oom_score_adj", "-500"),
                        ("setrlimit", resource.RLIMIT_NOFILE, 1024, 1024),
                        ("setrlimit", resource.RLIMIT_CORE, 0, 10)])
-    text = Process().describe(ctx)
-    assert "sysctl net.ipv4.ip_forward = 1" in text and "oom_score_adj = -500" in text
+    assert "sysctl net.ipv4.ip_forward = 1" in Process().describe(ctx)
+
+
+def test_oom_score_adj_is_written_before_any_namespace_changes(make_ctx):
+    """runc's nsexec: while the host's /proc is in view and we are the host's root."""
+    spec = default_spec()
+    spec["process"]["oomScoreAdj"] = -500
+    ctx = make_ctx(spec)
+    Unshare().run(ctx)
+    assert ctx.sys.calls[0] == ("write_file", "/proc/self/oom_score_adj", "-500")
+    assert ctx.sys.calls[1][0] == "unshare"
+    assert "oom_score_adj = -500 first" in Unshare().describe(ctx)
+    ctx = make_ctx(spec)
+    ctx.sys.fail("write_file", errno.EACCES)
+    err = stage_error(Unshare().run, ctx)
+    assert (err.stage, err.pointer) == ("unshare", "/process/oomScoreAdj")
 
 
 @pytest.mark.parametrize("name,when,pointer", [
     ("sethostname", None, "/hostname"),
     ("write_file", lambda p, d: "shm" in p, "/linux/sysctl/kernel~1shm_rmid_forced"),
-    ("write_file", lambda p, d: "oom" in p, "/process/oomScoreAdj"),
     ("setrlimit", lambda r, s, h: r == resource.RLIMIT_CORE, "/process/rlimits/1"),
 ])
 def test_process_error_pointers(make_ctx, name, when, pointer):

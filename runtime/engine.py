@@ -45,6 +45,7 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+        self.fds: list[int] = []      # container side: the fds the host sent with this item
         self.proc_fd = -1             # container side: a procfs handle (syscalls.procfs_handle)
         #                               for what needs /proc after pivot_root, whether or not
         #                               the container mounts one; -1: the container's /proc
@@ -111,6 +112,12 @@ class Stage:
     def describe(self, ctx: Context) -> str:
         """What this stage will do with this config, in plain words."""
         return self.summary
+
+    def host_fds(self, ctx: Context, item: str) -> list[int]:
+        """Host side, before a container-side item runs: fds the host opens for it (what only
+        the host may reach, or must prepare: bind sources, id-mapped mounts), sent with its
+        Run and found in ctx.fds on the container side while the item runs; [] for most."""
+        return []
 
     def handoff(self, ctx: Context) -> None:
         """Container side, after the host was told the stage succeeded; only exec overrides it."""
@@ -235,15 +242,20 @@ class Engine:
         while not self.done:
             self.step()
 
-    def _send(self, msg: sync.Message) -> None:
+    def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None
         try:
-            self.chan.send(msg)
+            self.chan.send(msg, fds)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the container side is gone: the next recv() says why (its Err, or EOF)
 
     def _remote(self, stage: Stage, item: str) -> None:
-        self._send(sync.Run(stage.name, item))
+        fds = stage.host_fds(self.ctx, item)
+        try:
+            self._send(sync.Run(stage.name, item), fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self._receive(stage.name)
 
     def _receive(self, stage: str, until_ready: bool = False) -> None:
@@ -379,8 +391,9 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
         if not isinstance(msg, sync.Run):
             return
         stage = by_name[msg.stage]
+        ctx.fds = chan.take_fds()
         try:
-            stage.run(ctx, msg.item)
+            _run_item(stage, ctx, msg.item)
         except StageError as err:
             chan.send(sync.Err(stage.name, err.to_dict()))
             continue
@@ -398,3 +411,13 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
             chan.close()
             stage.handoff(ctx)  # never returns
             os._exit(1)
+
+
+def _run_item(stage: Stage, ctx: Context, item: str) -> None:
+    """stage.run on the container side; the fds the host sent for the item are closed after."""
+    try:
+        stage.run(ctx, item)
+    finally:
+        for fd in ctx.fds:
+            os.close(fd)
+        ctx.fds = []

@@ -647,10 +647,10 @@ def _mounts(spec: dict, ns: dict) -> None:
                                            f"{_add_ns('mount')}")
     for i, m in enumerate(mounts):
         with _each:
-            _mount(m, f"/mounts/{i}")
+            _mount(m, f"/mounts/{i}", ns)
 
 
-def _mount(m, p: str) -> None:
+def _mount(m, p: str, ns: dict | None = None) -> None:
     _obj(m, p)
     _req(m, "destination", p, "an absolute path", _path, False)
     typ = _opt(m, "type", p, _str)
@@ -673,6 +673,17 @@ def _mount(m, p: str) -> None:
     if has and not bind:
         raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
                                          'or option "bind"/"rbind")')
+    # "idmap"/"ridmap" (runtime-spec 1.2): bind mounts only, as runc's checkIDMapMounts; without
+    # mappings of its own the mount takes the container's user namespace, which must exist
+    for k, opt in enumerate(opts):
+        if opt in ("idmap", "ridmap"):
+            if not bind:
+                raise SpecError(f"{p}/options/{k}", f'{opt}: id-mapped mounts must be bind mounts '
+                                                    f'(type "bind" or option "bind"/"rbind")')
+            if not has and ns is not None and "user" not in ns:
+                raise SpecError(f"{p}/options/{k}", f"{opt} without uidMappings and gidMappings "
+                                                    f"takes the container's user namespace "
+                                                    f"mapping, but there is none: {_add_ns('user')}")
 
 
 def _hooks(spec: dict) -> None:

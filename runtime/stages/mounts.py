@@ -50,9 +50,7 @@ def mount_list(ctx: Context) -> list[dict]:
 
 def dev_is_bound(ctx: Context) -> bool:
     """/dev bind-mounted from the host: then the host's nodes are used as they are."""
-    return any(m.get("destination") == "/dev" and (
-        m.get("type") == "bind" or mountopts.parse(m.get("options") or []).is_bind)
-        for m in mount_list(ctx))
+    return any(m.get("destination") == "/dev" and is_bind(m) for m in mount_list(ctx))
 
 
 def describe_mount(m: dict) -> str:
@@ -61,10 +59,49 @@ def describe_mount(m: dict) -> str:
         f" ({opts})" if opts else "")
 
 
+def is_bind(m: dict) -> bool:
+    return m.get("type") == "bind" or mountopts.parse(m.get("options") or []).is_bind
+
+
+def is_idmapped(m: dict) -> bool:
+    """runtime-spec 1.2: "idmap"/"ridmap", or uidMappings/gidMappings on the mount (runc's
+    specconv takes those alone as "idmap" too: never ignored)."""
+    return bool(mountopts.parse(m.get("options") or []).idmap) or "uidMappings" in m \
+        or "gidMappings" in m
+
+
+def host_opens_source(ctx: Context, m: dict) -> bool:
+    """The host, not the container side, opens this bind's source: always for an id-mapped
+    mount, and for every bind when the container side is in a user namespace (its root cannot
+    reach what only the host's root can: runc 1.1.5's mount source fds, opened in nsexec
+    before the userns applies; runc 1.2's open_tree(2) mount sources). A rootless runtime has
+    no more rights than the container side: it binds there."""
+    return is_bind(m) and (is_idmapped(m) or (in_userns(ctx) and os.geteuid() == 0))
+
+
+def bind_source(ctx: Context, m: dict) -> str:
+    source = m.get("source") or ""
+    return source if os.path.isabs(source) else os.path.join(ctx.bundle, source)
+
+
 class Mounts(Stage):
     name = "mounts"
     side = CONTAINER
     summary = "mount the rootfs and every config.json mount inside it, create device nodes"
+
+    def host_fds(self, ctx: Context, item: str) -> list[int]:
+        """Host side, before "/mounts/N": for a bind the host opens (host_opens_source), a
+        detached copy of the source (open_tree(2), OPEN_TREE_CLONE), propagation set as a bind
+        in the container's namespace would have it and, for an id-mapped mount, the id mapping
+        applied; the container side attaches it with move_mount(2)."""
+        if not item.startswith("/mounts/"):
+            return []
+        i = int(item.rsplit("/", 1)[1])
+        m = mount_list(ctx)[i]
+        if not host_opens_source(ctx, m):
+            return []
+        from runtime.stages import mountsource  # only configs with such binds need it
+        return [mountsource.open_source(ctx, self.name, f"/mounts/{i}", m, bind_source(ctx, m))]
 
     def items(self, ctx: Context) -> list[str]:
         return ["rootfs"] + [f"/mounts/{i}" for i in range(len(mount_list(ctx)))] + ["devices"]
@@ -75,7 +112,12 @@ class Mounts(Stage):
                  f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself.",
                  ]
         for i, m in enumerate(mount_list(ctx)):
-            lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
+            if host_opens_source(ctx, m):
+                how = "id-mapped " if is_idmapped(m) else ""
+                lines.append(f"/mounts/{i}: move_mount(2) {describe_mount(m)}: a {how}copy of "
+                             f"the source the host opened (open_tree(2))")
+            else:
+                lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
         devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
         devs += [d["path"] for d in ctx.linux.get("devices") or []]
         how = ("bind-mount from the host, nosuid,noexec (user namespace)" if in_userns(ctx)
@@ -164,9 +206,15 @@ class Mounts(Stage):
 
     def _bind(self, ctx: Context, ptr: str, what: str, m: dict, dest: str,
               opts: mountopts.MountOptions) -> None:
-        source = m.get("source") or ""
-        if not os.path.isabs(source):
-            source = os.path.join(ctx.bundle, source)
+        if ctx.fds:  # the host opened the source (host_fds): attach its copy
+            self._mkdir(ctx, ptr, dest, like_file=not stat.S_ISDIR(os.fstat(ctx.fds[0]).st_mode))
+            try:
+                ctx.sys.move_mount(ctx.fds[0], dest)
+            except OSError as e:
+                raise StageError(self.name, "move_mount", what, e.errno or 0, ptr) from None
+            self._bind_flags(ctx, ptr, what, dest, opts.flags)
+            return
+        source = bind_source(ctx, m)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as e:

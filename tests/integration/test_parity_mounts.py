@@ -323,3 +323,135 @@ def test_oom_score_adj_in_a_user_namespace_like_runc(ocish, make_bundle, open_di
     make = lambda *a, **k: make_bundle(*a, base=open_dir, **k)  # noqa: E731
     ours, theirs = both(ocish, make, tmp_path, "cat /proc/self/oom_score_adj", mutate)
     same(ours, theirs, "100\n")
+
+
+# --- 13. bind sources are opened by the host -------------------------------------------------------
+
+def test_bind_source_only_host_root_reaches_like_runc(ocish, make_bundle, open_dir, tmp_path):
+    """A user-namespaced container's root cannot search a 0700 directory of the host's root,
+    but the host opens the bind sources for it (runc 1.1.5's mount source fds, runc 1.2's
+    open_tree): a directory and a file below it, "rbind,ro" and "bind"."""
+    secret = tmp_path / "secret"  # pytest's tmp_path is 0700 root's too
+    (secret / "inner").mkdir(parents=True)
+    secret.chmod(0o700)
+    (secret / "inner/f").write_text("s3cret\n")
+
+    def mutate(spec):
+        _userns(spec)
+        spec["mounts"] += [
+            {"destination": "/mnt/in", "type": "bind", "source": str(secret / "inner"),
+             "options": ["rbind", "ro"]},
+            {"destination": "/mnt/f", "type": "bind", "source": str(secret / "inner/f"),
+             "options": ["bind"]}]
+    def prepare(b):  # mount points the container's root (host uid 100000) could not make
+        (b / "rootfs/mnt/in").mkdir(parents=True)
+        (b / "rootfs/mnt/f").write_text("")
+    make = lambda *a, **k: make_bundle(*a, base=open_dir, **k)  # noqa: E731
+    ours, theirs = both(ocish, make, tmp_path, "cat /mnt/in/f /mnt/f; stat -c '%n %F' /mnt/in "
+                        "/mnt/f; grep ' /mnt/' /proc/self/mountinfo | cut -d' ' -f5,6; "
+                        "touch /mnt/in/x 2>&1; :", mutate, prepare)
+    same(ours, theirs, "s3cret\ns3cret\n/mnt/in directory\n/mnt/f regular file\n"
+                       "/mnt/in ro,relatime\n/mnt/f rw,relatime\n"
+                       "touch: /mnt/in/x: Read-only file system\n")
+
+
+def test_bind_source_missing_points_at_source_in_a_user_namespace(ocish, make_bundle, open_dir):
+    index = []
+
+    def mutate(spec):
+        _userns(spec)
+        index.append(len(spec["mounts"]))
+        spec["mounts"].append({"destination": "/mnt", "source": "/no/such/dir",
+                               "options": ["bind"]})
+    p = ocish("run", "-b", str(make_bundle(["true"], mutate=mutate, base=open_dir)), cid())
+    n = index[0]
+    assert p.returncode == 1
+    assert p.stderr == (f'ocish: create failed: stage mounts: open_tree "/no/such/dir" (config '
+                        f'/mounts/{n}/source): no such file or directory\n')
+    assert os.listdir(ocish.root) == []
+
+
+# --- 14. id-mapped mounts ----------------------------------------------------------------------
+
+@pytest.fixture
+def owned_tree(tmp_path):
+    """A tree of files owned by uid 1234/gid 1234 and by root, with a tmpfs mounted in it
+    (this test process's private mount namespace), itself holding a file of uid 1234."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    (src / "f").write_text("data\n")
+    os.chown(src / "f", 1234, 1234)
+    (src / "root").write_text("")
+    from runtime.linux import syscalls as S
+    S.mount("tmpfs", str(src / "sub"), "tmpfs", 0, "mode=755")
+    (src / "sub/g").write_text("")
+    os.chown(src / "sub/g", 1234, 1234)
+    yield src
+    S.umount2(str(src / "sub"), S.MNT_DETACH)
+
+
+def _bind(dest: str, src, *options: str, **maps) -> dict:
+    return {"destination": dest, "type": "bind", "source": str(src), "options": list(options),
+            **maps}
+
+
+def _map(container_id: int, host_id: int) -> list[dict]:
+    return [{"containerID": container_id, "hostID": host_id, "size": 1}]
+
+
+def test_idmapped_mounts_in_a_user_namespace(ocish, make_bundle, open_dir, owned_tree):
+    """No runc half: runc 1.1.5 passes "idmap" to mount(2) as data, which a bind ignores, so
+    the mount is silently not id-mapped (runc 1.2 implements it as here). The container is
+    root = host uid 100000. "idmap" alone takes that mapping: on-disk uid 1234 shows as 1234,
+    root's files as root, and a file the container's root creates is root's on the host.
+    Mount mappings of their own (1234 -> 100042/100043) show it as 42/43. "ridmap" maps the
+    tmpfs beneath an rbind too; "idmap" maps only the top (the tmpfs file shows unmapped)."""
+    def mutate(spec):
+        _userns(spec)
+        spec["mounts"] += [
+            _bind("/mnt/own", owned_tree, "rbind", "idmap"),
+            _bind("/mnt/rec", owned_tree, "rbind", "ridmap"),
+            _bind("/mnt/maps", owned_tree, "bind", "idmap", uidMappings=_map(1234, 100042),
+                  gidMappings=_map(1234, 100043))]
+    script = ("for d in own rec maps; do stat -c \"$d %n %u:%g\" /mnt/$d/f /mnt/$d/root; done; "
+              "stat -c '%n %u:%g' /mnt/own/sub/g /mnt/rec/sub/g; touch /mnt/own/new; "
+              "grep -E ' /mnt/[a-z]+ ' /proc/self/mountinfo | cut -d' ' -f5,6")
+    b = make_bundle(["sh", "-c", script], mutate=mutate, base=open_dir)
+    for d in ("own", "rec", "maps"):  # the container's root (host uid 100000) cannot make them
+        (b / "rootfs/mnt" / d).mkdir(parents=True)
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "own /mnt/own/f 1234:1234", "own /mnt/own/root 0:0",
+        "rec /mnt/rec/f 1234:1234", "rec /mnt/rec/root 0:0",
+        "maps /mnt/maps/f 42:43", "maps /mnt/maps/root 65534:65534",
+        "/mnt/own/sub/g 65534:65534", "/mnt/rec/sub/g 1234:1234",
+        "/mnt/own rw,relatime,idmapped", "/mnt/rec rw,relatime,idmapped",
+        "/mnt/maps rw,relatime,idmapped"]
+    st = os.stat(owned_tree / "new")
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_idmapped_mount_without_a_user_namespace(ocish, make_bundle, owned_tree):
+    """Mappings of the mount's own need no user namespace in the container: the mount shows
+    on-disk uid 1234 as 5000 to everyone."""
+    b = make_bundle(["stat", "-c", "%n %u:%g", "/mnt/f", "/mnt/root"], mutate=lambda s: s[
+        "mounts"].append(_bind("/mnt", owned_tree, "bind", "ro", uidMappings=_map(1234, 5000),
+                               gidMappings=_map(1234, 6000))))
+    p = ocish("run", "-b", str(b), cid())
+    assert (p.returncode, p.stdout) == (0, "/mnt/f 5000:6000\n/mnt/root 65534:65534\n"), p.stderr
+
+
+@pytest.mark.parametrize("mount,where,why", [
+    (_tmpfs("/mnt", "idmap"), "/mounts/7/options/0", "idmap: id-mapped mounts must be bind mounts"),
+    (_bind("/mnt", "/tmp", "bind", "ridmap"), "/mounts/7/options/1",
+     "ridmap without uidMappings and gidMappings takes the container's user namespace mapping, "
+     "but there is none"),
+], ids=["tmpfs", "no-userns"])
+def test_idmapped_mounts_refused(ocish, make_bundle, mount, where, why):
+    """Never ignored: what cannot be id-mapped is refused with the config pointer."""
+    b = make_bundle(["true"], mutate=lambda s: s["mounts"].append(mount))
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1 and f"{where}: {why}" in p.stderr, p.stderr
+    assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []

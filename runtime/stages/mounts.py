@@ -44,6 +44,12 @@ def in_userns(ctx: Context) -> bool:
     return any(ns.get("type") == "user" for ns in ctx.linux.get("namespaces") or [])
 
 
+def has_mount_ns(ctx: Context) -> bool:
+    """A mount namespace of its own, new or joined; without one the container's mounts are
+    made in the runtime's (runtime-spec: an absent namespace type is inherited)."""
+    return any(ns.get("type") == "mount" for ns in ctx.linux.get("namespaces") or [])
+
+
 def mount_list(ctx: Context) -> list[dict]:
     return ctx.spec.get("mounts") or []
 
@@ -109,8 +115,11 @@ class Mounts(Stage):
     def describe(self, ctx: Context) -> str:
         prop = ctx.linux.get("rootfsPropagation") or "rslave"
         lines = [self.summary + ".",
-                 f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself.",
-                 ]
+                 f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself."
+                 if has_mount_ns(ctx) else
+                 f"rootfs: no mount namespace: in the runtime's, bind {ctx.rootfs} onto itself and "
+                 f"make that bind {prop} (config /linux/rootfsPropagation); `delete` unmounts it "
+                 f"and all beneath it."]
         for i, m in enumerate(mount_list(ctx)):
             if host_opens_source(ctx, m):
                 how = "id-mapped " if is_idmapped(m) else ""
@@ -146,11 +155,11 @@ class Mounts(Stage):
             except OSError as e:
                 raise StageError(self.name, "setresuid", "0", e.errno or 0, "/linux/uidMappings",
                                  "uid/gid 0 must be mapped in the user namespace") from None
-        if not any(ns["type"] == "mount" for ns in ctx.linux.get("namespaces") or []):
-            raise StageError(self.name, "check", "mount namespace", 0, "/linux/namespaces",
-                             "a mount namespace is required to set up the rootfs")
         prop = ctx.linux.get("rootfsPropagation")
         flags = mountopts.PROPAGATION[prop] if prop else S.MS_SLAVE | S.MS_REC
+        if not has_mount_ns(ctx):
+            self._rootfs_in_runtime_ns(ctx, flags)
+            return
         self._call(ctx, "mount", "/", (None, "/", None, flags), "/linux/rootfsPropagation")
         # pivot_root(2) refuses a new root whose parent mount is shared.
         parent = procfs.mount_containing(ctx.rootfs, procfs.mountinfo())
@@ -159,6 +168,17 @@ class Mounts(Stage):
                        (None, parent.mountpoint, None, S.MS_PRIVATE), "/linux/rootfsPropagation")
         self._call(ctx, "mount", ctx.rootfs,
                    (ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC), "/root/path")
+
+    def _rootfs_in_runtime_ns(self, ctx: Context, flags: int) -> None:
+        """No mount namespace: the runtime's is inherited (runtime-spec: an absent namespace
+        type), and everything is mounted beneath one bind of the rootfs onto itself, made
+        rslave (or rootfsPropagation) so nothing mounted under it propagates out, and undone
+        as a whole by `delete` (runtime/hostmounts.py). runc's prepareRoot makes the host's own
+        "/" rslave first and its mounts outlive `delete`: here "/" is never touched."""
+        self._call(ctx, "mount", ctx.rootfs,
+                   (ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC), "/root/path")
+        self._call(ctx, "mount", ctx.rootfs, (None, ctx.rootfs, None, flags),
+                   "/linux/rootfsPropagation")
 
     # -- one mount ------------------------------------------------------------------------------
     def _mount(self, ctx: Context, i: int, m: dict) -> None:

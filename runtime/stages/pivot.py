@@ -1,7 +1,8 @@
 """Stage `pivot`: make the rootfs the container's /, and create process.cwd in it.
 
 pivot_root(2) as runc does it (`pivot_root(".", ".")` then detach the old root stacked beneath),
-or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible.
+or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible;
+without a mount namespace of its own (the runtime's), chroot(2) alone, as runc.
 A missing process.cwd is then created, 0755 and owned by the container's root, before anything
 is made read-only (runc's prepareRootfs: os.MkdirAll(cwd, 0o755) right after the jail; crun's
 crun_safe_ensure_directory_at before the masked and read-only paths).
@@ -15,6 +16,7 @@ from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import syscalls as S
 from runtime.stages import mountopts
+from runtime.stages.mounts import has_mount_ns
 
 
 class Pivot(Stage):
@@ -23,7 +25,8 @@ class Pivot(Stage):
     summary = "switch the root to the rootfs"
 
     def describe(self, ctx: Context) -> str:
-        how = ("MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
+        how = ("chroot(2) into the rootfs (no mount namespace)" if not has_mount_ns(ctx)
+               else "MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
                else "pivot_root(2) into the rootfs and detach the old root")
         return ("open a procfs handle first, a private instance mounted nowhere: exec.fifo and "
                 "oom_score_adj are reached through it, /proc or not in the container.\n"
@@ -32,7 +35,12 @@ class Pivot(Stage):
 
     def run(self, ctx: Context, item: str = "") -> None:
         open_procfs_handle(ctx)
-        if ctx.no_pivot:
+        if not has_mount_ns(ctx):
+            # the runtime's mount namespace: pivot_root(2) or MS_MOVE onto / would swap the
+            # root of everything in it; chroot(2) alone, as runc does without NEWNS
+            os.chdir(ctx.rootfs)
+            self._chroot(ctx)
+        elif ctx.no_pivot:
             self._move_root(ctx)
         else:
             self._pivot_root(ctx)
@@ -71,6 +79,10 @@ class Pivot(Stage):
     def _move_root(self, ctx: Context) -> None:
         os.chdir(ctx.rootfs)
         self._mount(ctx, ctx.rootfs, (ctx.rootfs, "/", None, S.MS_MOVE), "/root/path")
+        self._chroot(ctx)
+
+    def _chroot(self, ctx: Context) -> None:
+        """chroot(2) into the current directory, the rootfs, and enter its /."""
         try:
             ctx.sys.chroot(".")
         except OSError as e:

@@ -455,3 +455,125 @@ def test_idmapped_mounts_refused(ocish, make_bundle, mount, where, why):
     p = ocish("run", "-b", str(b), cid())
     assert p.returncode == 1 and f"{where}: {why}" in p.stderr, p.stderr
     assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []
+
+
+# --- 7. no mount namespace ---------------------------------------------------------------------
+# These containers mount in the runtime's mount namespace: here the test process's own, which
+# tests/conftest.py made private (unshare(CLONE_NEWNS), "/" rprivate) before any test ran, so
+# the host's mount table is never touched; each test checks that first.
+
+@pytest.fixture
+def private_mount_ns():
+    """The test process is in a mount namespace of its own, not its parent's (PID 1's is not
+    readable on these machines), where no mount propagates anywhere."""
+    from runtime.linux import procfs
+    assert os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+    assert not any(t.startswith("shared:") for e in procfs.mountinfo() for t in e.optional)
+    return os.readlink("/proc/self/ns/mnt")
+
+
+def _no_mount_ns(spec: dict) -> None:
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "mount"]
+    for key in ("maskedPaths", "readonlyPaths"):  # runc's validator: these need one
+        spec["linux"].pop(key, None)
+    spec["mounts"].append(_tmpfs("/mnt/t", "size=1m"))
+
+
+def _mounts_under(path) -> list[str]:
+    from runtime.linux import procfs
+    path = str(path)
+    return [e.mountpoint for e in procfs.mountinfo()
+            if e.mountpoint == path or e.mountpoint.startswith(path + "/")]
+
+
+def _detach(path) -> None:
+    """What runc leaves behind: its rootfs bind and all beneath it."""
+    from runtime.linux import syscalls as S
+    while _mounts_under(path):
+        S.umount2(str(path), S.MNT_DETACH)
+
+
+def test_no_mount_namespace_like_runc(ocish, make_bundle, tmp_path, private_mount_ns):
+    """runtime-spec: an absent namespace type is inherited. runc (prepareRootfs, then chroot
+    without NEWNS) and ocish mount the rootfs and the config's mounts in the runtime's mount
+    namespace and chroot into it. The root stays writable here: runc skips root.readonly
+    without NEWNS (finalizeRootfs), see the next test. runc's mounts outlive its `delete`;
+    ocish's `run` (create, start, delete) leaves none."""
+    def mutate(spec):
+        _no_mount_ns(spec)
+        spec["root"]["readonly"] = False
+    script = ("readlink /proc/self/ns/mnt; pwd; ls /; grep ' /mnt/t ' /proc/self/mountinfo | "
+              "cut -d' ' -f5,9; grep -c ' /proc ' /proc/self/mountinfo; touch /x && echo rw")
+    out = {}
+    for who in ("ocish", "runc"):
+        b = make_bundle(["sh", "-c", script], mutate=mutate)
+        try:
+            out[who] = (ocish("run", "-b", str(b), cid()) if who == "ocish"
+                        else run_runc(tmp_path, b))
+            left = _mounts_under(b / "rootfs")
+        finally:
+            _detach(b / "rootfs")
+        assert out[who].returncode == 0, out[who].stderr
+        if who == "ocish":
+            assert left == []
+    lines = out["ocish"].stdout.splitlines()
+    assert lines[:2] == [private_mount_ns, "/"] and lines[-3:] == ["/mnt/t tmpfs", "1", "rw"]
+    assert out["ocish"].stdout == out["runc"].stdout
+
+
+def test_no_mount_namespace_readonly_root_exec_and_delete(ocish, make_bundle, tmp_path,
+                                                          private_mount_ns):
+    """No runc half, where runc is wrong: it leaves the root writable without NEWNS (the spec:
+    root.readonly MUST make it read-only), runs `exec` in the host's root (setns(2) into a
+    shared mount namespace leaves the root as it is) and leaves its mounts after `delete`.
+    The rootfs is a mount point of its own beforehand (a containerd overlay, say): `delete`
+    removes the container's bind on top of it and all beneath, and keeps that mount."""
+    from runtime.linux import syscalls as S
+    b = make_bundle(["sleep", "300"], mutate=_no_mount_ns)
+    rootfs = str(b / "rootfs")
+    S.mount(rootfs, rootfs, None, S.MS_BIND)
+    try:
+        c = cid()
+        assert ocish("run", "-d", "-b", str(b), c).returncode == 0
+        mounted = _mounts_under(rootfs)
+        assert rootfs + "/mnt/t" in mounted and rootfs + "/proc" in mounted
+        p = ocish("exec", c, "sh", "-c", "readlink /proc/self/ns/mnt; ls /; touch /x; "
+                                          "touch /mnt/t/y && echo tmpfs rw")
+        assert p.stdout.splitlines() == ([private_mount_ns] + sorted(os.listdir(rootfs))
+                                         + ["tmpfs rw"])
+        assert "touch: /x: Read-only file system" in p.stderr
+        assert ocish("delete", "-f", c).returncode == 0
+        assert _mounts_under(rootfs) == [rootfs]  # the one we made before create
+    finally:
+        _detach(rootfs)
+
+
+def test_no_mount_namespace_failed_create_leaves_no_mount(ocish, make_bundle, private_mount_ns):
+    index = []
+
+    def mutate(spec):
+        _no_mount_ns(spec)
+        index.append(len(spec["mounts"]))
+        spec["mounts"].append({"destination": "/mnt/b", "type": "bind", "source": "/no/such"})
+    b = make_bundle(["true"], mutate=mutate)
+    try:
+        p = ocish("run", "-b", str(b), cid())
+        assert p.returncode == 1 and f"(config /mounts/{index[0]}/source)" in p.stderr, p.stderr
+        assert _mounts_under(b / "rootfs") == []
+        assert os.listdir(ocish.root) == []
+    finally:
+        _detach(b / "rootfs")
+
+
+def test_user_namespace_without_mount_namespace_refused(ocish, make_bundle, private_mount_ns):
+    """runc fails it in its init ("mount /, flags: 0x84000: operation not permitted"): the
+    container's root has no rights in the runtime's mount namespace. Refused up front."""
+    def mutate(spec):
+        _no_mount_ns(spec)
+        _userns(spec)
+    b = make_bundle(["true"], mutate=mutate)
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1
+    assert "a new user namespace needs a mount namespace of its own" in p.stderr, p.stderr
+    assert _mounts_under(b / "rootfs") == []
+    assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []

@@ -454,11 +454,17 @@ def test_mounts_rootfs_reads_real_mountinfo(ctx):
     assert ctx.sys.calls[-1] == mount(ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC)
 
 
-def test_mounts_rootfs_needs_a_mount_namespace(make_ctx):
+def test_mounts_rootfs_without_a_mount_namespace(make_ctx):
+    """In the runtime's mount namespace "/" is never touched: only the rootfs bind, which
+    takes the propagation (rslave, or rootfsPropagation)."""
     ctx = make_ctx(spec_with(namespaces=[{"type": "pid"}]))
-    err = stage_error(Mounts().run, ctx, "rootfs")
-    assert err.pointer == "/linux/namespaces" and "mount namespace is required" in str(err)
-    assert ctx.sys.calls == []
+    Mounts().run(ctx, "rootfs")
+    assert_calls(ctx, [mount(ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC),
+                       mount(None, ctx.rootfs, None, S.MS_SLAVE | S.MS_REC)])
+    assert "no mount namespace" in Mounts().describe(ctx)
+    ctx = make_ctx(spec_with(namespaces=[], rootfsPropagation="private"))
+    Mounts().run(ctx, "rootfs")
+    assert ctx.sys.calls[-1] == mount(None, ctx.rootfs, None, S.MS_PRIVATE)
 
 
 def test_mounts_rootfs_becomes_root_of_user_namespace(make_ctx, monkeypatch):
@@ -860,6 +866,17 @@ def test_no_pivot_moves_and_chroots(make_ctx, monkeypatch, tmp_path):
     ctx.sys.fail("chroot", EPERM)
     err = stage_error(Pivot().run, ctx)
     assert str(err) == f"stage pivot: chroot {ctx.rootfs} (config /root/path): operation not permitted"
+
+
+def test_no_mount_namespace_chroots_only(make_ctx, monkeypatch, tmp_path):
+    """pivot_root(2) or MS_MOVE onto / in the runtime's mount namespace would swap its root:
+    chroot(2) alone, --no-pivot or not (runc's prepareRootfs without NEWNS)."""
+    monkeypatch.chdir(tmp_path)
+    for no_pivot in (False, True):
+        ctx = make_ctx(spec_with(namespaces=[{"type": "pid"}]), no_pivot=no_pivot)
+        Pivot().run(ctx)
+        assert_calls(ctx, [("procfs_handle",), ("chroot", ".")])
+        assert "chroot(2) into the rootfs (no mount namespace)" in Pivot().describe(ctx)
 
 
 # --- process and user ----------------------------------------------------------------------------

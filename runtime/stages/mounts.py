@@ -79,9 +79,9 @@ def is_idmapped(m: dict) -> bool:
 def host_opens_source(ctx: Context, m: dict) -> bool:
     """The host, not the container side, opens this bind's source: always for an id-mapped
     mount, and for every bind when the container side is in a user namespace (its root cannot
-    reach what only the host's root can: runc 1.1.5's mount source fds, opened in nsexec
-    before the userns applies; runc 1.2's open_tree(2) mount sources). A rootless runtime has
-    no more rights than the container side: it binds there."""
+    reach what only the host's root can: runc 1.1.5's mount source fds, opened by nsexec as
+    host root in the container's mount namespace; runc 1.2's open_tree(2) mount sources). A
+    rootless runtime has no more rights than the container side: it binds there."""
     return is_bind(m) and (is_idmapped(m) or (in_userns(ctx) and os.geteuid() == 0))
 
 
@@ -97,9 +97,10 @@ class Mounts(Stage):
 
     def host_fds(self, ctx: Context, item: str) -> list[int]:
         """Host side, before "/mounts/N": for a bind the host opens (host_opens_source), a
-        detached copy of the source (open_tree(2), OPEN_TREE_CLONE), propagation set as a bind
-        in the container's namespace would have it and, for an id-mapped mount, the id mapping
-        applied; the container side attaches it with move_mount(2)."""
+        detached copy of the source made in the container's mount namespace with the host's
+        rights (runtime/stages/mountsource.py: open_tree(2), OPEN_TREE_CLONE), propagation set
+        as a bind there would have it and, for an id-mapped mount, the id mapping applied; the
+        container side attaches it with move_mount(2)."""
         if not item.startswith("/mounts/"):
             return []
         i = int(item.rsplit("/", 1)[1])

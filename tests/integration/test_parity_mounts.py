@@ -412,7 +412,7 @@ def test_idmapped_mounts_in_a_user_namespace(ocish, make_bundle, open_dir, owned
         spec["mounts"] += [
             _bind("/mnt/own", owned_tree, "rbind", "idmap"),
             _bind("/mnt/rec", owned_tree, "rbind", "ridmap"),
-            _bind("/mnt/maps", owned_tree, "bind", "idmap", uidMappings=_map(1234, 100042),
+            _bind("/mnt/maps", owned_tree, "rbind", "idmap", uidMappings=_map(1234, 100042),
                   gidMappings=_map(1234, 100043))]
     script = ("for d in own rec maps; do stat -c \"$d %n %u:%g\" /mnt/$d/f /mnt/$d/root; done; "
               "stat -c '%n %u:%g' /mnt/own/sub/g /mnt/rec/sub/g; touch /mnt/own/new; "
@@ -577,3 +577,70 @@ def test_user_namespace_without_mount_namespace_refused(ocish, make_bundle, priv
     assert "a new user namespace needs a mount namespace of its own" in p.stderr, p.stderr
     assert _mounts_under(b / "rootfs") == []
     assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []
+
+
+def test_no_mount_namespace_create_killed_after_mounts(ocish, make_bundle, monkeypatch,
+                                                       private_mount_ns):
+    """A create SIGKILLed once the mounts are made (runtime/crashpoint.py): its state.json
+    already records them, and `delete -f` unmounts them with the rest."""
+    b = make_bundle(["true"], mutate=_no_mount_ns)
+    c = cid()
+    try:
+        monkeypatch.setenv("OCISH_TEST_CRASH", "before:hooks")
+        p = ocish("create", "-b", str(b), c)
+        monkeypatch.delenv("OCISH_TEST_CRASH")
+        assert p.returncode != 0 and str(b / "rootfs/mnt/t") in _mounts_under(b / "rootfs")
+        assert ocish("delete", "-f", c).returncode == 0
+        assert _mounts_under(b / "rootfs") == []
+    finally:
+        _detach(b / "rootfs")
+
+
+def test_plain_bind_of_a_tree_with_submounts_in_a_user_namespace_like_runc(
+        ocish, make_bundle, open_dir, owned_tree, tmp_path):
+    """The kernel locks the mounts beneath a source to it in the container's mount namespace
+    (has_locked_children): a plain "bind" of it fails under runc ("invalid argument") as under
+    ocish, which says why; "rbind" works (the test above)."""
+    index = []
+
+    def mutate(spec):
+        _userns(spec)
+        index.append(len(spec["mounts"]))
+        spec["mounts"].append(_bind("/mnt/t", owned_tree, "bind"))
+    make = lambda *a, **k: make_bundle(*a, base=open_dir, **k)  # noqa: E731
+    ours, theirs = both(ocish, make, tmp_path, "true", mutate,
+                        lambda b: (b / "rootfs/mnt/t").mkdir(parents=True))
+    assert ours.returncode == 1 and ours.stderr.endswith(
+        f'(config /mounts/{index[0]}/source): in a user namespace a source with mounts beneath it can '
+        'only be bound with them: use "rbind"\n'), ours.stderr
+    if theirs is not None:
+        assert theirs.returncode == 1 and "invalid argument" in theirs.stderr, theirs.stderr
+
+
+def test_host_opened_binds_keep_their_locks_like_runc(ocish, make_bundle, open_dir, owned_tree,
+                                                      tmp_path):
+    """The copy is made in the container's mount namespace, where the kernel locked what it
+    inherited: its root (CAP_SYS_ADMIN in its user namespace) can neither remount a host
+    read-only mount read-write nor unmount a submount to see beneath it, under runc as under
+    ocish. (A copy made in the runtime's namespace would let it do both.)"""
+    from runtime.linux import syscalls as S
+    src = str(owned_tree)
+    S.mount(src, src, None, S.MS_BIND | S.MS_REC)
+    try:
+        S.mount(None, src, None, S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY)
+
+        def mutate(spec):
+            _userns(spec)
+            spec["mounts"].append(_bind("/mnt/t", src, "rbind"))
+            caps = spec["process"]["capabilities"]
+            for kind in ("bounding", "effective", "permitted"):
+                caps[kind].append("CAP_SYS_ADMIN")
+        make = lambda *a, **k: make_bundle(*a, base=open_dir, **k)  # noqa: E731
+        script = ("mount -o remount,bind,rw /mnt/t 2>/dev/null; echo remount $?; "
+                  "umount /mnt/t/sub 2>/dev/null; echo umount $?; ls /mnt/t/sub; "
+                  "touch /mnt/t/x 2>/dev/null; echo touch $?")
+        ours, theirs = both(ocish, make, tmp_path, script, mutate,
+                            lambda b: (b / "rootfs/mnt/t").mkdir(parents=True))
+        same(ours, theirs, "remount 1\numount 1\ng\ntouch 1\n")
+    finally:
+        S.umount2(src, S.MNT_DETACH)

@@ -13,11 +13,15 @@ from runtime.errors import StageError
 from runtime.linux import nsfs
 from runtime.linux import syscalls as S
 from runtime.linux.fake import RecordingSyscalls
+from runtime.stages import mountsource
 from runtime.stages.mounts import Mounts
 
 
 @pytest.fixture
-def make_ctx(tmp_path):
+def make_ctx(tmp_path, monkeypatch):
+    """Contexts whose syscalls are recorded; the helper that makes the copy in the container's
+    mount namespace runs inline (its fork would take the record with it: tested below)."""
+    monkeypatch.setattr(mountsource, "in_container_mount_ns", lambda ctx, stage, ptr, make: make())
     (tmp_path / "rootfs").mkdir()
     (tmp_path / "data").mkdir()
 
@@ -142,3 +146,30 @@ def test_new_userns_has_the_maps():
         assert os.readlink(f"/proc/self/fd/{fd}") != os.readlink("/proc/self/ns/user")
     finally:
         os.close(fd)
+
+
+def test_helper_hands_back_the_fd_it_made(tmp_path):
+    """A real fork; our own mount namespace (ctx.pid is us), so no setns(2)."""
+    (tmp_path / "f").write_text("x")
+    ctx = Context("t1", str(tmp_path), default_spec(), str(tmp_path), str(tmp_path / "state"),
+                  sys=RecordingSyscalls(root=tmp_path))
+    ctx.pid = os.getpid()
+    fd = mountsource.in_container_mount_ns(
+        ctx, "mounts", "/mounts/7", lambda: os.open(tmp_path / "f", os.O_RDONLY | os.O_CLOEXEC))
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(tmp_path / "f"))
+    finally:
+        os.close(fd)
+
+    def refused():
+        raise StageError("mounts", "open_tree", '"/x"', 13, "/mounts/7/source")
+    with pytest.raises(StageError) as info:
+        mountsource.in_container_mount_ns(ctx, "mounts", "/mounts/7", refused)
+    assert str(info.value) == ('stage mounts: open_tree "/x" (config /mounts/7/source): '
+                               'permission denied')
+
+    def crash():
+        raise RuntimeError("boom")
+    with pytest.raises(StageError) as info:
+        mountsource.in_container_mount_ns(ctx, "mounts", "/mounts/7", crash)
+    assert "helper in the container's mount namespace died" in str(info.value)

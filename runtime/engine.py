@@ -386,11 +386,19 @@ def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
 def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
     by_name = {s.name: s for s in stages}
     ctx.chan = chan
+    # fds come only with the items of stages that override Stage.host_fds (mounts): read with
+    # recvmsg(2) until those are past, then with recv(2), so that what a seccomp profile loaded
+    # in stage bounding must allow for the rest of setup stays recvfrom
+    order = {s.name: i for i, s in enumerate(stages)}
+    last = max((i for i, s in enumerate(stages) if type(s).host_fds is not Stage.host_fds),
+               default=-1)
+    pos = 0
     while True:
-        msg = chan.recv()
+        msg = chan.recv(fds=pos <= last)
         if not isinstance(msg, sync.Run):
             return
         stage = by_name[msg.stage]
+        pos = order[stage.name]
         ctx.fds = chan.take_fds()
         try:
             _run_item(stage, ctx, msg.item)

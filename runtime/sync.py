@@ -133,12 +133,17 @@ class Channel:
         fds, self._fds = self._fds, []
         return fds
 
-    def recv(self) -> Message | None:
-        """The next message, or None on EOF (the peer is gone)."""
+    def recv(self, fds: bool = False) -> Message | None:
+        """The next message, or None on EOF (the peer is gone). With `fds`, read with
+        recvmsg(2) and keep the fds that come along (take_fds); without, recv(2) (recvfrom),
+        the one call a seccomp profile loaded before the last messages must allow."""
         while b"\n" not in self._buf:
             try:
-                chunk, anc, _flags, _addr = self.sock.recvmsg(
-                    65536, _socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC)
+                if fds:
+                    chunk, anc, _flags, _addr = self.sock.recvmsg(
+                        65536, _socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC)
+                else:
+                    chunk, anc = self.sock.recv(65536), []
             except ConnectionResetError:  # the peer exited with our last message unread
                 return None
             for level, kind, raw in anc:

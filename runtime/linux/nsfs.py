@@ -63,4 +63,7 @@ def new_userns(uid_map: str, gid_map: str) -> int:
     finally:
         os.close(ready_r)
         os.close(done_w)
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # a subreaper's reap loop (the debugger's) got there first
+            pass

@@ -86,11 +86,14 @@ def in_container_mount_ns(ctx: Context, stage: str, ptr: str, make: Callable[[],
         theirs.close()
         os.close(mnt)
     try:
-        msg = ours.recv()
+        msg = ours.recv(fds=True)
         fds = ours.take_fds()
     finally:
         ours.close()
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # a subreaper's reap loop (the debugger's) got there first
+            pass
     if isinstance(msg, sync.Ok) and len(fds) == 1:
         return fds[0]
     for fd in fds:

@@ -51,12 +51,14 @@ def test_channel_carries_fds_with_a_message(tmp_path):
     try:
         host.send(sync.Run("mounts", "/mounts/7"), [fd])
         host.send(sync.Run("mounts", "/mounts/8"))
-        msg = child.recv()
+        msg = child.recv(fds=True)
         got = child.take_fds()
         assert (msg.stage, msg.item, len(got)) == ("mounts", "/mounts/7", 1)
         assert os.path.samestat(os.fstat(got[0]), os.fstat(fd))
         assert not os.get_inheritable(got[0])  # MSG_CMSG_CLOEXEC
-        assert child.recv().item == "/mounts/8" and child.take_fds() == []
+        assert child.recv(fds=True).item == "/mounts/8" and child.take_fds() == []
+        host.send(sync.Run("mounts", "/mounts/9"), [fd])  # read with recv(2): fds dropped
+        assert child.recv().item == "/mounts/9" and child.take_fds() == []
         os.close(got[0])
     finally:
         os.close(fd)

@@ -45,6 +45,10 @@ class Context:
         self.notes: dict = {}         # what stages learned, shown by the debugger
         self.chan = None              # container side only: the sync channel to the host
         self.console_sock = None      # connected --console-socket, opened before pivot_root
+        self.fds: list[int] = []      # container side: the fds the host sent with this item
+        self.proc_fd = -1             # container side: a procfs handle (syscalls.procfs_handle)
+        #                               for what needs /proc after pivot_root, whether or not
+        #                               the container mounts one; -1: the container's /proc
         self.journal = None           # lifecycle.Setup's: journal("cgroup" | "pid") records
         #                               it in state.json before it needs undoing after a crash
 
@@ -108,6 +112,12 @@ class Stage:
     def describe(self, ctx: Context) -> str:
         """What this stage will do with this config, in plain words."""
         return self.summary
+
+    def host_fds(self, ctx: Context, item: str) -> list[int]:
+        """Host side, before a container-side item runs: fds the host opens for it (what only
+        the host may reach, or must prepare: bind sources, id-mapped mounts), sent with its
+        Run and found in ctx.fds on the container side while the item runs; [] for most."""
+        return []
 
     def handoff(self, ctx: Context) -> None:
         """Container side, after the host was told the stage succeeded; only exec overrides it."""
@@ -232,15 +242,20 @@ class Engine:
         while not self.done:
             self.step()
 
-    def _send(self, msg: sync.Message) -> None:
+    def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None
         try:
-            self.chan.send(msg)
+            self.chan.send(msg, fds)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the container side is gone: the next recv() says why (its Err, or EOF)
 
     def _remote(self, stage: Stage, item: str) -> None:
-        self._send(sync.Run(stage.name, item))
+        fds = stage.host_fds(self.ctx, item)
+        try:
+            self._send(sync.Run(stage.name, item), fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self._receive(stage.name)
 
     def _receive(self, stage: str, until_ready: bool = False) -> None:
@@ -371,13 +386,22 @@ def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
 def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
     by_name = {s.name: s for s in stages}
     ctx.chan = chan
+    # fds come only with the items of stages that override Stage.host_fds (mounts): read with
+    # recvmsg(2) until those are past, then with recv(2), so that what a seccomp profile loaded
+    # in stage bounding must allow for the rest of setup stays recvfrom
+    order = {s.name: i for i, s in enumerate(stages)}
+    last = max((i for i, s in enumerate(stages) if type(s).host_fds is not Stage.host_fds),
+               default=-1)
+    pos = 0
     while True:
-        msg = chan.recv()
+        msg = chan.recv(fds=pos <= last)
         if not isinstance(msg, sync.Run):
             return
         stage = by_name[msg.stage]
+        pos = order[stage.name]
+        ctx.fds = chan.take_fds()
         try:
-            stage.run(ctx, msg.item)
+            _run_item(stage, ctx, msg.item)
         except StageError as err:
             chan.send(sync.Err(stage.name, err.to_dict()))
             continue
@@ -395,3 +419,13 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
             chan.close()
             stage.handoff(ctx)  # never returns
             os._exit(1)
+
+
+def _run_item(stage: Stage, ctx: Context, item: str) -> None:
+    """stage.run on the container side; the fds the host sent for the item are closed after."""
+    try:
+        stage.run(ctx, item)
+    finally:
+        for fd in ctx.fds:
+            os.close(fd)
+        ctx.fds = []

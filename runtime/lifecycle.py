@@ -50,8 +50,22 @@ class Setup:
         self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
                            no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                            console_socket=console_socket, fifo_fd=fifo_fd)
+        if not any(n.get("type") == "mount" for n in self.ctx.linux.get("namespaces") or []):
+            self._record_host_mounts()
         self.ctx.journal = self.journal
         self.engine = Engine(self.ctx, "runtime.stages:pipeline", (), observer)
+
+    def _record_host_mounts(self) -> None:
+        """No mount namespace: the container's mounts will be made in ours; record what
+        `delete` must unmount (runtime/hostmounts.py) before the container side starts."""
+        from runtime import hostmounts
+        try:
+            self.st["host_mounts"] = hostmounts.record(self.ctx.rootfs)
+            state.save(self.root, self.st)
+        except OSError:
+            os.close(self.ctx.fifo_fd)
+            state.remove_dir(self.dir)
+            raise
 
     def journal(self, what: str) -> None:
         """Record what a `delete` after a crash must undo, one small rewrite of state.json:
@@ -109,6 +123,7 @@ class Setup:
             _unthrottle([self.ctx.pid] + (self.ctx.cgroup.pids() if self.ctx.cgroup else []))
         self.engine.kill()
         try:
+            _remove_host_mounts(self.st)
             if self.ctx.cgroup is not None:
                 self.ctx.cgroup.destroy()
         finally:
@@ -329,6 +344,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         _unthrottle(([st["pid"]] if st["pid"] > 0 else []) + (manager.pids() if manager else []))
         _wait_stopped(st)
     crashpoint.reached("delete:killed")
+    _remove_host_mounts(st)
     if manager is not None:
         manager.destroy()
     crashpoint.reached("delete:cgroup")
@@ -338,6 +354,22 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 
 
 LATER_HOOKS = ("poststart", "poststop")
+
+
+def _remove_host_mounts(st: dict) -> None:
+    """Unmount what a container without a mount namespace mounted in ours (better than runc,
+    which leaves it); in another mount namespace, a warning where poststop's go."""
+    if "host_mounts" not in st:
+        return
+    from runtime import hostmounts
+    try:
+        why = hostmounts.remove(st["host_mounts"])
+    except OSError as e:
+        raise OcishError(f"unmount {st['host_mounts']['rootfs']}: "
+                         f"{os.strerror(e.errno or 0).lower()}") from None
+    if why:
+        from runtime import hooks
+        hooks.on_warning(why)
 
 
 def _later_hooks(st: dict, kind: str, status: str) -> None:

@@ -33,7 +33,8 @@ Compatibility with runc: the namespace rules follow runc's `libcontainer/configs
 offsets, masked paths need a mount namespace); as in runc, a "private" namespace is one listed in
 /linux/namespaces, new or joined by path. Where runc is looser we are stricter on purpose,
 because the runtime acts on the result: relative mount destinations and ".." components in
-container paths are rejected, and mounts need a mount namespace (runc silently skips them).
+container paths are rejected. A config without a mount namespace is valid (the spec: an absent
+namespace type is inherited): its rootfs and mounts are made in the runtime's mount namespace.
 """
 import os
 
@@ -445,6 +446,14 @@ def _validate(spec, bundle: str) -> str:
     # None (lint's mode) when the namespaces cannot be told: the checks that need them skip
     ns = _namespaces(linux or {}) if linux is not None or "linux" not in spec else None
     linux = linux or {}
+    if ns is not None and "user" in ns and ns["user"][1] is None and "mount" not in ns:
+        with _each:
+            # runc fails it later: "error preparing rootfs: mount /, flags: 0x84000: operation
+            # not permitted"
+            raise SpecError(f"/linux/namespaces/{ns['user'][0]}",
+                            "a new user namespace needs a mount namespace of its own: the "
+                            "runtime's is owned by the host's user namespace, where the "
+                            f"container's root may not mount its rootfs: {_add_ns('mount')}")
 
     with _each:
         _process(spec)
@@ -640,17 +649,12 @@ def _mounts(spec: dict, ns: dict) -> None:
     if "mounts" not in spec:
         return
     mounts = _list(spec["mounts"], "/mounts")
-    if mounts:
-        with _each:
-            if "mount" not in ns:
-                raise SpecError("/mounts", f"mounts need a private mount namespace: "
-                                           f"{_add_ns('mount')}")
     for i, m in enumerate(mounts):
         with _each:
-            _mount(m, f"/mounts/{i}")
+            _mount(m, f"/mounts/{i}", ns)
 
 
-def _mount(m, p: str) -> None:
+def _mount(m, p: str, ns: dict | None = None) -> None:
     _obj(m, p)
     _req(m, "destination", p, "an absolute path", _path, False)
     typ = _opt(m, "type", p, _str)
@@ -673,6 +677,17 @@ def _mount(m, p: str) -> None:
     if has and not bind:
         raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
                                          'or option "bind"/"rbind")')
+    # "idmap"/"ridmap" (runtime-spec 1.2): bind mounts only, as runc's checkIDMapMounts; without
+    # mappings of its own the mount takes the container's user namespace, which must exist
+    for k, opt in enumerate(opts):
+        if opt in ("idmap", "ridmap"):
+            if not bind:
+                raise SpecError(f"{p}/options/{k}", f'{opt}: id-mapped mounts must be bind mounts '
+                                                    f'(type "bind" or option "bind"/"rbind")')
+            if not has and ns is not None and "user" not in ns:
+                raise SpecError(f"{p}/options/{k}", f"{opt} without uidMappings and gidMappings "
+                                                    f"takes the container's user namespace "
+                                                    f"mapping, but there is none: {_add_ns('user')}")
 
 
 def _hooks(spec: dict) -> None:

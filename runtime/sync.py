@@ -14,6 +14,8 @@
                         ◄──────────────────────────  C2: Ok{stage: unshare}  (after C1 is gone)
     [host stage: idmap] writes /proc/C2/{uid,gid}_map
     Run{stage: mounts, item: "/proc"} ────────────►  C2: runs that one item of the stage
+      (+ SCM_RIGHTS fds the host opened for it:           (Stage.host_fds: bind sources
+       detached mounts, see Stage.host_fds)                 resolved with the host's rights)
                         ◄──────────────────────────  Ok{stage: mounts}  |  Err{error: StageError}
     ... one Run per stage item (pivot, process, ...) ...
     Run{stage: exec} ─────────────────────────────►  C2: resolves args[0], closes fds
@@ -34,6 +36,7 @@ host went away: the container side exits instead of running on half set up.
 from __future__ import annotations
 
 import _socket
+import sys
 
 from runtime import jsonfast
 
@@ -102,23 +105,51 @@ class Pid(Message):
 _TYPES = {m.type: m for m in (Init, Ready, Run, Ok, Err, Pid)}
 
 
+_MAX_FDS = 16  # fds one message may carry
+_FD_SIZE = 4   # an int in SCM_RIGHTS
+
+
 class Channel:
-    """One end of the socketpair, reading and writing whole JSON lines."""
+    """One end of the socketpair, reading and writing whole JSON lines; a message may carry fds
+    (SCM_RIGHTS), which the receiver collects with take_fds()."""
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self._buf = b""
+        self._fds: list[int] = []
 
-    def send(self, msg: Message) -> None:
-        self.sock.sendall(jsonfast.dumps(msg.to_dict()).encode() + b"\n")
+    def send(self, msg: Message, fds: list[int] | tuple[int, ...] = ()) -> None:
+        """Send `msg`; `fds` (at most 16) go with its first byte and stay open here."""
+        data = jsonfast.dumps(msg.to_dict()).encode() + b"\n"
+        if fds:
+            raw = b"".join(fd.to_bytes(_FD_SIZE, sys.byteorder) for fd in fds)
+            sent = self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, raw)])
+            data = data[sent:]
+        if data:
+            self.sock.sendall(data)
 
-    def recv(self) -> Message | None:
-        """The next message, or None on EOF (the peer is gone)."""
+    def take_fds(self) -> list[int]:
+        """The fds received so far (close-on-exec), now the caller's to close."""
+        fds, self._fds = self._fds, []
+        return fds
+
+    def recv(self, fds: bool = False) -> Message | None:
+        """The next message, or None on EOF (the peer is gone). With `fds`, read with
+        recvmsg(2) and keep the fds that come along (take_fds); without, recv(2) (recvfrom),
+        the one call a seccomp profile loaded before the last messages must allow."""
         while b"\n" not in self._buf:
             try:
-                chunk = self.sock.recv(65536)
+                if fds:
+                    chunk, anc, _flags, _addr = self.sock.recvmsg(
+                        65536, _socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC)
+                else:
+                    chunk, anc = self.sock.recv(65536), []
             except ConnectionResetError:  # the peer exited with our last message unread
                 return None
+            for level, kind, raw in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    self._fds += [int.from_bytes(raw[i:i + _FD_SIZE], sys.byteorder)
+                                  for i in range(0, len(raw) - _FD_SIZE + 1, _FD_SIZE)]
             if not chunk:
                 return None
             self._buf += chunk

@@ -249,8 +249,26 @@ class RecordingSyscalls:
     def umask(self, mask: int) -> None:
         self._record("umask", mask)
 
-    def write_file(self, path: str, data: str) -> None:
+    def write_file(self, path: str, data: str, dir_fd: int | None = None) -> None:
         self._record("write_file", path, data)
+
+    def open_tree(self, path: str, recursive: bool) -> int:
+        self._record("open_tree", path, recursive)
+        return os.open("/", os.O_PATH | os.O_CLOEXEC)  # a real fd, that callers may close
+
+    def mount_setattr(self, fd: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0,
+                      userns_fd: int = 0, recursive: bool = False) -> None:
+        self._record("mount_setattr", attr_set, attr_clr, propagation, recursive)
+
+    def move_mount(self, fd: int, target: str) -> None:
+        self._record("move_mount", target)
+
+    def procfs_handle(self) -> int:
+        self._record("procfs_handle")
+        return os.open("/proc", os.O_PATH | os.O_CLOEXEC)
+
+    def close_range(self, first: int, last: int, flags: int = 0) -> None:
+        self._record("close_range", first, last, flags)
 
     def fork(self) -> int:
         self._record("fork")

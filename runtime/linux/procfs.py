@@ -1,6 +1,10 @@
 """Small procfs readers shared by stages and lifecycle; they return plain data and never print."""
 from __future__ import annotations
 
+import errno
+import os
+
+
 class MountEntry:
     """One line of /proc/PID/mountinfo."""
 
@@ -57,6 +61,21 @@ def start_time(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def mount_id(path: str) -> int:
+    """The id (as in mountinfo) of the mount `path` resolves to: the topmost one mounted on it,
+    else the one containing it; from the "mnt_id:" line of /proc/self/fdinfo. OSError when
+    `path` cannot be opened."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    raise OSError(errno.ENOTSUP, "no mnt_id in fdinfo", path)
 
 
 def proc_state(pid: int) -> str:

@@ -47,6 +47,24 @@ MS_SHARED = 0x100000
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MNT_DETACH = 0x2
+# the new mount API (Linux 5.2; mount_setattr 5.12): detached mounts made and changed by fd
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x100000
+# <linux/close_range.h>
+CLOSE_RANGE_CLOEXEC = 0x4
 
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
@@ -85,6 +103,17 @@ _SYSCALL_NR = {  # only the calls glibc (2.36) has no wrapper for
     "aarch64": {"pivot_root": 41, "keyctl": 219, "ioprio_set": 30, "sched_setattr": 274,
                 "lsm_list_modules": 461},
 }[os.uname().machine]
+
+
+# Linux 5.1 gave every architecture the same numbers for the calls added from 424 on.
+_NEW_NR = {"open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+           "close_range": 436, "mount_setattr": 442}
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0, 32 bytes): what mount_setattr(2) reads."""
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
 class _SchedAttr(ctypes.Structure):
@@ -264,9 +293,10 @@ def umask(mask: int) -> None:
     os.umask(mask)
 
 
-def write_file(path: str, data: str) -> None:
-    """Write a procfs/sysfs knob in one write(2), as the kernel expects."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+def write_file(path: str, data: str, dir_fd: int | None = None) -> None:
+    """Write a procfs/sysfs knob in one write(2), as the kernel expects; a relative `path` is
+    looked up from `dir_fd` (a procfs handle, see procfs_handle)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         os.write(fd, data.encode())
     finally:
@@ -275,3 +305,56 @@ def write_file(path: str, data: str) -> None:
 
 def fork() -> int:
     return os.fork()
+
+
+def _new(name: str, *args) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_NEW_NR[name]), *args), name)
+
+
+def open_tree(path: str, recursive: bool) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (its whole
+    subtree when `recursive`, as "rbind"), resolved by the caller with the caller's
+    credentials; returns its fd (close-on-exec), to attach elsewhere with move_mount."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _new("open_tree", ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags))
+
+
+def mount_setattr(fd: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0,
+                  userns_fd: int = 0, recursive: bool = False) -> None:
+    """mount_setattr(2) of the mount `fd` refers to (AT_EMPTY_PATH): MOUNT_ATTR_* flags set and
+    cleared, a propagation type (MS_PRIVATE, MS_SLAVE ...; 0 keeps it), and with
+    MOUNT_ATTR_IDMAP the user namespace whose mapping idmaps a detached mount."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _new("mount_setattr", ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr),
+         ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def move_mount(fd: int, target: str) -> None:
+    """move_mount(2) the (detached) mount `fd` onto `target`, in the caller's mount namespace."""
+    _new("move_mount", ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD), _b(target),
+         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+
+
+def procfs_handle() -> int:
+    """A procfs of our own, mounted nowhere (fsopen, fsmount): the fd of its root, close-on-
+    exec, nosuid,nodev,noexec, with only the process directories, self and thread-self
+    ("subset=pid", Linux 5.8) of the caller's pid namespace; what runc's pathrs procfs handle
+    is. Needs CAP_SYS_ADMIN over that pid namespace and, in a user namespace, a procfs in
+    view in the mount namespace (EPERM otherwise)."""
+    fs = _new("fsopen", b"proc", ctypes.c_uint(FSOPEN_CLOEXEC))
+    try:
+        _new("fsconfig", ctypes.c_int(fs), ctypes.c_uint(FSCONFIG_SET_STRING), b"subset", b"pid",
+             ctypes.c_int(0))
+        _new("fsconfig", ctypes.c_int(fs), ctypes.c_uint(FSCONFIG_CMD_CREATE), None, None,
+             ctypes.c_int(0))
+        return _new("fsmount", ctypes.c_int(fs), ctypes.c_uint(FSMOUNT_CLOEXEC),
+                    ctypes.c_uint(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC))
+    finally:
+        os.close(fs)
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """close_range(2) of fds first..last (2**32-1: all above), or with CLOSE_RANGE_CLOEXEC only
+    mark them close-on-exec (Linux 5.11); no /proc/self/fd to list."""
+    _new("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))

@@ -83,19 +83,21 @@ class Exec(Stage):
             # ptrace us (runc's init does the same; /proc/<pid>/exe is a sealed copy anyway,
             # runtime/linux/exeseal.py, CVE-2019-5736)
             ctx.sys.prctl(PR_SET_DUMPABLE, 0)
-        elif not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
+        elif ctx.proc_fd < 0 and not os.path.exists(f"/proc/self/fd/{ctx.fifo_fd}"):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
-                             "the container has no /proc mounted: it is needed to reach exec.fifo")
+                             "no procfs handle could be made and the container has no /proc "
+                             "mounted: one is needed to reach exec.fifo")
         keep = 3 + ctx.preserve_fds
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if 3 <= fd < keep:
+        for fd in range(3, keep):
+            try:
                 os.set_inheritable(fd, True)
-            elif fd >= keep:
-                try:
-                    os.set_inheritable(fd, False)
-                except OSError:  # the listing's own fd, already closed
-                    pass
+            except OSError:  # a gap in the preserved fds
+                pass
+        # every other fd close-on-exec, without listing /proc/self/fd (crun does the same)
+        try:
+            ctx.sys.close_range(keep, 2**32 - 1, ctx.sys.CLOSE_RANGE_CLOEXEC)
+        except OSError as e:
+            raise StageError(self.name, "close_range", f"{keep}-", e.errno or 0) from None
 
     def handoff(self, ctx: Context) -> None:
         # Python ignores SIGPIPE (and more); ignored signals would survive execve(2)
@@ -108,7 +110,12 @@ class Exec(Stage):
         sig.pthread_sigmask(sig.SIG_SETMASK, [])
         seccomp.load_or_exit()  # as late as possible: only the fifo, startContainer hooks, execve follow
         if self.wait_start:
-            fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            # exec.fifo is an O_PATH fd from the host, reopened for writing through /proc (a
+            # FIFO's O_WRONLY open blocks until `start` opens it for reading)
+            if ctx.proc_fd >= 0:
+                fd = os.open(f"self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.proc_fd)
+            else:
+                fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
             hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
             os.write(fd, b"0")
         args = ctx.process["args"]

@@ -21,7 +21,7 @@ from runtime.engine import CONTAINER, HOST, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import procfs
 from runtime.linux import syscalls as S
-from runtime.stages.unshare import Unshare
+from runtime.stages.unshare import Unshare, describe_oom, oom_score_adj
 
 # /proc/<pid>/ns/<name> -> the setns(2) flag, in the order they are entered
 JOIN_ORDER = (("user", S.CLONE_NEWUSER), ("ipc", S.CLONE_NEWIPC), ("uts", S.CLONE_NEWUTS),
@@ -105,16 +105,21 @@ class Join(Stage):
 
     def describe(self, ctx: Context) -> str:
         kinds = differing_namespaces(self.init_pid)
-        return (f"{self.summary}.\n"
-                f"setns(2) into the namespaces of pid {self.init_pid} that differ from ours, "
-                f"user first and mount last: {', '.join(kinds) or 'none'}.\n"
+        return "\n".join([f"{self.summary}."] + describe_oom(ctx)) + (
+                f"\nsetns(2) into the namespaces of pid {self.init_pid} that differ from ours, "
+                f"user first and mount last: {', '.join(kinds) or 'none'}"
+                + ("" if "mnt" in kinds else "; then chroot(2) into its root when not ours")
+                + ".\n"
                 "fork(2): a joined pid namespace applies to children only; this process exits, "
                 "the child starts a session of its own (setsid(2)).")
 
     def run(self, ctx: Context, item: str = "") -> None:
+        oom_score_adj(ctx, self.name)
         opened: list[tuple[str, int, int]] = []
+        kinds = differing_namespaces(self.init_pid)
+        root = -1 if "mnt" in kinds else self._open_root()
         try:
-            for kind in differing_namespaces(self.init_pid):
+            for kind in kinds:
                 path = f"/proc/{self.init_pid}/ns/{kind}"
                 try:
                     opened.append((kind, dict(JOIN_ORDER)[kind],
@@ -128,13 +133,40 @@ class Join(Stage):
                 except OSError as e:
                     raise StageError(self.name, "setns", f"/proc/{self.init_pid}/ns/{kind}",
                                      e.errno or 0) from None
+            if root >= 0:
+                self._chroot(ctx, root)
         finally:
             for _, _, fd in opened:
                 os.close(fd)
+            if root >= 0:
+                os.close(root)
         ctx.notes["joined"] = [kind for kind, _, _ in opened]
         # until execve(2), no process of the container may ptrace us or open /proc/<pid>/exe
         ctx.sys.prctl(S.PR_SET_DUMPABLE, 0)
         Unshare()._fork_init(ctx)
+
+    def _open_root(self) -> int:
+        """The init's root when it is not ours while its mount namespace is (a container
+        without a mount namespace, chroot'ed by stage `pivot`), else -1. setns(2) into a
+        mount namespace sets the root, a shared one does not: runc 1.1.5's exec then runs in
+        the host's root; here it is chroot'ed like the init."""
+        path = f"/proc/{self.init_pid}/root"
+        try:
+            theirs, ours = os.stat(path), os.stat("/")
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                return -1
+            return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise StageError(self.name, "open", path, e.errno or 0) from None
+
+    def _chroot(self, ctx: Context, root: int) -> None:
+        try:
+            os.fchdir(root)
+            ctx.sys.chroot(".")
+        except OSError as e:
+            raise StageError(self.name, "chroot", f"/proc/{self.init_pid}/root",
+                             e.errno or 0) from None
+        os.chdir("/")
 
     def _check_init(self) -> None:
         try:

@@ -31,6 +31,7 @@ PROPAGATION = {
 REMOUNT_FLAGS = (S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_NOATIME
                  | S.MS_NODIRATIME | S.MS_RELATIME | S.MS_STRICTATIME | S.MS_NOSYMFOLLOW)
 _IGNORED = {"tmpcopyup"}  # runc extensions we accept and do not act on
+IDMAP = ("idmap", "ridmap")  # runtime-spec 1.2: an id-mapped mount, ridmap recursively
 
 
 class MountOptions:
@@ -38,6 +39,7 @@ class MountOptions:
         self.flags = 0
         self.propagation: list[int] = []
         self.data: list[str] = []
+        self.idmap = ""  # "idmap", "ridmap" or ""
 
     @property
     def is_bind(self) -> bool:
@@ -52,6 +54,8 @@ def parse(options: list[str]) -> MountOptions:
             out.flags = (out.flags | set_) & ~clear
         elif opt in PROPAGATION:
             out.propagation.append(PROPAGATION[opt])
+        elif opt in IDMAP:
+            out.idmap = opt
         elif opt not in _IGNORED:
             out.data.append(opt)
     return out

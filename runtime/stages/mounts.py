@@ -3,6 +3,13 @@
 Items (what `break mount /proc` can stop at): "rootfs", one "/mounts/N" per mount, "devices".
 Every destination is resolved with secure_join, so a symlink in the rootfs cannot redirect a mount
 outside it.
+
+Every mount is made read-write here; a read-only one is remounted read-only by stage `paths`
+(READONLY_LATER), once everything beneath it exists: submounts, device nodes, /dev/console, the
+hooks' changes. That is crun's deferred remount (libcrun/linux.c finalize_mounts) and runc's for
+tmpfs and /dev (rootfs_linux.go mountPropagate/finalizeRootfs, since runc commit fc98958
+"Remount /dev as ro after it is populated"); without it a read-only /dev cannot get its devpts,
+shm and mqueue mount points nor its device nodes.
 """
 from __future__ import annotations
 
@@ -26,6 +33,21 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("pts/ptmx", "/dev/ptmx")]
 _DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 _NO_SYMLINK_TYPES = {"proc", "sysfs"}
+# ctx.notes key: [container path, mount flags, config pointer, what] of each mount that stage
+# `paths` remounts read-only
+READONLY_LATER = "readonly_later"
+
+
+def in_userns(ctx: Context) -> bool:
+    """The container is in a user namespace of its own, new or joined: mknod(2) is refused
+    there (runc binds devices when RunningInUserNS or the config has NEWUSER)."""
+    return any(ns.get("type") == "user" for ns in ctx.linux.get("namespaces") or [])
+
+
+def has_mount_ns(ctx: Context) -> bool:
+    """A mount namespace of its own, new or joined; without one the container's mounts are
+    made in the runtime's (runtime-spec: an absent namespace type is inherited)."""
+    return any(ns.get("type") == "mount" for ns in ctx.linux.get("namespaces") or [])
 
 
 def mount_list(ctx: Context) -> list[dict]:
@@ -34,9 +56,7 @@ def mount_list(ctx: Context) -> list[dict]:
 
 def dev_is_bound(ctx: Context) -> bool:
     """/dev bind-mounted from the host: then the host's nodes are used as they are."""
-    return any(m.get("destination") == "/dev" and (
-        m.get("type") == "bind" or mountopts.parse(m.get("options") or []).is_bind)
-        for m in mount_list(ctx))
+    return any(m.get("destination") == "/dev" and is_bind(m) for m in mount_list(ctx))
 
 
 def describe_mount(m: dict) -> str:
@@ -45,10 +65,50 @@ def describe_mount(m: dict) -> str:
         f" ({opts})" if opts else "")
 
 
+def is_bind(m: dict) -> bool:
+    return m.get("type") == "bind" or mountopts.parse(m.get("options") or []).is_bind
+
+
+def is_idmapped(m: dict) -> bool:
+    """runtime-spec 1.2: "idmap"/"ridmap", or uidMappings/gidMappings on the mount (runc's
+    specconv takes those alone as "idmap" too: never ignored)."""
+    return bool(mountopts.parse(m.get("options") or []).idmap) or "uidMappings" in m \
+        or "gidMappings" in m
+
+
+def host_opens_source(ctx: Context, m: dict) -> bool:
+    """The host, not the container side, opens this bind's source: always for an id-mapped
+    mount, and for every bind when the container side is in a user namespace (its root cannot
+    reach what only the host's root can: runc 1.1.5's mount source fds, opened by nsexec as
+    host root in the container's mount namespace; runc 1.2's open_tree(2) mount sources). A
+    rootless runtime has no more rights than the container side: it binds there."""
+    return is_bind(m) and (is_idmapped(m) or (in_userns(ctx) and os.geteuid() == 0))
+
+
+def bind_source(ctx: Context, m: dict) -> str:
+    source = m.get("source") or ""
+    return source if os.path.isabs(source) else os.path.join(ctx.bundle, source)
+
+
 class Mounts(Stage):
     name = "mounts"
     side = CONTAINER
     summary = "mount the rootfs and every config.json mount inside it, create device nodes"
+
+    def host_fds(self, ctx: Context, item: str) -> list[int]:
+        """Host side, before "/mounts/N": for a bind the host opens (host_opens_source), a
+        detached copy of the source made in the container's mount namespace with the host's
+        rights (runtime/stages/mountsource.py: open_tree(2), OPEN_TREE_CLONE), propagation set
+        as a bind there would have it and, for an id-mapped mount, the id mapping applied; the
+        container side attaches it with move_mount(2)."""
+        if not item.startswith("/mounts/"):
+            return []
+        i = int(item.rsplit("/", 1)[1])
+        m = mount_list(ctx)[i]
+        if not host_opens_source(ctx, m):
+            return []
+        from runtime.stages import mountsource  # only configs with such binds need it
+        return [mountsource.open_source(ctx, self.name, f"/mounts/{i}", m, bind_source(ctx, m))]
 
     def items(self, ctx: Context) -> list[str]:
         return ["rootfs"] + [f"/mounts/{i}" for i in range(len(mount_list(ctx)))] + ["devices"]
@@ -56,13 +116,22 @@ class Mounts(Stage):
     def describe(self, ctx: Context) -> str:
         prop = ctx.linux.get("rootfsPropagation") or "rslave"
         lines = [self.summary + ".",
-                 f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself.",
-                 ]
+                 f"rootfs: make / {prop} (config /linux/rootfsPropagation), bind {ctx.rootfs} onto itself."
+                 if has_mount_ns(ctx) else
+                 f"rootfs: no mount namespace: in the runtime's, bind {ctx.rootfs} onto itself and "
+                 f"make that bind {prop} (config /linux/rootfsPropagation); `delete` unmounts it "
+                 f"and all beneath it."]
         for i, m in enumerate(mount_list(ctx)):
-            lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
+            if host_opens_source(ctx, m):
+                how = "id-mapped " if is_idmapped(m) else ""
+                lines.append(f"/mounts/{i}: move_mount(2) {describe_mount(m)}: a {how}copy of "
+                             f"the source the host opened (open_tree(2))")
+            else:
+                lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
         devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
         devs += [d["path"] for d in ctx.linux.get("devices") or []]
-        how = "bind-mount from the host (user namespace)" if has_new(ctx, "user") else "mknod(2)"
+        how = ("bind-mount from the host, nosuid,noexec (user namespace)" if in_userns(ctx)
+               else "mknod(2)")
         lines.append(f"devices: {how} " + (", ".join(devs) or "none") + " (config /linux/devices).")
         return "\n".join(lines)
 
@@ -77,20 +146,21 @@ class Mounts(Stage):
 
     # -- rootfs ---------------------------------------------------------------------------------
     def _rootfs(self, ctx: Context) -> None:
-        if has_new(ctx, "user"):
-            # Become the namespace's root (mapped now): files and dirs created from here on are
-            # owned by a mapped id, which the kernel insists on (EOVERFLOW otherwise).
+        if in_userns(ctx):
+            # Become the namespace's root (mapped now), new or joined (runc's nsexec does after
+            # its joins too): files and dirs created from here on are owned by a mapped id,
+            # which the kernel insists on (EOVERFLOW otherwise).
             try:
                 ctx.sys.setresgid(0, 0, 0)
                 ctx.sys.setresuid(0, 0, 0)
             except OSError as e:
                 raise StageError(self.name, "setresuid", "0", e.errno or 0, "/linux/uidMappings",
                                  "uid/gid 0 must be mapped in the user namespace") from None
-        if not any(ns["type"] == "mount" for ns in ctx.linux.get("namespaces") or []):
-            raise StageError(self.name, "check", "mount namespace", 0, "/linux/namespaces",
-                             "a mount namespace is required to set up the rootfs")
         prop = ctx.linux.get("rootfsPropagation")
         flags = mountopts.PROPAGATION[prop] if prop else S.MS_SLAVE | S.MS_REC
+        if not has_mount_ns(ctx):
+            self._rootfs_in_runtime_ns(ctx, flags)
+            return
         self._call(ctx, "mount", "/", (None, "/", None, flags), "/linux/rootfsPropagation")
         # pivot_root(2) refuses a new root whose parent mount is shared.
         parent = procfs.mount_containing(ctx.rootfs, procfs.mountinfo())
@@ -99,6 +169,17 @@ class Mounts(Stage):
                        (None, parent.mountpoint, None, S.MS_PRIVATE), "/linux/rootfsPropagation")
         self._call(ctx, "mount", ctx.rootfs,
                    (ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC), "/root/path")
+
+    def _rootfs_in_runtime_ns(self, ctx: Context, flags: int) -> None:
+        """No mount namespace: the runtime's is inherited (runtime-spec: an absent namespace
+        type), and everything is mounted beneath one bind of the rootfs onto itself, made
+        rslave (or rootfsPropagation) so nothing mounted under it propagates out, and undone
+        as a whole by `delete` (runtime/hostmounts.py). runc's prepareRoot makes the host's own
+        "/" rslave first and its mounts outlive `delete`: here "/" is never touched."""
+        self._call(ctx, "mount", ctx.rootfs,
+                   (ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC), "/root/path")
+        self._call(ctx, "mount", ctx.rootfs, (None, ctx.rootfs, None, flags),
+                   "/linux/rootfsPropagation")
 
     # -- one mount ------------------------------------------------------------------------------
     def _mount(self, ctx: Context, i: int, m: dict) -> None:
@@ -124,29 +205,37 @@ class Mounts(Stage):
             else:
                 self._cgroup_v1(ctx, ptr, what, dest, opts)
         else:
+            data = tmpfs_data(dest, opts.data) if kind == "tmpfs" else opts.data
             self._mkdir(ctx, ptr, dest, like_file=False)
-            self._fs_mount(ctx, ptr, what, source, dest, kind, opts)
+            self._fs_mount(ctx, ptr, what, source, dest, kind, opts.flags, data)
         for p in opts.propagation:
             self._call(ctx, "mount", what, (None, dest, None, p), f"{ptr}/options")
 
     def _fs_mount(self, ctx: Context, ptr: str, what: str, source: str, dest: str, kind: str,
-                  opts: mountopts.MountOptions) -> None:
-        args = (source, dest, kind, opts.flags, ",".join(opts.data) or None)
+                  flags: int, data: list[str]) -> None:
+        args = (source, dest, kind, flags & ~S.MS_RDONLY, ",".join(data) or None)
         try:
             ctx.sys.mount(*args)
         except OSError as e:
             if kind == "sysfs" and e.errno == 1 and not has_new(ctx, "network"):
                 # sysfs needs a network namespace owned by our user namespace: bind the host's
                 self._call(ctx, "mount", what, ("/sys", dest, None, S.MS_BIND | S.MS_REC), ptr)
-                self._remount(ctx, ptr, what, dest, opts.flags)
+                self._bind_flags(ctx, ptr, what, dest, flags)
                 return
             raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+        self._readonly_later(ctx, ptr, what, dest, flags)
 
     def _bind(self, ctx: Context, ptr: str, what: str, m: dict, dest: str,
               opts: mountopts.MountOptions) -> None:
-        source = m.get("source") or ""
-        if not os.path.isabs(source):
-            source = os.path.join(ctx.bundle, source)
+        if ctx.fds:  # the host opened the source (host_fds): attach its copy
+            self._mkdir(ctx, ptr, dest, like_file=not stat.S_ISDIR(os.fstat(ctx.fds[0]).st_mode))
+            try:
+                ctx.sys.move_mount(ctx.fds[0], dest)
+            except OSError as e:
+                raise StageError(self.name, "move_mount", what, e.errno or 0, ptr) from None
+            self._bind_flags(ctx, ptr, what, dest, opts.flags)
+            return
+        source = bind_source(ctx, m)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as e:
@@ -154,32 +243,33 @@ class Mounts(Stage):
         self._mkdir(ctx, ptr, dest, like_file=not is_dir)
         flags = (opts.flags & (S.MS_BIND | S.MS_REC)) | S.MS_BIND  # type "bind" alone is a bind too
         self._call(ctx, "mount", what, (source, dest, "bind", flags), ptr)
-        if opts.flags & mountopts.REMOUNT_FLAGS:
-            self._remount(ctx, ptr, what, dest, opts.flags)
+        self._bind_flags(ctx, ptr, what, dest, opts.flags)
 
-    def _remount(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
-        flags = (flags & mountopts.REMOUNT_FLAGS) | S.MS_BIND | S.MS_REMOUNT
-        try:
-            ctx.sys.mount(None, dest, None, flags, None)
-        except OSError as e:
-            if e.errno != 1:
-                raise StageError(self.name, "remount", what, e.errno or 0, f"{ptr}/options") from None
-            # In a user namespace the flags the host set are locked: keep them and retry.
-            locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
-            self._call(ctx, "remount", what, (None, dest, None, flags | locked), f"{ptr}/options")
+    def _bind_flags(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
+        """A bind takes its flags only from a second, remounting call: the others now, "ro"
+        from stage `paths`."""
+        if flags & mountopts.REMOUNT_FLAGS & ~S.MS_RDONLY:
+            bind_remount(ctx, self.name, ptr, what, dest, flags & ~S.MS_RDONLY)
+        self._readonly_later(ctx, ptr, what, dest, flags)
+
+    def _readonly_later(self, ctx: Context, ptr: str, what: str, dest: str, flags: int) -> None:
+        if flags & S.MS_RDONLY:
+            path = dest[len(ctx.rootfs.rstrip("/")):] or "/"
+            ctx.notes.setdefault(READONLY_LATER, []).append([path, flags, ptr, what])
 
     def _cgroup_v2(self, ctx: Context, ptr: str, what: str, dest: str,
                    opts: mountopts.MountOptions) -> None:
         """Type "cgroup" on a unified host: cgroup2 itself (cgroup ns), or a bind of our own cgroup."""
         self._mkdir(ctx, ptr, dest, like_file=False)
         if has_new(ctx, "cgroup"):
-            self._call(ctx, "mount", what, ("cgroup2", dest, "cgroup2", opts.flags, None), ptr)
+            self._call(ctx, "mount", what, ("cgroup2", dest, "cgroup2", opts.flags & ~S.MS_RDONLY,
+                                            None), ptr)
+            self._readonly_later(ctx, ptr, what, dest, opts.flags)
             return
         own = dict(procfs.self_cgroups()).get("", "/")
         self._call(ctx, "mount", what, ("/sys/fs/cgroup" + own.rstrip("/"), dest, None,
                                         S.MS_BIND | S.MS_REC), ptr)
-        if opts.flags & mountopts.REMOUNT_FLAGS:
-            self._remount(ctx, ptr, what, dest, opts.flags)
+        self._bind_flags(ctx, ptr, what, dest, opts.flags)
 
     def _cgroup_v1(self, ctx: Context, ptr: str, what: str, dest: str,
                    opts: mountopts.MountOptions) -> None:
@@ -203,22 +293,20 @@ class Mounts(Stage):
                     (k for k in own if k and set(k.split(",")) <= set(sub.split(","))), sub)
                 host = e.mountpoint + own.get(key, "/")
                 self._call(ctx, "mount", what, (host, target, None, S.MS_BIND | S.MS_REC), ptr)
-            if opts.flags & S.MS_RDONLY:
-                self._remount(ctx, ptr, what, target, opts.flags)
-        if opts.flags & S.MS_RDONLY:
-            self._call(ctx, "remount", what,
-                       (None, dest, None, opts.flags | S.MS_REMOUNT, "mode=755"), ptr)
+            if opts.flags & S.MS_RDONLY:  # nothing is mounted beneath a hierarchy: now
+                bind_remount(ctx, self.name, ptr, what, target, opts.flags)
+        self._readonly_later(ctx, ptr, what, dest, opts.flags)
 
     # -- devices --------------------------------------------------------------------------------
     def _devices(self, ctx: Context) -> None:
-        in_userns = has_new(ctx, "user")
+        bind = in_userns(ctx)
         nodes: list[tuple[str, dict]] = []
         if not dev_is_bound(ctx):
             nodes += [("", {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666})
                       for p, ma, mi in DEFAULT_DEVICES]
         nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(ctx.linux.get("devices") or [])]
         for ptr, dev in nodes:
-            self._device(ctx, ptr, dev, in_userns)
+            self._device(ctx, ptr, dev, bind)
         if dev_is_bound(ctx):
             return
         for target, link in DEV_LINKS:
@@ -233,22 +321,31 @@ class Mounts(Stage):
             except OSError as e:
                 raise StageError(self.name, "symlink", link, e.errno or 0, "") from None
 
-    def _device(self, ctx: Context, ptr: str, dev: dict, in_userns: bool) -> None:
+    def _device(self, ctx: Context, ptr: str, dev: dict, bind: bool) -> None:
         path = secure_join(ctx.rootfs, dev["path"])
         os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-        if in_userns:  # mknod(2) is not allowed in a user namespace: bind the host's node
-            make_target(path, like_file=True)
-            self._call(ctx, "mount", dev["path"], (dev["path"], path, "bind", S.MS_BIND), ptr)
+        if bind:
+            self._bind_device(ctx, ptr, dev, path)
             return
         mode = _DEV_TYPES[dev["type"]] | (dev.get("fileMode", 0o666) & 0o7777)
         try:
             ctx.sys.mknod(path, mode, os.makedev(dev.get("major", 0), dev.get("minor", 0)))
         except FileExistsError:
             return
+        except PermissionError:  # runc's createDeviceNode: bind the host's node instead
+            self._bind_device(ctx, ptr, dev, path)
+            return
         except OSError as e:
             raise StageError(self.name, "mknod", dev["path"], e.errno or 0, ptr) from None
         os.chmod(path, mode & 0o7777)  # mknod's mode went through the umask
         S.chown(path, dev.get("uid", 0), dev.get("gid", 0))
+
+    def _bind_device(self, ctx: Context, ptr: str, dev: dict, path: str) -> None:
+        """The host's node, bind-mounted nosuid,noexec (crun's create_missing_devs; runc binds
+        it without them): what mknod(2) would have made, as far as a bind can."""
+        make_target(path, like_file=True)
+        self._call(ctx, "mount", dev["path"], (dev["path"], path, "bind", S.MS_BIND), ptr)
+        bind_remount(ctx, self.name, ptr, dev["path"], path, S.MS_NOSUID | S.MS_NOEXEC)
 
     # -- helpers --------------------------------------------------------------------------------
     def _mkdir(self, ctx: Context, ptr: str, path: str, like_file: bool) -> None:
@@ -263,3 +360,35 @@ class Mounts(Stage):
             ctx.sys.mount(*args)
         except OSError as e:
             raise StageError(self.name, op, what, e.errno or 0, ptr) from None
+
+
+def tmpfs_data(dest: str, data: list[str]) -> list[str]:
+    """A tmpfs without "mode=" takes the mode of the directory it covers, when there is one
+    (runc's createOpenMountpoint since commit 9fa8b9de "Fix tmpfs mode opts when dir already
+    exists", crun's append_tmpfs_mode_if_missing); a new directory gets tmpfs's 1777."""
+    if any(d.startswith("mode=") for d in data):
+        return data
+    try:
+        mode = os.stat(dest).st_mode
+    except OSError:
+        return data
+    return [f"mode={mode & 0o7777:04o}"] + data
+
+
+def bind_remount(ctx: Context, stage: str, ptr: str, what: str, dest: str, flags: int) -> None:
+    """mount(MS_BIND|MS_REMOUNT) `dest` with the per-mount flags of `flags` (ro, nosuid, nodev,
+    noexec, atime ...). In a user namespace the kernel locks the flags an inherited mount has
+    (EPERM when a remount would clear them): they are kept and the call retried. StageError
+    "remount" at `ptr`/options."""
+    flags = (flags & mountopts.REMOUNT_FLAGS) | S.MS_BIND | S.MS_REMOUNT
+    try:
+        ctx.sys.mount(None, dest, None, flags, None)
+        return
+    except OSError as e:
+        if e.errno != 1:
+            raise StageError(stage, "remount", what, e.errno or 0, f"{ptr}/options") from None
+    locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
+    try:
+        ctx.sys.mount(None, dest, None, flags | locked, None)
+    except OSError as e:
+        raise StageError(stage, "remount", what, e.errno or 0, f"{ptr}/options") from None

@@ -1,8 +1,10 @@
 """Stage `paths`: after sysctls are written, hide and write-protect what the container must not touch.
 
-maskedPaths get an empty read-only tmpfs (directories) or /dev/null (files) on top; readonlyPaths
-are bind-mounted read-only onto themselves; root.readonly remounts / read-only. Paths that do not
-exist in the container are skipped, as runc does.
+First the config's read-only mounts, which stage `mounts` made read-write so that what lies
+beneath them could be created (runc's finalizeRootfs, crun's finalize_mounts), are remounted
+read-only. Then maskedPaths get an empty read-only tmpfs (directories) or /dev/null (files) on
+top; readonlyPaths are bind-mounted read-only onto themselves; root.readonly remounts / read-only.
+Paths that do not exist in the container are skipped, as runc does.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import syscalls as S
+from runtime.stages.mounts import READONLY_LATER, bind_remount, mount_list
 
 # Flags the kernel locks on mounts inherited into a user namespace: a remount must repeat them.
 _LOCKED = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
@@ -25,6 +28,11 @@ class Paths(Stage):
         masked = ctx.linux.get("maskedPaths") or []
         ro = ctx.linux.get("readonlyPaths") or []
         lines = [self.summary + "."]
+        later = [f"{m['destination']} (config /mounts/{i})" for i, m in enumerate(mount_list(ctx))
+                 if "ro" in (m.get("options") or [])]
+        if later:
+            lines.append("remount read-only the mounts stage mounts made read-write: "
+                         + ", ".join(later) + ".")
         lines.append("mask (empty tmpfs or /dev/null over): " + (", ".join(masked) or "nothing")
                      + " (config /linux/maskedPaths).")
         lines.append("bind read-only: " + (", ".join(ro) or "nothing") + " (config /linux/readonlyPaths).")
@@ -33,6 +41,8 @@ class Paths(Stage):
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
+        for path, flags, ptr, what in ctx.notes.pop(READONLY_LATER, []):
+            bind_remount(ctx, self.name, ptr, what, path, flags)
         for i, path in enumerate(ctx.linux.get("readonlyPaths") or []):
             self._readonly(ctx, path, f"/linux/readonlyPaths/{i}")
         for i, path in enumerate(ctx.linux.get("maskedPaths") or []):

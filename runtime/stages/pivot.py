@@ -1,7 +1,11 @@
-"""Stage `pivot`: make the rootfs the container's /.
+"""Stage `pivot`: make the rootfs the container's /, and create process.cwd in it.
 
 pivot_root(2) as runc does it (`pivot_root(".", ".")` then detach the old root stacked beneath),
-or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible.
+or, with --no-pivot, MS_MOVE plus chroot(2) for filesystems where pivot_root is impossible;
+without a mount namespace of its own (the runtime's), chroot(2) alone, as runc.
+A missing process.cwd is then created, 0755 and owned by the container's root, before anything
+is made read-only (runc's prepareRootfs: os.MkdirAll(cwd, 0o755) right after the jail; crun's
+crun_safe_ensure_directory_at before the masked and read-only paths).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import syscalls as S
 from runtime.stages import mountopts
+from runtime.stages.mounts import has_mount_ns
 
 
 class Pivot(Stage):
@@ -20,12 +25,22 @@ class Pivot(Stage):
     summary = "switch the root to the rootfs"
 
     def describe(self, ctx: Context) -> str:
-        how = ("MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
+        how = ("chroot(2) into the rootfs (no mount namespace)" if not has_mount_ns(ctx)
+               else "MS_MOVE the rootfs onto / and chroot(2) (--no-pivot)" if ctx.no_pivot
                else "pivot_root(2) into the rootfs and detach the old root")
-        return f"{how}: {ctx.rootfs}."
+        return ("open a procfs handle first, a private instance mounted nowhere: exec.fifo and "
+                "oom_score_adj are reached through it, /proc or not in the container.\n"
+                f"{how}: {ctx.rootfs}.\n"
+                f"create {ctx.process.get('cwd') or '/'} if missing, mode 0755 (config /process/cwd).")
 
     def run(self, ctx: Context, item: str = "") -> None:
-        if ctx.no_pivot:
+        open_procfs_handle(ctx)
+        if not has_mount_ns(ctx):
+            # the runtime's mount namespace: pivot_root(2) or MS_MOVE onto / would swap the
+            # root of everything in it; chroot(2) alone, as runc does without NEWNS
+            os.chdir(ctx.rootfs)
+            self._chroot(ctx)
+        elif ctx.no_pivot:
             self._move_root(ctx)
         else:
             self._pivot_root(ctx)
@@ -33,6 +48,11 @@ class Pivot(Stage):
         if prop:
             self._mount(ctx, "/", (None, "/", None, mountopts.PROPAGATION[prop]),
                         "/linux/rootfsPropagation")
+        cwd = ctx.process.get("cwd") or "/"
+        try:
+            os.makedirs(cwd, 0o755, exist_ok=True)
+        except OSError as e:
+            raise StageError(self.name, "mkdir", cwd, e.errno or 0, "/process/cwd") from None
 
     def _pivot_root(self, ctx: Context) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -59,6 +79,10 @@ class Pivot(Stage):
     def _move_root(self, ctx: Context) -> None:
         os.chdir(ctx.rootfs)
         self._mount(ctx, ctx.rootfs, (ctx.rootfs, "/", None, S.MS_MOVE), "/root/path")
+        self._chroot(ctx)
+
+    def _chroot(self, ctx: Context) -> None:
+        """chroot(2) into the current directory, the rootfs, and enter its /."""
         try:
             ctx.sys.chroot(".")
         except OSError as e:
@@ -70,3 +94,18 @@ class Pivot(Stage):
             ctx.sys.mount(*args)
         except OSError as e:
             raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+
+
+def open_procfs_handle(ctx: Context) -> None:
+    """ctx.proc_fd := a procfs of the container's pid namespace mounted nowhere (what runc 1.2+
+    reaches /proc through, its pathrs procfs handle), opened while a procfs is in view (the
+    kernel wants one in a user namespace): after pivot_root the container may have no /proc at
+    all (crun runs such bundles; runc 1.1.5 fails them). Where none can be made (a user
+    namespace without a pid namespace of its own, a rootless runtime) the container's /proc
+    serves, as before."""
+    if ctx.proc_fd >= 0:
+        return
+    try:
+        ctx.proc_fd = ctx.sys.procfs_handle()
+    except OSError:
+        ctx.proc_fd = -1

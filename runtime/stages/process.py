@@ -1,6 +1,6 @@
 """Stages `process` and `user`: the process attributes of config.json, applied inside the container.
 
-`process`: hostname, domainname, sysctl, oomScoreAdj, rlimits and a fresh session keyring, while
+`process`: hostname, domainname, sysctl, rlimits and a fresh session keyring, while
 the process is still root with every capability. `user` (after `paths`, which still needs to
 mount): stdio ownership, groups, gid, uid, umask and cwd, in the order runc's init applies them.
 """
@@ -23,7 +23,7 @@ STDIO = (0, 1, 2)  # the fds the process user is handed, as in runc's fixStdioPe
 class Process(Stage):
     name = "process"
     side = CONTAINER
-    summary = "set hostname, domainname, sysctls, oom score, rlimits and session keyring"
+    summary = "set hostname, domainname, sysctls, rlimits and session keyring"
 
     def __init__(self, container_wide: bool = True) -> None:
         # False for `exec`: hostname, domainname and sysctls belong to the container, set once
@@ -38,8 +38,6 @@ class Process(Stage):
                 lines.append(f"set{key}(2) {spec[key]!r} (config /{key}).")
         for k, v in (linux.get("sysctl") or {}).items():
             lines.append(f"sysctl {k} = {v} (config /linux/sysctl).")
-        if "oomScoreAdj" in p:
-            lines.append(f"oom_score_adj = {p['oomScoreAdj']} (config /process/oomScoreAdj).")
         for r in p.get("rlimits") or []:
             lines.append(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']} (config /process/rlimits).")
         if not ctx.no_new_keyring:
@@ -58,9 +56,6 @@ class Process(Stage):
             path = "/proc/sys/" + key.replace(".", "/")
             ptr = "/linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
             self._do(ctx.sys.write_file, (path, value), "write", path, ptr)
-        if "oomScoreAdj" in p:
-            self._do(ctx.sys.write_file, ("/proc/self/oom_score_adj", str(p["oomScoreAdj"])),
-                     "write", "/proc/self/oom_score_adj", "/process/oomScoreAdj")
         for i, r in enumerate(p.get("rlimits") or []):
             self._do(ctx.sys.setrlimit, (RLIMITS[r["type"]], r["soft"], r["hard"]), "setrlimit",
                      r["type"], f"/process/rlimits/{i}")
@@ -124,12 +119,13 @@ class User(Process):
             self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
         self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
         self._do(ctx.sys.setresuid, (uid, uid, uid), "setresuid", str(uid), "/process/user/uid")
-        if ctx.fifo_fd >= 0 and uid != 0:
-            # A uid change clears "dumpable", which makes /proc/self/fd root-only, and init
-            # reaches exec.fifo through it; execve(2) recomputes the flag. A process `exec`
-            # adds meanwhile can open /proc/1/exe, but that is the sealed copy of the
-            # interpreter (runtime/linux/exeseal.py), not the host's file. An exec'd process
-            # (no fifo) stays non-dumpable: its container's processes are already running.
+        if ctx.fifo_fd >= 0 and uid != 0 and ctx.proc_fd < 0:
+            # A uid change clears "dumpable", which makes the container's /proc/self/fd
+            # root-only, and without a procfs handle (stage pivot) init reaches exec.fifo
+            # through it; execve(2) recomputes the flag. A process `exec` adds meanwhile can
+            # open /proc/1/exe, but that is the sealed copy of the interpreter
+            # (runtime/linux/exeseal.py), not the host's file. With the handle, init stays
+            # non-dumpable, as runc's does, and an exec'd process (no fifo) always.
             ctx.sys.prctl(PR_SET_DUMPABLE, 1)
         ctx.sys.umask(user.get("umask", 0o022))
         cwd = ctx.process.get("cwd") or "/"

@@ -32,6 +32,27 @@ def has_new(ctx: Context, kind: str) -> bool:
     return any(ns["type"] == kind and not ns.get("path") for _, ns in namespaces(ctx))
 
 
+def oom_score_adj(ctx: Context, stage: str) -> None:
+    """Write process.oomScoreAdj to /proc/self/oom_score_adj before any namespace changes, as
+    runc's nsexec does: the host's /proc is in view (the container may mount none) and we are
+    still the host's root, who may write it (after a uid change makes us non-dumpable, the file
+    is root's); fork(2) passes the value on to init or the exec'd process."""
+    if "oomScoreAdj" not in ctx.process:
+        return
+    try:
+        ctx.sys.write_file("/proc/self/oom_score_adj", str(ctx.process["oomScoreAdj"]))
+    except OSError as e:
+        raise StageError(stage, "write", "/proc/self/oom_score_adj", e.errno or 0,
+                         "/process/oomScoreAdj") from None
+
+
+def describe_oom(ctx: Context) -> list[str]:
+    if "oomScoreAdj" not in ctx.process:
+        return []
+    return [f"oom_score_adj = {ctx.process['oomScoreAdj']} first, inherited by the process it "
+            "forks (config /process/oomScoreAdj)."]
+
+
 class Unshare(Stage):
     name = "unshare"
     side = CONTAINER
@@ -40,7 +61,7 @@ class Unshare(Stage):
     def describe(self, ctx: Context) -> str:
         new = [ns["type"] for _, ns in namespaces(ctx) if not ns.get("path")]
         joined = [f"{ns['type']} ({ns['path']})" for _, ns in namespaces(ctx) if ns.get("path")]
-        lines = [self.summary + "."]
+        lines = [self.summary + "."] + describe_oom(ctx)
         if joined:
             lines.append("setns(2) into: " + ", ".join(joined) + " (config /linux/namespaces).")
         lines.append("unshare(2) new: " + (", ".join(new) or "none") + " (config /linux/namespaces).")
@@ -51,6 +72,7 @@ class Unshare(Stage):
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
+        oom_score_adj(ctx, self.name)
         joins = sorted(((i, ns) for i, ns in namespaces(ctx) if ns.get("path")),
                        key=lambda p: _JOIN_ORDER.index(p[1]["type"]))
         for i, ns in joins:

@@ -59,7 +59,8 @@ CASES = [
     ("systemd cgroups path", _set(["linux", "cgroupsPath"], "system.slice:ocish:x"), "/linux/cgroupsPath"),
     # caught by a stage, after processes, cgroups and mounts exist: all of it must be undone
     ("program not in PATH", _set(["process", "args"], ["no-such-program"]), "/process/args/0"),
-    ("cwd does not exist", _set(["process", "cwd"], "/no/such/dir"), "/process/cwd"),
+    # a missing cwd is created (runc, crun); one below a file cannot be
+    ("cwd cannot be created", _set(["process", "cwd"], "/etc/passwd/dir"), "/process/cwd"),
     ("bind source missing", lambda s: s["mounts"].append(
         {"destination": "/mnt", "type": "bind", "source": "/no/such/source", "options": ["bind"]}),
      "/mounts/7/source"),

@@ -183,7 +183,8 @@ BROKEN = [
     ("idmap-host-past-max", A("/mounts", dict(BIND, uidMappings=IDMAP, gidMappings=[
         {"containerID": 0, "hostID": 2**32 - 10, "size": 10}])), "/mounts/7/gidMappings/0/size",
      "hostID range 4294967286-4294967295 goes past 4294967294"),
-    ("mounts-no-mount-ns", NS("pid", "uts"), "/mounts", "need a private mount namespace"),
+    ("userns-no-mount-ns", all_of(ROOTLESS, NS("pid", "user")), "/linux/namespaces/1",
+     "a new user namespace needs a mount namespace of its own"),
     # namespaces
     ("ns-unknown-type", S("/linux/namespaces/1/type", "net"), "/linux/namespaces/1/type",
      'must be one of pid, network, mount, ipc, uts, user, cgroup, time, got "net"'),
@@ -486,6 +487,17 @@ def test_ids_up_to_2147483647_validate(bundle):
         specmod.validate(spec, bundle)
     assert str(exc.value) == ("config /process/user/gid: uids and gids must be in range "
                               "0-2147483647, got 2147483648")
+
+
+def test_no_mount_namespace_validates(bundle):
+    """runtime-spec: an absent namespace type is inherited; the mounts are made in the
+    runtime's mount namespace (runc too). Masked and read-only paths still need one (runc's
+    validator)."""
+    spec = default_spec()
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "mount"]
+    del spec["linux"]["maskedPaths"], spec["linux"]["readonlyPaths"]
+    assert spec["mounts"]
+    specmod.validate(spec, bundle)
 
 
 def test_joined_user_namespace_needs_no_mappings(bundle, tmp_path):

@@ -26,7 +26,7 @@ from runtime.stages import pipeline
 from runtime.stages.cgroup import Cgroup, device_rules
 from runtime.stages.exec import DEFAULT_PATH, Exec, env_path, look_path
 from runtime.stages.idmap import Idmap
-from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, Mounts
+from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, READONLY_LATER, Mounts
 from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
 from runtime.stages import process as process_stage
@@ -204,7 +204,7 @@ def test_describe_follows_the_config(make_ctx, tmp_path):
     assert "/linux/uidMappings" in Idmap().describe(ctx)
     assert "setns(2) into: ipc (/proc/1/ns/ipc)" in Unshare().describe(ctx)
     mounts = Mounts().describe(ctx)
-    assert "bind-mount from the host (user namespace)" in mounts and "/dev/fuse" in mounts
+    assert "bind-mount from the host, nosuid,noexec (user namespace)" in mounts and "/dev/fuse" in mounts
     assert "--no-pivot" in Pivot().describe(ctx)
     assert "join a new session keyring" not in Process().describe(ctx)
     assert "0-4" in Exec().describe(ctx)
@@ -454,11 +454,17 @@ def test_mounts_rootfs_reads_real_mountinfo(ctx):
     assert ctx.sys.calls[-1] == mount(ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC)
 
 
-def test_mounts_rootfs_needs_a_mount_namespace(make_ctx):
+def test_mounts_rootfs_without_a_mount_namespace(make_ctx):
+    """In the runtime's mount namespace "/" is never touched: only the rootfs bind, which
+    takes the propagation (rslave, or rootfsPropagation)."""
     ctx = make_ctx(spec_with(namespaces=[{"type": "pid"}]))
-    err = stage_error(Mounts().run, ctx, "rootfs")
-    assert err.pointer == "/linux/namespaces" and "mount namespace is required" in str(err)
-    assert ctx.sys.calls == []
+    Mounts().run(ctx, "rootfs")
+    assert_calls(ctx, [mount(ctx.rootfs, ctx.rootfs, "bind", S.MS_BIND | S.MS_REC),
+                       mount(None, ctx.rootfs, None, S.MS_SLAVE | S.MS_REC)])
+    assert "no mount namespace" in Mounts().describe(ctx)
+    ctx = make_ctx(spec_with(namespaces=[], rootfsPropagation="private"))
+    Mounts().run(ctx, "rootfs")
+    assert ctx.sys.calls[-1] == mount(None, ctx.rootfs, None, S.MS_PRIVATE)
 
 
 def test_mounts_rootfs_becomes_root_of_user_namespace(make_ctx, monkeypatch):
@@ -496,9 +502,12 @@ def test_mount_shm_mqueue_sysfs(ctx, rootfs):
     for i in (3, 4, 5):
         Mounts().run(ctx, f"/mounts/{i}")
     nne = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
+    # "ro" sysfs is mounted read-write; stage paths makes it read-only, last
     assert_calls(ctx, [mount("shm", f"{rootfs}/dev/shm", "tmpfs", nne, "mode=1777,size=65536k"),
                        mount("mqueue", f"{rootfs}/dev/mqueue", "mqueue", nne),
-                       mount("sysfs", f"{rootfs}/sys", "sysfs", nne | S.MS_RDONLY)])
+                       mount("sysfs", f"{rootfs}/sys", "sysfs", nne)])
+    assert ctx.notes[READONLY_LATER] == [["/sys", nne | S.MS_RDONLY, "/mounts/5",
+                                          '"sysfs" on "/sys"']]
 
 
 def test_sysfs_eperm_without_netns_binds_the_hosts(make_ctx, rootfs):
@@ -509,9 +518,10 @@ def test_sysfs_eperm_without_netns_binds_the_hosts(make_ctx, rootfs):
     Mounts().run(ctx, "/mounts/5")
     flags = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY
     dest = f"{rootfs}/sys"
-    assert_calls(ctx, [mount("sysfs", dest, "sysfs", flags),
+    assert_calls(ctx, [mount("sysfs", dest, "sysfs", flags & ~S.MS_RDONLY),
                        mount("/sys", dest, None, S.MS_BIND | S.MS_REC),
-                       mount(None, dest, None, flags | S.MS_BIND | S.MS_REMOUNT)])
+                       mount(None, dest, None, flags & ~S.MS_RDONLY | S.MS_BIND | S.MS_REMOUNT)])
+    assert ctx.notes[READONLY_LATER][0][:2] == ["/sys", flags]
 
 
 def test_sysfs_eperm_with_netns_is_an_error(ctx):
@@ -564,8 +574,10 @@ def test_cgroup_v1_with_cgroupns_mounts_each_hierarchy(ctx, rootfs, cgroup_host)
         mount(None, f"{d}/memory", None, CG_REMOUNT),
         mount("cgroup2", f"{d}/unified", "cgroup2", CG_BASE, "nsdelegate"),
         mount(None, f"{d}/unified", None, CG_REMOUNT),
-        mount(None, d, None, CG_BASE | S.MS_RDONLY | S.MS_REMOUNT, "mode=755"),
     ])
+    # the tmpfs holding them is made read-only by stage paths, after every mount
+    assert ctx.notes[READONLY_LATER] == [["/sys/fs/cgroup", CG_BASE | S.MS_RDONLY, "/mounts/6",
+                                          '"cgroup" on "/sys/fs/cgroup"']]
     assert all((rootfs / "sys/fs/cgroup" / n).is_dir() for n in ("cpu,cpuacct", "memory", "unified"))
 
 
@@ -608,8 +620,10 @@ def test_bind_ro_gets_a_second_remount_call(make_ctx, tmp_path, rootfs):
     Mounts().run(ctx, "/mounts/7")
     dest = f"{rootfs}/data"
     assert (rootfs / "data").is_dir()
-    assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND | S.MS_REC),
-                       mount(None, dest, None, RO_BIND)])
+    assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND | S.MS_REC)])
+    ctx.sys.clear()
+    Paths().run(ctx)  # "ro" comes last, once everything beneath /data is mounted
+    assert ctx.sys.named()[0] == named_calls([mount(None, "/data", None, RO_BIND)])[0]
 
 
 def test_bind_file_creates_a_file_target_and_no_remount_without_flags(make_ctx, tmp_path, rootfs):
@@ -672,7 +686,7 @@ def test_remount_eperm_in_userns_retries_with_locked_flags(make_ctx, tmp_path, r
     ctx.sys.fail("mount", EPERM, when=lambda src, t, fs, flags, data: flags & S.MS_REMOUNT)
     Mounts().run(ctx, "/mounts/7")
     dest = f"{rootfs}/data"
-    first = RO_BIND | S.MS_NOSUID
+    first = S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID  # "ro" comes in stage paths
     locked = os.statvfs(dest).f_flag & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RDONLY)
     assert_calls(ctx, [mount(str(tmp_path / "data"), dest, "bind", S.MS_BIND),
                        mount(None, dest, None, first),
@@ -781,19 +795,34 @@ def test_devices_mknod_failure(make_ctx, chowns):
     spec = default_spec()
     spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     ctx = make_ctx(spec)
-    ctx.sys.fail("mknod", EPERM)
+    ctx.sys.fail("mknod", EINVAL)
     err = stage_error(Mounts().run, ctx, "devices")
-    assert str(err) == "stage mounts: mknod /dev/null: operation not permitted"
+    assert str(err) == "stage mounts: mknod /dev/null: invalid argument"
+    ctx = make_ctx(spec)
+    ctx.sys.fail("mknod", EINVAL, when=lambda path, mode, dev: path.endswith("/fuse"))
+    err = stage_error(Mounts().run, ctx, "devices")
+    assert str(err) == "stage mounts: mknod /dev/fuse (config /linux/devices/0): invalid argument"
+
+
+def test_devices_mknod_eperm_binds_the_hosts_node(make_ctx, rootfs, chowns):
+    """runc's createDeviceNode: mknod refused (a runtime in a user namespace) -> bind."""
+    spec = default_spec()
+    spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     ctx = make_ctx(spec)
     ctx.sys.fail("mknod", EPERM, when=lambda path, mode, dev: path.endswith("/fuse"))
-    err = stage_error(Mounts().run, ctx, "devices")
-    assert str(err) == "stage mounts: mknod /dev/fuse (config /linux/devices/0): operation not permitted"
+    Mounts().run(ctx, "devices")
+    dest = f"{rootfs}/dev/fuse"
+    assert [c for c in ctx.sys.calls if c[0] == "mount"] == [
+        mount("/dev/fuse", dest, "bind", S.MS_BIND),
+        mount(None, dest, None, S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID | S.MS_NOEXEC)]
 
 
 def test_devices_in_user_namespace_are_bind_mounted(make_ctx, rootfs):
     ctx = make_ctx(default_spec(rootless=True))
     Mounts().run(ctx, "devices")
-    binds = [mount(p, f"{rootfs}{p}", "bind", S.MS_BIND) for p, _, _ in DEFAULT_DEVICES]
+    nosuid_noexec = S.MS_BIND | S.MS_REMOUNT | S.MS_NOSUID | S.MS_NOEXEC
+    binds = [c for p, _, _ in DEFAULT_DEVICES for c in (
+        mount(p, f"{rootfs}{p}", "bind", S.MS_BIND), mount(None, f"{rootfs}{p}", None, nosuid_noexec))]
     links = [("symlink", target, f"{rootfs}{link}") for target, link in DEV_LINKS]
     assert_calls(ctx, binds + links)
     assert all((rootfs / p.lstrip("/")).is_file() for p, _, _ in DEFAULT_DEVICES)
@@ -815,8 +844,9 @@ def test_pivot_root(ctx, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     Pivot().run(ctx)
     assert os.getcwd() == "/"
-    assert_calls(ctx, [("pivot_root", ".", "."), mount(None, ".", None, S.MS_SLAVE | S.MS_REC),
-                       ("umount2", ".", S.MNT_DETACH)])
+    assert_calls(ctx, [("procfs_handle",), ("pivot_root", ".", "."),
+                       mount(None, ".", None, S.MS_SLAVE | S.MS_REC), ("umount2", ".", S.MNT_DETACH)])
+    assert ctx.proc_fd >= 0  # opened while a procfs is in view, for exec.fifo after the pivot
 
 
 def test_pivot_root_einval_suggests_no_pivot(ctx, monkeypatch, tmp_path):
@@ -830,12 +860,23 @@ def test_no_pivot_moves_and_chroots(make_ctx, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     ctx = make_ctx(spec_with(rootfsPropagation="shared"), no_pivot=True)
     Pivot().run(ctx)
-    assert_calls(ctx, [mount(ctx.rootfs, "/", None, S.MS_MOVE), ("chroot", "."),
+    assert_calls(ctx, [("procfs_handle",), mount(ctx.rootfs, "/", None, S.MS_MOVE), ("chroot", "."),
                        mount(None, "/", None, S.MS_SHARED)])
     ctx = make_ctx(no_pivot=True)
     ctx.sys.fail("chroot", EPERM)
     err = stage_error(Pivot().run, ctx)
     assert str(err) == f"stage pivot: chroot {ctx.rootfs} (config /root/path): operation not permitted"
+
+
+def test_no_mount_namespace_chroots_only(make_ctx, monkeypatch, tmp_path):
+    """pivot_root(2) or MS_MOVE onto / in the runtime's mount namespace would swap its root:
+    chroot(2) alone, --no-pivot or not (runc's prepareRootfs without NEWNS)."""
+    monkeypatch.chdir(tmp_path)
+    for no_pivot in (False, True):
+        ctx = make_ctx(spec_with(namespaces=[{"type": "pid"}]), no_pivot=no_pivot)
+        Pivot().run(ctx)
+        assert_calls(ctx, [("procfs_handle",), ("chroot", ".")])
+        assert "chroot(2) into the rootfs (no mount namespace)" in Pivot().describe(ctx)
 
 
 # --- process and user ----------------------------------------------------------------------------
@@ -857,17 +898,29 @@ def test_process_everything_in_order(make_ctx):
     assert_calls(ctx, [("sethostname", "ocish"), ("setdomainname", "example.org"),
                        ("write_file", "/proc/sys/net/ipv4/ip_forward", "1"),
                        ("write_file", "/proc/sys/kernel/shm_rmid_forced", "1"),
-                       ("write_file", "/proc/self/oom_score_adj", "-500"),
                        ("setrlimit", resource.RLIMIT_NOFILE, 1024, 1024),
                        ("setrlimit", resource.RLIMIT_CORE, 0, 10)])
-    text = Process().describe(ctx)
-    assert "sysctl net.ipv4.ip_forward = 1" in text and "oom_score_adj = -500" in text
+    assert "sysctl net.ipv4.ip_forward = 1" in Process().describe(ctx)
+
+
+def test_oom_score_adj_is_written_before_any_namespace_changes(make_ctx):
+    """runc's nsexec: while the host's /proc is in view and we are the host's root."""
+    spec = default_spec()
+    spec["process"]["oomScoreAdj"] = -500
+    ctx = make_ctx(spec)
+    Unshare().run(ctx)
+    assert ctx.sys.calls[0] == ("write_file", "/proc/self/oom_score_adj", "-500")
+    assert ctx.sys.calls[1][0] == "unshare"
+    assert "oom_score_adj = -500 first" in Unshare().describe(ctx)
+    ctx = make_ctx(spec)
+    ctx.sys.fail("write_file", errno.EACCES)
+    err = stage_error(Unshare().run, ctx)
+    assert (err.stage, err.pointer) == ("unshare", "/process/oomScoreAdj")
 
 
 @pytest.mark.parametrize("name,when,pointer", [
     ("sethostname", None, "/hostname"),
     ("write_file", lambda p, d: "shm" in p, "/linux/sysctl/kernel~1shm_rmid_forced"),
-    ("write_file", lambda p, d: "oom" in p, "/process/oomScoreAdj"),
     ("setrlimit", lambda r, s, h: r == resource.RLIMIT_CORE, "/process/rlimits/1"),
 ])
 def test_process_error_pointers(make_ctx, name, when, pointer):

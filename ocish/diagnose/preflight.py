@@ -138,19 +138,20 @@ class Preflight:
             self.checked.append(f"cwd {cwd}: under /mounts/{loc.mount}, made at run time")
             return
         if loc.error == errno.ENOTDIR or (loc.exists and not os.path.isdir(loc.host)):
+            # stage pivot creates a missing cwd (runc's os.MkdirAll): a file on the way fails it
             self.add("cwd-not-directory", ERROR, f"cwd {cwd} is not a directory",
-                     f"{cwd} is a file in the rootfs, so chdir(2) fails with ENOTDIR", "user",
-                     "chdir", errno.ENOTDIR, "/process/cwd", [f"{loc.host}: {_mode(loc.host)}"],
+                     f"{cwd} is a file in the rootfs, so creating it as a directory (mkdir(2)) "
+                     "fails with ENOTDIR", "pivot", "mkdir", errno.ENOTDIR, "/process/cwd",
+                     [f"{loc.host}: {_mode(loc.host)}"],
                      Fix(f"use a directory as the cwd, e.g. {os.path.dirname(cwd) or '/'}",
                          [{**fix_root, "value": os.path.dirname(loc.path) or "/"}]))
             return
         if loc.missing or loc.error:
-            self.add("cwd-missing", ERROR, f"cwd {cwd} does not exist in the rootfs",
-                     f"{loc.missing or cwd} is not in the rootfs, so chdir(2) fails with ENOENT "
-                     "(ocish does not create the cwd)", "user", "chdir", errno.ENOENT,
-                     "/process/cwd", [f"{self.rootfs}{loc.missing or cwd}: missing"],
-                     Fix("create it in the rootfs (or set /process/cwd to \"/\")", [fix_root],
-                         command=f"mkdir -p {shlex.quote(self.rootfs + loc.path)}"))
+            self.add("cwd-created", INFO, f"cwd {cwd} does not exist in the rootfs: it is created",
+                     f"{loc.missing or cwd} is not in the rootfs: stage pivot creates {cwd} "
+                     "(mode 0755, owned by the container's root) before anything turns "
+                     "read-only, as runc and crun do", "pivot", "mkdir", 0, "/process/cwd",
+                     [f"{self.rootfs}{loc.missing or cwd}: missing"], None)
             return
         for cpath, host in loc.dirs + [(loc.path, loc.host)]:
             st = os.stat(host)
@@ -623,17 +624,19 @@ class Preflight:
                              [{"op": "remove", "path": ptr}]))
 
     def proc_mounted(self) -> None:
-        """Stage exec reaches exec.fifo through the container's /proc (runc's
-        /proc/self/fd/<fd> too): without a proc (or a bind of one) on /proc, create fails."""
+        """Without a proc (or a bind of one) on /proc the container still starts (the runtime
+        reaches exec.fifo through a procfs handle of its own, as crun does; runc 1.1.5 fails),
+        but what reads /proc inside (ps, top, a shell's $$ lookups) finds nothing: an info."""
         if any(os.path.normpath(m["destination"]) == "/proc" and m.get("type") in ("proc", "bind")
                for m in self.mounts if isinstance(m.get("destination"), str)):
             return
-        self.add("no-proc", ERROR, "no proc filesystem on /proc", "stage exec opens exec.fifo "
-                 "through /proc/self/fd, and no mount puts a proc filesystem on /proc: the "
-                 "runtime cannot wait for `start`", "exec", "open", errno.ENOENT, "/mounts",
+        self.add("no-proc", INFO, "no proc filesystem on /proc", "no mount puts a proc "
+                 "filesystem on /proc: the container starts, but programs that read /proc (ps, "
+                 "top, pidof) find nothing there", "", "", 0, "/mounts",
                  ["/mounts: no proc on /proc"],
-                 Fix("mount proc on /proc", [{"op": "add", "path": "/mounts/-", "value": {
-                     "destination": "/proc", "type": "proc", "source": "proc"}}]))
+                 Fix("mount proc on /proc, if the container's programs need it",
+                     [{"op": "add", "path": "/mounts/-", "value": {
+                         "destination": "/proc", "type": "proc", "source": "proc"}}]))
 
     def seccomp(self) -> None:
         sc = self.linux.get("seccomp")

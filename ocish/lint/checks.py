@@ -286,12 +286,11 @@ def _host(report: Report, doc: dict, bundle: str, errors: list) -> None:
 def lint_severity(f: Finding) -> str:
     """A preflight finding's severity for lint: an error only when the stage that fails runs
     during `create`. Of stage exec, `create` runs the look-up of the entrypoint (op "exec", as
-    runc's LookPath) and the check that /proc can reach exec.fifo; execve(2) runs at `start`,
-    and a seccomp filter loaded in exec's hand-off stops the process after `create` returned."""
+    runc's LookPath); execve(2) runs at `start`, and a seccomp filter loaded in exec's
+    hand-off stops the process after `create` returned."""
     if f.severity != ERROR:
         return f.severity
-    if f.stage in AFTER_CREATE or f.stage == "exec" and not (f.op == "exec" or
-                                                              f.code == "no-proc"):
+    if f.stage in AFTER_CREATE or f.stage == "exec" and f.op != "exec":
         return WARNING
     return ERROR
 

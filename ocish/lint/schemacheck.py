@@ -56,7 +56,6 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/hostname", "uts namespace", "runc: setting a hostname needs a private uts namespace"),
     ("/domainname", "uts namespace", "runc: as /hostname"),
     ("/domainname", "at most 64 bytes", "HOST_NAME_MAX"),
-    ("/mounts", "mount namespace", "mounts are made in the container's mount namespace"),
     ("/mounts/*/destination", "absolute path", "a relative destination is ambiguous (runc 1.1 "
                                                 "guesses; the spec's prose asks for absolute)"),
     ("/mounts/*/destination", '".." components', "a destination never climbs out of the rootfs"),
@@ -69,6 +68,9 @@ STRICTER: list[tuple[str, str, str]] = [
                                             "under an empty key, which the schema skips)"),
     ("/linux/namespaces/*/type", "duplicate namespace", "one entry per namespace type"),
     ("/linux/namespaces/*/path", "absolute path", "the spec's prose: MUST be absolute"),
+    ("/linux/namespaces/*", "needs a mount namespace", "runc fails it in its init: the "
+                                                       "container's root may not mount in the "
+                                                       "host's mount namespace"),
     ("/linux/namespaces/*/path", "does not exist", "the namespace to join must exist"),
     ("/linux/*Mappings", "user namespace", "runc: mappings need a user namespace and back"),
     ("/linux/*Mappings/*/*", "from 0 to 4294967294", "the kernel's uid_map: (uid_t)-1 is no id"),

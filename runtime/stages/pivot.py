@@ -52,7 +52,9 @@ class Pivot(Stage):
         try:
             os.makedirs(cwd, 0o755, exist_ok=True)
         except OSError as e:
-            raise StageError(self.name, "mkdir", cwd, e.errno or 0, "/process/cwd") from None
+            # a file on the way: Go's os.MkdirAll (runc) says ENOTDIR where makedirs says EEXIST
+            code = errno.ENOTDIR if e.errno == errno.EEXIST else e.errno or 0
+            raise StageError(self.name, "mkdir", cwd, code, "/process/cwd") from None
 
     def _pivot_root(self, ctx: Context) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ocish import facts
 from ocish.debugger import Debugger, News
 from ocish.inspect import TOPICS
-from ocish.variables import expand_line
+from ocish.variables import expand_line, split_words
 from runtime.errors import OcishError
 
 SETTINGS = ("errexit", "trace", "watch", "catch")
@@ -224,10 +224,17 @@ def resolve(word: str) -> Command:
     raise OcishError(f"unknown command {word!r}{hint} (`help` lists the commands)")
 
 
-def _number(text: str, what: str) -> int:
-    if not text.isdigit():
+def _number(text: str, what: str, least: int = 0) -> int:
+    """A decimal integer (a sign allowed) of at least `least`; else an error naming `what`
+    (gdb: "Argument must be a positive number" for `step 0` ...)."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
         raise OcishError(f"{what} must be a number, not {text!r}")
-    return int(text)
+    value = int(text)
+    if value < least:
+        floor = "a positive number" if least == 1 else f"{least} or more"
+        raise OcishError(f"{what} must be {floor}, not {value}")
+    return value
 
 
 # -- the handlers --------------------------------------------------------------------------------
@@ -327,7 +334,7 @@ class Commands:
                 out.args = Args([rest.strip()])
             else:
                 try:
-                    words = shlex.split(expand_line(line, self.variable), comments=True)
+                    words = split_words(expand_line(line, self.variable))
                 except ValueError as e:
                     raise OcishError(f"cannot parse the line: {str(e).lower()}") from None
                 out.args = (cmd.parse or parse_args)(cmd, words[1:])
@@ -391,8 +398,8 @@ class Commands:
         return run
 
     def do_step(self, a: Args):
-        count = _number(a.pos[0], "the step count") if a.pos else 1
-        return self._advance("step", count=max(count, 1))
+        count = _number(a.pos[0], "the step count", 1) if a.pos else 1
+        return self._advance("step", count=count)
 
     def do_next(self, a: Args):
         return self._advance("next")
@@ -416,7 +423,8 @@ class Commands:
         return self.do_break(a, temporary=True)
 
     def _numbers(self, a: Args) -> list[int]:
-        return [_number(w, "a breakpoint") for w in a.pos] or [b.number for b in self.dbg.breakpoints]
+        return ([_number(w, "a breakpoint number", 1) for w in a.pos]
+                or [b.number for b in self.dbg.breakpoints])
 
     def do_disable(self, a: Args):
         bps = [self.dbg.breakpoint(n) for n in self._numbers(a)]
@@ -433,13 +441,14 @@ class Commands:
     def do_ignore(self, a: Args):
         if len(a.pos) != 2:
             raise OcishError(f"usage: {BY_NAME['ignore'].usage}")
-        bp = self.dbg.breakpoint(_number(a.pos[0], "a breakpoint"))
-        bp.ignore = _number(a.pos[1], "the count")
+        bp = self.dbg.breakpoint(_number(a.pos[0], "a breakpoint number", 1))
+        bp.ignore = _number(a.pos[1], "the ignore count")
         return bp
 
     def do_delete(self, a: Args):
         if a.pos:
-            nums = [_number(w, "a breakpoint (delete without arguments deletes the container)")
+            nums = [_number(w, "a breakpoint number (delete without arguments deletes the "
+                            "container)", 1)
                     for w in a.pos]
             for n in nums:
                 self.dbg.breakpoint(n)  # all exist, or none is deleted
@@ -568,7 +577,7 @@ class Commands:
         if not a.pos:
             raise OcishError(f"usage: {BY_NAME['inspect'].usage} (topics: {' '.join(TOPICS)})")
         topic = pick(a.pos[0], TOPICS + ("all",), "topic")
-        other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
+        other = inspect.Target(_number(a.opts["pid"], "--pid", 1)) if "pid" in a.opts else None
         t = self.dbg.target()
         dead = other is None and t is not None and self.dbg.is_dead(t.pid)
         if dead:  # a zombie not reaped yet: reap it, so that `exit` has its wait status
@@ -617,7 +626,7 @@ class Commands:
             return Setting("catch", "off")
         if not a.pos or a.pos[0] != "exec" or len(a.pos) > 2:
             raise OcishError(f"usage: {BY_NAME['catch'].usage}")
-        self.dbg.catch_exec = _number(a.pos[1], "the call count") if len(a.pos) > 1 else 10
+        self.dbg.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 10
         return Setting("catch", f"exec {self.dbg.catch_exec}")
 
     def do_set(self, a: Args):

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ocish import facts, snapshot
+from ocish.variables import split_words
 from ocish.debugger import Exec, Run, Started
 from runtime.errors import OcishError
 
@@ -67,7 +68,7 @@ def _failure(out: "Outcome", subst) -> str:
 
 def _bundle_init(out: "Outcome") -> str:
     """`bundle init` without its DIR: built again in the replay's scratch directory."""
-    words = shlex.split(out.line, comments=True)
+    words = split_words(out.line)
     rest, cmd = (words[2:], []) if "--" not in words else (
         words[2:words.index("--")], words[words.index("--"):])
     flags = [w for w in rest if w.startswith("-")]

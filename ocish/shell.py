@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -34,6 +33,7 @@ from typing import Any, Callable, Iterator
 from ocish import render
 from ocish.commands import Commands, Outcome, resolve
 from ocish.debugger import Debugger, Exec, News, Run, StepReport
+from ocish.variables import split_words
 from runtime.cli import default_root
 from runtime.errors import OcishError
 
@@ -289,7 +289,7 @@ def _nothing() -> Iterator[None]:
 
 def _command_of(line: str) -> str:
     try:
-        words = shlex.split(line, comments=True)
+        words = split_words(line)
         return resolve(words[0]).name if words else ""
     except (ValueError, OcishError):
         return ""

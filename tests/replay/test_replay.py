@@ -188,6 +188,35 @@ def test_an_unreadable_script_runs_nothing_and_exits_2(replay, name):
     assert not os.listdir(replay.tmp)  # not even the bundle of line 2 was built
 
 
+def test_an_unreadable_script_does_not_stop_the_others(replay):
+    """`replay good bad good`: both good ones run and pass, the bad one is a test point that
+    could not run (FILE:LINE), exit status 2."""
+    names = ["exit-at-start", "syntax-error", "namespaces"]
+    for fmt in ("tap", "json", "junit"):
+        p = replay(*[script(n) for n in names], "--format", fmt)
+        assert p.returncode == 2, p.stderr
+        assert UNREADABLE["syntax-error"] in p.stderr and "Traceback" not in p.stderr
+        if fmt == "tap":
+            tap = tap_parse(p.stdout)
+            assert len(tap["passed"]) == EXPECTED["exit-at-start"][1] + EXPECTED["namespaces"][1]
+            assert tap["failed"] == [4] and "Bail out!" not in p.stdout
+            assert f"not ok 4 - {script('syntax-error')}:4: contnue" in p.stdout
+            assert (tap["yaml"][0]["severity"], int(tap["yaml"][0]["line"])) == ("error", 4)
+        elif fmt == "json":
+            doc = json.loads(p.stdout)
+            assert [s["status"] for s in doc["scripts"]] == ["passed", "error", "passed"]
+            bad = doc["scripts"][1]["results"]
+            assert [(r["kind"], r["status"], r["line"]) for r in bad] == [("syntax", "error", 4)]
+            assert doc["errors"][0].startswith(f"{script('syntax-error')}:4: unknown command")
+        else:
+            suites = check_junit(p.stdout).findall("testsuite")
+            assert [s.get("name") for s in suites] == [script(n) for n in names]
+            assert suites[1].find("testcase/error").get("message").startswith(
+                "the script cannot run: unknown command 'contnue'")
+            assert suites[2].get("errors") == "0" and suites[2].get("tests") == "8"
+    replay.assert_clean()
+
+
 def test_a_failed_expectation_shows_file_line_expected_and_actual(replay):
     p = replay(script("fails-expectations"), "--keep-going")
     assert p.returncode == 1

@@ -457,16 +457,37 @@ class Commands:
         return Deleted("container", [self.dbg.cid])
 
     def do_restart(self, a: Args):
-        self.dbg.restart()
+        self.dbg.restart(self._replacing("restart", "Start it from the beginning? (y or n) "))
         return self.banner()
 
     def do_load(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['load'].usage}")
-        self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None)
+        self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None,
+                      replacing=self._replacing("load", f"Load {a.pos[0]} anyway? (y or n) "))
         self.vars["bundle"] = self.dbg.bundle
         return self.banner()
 
+    def _replacing(self, action: str, ask: str) -> Callable[[], None]:
+        """What runs once a load, attach or restart is sure to work, before the held container
+        goes: a created, running or paused one is deleted only when the user says so on a
+        terminal (gdb: "The program being debugged has been started already. Start it from
+        the beginning? (y or n)"); piped, it goes and the session says what was removed. An
+        attached container is left as it is (gdb detaches), but restart replaces it."""
+        def ask_first() -> None:
+            d = self.dbg
+            status, pid = d.status(), d.container_pid()
+            what = f"container {d.cid} ({status}" + (f", pid {pid})" if pid > 0 else ")")
+            if d.attached and action != "restart":
+                self.emit("news", News("removed", 0, f"{what} detached (left as it is)"), False)
+                return
+            if status in ("created", "running", "paused") and not self.confirm(
+                    f"The container being debugged has been {'started' if d.started else 'created'}"
+                    f" already: {what} will be deleted.\n{ask}"):
+                raise OcishError(f"not confirmed: {what} is kept")
+            self.emit("news", News("removed", 0, f"{what} deleted: `{action}` replaces it"),
+                      False)
+        return ask_first
     def note_load(self, made: bool) -> None:
         """The session began with a load by `ocish debug` (not a typed command): kept for
         `record` as the commands that do the same (`bundle init`, when the shell built the
@@ -483,7 +504,8 @@ class Commands:
     def do_attach(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['attach'].usage}")
-        self.dbg.attach(a.pos[0])
+        self.dbg.attach(a.pos[0], self._replacing(
+            "attach", f"Attach to container {a.pos[0]} anyway? (y or n) "))
         return self.banner()
 
     def banner(self) -> Banner:

@@ -153,6 +153,7 @@ class Debugger(Observer):
         self.started = False
         self.attached = False             # a container found under --root, not set up by us
         self.load_error = ""              # why the bundle's config was refused at load
+        self.refused = ""                 # the bundle whose config the last load refused
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
@@ -308,32 +309,80 @@ class Debugger(Observer):
         return f"`ocish diagnose {self.bundle or 'BUNDLE'}` looks for the cause"
 
     # -- load, attach, restart, teardown --------------------------------------------------------
-    def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
-        """Build the Setup (state dir, exec.fifo, engine) and start the container side. When
-        config.json is refused (not JSON, or a SpecError), the bundle stays remembered: fix it,
-        `restart`."""
-        self.teardown()
+    @property
+    def holds(self) -> bool:
+        """Whether a container is held (being set up, created or attached): what a load, an
+        attach or a restart replaces."""
+        return self.setup is not None or self.st is not None
+
+    def check_load(self, bundle: str, cid: str, frees_id: bool) -> None:
+        """What `load` (or `restart`) would refuse, found without touching the held container:
+        a bad id, an id another container has (`frees_id`: the held one, which the load
+        replaces), no bundle, a config.json the runtime refuses (SpecError, ConfigNotJson)."""
+        from runtime import spec as specmod
+        specmod.validate_id(cid)
+        if not frees_id and os.path.lexists(state.container_dir(self.root, cid)):
+            raise OcishError(f"container with id exists: {cid}")
+        specmod.load(bundle)
+
+    def load(self, bundle: str, cid: str | None = None, temp_dir: str = "",
+             replacing: Callable[[], None] | None = None) -> None:
+        """Build the Setup (state dir, exec.fifo, engine) and start the container side. The new
+        bundle is checked first (check_load): when it is refused, the held container stays as
+        it is (the error says so; `refused` names the bundle). With nothing held, a refused
+        config.json (not JSON, or a SpecError) stays remembered: fix it, `restart`. Once the
+        check passed and before the held container goes, `replacing()` runs: it may raise to
+        keep it (the shell asks first)."""
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
-        self.bundle, self.cid, self.temp_dir = os.path.abspath(bundle), cid, temp_dir
+        bundle = os.path.abspath(bundle)
+        self.refused = ""
+        try:
+            self.check_load(bundle, cid, frees_id=cid == self.cid and not self.attached)
+        except OcishError as e:
+            refused = isinstance(e, (SpecError, ConfigNotJson))
+            self.refused = bundle if refused else ""
+            if self.holds:
+                raise OcishError(f"{e}: {self.kept_text()}") from None
+            if not refused:
+                raise
+            self.teardown()
+            self.bundle, self.cid, self.temp_dir, self.load_error = bundle, cid, temp_dir, str(e)
+            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+        if replacing is not None and self.holds:
+            replacing()
+        self.teardown()
+        self.bundle, self.cid, self.temp_dir = bundle, cid, temp_dir
         try:
             self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
-        except (SpecError, ConfigNotJson) as e:
-            self.load_error = str(e)
-            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
         except BaseException:
             self.bundle = self.cid = self.temp_dir = ""
             raise
-        self.load_error = ""
         self._spawn()
         self.stops = []
         self._last = self._snapshot("at load, before " + self.position())
         self.stops.append(self._last)
 
-    def attach(self, cid: str) -> dict:
+    def kept_text(self) -> str:
+        """The held container, said to be kept (after a load, attach or restart that failed)."""
+        pid = self.container_pid()
+        return (f"container {self.cid} is kept ({self.status()}"
+                + (f", pid {pid})" if pid > 0 else ")"))
+
+    def attach(self, cid: str, replacing: Callable[[], None] | None = None) -> dict:
         """Take over container `cid` under --root (created, running, paused or stopped), as the
-        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state."""
+        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state. A
+        container that cannot be attached leaves the held one as it is; `replacing()` runs
+        before the held one goes, as for load."""
+        if cid == self.cid and self.holds:
+            raise OcishError(f"container {cid} is this session's already")
+        try:
+            st = state.load(self.root, cid)
+        except OcishError as e:
+            raise OcishError(f"attach {cid}: {e}" + (f": {self.kept_text()}" if self.holds
+                                                      else "")) from None
+        if replacing is not None and self.holds:
+            replacing()
         self.teardown()
-        st = state.load(self.root, cid)
         self.st, self.cid, self.bundle, self.attached = st, cid, st["bundle"], True
         self.started = state.status(self.root, st) != "created"
         self.stops = []
@@ -351,16 +400,28 @@ class Debugger(Observer):
         finally:
             os.close(r)
 
-    def restart(self) -> None:
+    def restart(self, replacing: Callable[[], None] | None = None) -> None:
         """Tear the container down and set it up again from the same bundle (config.json read
-        again), breakpoints kept."""
+        again), breakpoints kept. A config.json the runtime now refuses leaves the held
+        container as it is (`refused` names the bundle); `replacing()` runs before the held
+        one goes, as for load."""
         if not self.bundle:
             raise self.nothing_loaded()
         bundle, cid, temp = self.bundle, self.cid, self.temp_dir
-        self.temp_dir = ""  # keep the session's bundle across the restart
+        self.refused = ""
+        if self.holds:
+            try:
+                self.check_load(bundle, cid, frees_id=True)
+            except (SpecError, ConfigNotJson) as e:
+                self.refused = bundle
+                raise OcishError(f"{e}: {self.kept_text()}; fix config.json, then `restart` "
+                                 "again") from None
+            if replacing is not None:
+                replacing()
         if self.attached:  # teardown leaves an attached container: restart replaces it
             self._end_execs(cid)
             lifecycle.delete(self.root, cid, force=True)
+        self.temp_dir = ""  # keep the session's bundle across the restart
         self.load(bundle, cid, temp)
 
     def teardown(self, keep: bool = False) -> list[str]:

@@ -63,6 +63,7 @@ class Shell:
         self.lineno = 0
         self._last_repeatable = ""
         self._confirm_session = None
+        self._refused: set[str] = set()  # bundles whose config.json a load refused
 
     @property
     def done(self) -> bool:
@@ -221,13 +222,16 @@ class Shell:
             out = self.commands.run(line)
         if out.ok:
             self._render(out)
+            if out.command in ("restart", "load") and self.dbg.bundle in self._refused:
+                self.still_wrong()  # a partial fix: what lint still finds
         else:
             if isinstance(out.data, Run):
                 self._render(out)  # the stop line: the failure block came with the step
             if not self._failure_shown:
                 self.error(out.error)
-            if out.command in ("restart", "load") and self.dbg.load_error:
+            if out.command in ("restart", "load") and self.dbg.refused:
                 self.config_refused()
+                self._refused.add(self.dbg.refused)
             self.failures.append(self.lineno)
         if out.command:
             cmd = resolve(out.command)
@@ -262,12 +266,38 @@ class Shell:
         self.show(render.banner(self.commands.banner()))
 
     def config_refused(self) -> None:
-        """The runtime refused the bundle's config.json: every problem lint finds (the one that
+        """The runtime refused a bundle's config.json: every problem lint finds (the one that
         stopped the load among them), and how to go on. Errors: on stderr when plain."""
+        d = self.dbg
+        self._lint_lines(d.refused or d.bundle)
+        if d.holds:
+            self.note(f"{d.kept_text()}: fix config.json, then `load` (or `restart`) again")
+        else:
+            self.note("nothing is set up: fix config.json, then `restart` (or `reload`) reads "
+                      "it again")
+
+    def still_wrong(self) -> None:
+        """After a config.json the runtime refused was fixed far enough to load: what lint
+        still finds (a mount option the kernel refuses fails at stage mounts), as when the
+        shell opened on it; nothing when it is clean."""
+        from ocish.diagnose.model import ERROR, WARNING
+        from ocish.lint.checks import LintError, lint
+        try:
+            report = lint(self.dbg.bundle)
+        except LintError:
+            return
+        if not (report.count(ERROR) or report.count(WARNING)):
+            self._refused.discard(self.dbg.bundle)
+        else:
+            self._lint_lines(self.dbg.bundle, report)
+            self.note("config.json loads now, but lint still finds the problems above: the "
+                      "setup fails where an error says; fix them, then `restart`")
+
+    def _lint_lines(self, bundle: str, report=None) -> None:
         from ocish.lint import text_lines
         from ocish.lint.checks import LintError, lint
         try:
-            lines = text_lines(lint(self.dbg.bundle))
+            lines = text_lines(report or lint(bundle))
         except LintError as e:
             lines = [(f"lint: {e}", "")]
         if self._console is None:
@@ -278,8 +308,6 @@ class Shell:
             from rich.text import Text
             for text, style in lines:
                 self._console.print(Text(text, style=style))
-        self.note("nothing is set up: fix config.json, then `restart` (or `reload`) reads it "
-                  "again")
 
 
 @contextmanager
@@ -354,6 +382,7 @@ def main(argv: list[str], command: str) -> int:
                     return 1
                 # config.json refused: the shell opens anyway, to fix it and `restart`
                 shell.config_refused()
+                shell._refused.add(shell.dbg.bundle)
                 shell.failures.append(0)
                 if shell.commands.errexit:
                     return shell.exit_status()

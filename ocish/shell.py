@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ocish import render
-from ocish.commands import Commands, Outcome, resolve
+from ocish.commands import Banner, Commands, Outcome, resolve
 from ocish.debugger import Debugger, Exec, News, Run, StepReport
 from ocish.variables import split_words
 from runtime.cli import default_root
@@ -43,10 +43,12 @@ STEPPING = ("step", "next", "until", "continue")
 
 
 class Shell:
-    def __init__(self, root: str, fancy: bool, interactive: bool, errexit: bool = False) -> None:
+    def __init__(self, root: str, fancy: bool, interactive: bool, errexit: bool = False,
+                 quiet: bool = False) -> None:
         self.dbg = Debugger(root)
         self.fancy = fancy
         self.interactive = interactive
+        self.quiet = quiet               # piped: no transcript (echo, banner, progress) at all
         self._interrupted = False
         self._failure_shown = False
         self._console = None
@@ -88,6 +90,16 @@ class Shell:
         else:
             self._console.print(obj)
 
+    def transcript(self, obj) -> None:
+        """What tells the session's course, not a command's data: the echoed command, the
+        banner, each step's progress. On a terminal, as everything else; piped, on stderr
+        (stdout carries only data: `printf 'inspect ns --json' | ocish debug B | jq` works),
+        or nowhere with --quiet."""
+        if self._console is not None:
+            self.show(obj)
+        elif not self.quiet:
+            self.show(obj, err=True)
+
     def error(self, msg: str) -> None:
         if self._console is None:
             sys.stdout.flush()
@@ -119,7 +131,10 @@ class Shell:
         failed = report.error is not None
         for block in render.step_report(report, self.dbg.container_pid(), self.fancy,
                                         self.dbg.diagnose_hint()):
-            self.show(block, err=failed)
+            if failed:
+                self.show(block, err=True)
+            else:
+                self.transcript(block)
         self._failure_shown = self._failure_shown or failed
 
     # -- the loop --------------------------------------------------------------------------------
@@ -132,8 +147,8 @@ class Shell:
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt: a fresh prompt
             except EOFError:
-                if not self.interactive:
-                    print(flush=True)
+                if not self.interactive and not self.quiet:
+                    print(file=sys.stderr, flush=True)
                 line = "quit"
             self.lineno += 1
             if self.interactive and not line.strip() and self._last_repeatable:
@@ -156,16 +171,20 @@ class Shell:
         return 1
 
     def _line_reader(self) -> Callable[[], str]:
+        """Plain input: the prompt and the echo of what was read go to stderr (the transcript;
+        a terminal echoes by itself), none with --quiet."""
         echo_off = sys.stdin.isatty()
 
         def read() -> str:
-            sys.stdout.write(PROMPT)
-            sys.stdout.flush()
+            if not self.quiet:
+                sys.stdout.flush()
+                sys.stderr.write(PROMPT)
+                sys.stderr.flush()
             line = sys.stdin.readline()
             if not line:
                 raise EOFError
-            if not echo_off:  # a terminal echoes by itself; a transcript shows what was read
-                print(line.rstrip("\n"), flush=True)
+            if not echo_off and not self.quiet:
+                print(line.rstrip("\n"), file=sys.stderr, flush=True)
             return line
         return read
 
@@ -245,9 +264,18 @@ class Shell:
             return
         if isinstance(out.data, Exec) and out.data.stderr:
             self.show(out.data.stderr.rstrip("\n"), err=True)
-        for block in render.command(out, self.fancy, self.commands.width,
-                                    self.dbg.diagnose_hint(), self.dbg.container_pid()):
+        if isinstance(out.data, Banner):  # load, restart, attach: where the session stands
+            self.transcript(render.banner(out.data))
+            return
+        blocks = render.command(out, self.fancy, self.commands.width,
+                                self.dbg.diagnose_hint(), self.dbg.container_pid())
+        status = ""
+        if isinstance(out.data, Exec) and out.data.status is not None and blocks:
+            *blocks, status = blocks  # `exit status N`: said, not the process's output
+        for block in blocks:
             self.show(block)
+        if status:
+            self.note(status)
 
     @contextmanager
     def _deferred_sigint(self) -> Iterator[None]:
@@ -263,7 +291,7 @@ class Shell:
             signal.signal(signal.SIGINT, old)
 
     def banner(self) -> None:
-        self.show(render.banner(self.commands.banner()))
+        self.transcript(render.banner(self.commands.banner()))
 
     def config_refused(self) -> None:
         """The runtime refused a bundle's config.json: every problem lint finds (the one that
@@ -330,7 +358,7 @@ class _ArgParser(argparse.ArgumentParser):
 
 def main(argv: list[str], command: str) -> int:
     """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit]."""
+    [--root R] [--plain] [--errexit] [--quiet]."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
@@ -339,6 +367,9 @@ def main(argv: list[str], command: str) -> int:
         p.add_argument("id")
     p.add_argument("--root", default=default_root())
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="piped: no transcript on stderr (echoed commands, banner, progress); "
+                        "data still on stdout, errors and news on stderr")
     p.add_argument("--errexit", "-e", action="store_true",
                    help="end the session at the first failed command, exit status 1")
     if command == "debug":
@@ -353,7 +384,7 @@ def main(argv: list[str], command: str) -> int:
         return 1
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
-                  interactive=interactive, errexit=a.errexit)
+                  interactive=interactive, errexit=a.errexit, quiet=a.quiet)
     # SIGTERM and SIGHUP (the terminal went away) unwind through the teardown below, in this
     # process only: a forked helper (pyroute2's netns child, the tracer) inherits the handler,
     # and must never tear down the container it shares with us.

@@ -48,6 +48,10 @@ def test_exec_joins_the_running_container(ocish, session, make_bundle):
     # its stdin is /dev/null, never the shell's script
     assert s.cmd("exec cat") == "exit status 0\n"
     assert s.cmd(f"exec --id {s.cid} hostname") == "exec-test-host\nexit status 0\n"
+    # `#` starts a comment only at the start of a word, as in sh, on both sides of `->`
+    assert s.cmd("exec echo a#b #c") == "a#b\nexit status 0\n"
+    assert s.cmd("expect exec echo a#b -> stdout == a#b  # ok") == \
+        "ok: exec echo a#b -> stdout == a#b\n"
     # runc's errors, one line each
     out = s.cmd("exec /nonexistent")
     assert out.count("\n") == 1 and out.startswith("error: exec failed:")

@@ -66,6 +66,7 @@ class StepReport:
     death: ExitInfo | None = None        # the container process died during this step
     cause: str = ""                      # a failure's evidence in the cgroup (forks refused...)
     cause_pointer: str = ""              # ... and the config.json field behind it
+    interrupted: str = ""                # Ctrl-C killed the hook this step ran: what happened
 
 
 @dataclass
@@ -154,6 +155,8 @@ class Debugger(Observer):
         self.attached = False             # a container found under --root, not set up by us
         self.load_error = ""              # why the bundle's config was refused at load
         self.refused = ""                 # the bundle whose config the last load refused
+        self.interrupted_at = ""          # a hook step that Ctrl-C cut short: what happened
+        self._killed_hooks = False        # ... during the step that runs now
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
@@ -194,6 +197,8 @@ class Debugger(Observer):
         if self.in_setup:
             if self.death is not None or self.is_dead(self.setup.ctx.pid):
                 return "died"
+            if self.interrupted_at:
+                return "interrupted"
             return "failed" if self.setup.engine.failed else "setting up"
         try:
             return state.status(self.root, state.load(self.root, self.cid))
@@ -447,7 +452,7 @@ class Debugger(Observer):
             if self.temp_dir and not kept:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.setup, self.st, self.started, self.attached = None, None, False, False
-            self.bundle = self.cid = self.temp_dir = self.load_error = ""
+            self.bundle = self.cid = self.temp_dir = self.load_error = self.interrupted_at = ""
             self._status, self.death, self._sent = {}, None, set()
         return notes
 
@@ -545,6 +550,8 @@ class Debugger(Observer):
         if self.death is not None:
             raise OcishError(f"the container process {self.death.pid} died during setup "
                              f"({self.death.how}): `restart` or `quit`")
+        if self.interrupted_at:
+            raise OcishError(f"interrupted at {self.interrupted_at}")
         if self.setup.engine.failed:
             raise OcishError(f"{self.setup.engine.failed}: `restart` or `quit`")
         return self.setup
@@ -569,7 +576,9 @@ class Debugger(Observer):
                 steps.append(report)
                 if on_step is not None:
                     on_step(report)
-                if report.death is not None:
+                if report.interrupted:
+                    reason = "interrupted"
+                elif report.death is not None:
                     reason = "died"
                 elif report.error is not None:
                     reason = "failed"
@@ -646,10 +655,31 @@ class Debugger(Observer):
             self.breakpoints.remove(hit)
         return hit
 
+    def interrupt(self) -> None:
+        """Ctrl-C during a step (the shell's handler): a step that runs hooks would wait for
+        them to end, so they are killed now (their process groups: the runtime's own hooks,
+        and the container side's children, which are its createContainer hooks); the step
+        then stops as interrupted, not failed. Other steps finish (a step half done would
+        desynchronise the engine and the container side)."""
+        from runtime import hooks
+        from runtime.stages.hooks import ContainerHooks, Hooks
+        report = self._report
+        if report is None or report.stage not in (Hooks.name, ContainerHooks.name):
+            return
+        groups = set(hooks.RUNNING) if report.side != CONTAINER else set(
+            procfs.children(self.container_pid()))
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self._killed_hooks = True
+
     def _step(self) -> StepReport:
         setup = self._require_setup()
         stage, item = setup.engine.next_step
         self._report = report = StepReport(stage.name, item, stage.side)
+        self._killed_hooks = False
         try:
             try:
                 setup.engine.step()
@@ -662,7 +692,13 @@ class Debugger(Observer):
             report.error = err
             # a process that died answers nothing: the engine saw its end of the channel close
             pid = setup.ctx.pid
-            if self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
+            if self._killed_hooks and not self.is_dead(pid):  # Ctrl-C, not the config
+                report.error = None
+                report.interrupted = self.interrupted_at = (
+                    f"stage {stage.name} {item}".strip() + f": Ctrl-C killed its hook "
+                    f"{err.target} (config {err.pointer}) before it finished; `restart` sets "
+                    "the container up again, `quit` cleans up")
+            elif self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
                 report.death = self._tell_death(f"during setup, in stage {stage.name}")
             else:  # alive: the cgroup may still say why (a fork refused at the pids limit)
                 report.cause, report.cause_pointer = self._evidence()
@@ -673,7 +709,7 @@ class Debugger(Observer):
         if self.watching and self._last is not None:
             report.changes = diffmod.diff(self._last, snap)
         self._last = snap
-        if setup.engine.done and not report.error:
+        if setup.engine.done and not report.error and not report.interrupted:
             self.st = report.created = setup.finish()
         return report
 

@@ -187,7 +187,9 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     the container process first, when that is what failed)."""
     where = f"{r.stage} {r.item}".strip()
     out: list = []
-    if r.death is not None:
+    if r.interrupted:
+        out.append(_styled(f"interrupted: {r.interrupted}", "bold yellow", fancy))
+    elif r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
         out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer))

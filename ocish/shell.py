@@ -279,11 +279,13 @@ class Shell:
 
     @contextmanager
     def _deferred_sigint(self) -> Iterator[None]:
-        """Ctrl-C during a step only sets a flag: the step finishes, then stepping stops."""
+        """Ctrl-C during a step only sets a flag: the step finishes, then stepping stops; a
+        hook it waits for is killed at once (the step then stops as interrupted)."""
         self._interrupted = False
 
         def handler(signum, frame) -> None:
             self._interrupted = True
+            self.dbg.interrupt()  # a hook the step waits for is killed
         old = signal.signal(signal.SIGINT, handler)
         try:
             yield

@@ -36,6 +36,7 @@ from typing import Iterator
 from ocish.debugger import Debugger
 from ocish.diagnose.model import Outcome
 from runtime.errors import OcishError, StageError
+from runtime.linux.procfs import children  # ours: the container's orphans come back to us
 
 TAIL_LINES = 12
 TAIL_BYTES = 64 * 1024
@@ -240,18 +241,6 @@ def kill_strays(before: set[int]) -> None:
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
-
-
-def children() -> set[int]:
-    """Our live children (the container's orphans come back to us: we are a subreaper)."""
-    kids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                kids |= {int(p) for p in f.read().split()}
-        except OSError:
-            continue
-    return kids
 
 
 def tail(f) -> list[str]:

@@ -1,6 +1,8 @@
 """Small procfs readers shared by stages and lifecycle; they return plain data and never print."""
 from __future__ import annotations
 
+import os
+
 class MountEntry:
     """One line of /proc/PID/mountinfo."""
 
@@ -67,6 +69,23 @@ def proc_state(pid: int) -> str:
     except (FileNotFoundError, ProcessLookupError):
         return ""
     return chr(data[data.rindex(b")") + 2])
+
+
+def children(pid: int | str = "self") -> set[int]:
+    """The live children of pid, from every thread's /proc/<pid>/task/<tid>/children (empty
+    when it is gone)."""
+    kids: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids |= {int(p) for p in f.read().split()}
+        except OSError:
+            continue
+    return kids
 
 
 def self_cgroups(pid: int | str = "self") -> list[tuple[str, str]]:

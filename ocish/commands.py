@@ -586,7 +586,7 @@ class Commands:
         sys.stderr.flush()
         try:
             return self.dbg.exec(a.pos, o["id"], detach=o["detach"], user=o["user"],
-                                 cwd=o["cwd"], env=o["env"],
+                                 cwd=o["cwd"], env=o["env"], ignore_paused=o["ignore_paused"],
                                  stdin_fd=devnull if devnull >= 0 else None,
                                  capture=self.capture_exec)
         finally:
@@ -719,14 +719,16 @@ class Commands:
 
 # -- exec's own parser: its flags end at the command -------------------------------------------
 
-EXEC_USAGE = "exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--json] CMD [ARGS...]"
+EXEC_USAGE = ("exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] [--json] "
+              "CMD [ARGS...]")
 _EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
                 "--id": "id"}
 
 
 def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     """exec's flags (`--flag value`, `--flag=value`, `--` ends them), then CMD [ARGS...]."""
-    out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None})
+    out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None,
+                    "ignore_paused": False})
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         flag, eq, value = args[i].partition("=")
@@ -735,6 +737,9 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
             break
         if flag in ("-d", "--detach") and not eq:
             out.opts["detach"] = True
+            continue
+        if flag == "--ignore-paused" and not eq:
+            out.opts["ignore_paused"] = True
             continue
         if flag == "--json" and not eq:
             out.json = True
@@ -814,7 +819,7 @@ def _complete_exec(d: Debugger, before: list[str]) -> list[str]:
     if before[-1:] == ["--id"]:
         from runtime import state
         return state.list_ids(d.root)
-    return ["-d", "--user", "--cwd", "--env", "--id", "--json"]
+    return ["-d", "--user", "--cwd", "--env", "--id", "--ignore-paused", "--json"]
 
 
 def _first(words: list[str]) -> Callable[[Debugger, list[str]], list[str]]:
@@ -987,6 +992,8 @@ COMMANDS: list[Command] = [
       "  -u UID[:GID]  run as this user (numbers)\n"
       "  --cwd D       working directory\n"
       "  -e K=V        add to the environment (repeatable)\n"
+      "  --ignore-paused  exec in a paused container (as runc's): the process joins the\n"
+      "                frozen cgroup and waits, frozen, for `resume` (use -d with it)\n"
       "  -d            do not wait: print its host pid. It runs in its own process group\n"
       "                (ignoring SIGINT, as the init does); the shell reaps it and says\n"
       "                so, and kills it when it tears the container down\n"

@@ -134,6 +134,7 @@ class Exec:
     status: int | None
     stdout: str | None = None
     stderr: str | None = None
+    waiting: bool = False                # --ignore-paused: `pid` is the exec waiting for resume
 
 
 @dataclass
@@ -168,6 +169,9 @@ class Debugger(Observer):
         self._tracer: Tracer | None = None
         self._stdin_w = -1
         self.exec_pids: dict[int, str] = {}  # exec'd processes not reaped yet -> container id
+        # `exec -d --ignore-paused` runs waiting for `resume`: their pid -> (container, pid file)
+        self._waiting_execs: dict[int, tuple[str, str]] = {}
+        self._later: list[News] = []         # news found while reaping
         self._status: dict[int, int] = {}    # wait status of the container process, once reaped
         self.death: ExitInfo | None = None   # how the container process died, once told
         self._sent: set[int] = set()         # signals `kill` sent to the init
@@ -479,13 +483,32 @@ class Debugger(Observer):
                 self._status[pid] = status
             elif self.exec_pids.pop(pid, None) is not None:
                 execs.append((pid, status))
+            elif pid in self._waiting_execs:
+                self._exec_resumed(pid, status)
         return execs
+
+    def _exec_resumed(self, pid: int, status: int) -> None:
+        """The background `exec --ignore-paused -d` ended: its process runs (the container was
+        resumed), or it failed (its error is on our stderr)."""
+        cid, pid_file = self._waiting_execs.pop(pid)
+        try:
+            with open(pid_file) as f:
+                started = int(f.read())
+            os.unlink(pid_file)
+        except (OSError, ValueError):
+            self._later.append(News("exited", pid, f"exec --ignore-paused in {cid} failed: "
+                                    f"{describe_status(status)}"))
+            return
+        self.exec_pids[started] = cid
+        self._later.append(News("exec", started, f"exec process {started} running in {cid} "
+                                "(the container was resumed)"))
 
     def news(self) -> list[News]:
         """What happened since the last call: exec'd processes that exited, and the death of
         the container process (told once)."""
         out = [News("exited", pid, f"exec process {pid} exited: {describe_status(status)}")
                for pid, status in self._reap()]
+        out, self._later = self._later + out, []
         pid = self.container_pid()
         if self.death is None and pid > 0 and self.is_dead(pid):
             when = "during setup" if self.in_setup else (
@@ -504,8 +527,8 @@ class Debugger(Observer):
     def death_text(self, info: ExitInfo) -> str:
         """One line: the process died, when, how, why (when the cgroup says), what next. An
         exit 0 after start, or the signal the user sent with `kill`, is no mystery."""
-        expected = self.started and not info.cause and (
-            info.exit_code == 0 or signal.Signals.__members__.get(info.signal) in self._sent)
+        sent = signal.Signals.__members__.get(info.signal) in self._sent  # by `kill`, started or not
+        expected = not info.cause and (sent or (self.started and info.exit_code == 0))
         verb = "died" if not expected else "exited" if info.exit_code == 0 else "ended"
         text = f"the container process {info.pid} {verb} {info.when}: {info.how}".replace("  ", " ")
         if expected and info.signal:
@@ -533,13 +556,18 @@ class Debugger(Observer):
         """Kill and reap the exec'd processes of container `cid` that are still our children:
         the container's init cannot finish dying while one of its pid namespace is left
         unreaped by a parent outside it (this shell, their subreaper)."""
-        for pid in [p for p, c in self.exec_pids.items() if c == cid]:
+        waiting = [p for p, (c, _) in self._waiting_execs.items() if c == cid]
+        for pid in [p for p, c in self.exec_pids.items() if c == cid] + waiting:
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.exec_pids.pop(pid, None)
+            if pid in self._waiting_execs:
+                _, pid_file = self._waiting_execs.pop(pid)
+                if os.path.exists(pid_file):
+                    os.unlink(pid_file)
 
     # -- stepping ----------------------------------------------------------------------------
     def _require_setup(self) -> lifecycle.Setup:
@@ -851,9 +879,21 @@ class Debugger(Observer):
 
     # -- lifecycle, through runtime.lifecycle as the CLI does ----------------------------------
     def _created(self) -> dict:
+        """state.json of the created container; else an error whose advice works from here:
+        `continue` while setup can go on; after a failure, a death or an interruption, what
+        can (restart, diagnose)."""
         if self.st is None:
             if self.setup is None:
                 raise self.nothing_loaded()
+            status = self.status()
+            if status in ("failed", "died", "interrupted"):
+                why = {"failed": f"its setup failed ({self.setup.engine.failed})",
+                       "died": "its process died during setup" + (
+                           f" ({self.death.how})" if self.death else ""),
+                       "interrupted": f"its setup was interrupted at {self.interrupted_at}"
+                       .split("; `restart`")[0]}[status]
+                raise OcishError(f"the container was never created: {why}; `restart` sets it "
+                                 f"up again, {self.diagnose_hint()}")
             raise OcishError("the container is not created yet: `continue` to finish its setup")
         return self.st
 
@@ -931,16 +971,24 @@ class Debugger(Observer):
         self._sent.add(sig)
 
     def delete(self, force: bool = False) -> None:
+        """lifecycle.delete; the death it causes is the user's doing, not news (no diagnose
+        hint): it is kept, told by `inspect exit`."""
         self._created()
         if force or self.status() not in ("running", "paused"):
             self._end_execs(self.cid)
+        pid = self.container_pid()
         lifecycle.delete(self.root, self.cid, force)
-        self._reap()
+        if self.death is None and self.await_death(pid, 1.0):
+            try:
+                self.death = self.exit_info("when `delete` removed the container")
+            except OSError:
+                pass
 
     # -- exec, through runtime.execprocess as `ocish exec` ---------------------------------------
     def exec(self, args: list[str], cid: str | None = None, *, detach: bool = False,
              user: str | None = None, cwd: str | None = None, env: list[str] = (),
-             stdin_fd: int | None = None, capture: bool = False) -> Exec:
+             stdin_fd: int | None = None, capture: bool = False,
+             ignore_paused: bool = False) -> Exec:
         """Run one more process in the loaded container (created or running), or in container
         `cid` under the root. Its stdout and stderr are ours, or with `capture` (foreground
         only) files whose text the result holds; stdin is `stdin_fd` (default: ours). A
@@ -950,10 +998,20 @@ class Debugger(Observer):
         if cid is None:
             if self.setup is None and self.st is None:
                 raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
+            if self.st is None and self.status() in ("failed", "died", "interrupted"):
+                try:
+                    self._created()
+                except OcishError as e:
+                    raise OcishError(f"exec: {e}") from None
             if self.st is None:
                 raise OcishError("exec: the container is not set up yet: `continue` to finish "
                                  "its setup, then exec")
             cid = self.cid
+        if ignore_paused and lifecycle.oci_state(self.root, cid)["status"] == "paused":
+            if not detach:
+                raise OcishError("exec --ignore-paused in a paused container runs detached: its "
+                                 "process waits, frozen, until `resume` (add -d)")
+            return self._exec_when_resumed(cid, args, user, cwd, env)
         started: list[int] = []
 
         def on_start(pid: int) -> None:
@@ -961,6 +1019,7 @@ class Debugger(Observer):
             self.exec_pids[pid] = cid
         with _captured(capture and not detach) as outputs:
             status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
+                                     ignore_paused=ignore_paused,
                                      env=list(env), stdin_fd=stdin_fd, own_group=detach,
                                      on_start=on_start,
                                      keep_signals=self.exec_keeps)
@@ -968,6 +1027,36 @@ class Debugger(Observer):
             return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return Exec(started[0], status, *outputs)
+
+
+    def _exec_when_resumed(self, cid: str, args: list[str], user: str | None, cwd: str | None,
+                           env: list[str]) -> Exec:
+        """`exec -d --ignore-paused` in a paused container. runc's `exec --ignore-paused` sets
+        its process up in the frozen cgroup and so waits until the container is resumed; the
+        shell must not wait with it (`resume` could not be typed), so the runtime's own `ocish
+        exec --ignore-paused -d` runs in the background, in a session of its own. Returns its
+        pid; news() says when the process it starts runs (it comes back to us, its
+        subreaper, to be reaped and killed at teardown like any detached exec)."""
+        import sys
+        import tempfile
+        fd, pid_file = tempfile.mkstemp(prefix="ocish-exec-", suffix=".pid")
+        os.close(fd)
+        os.unlink(pid_file)
+        argv = [sys.executable, "-m", "ocish", "--root", self.root, "exec", "--ignore-paused",
+                "-d", "--pid-file", pid_file] + (["-u", user] if user else []) + (
+                ["--cwd", cwd] if cwd else []) + [w for e in env for w in ("-e", e)] + [
+                cid, *args]
+        home = os.path.dirname(os.path.dirname(os.path.abspath(inspect.__file__)))
+        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [home] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(sys.executable, argv, env_vars, setsid=True,
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0)])
+        finally:
+            os.close(devnull)
+        self._waiting_execs[pid] = (cid, pid_file)
+        return Exec(pid, None, waiting=True)
 
 
 @contextmanager

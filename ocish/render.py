@@ -620,6 +620,9 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
     if name == "containers":
         return [containers(data, fancy)]
     if isinstance(data, Exec):
+        if data.waiting:
+            return [f"the container is paused: exec {data.pid} waits, frozen, until `resume`; "
+                    "then its process runs, detached"]
         if data.status is None:
             return [f"exec process {data.pid} running (detached)"]
         return ([data.stdout.rstrip("\n")] if data.stdout else []) + [f"exit status {data.status}"]

@@ -145,7 +145,7 @@ def test_seccomp_check_finds_what_stops_the_runtime():
      {"process": {"capabilities": {"bounding": ["CAP_KIL"]}}},
      {"op": "replace", "path": "/process/capabilities/bounding/0", "value": "CAP_KILL"}),
     ("/hostname", 'unable to set hostname without a private uts namespace: add {"type": "uts"} '
-     "to /linux/namespaces", {"hostname": "x"},
+     "to /linux/namespaces", {"hostname": "x", "linux": {"namespaces": []}},
      {"op": "add", "path": "/linux/namespaces/-", "value": {"type": "uts"}}),
     ("/process/cwd", 'must be an absolute path, got "srv"', {"process": {"cwd": "srv"}},
      {"op": "replace", "path": "/process/cwd", "value": "/srv"}),
@@ -154,6 +154,15 @@ def test_lint_findings_carry_a_config_fix(pointer, message, spec, fix):
     f = explain.spec_finding(pointer, message, spec)
     assert f.fix.patch == [fix] and f.pointer == pointer and f.severity == "error"
     assert resolve_pointer(spec, pointer)[0] and "config.json " + pointer in f.evidence[0]
+
+
+def test_appended_items_make_the_lists_they_need():
+    """RFC 6902: "add" into a missing parent is refused; "/-" needs the list."""
+    f = explain.spec_finding("/hostname", 'unable to set hostname without a private uts '
+                             'namespace: add {"type": "uts"} to /linux/namespaces',
+                             {"hostname": "x"})
+    assert f.fix.patch == [{"op": "add", "path": "/linux", "value": {}},
+                           {"op": "add", "path": "/linux/namespaces", "value": [{"type": "uts"}]}]
 
 
 STRACE_EXEC = ["12 openat(AT_FDCWD, \"/proc/self/fd/7\", O_WRONLY|O_CLOEXEC) = 11",

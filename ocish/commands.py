@@ -501,6 +501,12 @@ class Commands:
         self.history.append(Outcome(f"load {shlex.quote(d.bundle)}", "load", Args([d.bundle]),
                                     self.banner()))
 
+    def note_attach(self) -> None:
+        """The session began with `ocish attach ID` (not a typed command): kept for `record`
+        as a typed `attach` is."""
+        self.history.append(Outcome(f"attach {shlex.quote(self.dbg.cid)}", "attach",
+                                    Args([self.dbg.cid]), self.banner()))
+
     def do_attach(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['attach'].usage}")

@@ -14,6 +14,10 @@ Every command the session ran is kept (Commands.history, with its data). Recordi
 Paths of this machine become $bundle, $rootfs, $root and $id; the first bundle loaded from
 outside the session is `load ${bundle:-/its/path}`, so `ocish replay FILE` runs it here and
 `--bundle` points it elsewhere; a bundle the session built is built again by `bundle init`.
+A replay cannot take over a container of this machine: an `attach ID` (typed, or the
+`ocish attach ID` that opened the session) becomes a new container set up from the attached
+one's bundle to the status it had then (`load`, `continue`; `start`, `pause` or `wait` after
+them for a running, paused or stopped one), with its id and paths as variables.
 """
 from __future__ import annotations
 
@@ -34,7 +38,10 @@ if TYPE_CHECKING:
 LOOKS = ("inspect", "state", "ps", "stages", "info", "explain", "diff", "help", "containers",
          "record")
 STEPPING = ("step", "next", "until", "continue")
-NOT_REPLAYED = ("quit", "attach")
+NOT_REPLAYED = ("quit",)
+# an attached container's status -> the commands that bring a new one there after `continue`
+AFTER_ATTACH = {"created": [], "running": ["start"], "paused": ["start", "pause"],
+                "stopped": ["start", "wait"]}
 
 
 class _Substitutions:
@@ -100,8 +107,16 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             out_lines.append(_bundle_init(out))
             n_cmd += 1
             continue
-        if name == "load":
+        if name in ("load", "attach"):
             bundle = out.data.bundle
+            if name == "attach":
+                status = out.data.status
+                if status not in AFTER_ATTACH:
+                    raise OcishError(f"record: the session attached to container {out.data.id} "
+                                     f"while it was {status}: a replay cannot set a new "
+                                     "container up to that point")
+                out_lines.append(f"# attached to container {out.data.id} ({status}): replayed "
+                                 "as a new container from its bundle, set up to the same status")
             if bundle in cmds.made_bundles:
                 out_lines.append("load $bundle")
             elif not external or external == bundle:
@@ -109,6 +124,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
                 out_lines.append(f"load ${{bundle:-{bundle}}}")
             else:
                 out_lines.append(f"load {shlex.quote(bundle)}")
+            if name == "attach":
+                out_lines += ["continue"] + AFTER_ATTACH[out.data.status]
+                n_cmd += 1 + len(AFTER_ATTACH[out.data.status])
             subst.add(bundle, "bundle")
             subst.add(out.data.id, "id")
             rootfs = _rootfs(cmds)

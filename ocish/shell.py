@@ -428,6 +428,7 @@ def main(argv: list[str], command: str) -> int:
             except OcishError as e:
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
+            shell.commands.note_attach()
             shell.banner()
         else:
             shell.note("no container loaded: `load BUNDLE` sets one up, `attach ID` takes one "

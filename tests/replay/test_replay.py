@@ -395,3 +395,45 @@ def test_debug_record_flag_writes_the_session_at_its_end(ocish, tmp_path, replay
     r = replay(str(out))
     assert r.returncode == 0, r.stdout
     replay.assert_clean()
+
+
+def test_record_after_attach_replays(ocish, session, make_bundle, tmp_path, replay):
+    """A session opened with `ocish attach ID` (and one that types `attach ID`) records a
+    script that sets a new container up from the attached one's bundle to the status it had,
+    with no literal id or path of this run; it replays green."""
+    b = make_bundle(["sleep", "100"])
+    created, running = cid(), cid()
+    ocish("create", "-b", str(b), created, check=True)
+    ocish("run", "-d", "-b", str(b), running, check=True)
+    try:
+        a = session(None, created, command="attach")
+        for line in ("state", "start", "exec echo hi", "inspect ns"):
+            a.cmd(line)
+        first = tmp_path / "attach.ocish"
+        assert "recorded 4 command(s)" in a.cmd(f"record --expect {first}")
+        a.quit()
+        text = first.read_text()
+        assert text.splitlines()[2:5] == [
+            f"# attached to container {created} (created): replayed as a new container from "
+            "its bundle, set up to the same status", f"load ${{bundle:-{b}}}", "continue"], text
+        assert "expect state.status == created" in text and "expect state.id == ${id}" in text
+        assert "expect start -> running == true" in text
+        assert "expect exec echo hi -> status == 0, stdout == hi" in text
+        assert created not in text.replace(f"container {created} (created)", "")
+        # typed, in a shell: a running container is replayed up to `start`
+        s = session(None, command="shell")
+        s.cmd(f"attach {running}")
+        s.cmd("pause")
+        second = tmp_path / "typed.ocish"
+        assert "recorded 4 command(s)" in s.cmd(f"record --expect {second}")
+        s.quit()
+        lines = second.read_text().splitlines()
+        assert lines[3:7] == [f"load ${{bundle:-{b}}}", "continue", "start", "pause"], lines
+        for path in (first, second):
+            p = replay(str(path))
+            assert p.returncode == 0, p.stdout
+            assert "not ok" not in p.stdout and " 0 failed" in p.stdout, p.stdout
+    finally:
+        for c in (created, running):
+            ocish("delete", "-f", c)
+    replay.assert_clean()

@@ -160,6 +160,17 @@ def test_no_bundle_is_exit_2(tmp_path, tmpdir_empty):
     assert len(run.err.splitlines()) == 1
 
 
+def test_no_bundle_with_json_prints_a_json_error(tmp_path, tmpdir_empty):
+    """A tool that reads --format json's stdout gets a document whatever happened."""
+    missing = tmp_path / "nothing-here"
+    for args in (["--format", "json", str(missing)], ["--format=json", str(missing)],
+                 ["--format", "json", "--timeout", "-1", str(missing)]):
+        run = diagnose(*args, tmpdir=tmpdir_empty)
+        assert run.rc == 2 and len(run.err.splitlines()) == 1, run.err
+        doc = json.loads(run.out)
+        assert doc["exit_status"] == 2 and run.err == f"ocish: diagnose: {doc['error']}\n"
+
+
 def test_unreadable_config_is_exit_2(tmp_path, tmpdir_empty):
     (tmp_path / "b" / "config.json").mkdir(parents=True)  # a directory: read(2) says EISDIR
     run = diagnose(str(tmp_path / "b"), tmpdir=tmpdir_empty)

@@ -365,6 +365,9 @@ def test_record_replays_to_the_same_stops_on_other_runs(session, make_bundle, tm
     assert "expect cgroup.memory.usage > 0" in text and "expect proc.pid > 0" in text
     assert "expect cgroup.membership.memory == /ocish/${id}" in text
     assert 'expect mounts[/proc].propagation == private' in text
+    # the host's cgroup hierarchies under the config's cgroup mount are this host's: not kept
+    assert "mounts[/sys/fs/cgroup/" not in text and "mounts[/sys/fs/cgroup].fstype" not in text
+    assert 'expect mounts[/sys/fs/cgroup].options matches "^ro(,|\\$)"' in text
     assert "expect caps.effective == [CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE]" in text
     assert "expect exec sh -c 'echo hi; exit 4' -> status == 4, stdout == hi" in text
     assert "expect exec hostname -> status == 0, stdout == ocish" in text

@@ -182,6 +182,21 @@ def test_last_syscall_from_strace():
     assert syscall_name(last_syscall(STRACE_KILLED)) == "prctl"
 
 
+def test_last_syscall_is_not_a_libc_start_up_call():
+    """A program that fails after glibc's start-up: its own failed call, not rseq's EPERM."""
+    lines = ['5 execve("/bin/app", ["/bin/app"], 0x7ffd /* 2 vars */) = 0',
+             '5 access("/etc/ld.so.preload", R_OK) = -1 ENOENT (No such file or directory)',
+             '5 openat(AT_FDCWD, "/etc/app.conf", O_RDONLY) = -1 ENOENT (No such file or '
+             'directory)',
+             "5 set_robust_list(0x7f, 24) = 0",
+             "5 rseq(0x7f, 0x20, 0, 0x53053053) = -1 EPERM (Operation not permitted)",
+             "5 exit_group(1) = ?", "5 +++ exited with 1 +++"]
+    assert last_syscall(lines).startswith('openat(AT_FDCWD, "/etc/app.conf"')
+    only = ["5 rseq(0x7f, 0x20, 0, 0x53053053) = -1 EPERM (Operation not permitted)",
+            "5 +++ exited with 1 +++"]
+    assert last_syscall(only).startswith("rseq(")  # nothing else to name
+
+
 def test_a_healthy_run_demotes_preflight_errors():
     pre = explain.spec_finding("/process/cwd", 'must be an absolute path, got "x"', {})
     pre.source = "preflight"

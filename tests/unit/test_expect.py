@@ -294,3 +294,13 @@ def test_edit_config_by_json_pointer(tmp_path):
         edit_config(str(tmp_path), "/nope", None, remove=True)
     with pytest.raises(OcishError, match="config /hostname: not an object or a list"):
         edit_config(str(tmp_path), "/hostname/x", "1")
+    # what starts as JSON and breaks is a mistake, not a string; one line, config unchanged
+    before = (tmp_path / "config.json").read_text()
+    for broken, why in (("[broken", "expecting value, column 2"),
+                        ("{a:", "expecting property name enclosed in double quotes, column 2")):
+        with pytest.raises(OcishError) as e:
+            edit_config(str(tmp_path), "/process/args", broken)
+        assert str(e.value).startswith(f"bundle set /process/args: {broken} is not JSON ({why}): "
+                                       "give the value in single quotes")
+        assert "\n" not in str(e.value)
+    assert (tmp_path / "config.json").read_text() == before

@@ -776,6 +776,9 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
     if not args or args[0] not in ("init", "set", "unset"):
         raise OcishError(f"usage: {BUNDLE_USAGE}")
     action, rest = args[0], args[1:]
+    cut = rest.index("--") if action == "init" and "--" in rest else len(rest)
+    as_json = "--json" in rest[:cut]  # what it did, as data: every command with data takes it
+    rest = [w for w in rest[:cut] if w != "--json"] + rest[cut:]
     if action == "init":
         opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False}
         if "--" in rest:
@@ -788,12 +791,12 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
                 raise OcishError(f"bundle init: unexpected {w!r}; usage: {BUNDLE_USAGE}")
             else:
                 opts["dir"] = w
-        return Args([action], opts)
+        return Args([action], opts, as_json)
     want = 2 if action == "set" else 1
     if len(rest) != want or not rest[0].startswith("/"):
         raise OcishError(f"usage: bundle {action} POINTER{' VALUE' if want == 2 else ''} "
                          "(POINTER a JSON pointer into config.json: /linux/resources/pids/limit)")
-    return Args([action], {"pointer": rest[0], "value": rest[1] if want == 2 else None})
+    return Args([action], {"pointer": rest[0], "value": rest[1] if want == 2 else None}, as_json)
 
 
 # -- completion of arguments ---------------------------------------------------------------------

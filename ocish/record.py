@@ -9,7 +9,8 @@ Every command the session ran is kept (Commands.history, with its data). Recordi
   since a replay treats an unexpected failure as a failed test;
 - nothing of what only looks (inspect, state, ps, stages, explain, diff, help), unless
   --expect: then each look becomes expectations (ocish/snapshot.py), each stop `expect
-  continue -> reason == breakpoint, next == "..."`, and each exec its status and output;
+  continue -> reason == breakpoint, next == "..."`, and each exec its status and output
+  (its output only when it was captured: piped, not on a terminal);
 - a commented line for what failed and changed nothing (a typo, a bad breakpoint).
 Paths of this machine become $bundle, $rootfs, $root and $id; the first bundle loaded from
 outside the session is `load ${bundle:-/its/path}`, so `ocish replay FILE` runs it here and
@@ -155,6 +156,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             n_exp += 1
         elif expect and name == "exec" and isinstance(out.data, Exec) and out.data.status is not None:
             view = facts.command_view("exec", out.args, out.data)
+            if out.data.stdout is None:  # on a terminal: the output went to it, not to us
+                out_lines.append("# its output went to the terminal, not kept: add "
+                                 "`, stdout == ...` to check it (piped, it is kept)")
             out_lines.append(f"expect {typed} -> status == {view['status']}"
                              + "".join(f", {k} == {subst(facts.format_value(view[k]))}"
                                        for k in ("stdout", "stderr") if view[k]))

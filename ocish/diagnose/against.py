@@ -64,7 +64,7 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
         os.close(stdin)
         stdin = -1
         drain = (lambda: _drain(master, out_log)) if terminal else (lambda: None)
-        _watch(exe, root, cid, proc, window, result, drain)
+        seen = _watch(exe, root, cid, proc, window, result, drain)
     finally:
         with held_signals():
             if stdin >= 0:
@@ -81,7 +81,7 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
     errors = [ln for ln in stderr if _runc_log(ln) and " level=error " in ln and "msg=" in ln]
     if errors:
         result["error"] = errors[-1].split("msg=", 1)[1].strip().strip('"').replace('\\"', '"')
-    _label(result)
+    _label(result, seen)
     return result
 
 
@@ -90,10 +90,10 @@ def _runc_log(line: str) -> bool:
     return line.startswith('time="') and " level=" in line
 
 
-def _label(result: dict) -> None:
+def _label(result: dict, seen: float | None) -> None:
     """The outcome of a run that ended by itself, told from runc's error and the status it saw:
-    runc logs an error whenever its process did not run; else the status is the process's."""
-    seen = result.pop("_seen", None)
+    runc logs an error whenever its process did not run; else the status is the process's.
+    `seen`: how long `runc state` saw it running, when it did."""
     rc = result["exit_status"]
     if rc is None:
         return
@@ -107,7 +107,9 @@ def _label(result: dict) -> None:
 
 
 def _watch(exe: str, root: str, cid: str, proc: subprocess.Popen, window: float,
-           result: dict, drain) -> None:
+           result: dict, drain) -> float | None:
+    """Poll until runc's run ends, the window closes or setup takes too long; sets the outcome
+    of the last two. Returns how long the process was seen running when runc's run ended."""
     t0 = time.monotonic()
     running_since = None
     while True:
@@ -115,19 +117,17 @@ def _watch(exe: str, root: str, cid: str, proc: subprocess.Popen, window: float,
         rc = proc.poll()
         if rc is not None:  # labelled by _label, once runc's stderr is read
             result["exit_status"] = rc
-            if running_since is not None:
-                result["_seen"] = time.monotonic() - running_since
-            return
+            return None if running_since is None else time.monotonic() - running_since
         now = time.monotonic()
         if running_since is None and _status(exe, root, cid) == "running":
             running_since = now
         if running_since is not None and now - running_since >= window:
             result["outcome"] = f"started; still running after {window:g}s"
             result["ran"] = True
-            return
+            return None
         if running_since is None and now - t0 > SETUP_LIMIT:
             result["outcome"] = f"setup did not finish within {SETUP_LIMIT:g}s"
-            return
+            return None
         time.sleep(0.02)
 
 

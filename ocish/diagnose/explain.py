@@ -114,6 +114,13 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
                                            "its program, e.g. 64 MiB",
                                            [{"op": "replace", "path": ptr, "value": 64 * MIB}])
+    if ptr == "/linux/resources/cpu/shares" and "the kernel's range" in msg and \
+            isinstance(value, int):
+        from runtime.spec import CPU_SHARES_MAX, CPU_SHARES_MIN
+        near = min(max(value, CPU_SHARES_MIN), CPU_SHARES_MAX)
+        return "cpu-shares-range", Fix(f"use {near}, the nearest the kernel takes (1024 is the "
+                                       "default weight)",
+                                       [{"op": "replace", "path": ptr, "value": near}])
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")

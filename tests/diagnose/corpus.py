@@ -301,7 +301,8 @@ CASES: list[Case] = [
          _hook("createRuntime", "#!/bin/sh\necho 'cannot reach the CNI plugin' >&2\nexit 3\n")),
     Case("prestart hook timing out", "hook-timeout", "hooks", "/hooks/prestart/0", "timeout",
          "patch:/hooks/prestart/0/timeout",
-         _hook("prestart", "#!/bin/sh\nexec sleep 30\n", timeout=1)),
+         # a hook that needs 3 s and is given 1: the fix (more time) can be applied and works
+         _hook("prestart", "#!/bin/sh\nexec sleep 3\n", timeout=1)),
     # -- namespaces and sysctls
     Case("namespace path missing", "namespace-path-missing", "validate",
          "/linux/namespaces/1/path", "does not exist", "patch:/linux/namespaces/1/path",

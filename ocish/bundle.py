@@ -421,9 +421,12 @@ def main(argv: list[str]) -> int:
             i = argv.index("--")
             argv, command = argv[:i], argv[i + 1:]
         try:
-            ns = _parser().parse_args(argv)
+            ns, extra = _parser().parse_known_args(argv)
         except SystemExit as e:   # --help
             return e.code if isinstance(e.code, int) else 0
+        if extra:  # named with the subcommand and what it takes, not argparse's "bundle: ..."
+            raise _UsageError(f"ocish bundle {ns.cmd}: unknown argument {extra[0]} (it takes "
+                              "DIR, --args, --force, --terminal, --rootless; a command after --)")
         if ns.args is not None and command:
             raise _UsageError("ocish bundle init: give the command with --args or after --, "
                               "not both")

@@ -6,6 +6,20 @@ import os
 import sys
 
 SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "lint", "replay", "shell"}
+HELP_FLAGS = ("-h", "--help", "-help")
+DEBUGGER_HELP = """
+DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
+   debug        step through a bundle's setup in the interactive debugger
+   shell        the debugger's shell, no container loaded (bare `ocish` on a terminal)
+   attach       open the debugger on a container under --root
+   bundle       build a bundle to experiment with (`bundle init DIR`)
+   lint         check a bundle's config.json: every finding, with its fix
+   diagnose     why a bundle does not start, and what to change
+   replay       run .ocish scripts without a terminal (TAP, JSON, JUnit)
+   help         this text; `ocish help COMMAND`: one command's
+
+Inside the debugger, `help` lists its own commands (step, next, break, continue, inspect,
+trace, diff, expect, record ...) and `help COMMAND` explains one with examples."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["shell"]  # bare `ocish` on a terminal: the debugger shell, empty
     argv = _root_first(argv)
     command = argv[0] if argv else None
+    if command == "help" and len(argv) > 1:  # runc's `help COMMAND`: the command's --help
+        return main([argv[1], "--help"])
+    if command is None or command == "help" or command in HELP_FLAGS:
+        from runtime.cli import main as runtime_main
+        code = runtime_main(["--help"])
+        print(DEBUGGER_HELP)
+        return code
     if command in SHELL_COMMANDS:
         if command == "bundle":
             from ocish.bundle import main as bundle_main
@@ -49,8 +70,11 @@ def run() -> None:
     Runtime commands have nothing left to clean up when main() returns; skipping Python's
     finalisation (module and object teardown) saves milliseconds at every runtime call.
     """
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `ocish --help | head -1`: the reader left; no traceback
+        code = 128 + 13  # as if killed by SIGPIPE, the status a C program would have
     sys.stderr.flush()
     os._exit(code)
 

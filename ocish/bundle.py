@@ -320,7 +320,8 @@ def _index(container: list, key: str, pointer: str, append: bool) -> int:
 
 def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = False):
     """Set (or with `remove`, delete) the item at `pointer` in `bundle`/config.json. `value`
-    is JSON, or else taken as a string; missing objects on the way are created, `-` appends
+    is JSON, or else taken as a string (unless it starts as JSON does, with [, { or ", and
+    is broken: OcishError); missing objects on the way are created, `-` appends
     to a list. Returns the value written. Raises OcishError naming the pointer."""
     path = os.path.join(bundle, "config.json")
     try:
@@ -335,7 +336,13 @@ def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = Fal
     if not remove:
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except ValueError as e:
+            if value.lstrip()[:1] in ("[", "{", '"'):  # meant as JSON: say where it breaks
+                raise OcishError(
+                    f"bundle set {pointer}: {value} is not JSON ({e.msg[:1].lower()}{e.msg[1:]}, "
+                    f"column {e.colno}): "
+                    "give the value in single quotes so its double quotes are kept, e.g. "
+                    """'["sh", "-c", "echo hi"]'""") from None
             parsed = value
     node = spec
     for i, key in enumerate(keys[:-1]):
@@ -414,9 +421,12 @@ def main(argv: list[str]) -> int:
             i = argv.index("--")
             argv, command = argv[:i], argv[i + 1:]
         try:
-            ns = _parser().parse_args(argv)
+            ns, extra = _parser().parse_known_args(argv)
         except SystemExit as e:   # --help
             return e.code if isinstance(e.code, int) else 0
+        if extra:  # named with the subcommand and what it takes, not argparse's "bundle: ..."
+            raise _UsageError(f"ocish bundle {ns.cmd}: unknown argument {extra[0]} (it takes "
+                              "DIR, --args, --force, --terminal, --rootless; a command after --)")
         if ns.args is not None and command:
             raise _UsageError("ocish bundle init: give the command with --args or after --, "
                               "not both")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ocish import facts
 from ocish.debugger import Debugger, News
 from ocish.inspect import TOPICS
-from ocish.variables import expand_line
+from ocish.variables import expand_line, split_words
 from runtime.errors import OcishError
 
 SETTINGS = ("errexit", "trace", "watch", "catch")
@@ -224,10 +224,17 @@ def resolve(word: str) -> Command:
     raise OcishError(f"unknown command {word!r}{hint} (`help` lists the commands)")
 
 
-def _number(text: str, what: str) -> int:
-    if not text.isdigit():
+def _number(text: str, what: str, least: int = 0) -> int:
+    """A decimal integer (a sign allowed) of at least `least`; else an error naming `what`
+    (gdb: "Argument must be a positive number" for `step 0` ...)."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
         raise OcishError(f"{what} must be a number, not {text!r}")
-    return int(text)
+    value = int(text)
+    if value < least:
+        floor = "a positive number" if least == 1 else f"{least} or more"
+        raise OcishError(f"{what} must be {floor}, not {value}")
+    return value
 
 
 # -- the handlers --------------------------------------------------------------------------------
@@ -327,7 +334,7 @@ class Commands:
                 out.args = Args([rest.strip()])
             else:
                 try:
-                    words = shlex.split(expand_line(line, self.variable), comments=True)
+                    words = split_words(expand_line(line, self.variable))
                 except ValueError as e:
                     raise OcishError(f"cannot parse the line: {str(e).lower()}") from None
                 out.args = (cmd.parse or parse_args)(cmd, words[1:])
@@ -391,8 +398,8 @@ class Commands:
         return run
 
     def do_step(self, a: Args):
-        count = _number(a.pos[0], "the step count") if a.pos else 1
-        return self._advance("step", count=max(count, 1))
+        count = _number(a.pos[0], "the step count", 1) if a.pos else 1
+        return self._advance("step", count=count)
 
     def do_next(self, a: Args):
         return self._advance("next")
@@ -416,7 +423,8 @@ class Commands:
         return self.do_break(a, temporary=True)
 
     def _numbers(self, a: Args) -> list[int]:
-        return [_number(w, "a breakpoint") for w in a.pos] or [b.number for b in self.dbg.breakpoints]
+        return ([_number(w, "a breakpoint number", 1) for w in a.pos]
+                or [b.number for b in self.dbg.breakpoints])
 
     def do_disable(self, a: Args):
         bps = [self.dbg.breakpoint(n) for n in self._numbers(a)]
@@ -433,13 +441,14 @@ class Commands:
     def do_ignore(self, a: Args):
         if len(a.pos) != 2:
             raise OcishError(f"usage: {BY_NAME['ignore'].usage}")
-        bp = self.dbg.breakpoint(_number(a.pos[0], "a breakpoint"))
-        bp.ignore = _number(a.pos[1], "the count")
+        bp = self.dbg.breakpoint(_number(a.pos[0], "a breakpoint number", 1))
+        bp.ignore = _number(a.pos[1], "the ignore count")
         return bp
 
     def do_delete(self, a: Args):
         if a.pos:
-            nums = [_number(w, "a breakpoint (delete without arguments deletes the container)")
+            nums = [_number(w, "a breakpoint number (delete without arguments deletes the "
+                            "container)", 1)
                     for w in a.pos]
             for n in nums:
                 self.dbg.breakpoint(n)  # all exist, or none is deleted
@@ -448,16 +457,37 @@ class Commands:
         return Deleted("container", [self.dbg.cid])
 
     def do_restart(self, a: Args):
-        self.dbg.restart()
+        self.dbg.restart(self._replacing("restart", "Start it from the beginning? (y or n) "))
         return self.banner()
 
     def do_load(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['load'].usage}")
-        self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None)
+        self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None,
+                      replacing=self._replacing("load", f"Load {a.pos[0]} anyway? (y or n) "))
         self.vars["bundle"] = self.dbg.bundle
         return self.banner()
 
+    def _replacing(self, action: str, ask: str) -> Callable[[], None]:
+        """What runs once a load, attach or restart is sure to work, before the held container
+        goes: a created, running or paused one is deleted only when the user says so on a
+        terminal (gdb: "The program being debugged has been started already. Start it from
+        the beginning? (y or n)"); piped, it goes and the session says what was removed. An
+        attached container is left as it is (gdb detaches), but restart replaces it."""
+        def ask_first() -> None:
+            d = self.dbg
+            status, pid = d.status(), d.container_pid()
+            what = f"container {d.cid} ({status}" + (f", pid {pid})" if pid > 0 else ")")
+            if d.attached and action != "restart":
+                self.emit("news", News("removed", 0, f"{what} detached (left as it is)"), False)
+                return
+            if status in ("created", "running", "paused") and not self.confirm(
+                    f"The container being debugged has been {'started' if d.started else 'created'}"
+                    f" already: {what} will be deleted.\n{ask}"):
+                raise OcishError(f"not confirmed: {what} is kept")
+            self.emit("news", News("removed", 0, f"{what} deleted: `{action}` replaces it"),
+                      False)
+        return ask_first
     def note_load(self, made: bool) -> None:
         """The session began with a load by `ocish debug` (not a typed command): kept for
         `record` as the commands that do the same (`bundle init`, when the shell built the
@@ -471,10 +501,17 @@ class Commands:
         self.history.append(Outcome(f"load {shlex.quote(d.bundle)}", "load", Args([d.bundle]),
                                     self.banner()))
 
+    def note_attach(self) -> None:
+        """The session began with `ocish attach ID` (not a typed command): kept for `record`
+        as a typed `attach` is."""
+        self.history.append(Outcome(f"attach {shlex.quote(self.dbg.cid)}", "attach",
+                                    Args([self.dbg.cid]), self.banner()))
+
     def do_attach(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['attach'].usage}")
-        self.dbg.attach(a.pos[0])
+        self.dbg.attach(a.pos[0], self._replacing(
+            "attach", f"Attach to container {a.pos[0]} anyway? (y or n) "))
         return self.banner()
 
     def banner(self) -> Banner:
@@ -555,7 +592,7 @@ class Commands:
         sys.stderr.flush()
         try:
             return self.dbg.exec(a.pos, o["id"], detach=o["detach"], user=o["user"],
-                                 cwd=o["cwd"], env=o["env"],
+                                 cwd=o["cwd"], env=o["env"], ignore_paused=o["ignore_paused"],
                                  stdin_fd=devnull if devnull >= 0 else None,
                                  capture=self.capture_exec)
         finally:
@@ -568,7 +605,7 @@ class Commands:
         if not a.pos:
             raise OcishError(f"usage: {BY_NAME['inspect'].usage} (topics: {' '.join(TOPICS)})")
         topic = pick(a.pos[0], TOPICS + ("all",), "topic")
-        other = inspect.Target(_number(a.opts["pid"], "--pid")) if "pid" in a.opts else None
+        other = inspect.Target(_number(a.opts["pid"], "--pid", 1)) if "pid" in a.opts else None
         t = self.dbg.target()
         dead = other is None and t is not None and self.dbg.is_dead(t.pid)
         if dead:  # a zombie not reaped yet: reap it, so that `exit` has its wait status
@@ -617,7 +654,7 @@ class Commands:
             return Setting("catch", "off")
         if not a.pos or a.pos[0] != "exec" or len(a.pos) > 2:
             raise OcishError(f"usage: {BY_NAME['catch'].usage}")
-        self.dbg.catch_exec = _number(a.pos[1], "the call count") if len(a.pos) > 1 else 10
+        self.dbg.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 10
         return Setting("catch", f"exec {self.dbg.catch_exec}")
 
     def do_set(self, a: Args):
@@ -688,14 +725,16 @@ class Commands:
 
 # -- exec's own parser: its flags end at the command -------------------------------------------
 
-EXEC_USAGE = "exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--json] CMD [ARGS...]"
+EXEC_USAGE = ("exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] [--json] "
+              "CMD [ARGS...]")
 _EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
                 "--id": "id"}
 
 
 def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     """exec's flags (`--flag value`, `--flag=value`, `--` ends them), then CMD [ARGS...]."""
-    out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None})
+    out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None,
+                    "ignore_paused": False})
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         flag, eq, value = args[i].partition("=")
@@ -704,6 +743,9 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
             break
         if flag in ("-d", "--detach") and not eq:
             out.opts["detach"] = True
+            continue
+        if flag == "--ignore-paused" and not eq:
+            out.opts["ignore_paused"] = True
             continue
         if flag == "--json" and not eq:
             out.json = True
@@ -734,6 +776,9 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
     if not args or args[0] not in ("init", "set", "unset"):
         raise OcishError(f"usage: {BUNDLE_USAGE}")
     action, rest = args[0], args[1:]
+    cut = rest.index("--") if action == "init" and "--" in rest else len(rest)
+    as_json = "--json" in rest[:cut]  # what it did, as data: every command with data takes it
+    rest = [w for w in rest[:cut] if w != "--json"] + rest[cut:]
     if action == "init":
         opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False}
         if "--" in rest:
@@ -746,12 +791,12 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
                 raise OcishError(f"bundle init: unexpected {w!r}; usage: {BUNDLE_USAGE}")
             else:
                 opts["dir"] = w
-        return Args([action], opts)
+        return Args([action], opts, as_json)
     want = 2 if action == "set" else 1
     if len(rest) != want or not rest[0].startswith("/"):
         raise OcishError(f"usage: bundle {action} POINTER{' VALUE' if want == 2 else ''} "
                          "(POINTER a JSON pointer into config.json: /linux/resources/pids/limit)")
-    return Args([action], {"pointer": rest[0], "value": rest[1] if want == 2 else None})
+    return Args([action], {"pointer": rest[0], "value": rest[1] if want == 2 else None}, as_json)
 
 
 # -- completion of arguments ---------------------------------------------------------------------
@@ -783,7 +828,7 @@ def _complete_exec(d: Debugger, before: list[str]) -> list[str]:
     if before[-1:] == ["--id"]:
         from runtime import state
         return state.list_ids(d.root)
-    return ["-d", "--user", "--cwd", "--env", "--id", "--json"]
+    return ["-d", "--user", "--cwd", "--env", "--id", "--ignore-paused", "--json"]
 
 
 def _first(words: list[str]) -> Callable[[Debugger, list[str]], list[str]]:
@@ -956,6 +1001,8 @@ COMMANDS: list[Command] = [
       "  -u UID[:GID]  run as this user (numbers)\n"
       "  --cwd D       working directory\n"
       "  -e K=V        add to the environment (repeatable)\n"
+      "  --ignore-paused  exec in a paused container (as runc's): the process joins the\n"
+      "                frozen cgroup and waits, frozen, for `resume` (use -d with it)\n"
       "  -d            do not wait: print its host pid. It runs in its own process group\n"
       "                (ignoring SIGINT, as the init does); the shell reaps it and says\n"
       "                so, and kills it when it tears the container down\n"

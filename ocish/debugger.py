@@ -66,6 +66,7 @@ class StepReport:
     death: ExitInfo | None = None        # the container process died during this step
     cause: str = ""                      # a failure's evidence in the cgroup (forks refused...)
     cause_pointer: str = ""              # ... and the config.json field behind it
+    interrupted: str = ""                # Ctrl-C killed the hook this step ran: what happened
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Exec:
     status: int | None
     stdout: str | None = None
     stderr: str | None = None
+    waiting: bool = False                # --ignore-paused: `pid` is the exec waiting for resume
 
 
 @dataclass
@@ -153,6 +155,9 @@ class Debugger(Observer):
         self.started = False
         self.attached = False             # a container found under --root, not set up by us
         self.load_error = ""              # why the bundle's config was refused at load
+        self.refused = ""                 # the bundle whose config the last load refused
+        self.interrupted_at = ""          # a hook step that Ctrl-C cut short: what happened
+        self._killed_hooks = False        # ... during the step that runs now
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
@@ -164,6 +169,9 @@ class Debugger(Observer):
         self._tracer: Tracer | None = None
         self._stdin_w = -1
         self.exec_pids: dict[int, str] = {}  # exec'd processes not reaped yet -> container id
+        # `exec -d --ignore-paused` runs waiting for `resume`: their pid -> (container, pid file)
+        self._waiting_execs: dict[int, tuple[str, str]] = {}
+        self._later: list[News] = []         # news found while reaping
         self._status: dict[int, int] = {}    # wait status of the container process, once reaped
         self.death: ExitInfo | None = None   # how the container process died, once told
         self._sent: set[int] = set()         # signals `kill` sent to the init
@@ -193,6 +201,8 @@ class Debugger(Observer):
         if self.in_setup:
             if self.death is not None or self.is_dead(self.setup.ctx.pid):
                 return "died"
+            if self.interrupted_at:
+                return "interrupted"
             return "failed" if self.setup.engine.failed else "setting up"
         try:
             return state.status(self.root, state.load(self.root, self.cid))
@@ -308,32 +318,80 @@ class Debugger(Observer):
         return f"`ocish diagnose {self.bundle or 'BUNDLE'}` looks for the cause"
 
     # -- load, attach, restart, teardown --------------------------------------------------------
-    def load(self, bundle: str, cid: str | None = None, temp_dir: str = "") -> None:
-        """Build the Setup (state dir, exec.fifo, engine) and start the container side. When
-        config.json is refused (not JSON, or a SpecError), the bundle stays remembered: fix it,
-        `restart`."""
-        self.teardown()
+    @property
+    def holds(self) -> bool:
+        """Whether a container is held (being set up, created or attached): what a load, an
+        attach or a restart replaces."""
+        return self.setup is not None or self.st is not None
+
+    def check_load(self, bundle: str, cid: str, frees_id: bool) -> None:
+        """What `load` (or `restart`) would refuse, found without touching the held container:
+        a bad id, an id another container has (`frees_id`: the held one, which the load
+        replaces), no bundle, a config.json the runtime refuses (SpecError, ConfigNotJson)."""
+        from runtime import spec as specmod
+        specmod.validate_id(cid)
+        if not frees_id and os.path.lexists(state.container_dir(self.root, cid)):
+            raise OcishError(f"container with id exists: {cid}")
+        specmod.load(bundle)
+
+    def load(self, bundle: str, cid: str | None = None, temp_dir: str = "",
+             replacing: Callable[[], None] | None = None) -> None:
+        """Build the Setup (state dir, exec.fifo, engine) and start the container side. The new
+        bundle is checked first (check_load): when it is refused, the held container stays as
+        it is (the error says so; `refused` names the bundle). With nothing held, a refused
+        config.json (not JSON, or a SpecError) stays remembered: fix it, `restart`. Once the
+        check passed and before the held container goes, `replacing()` runs: it may raise to
+        keep it (the shell asks first)."""
         cid = cid or f"debug-{uuid.uuid4().hex[:6]}"
-        self.bundle, self.cid, self.temp_dir = os.path.abspath(bundle), cid, temp_dir
+        bundle = os.path.abspath(bundle)
+        self.refused = ""
+        try:
+            self.check_load(bundle, cid, frees_id=cid == self.cid and not self.attached)
+        except OcishError as e:
+            refused = isinstance(e, (SpecError, ConfigNotJson))
+            self.refused = bundle if refused else ""
+            if self.holds:
+                raise OcishError(f"{e}: {self.kept_text()}") from None
+            if not refused:
+                raise
+            self.teardown()
+            self.bundle, self.cid, self.temp_dir, self.load_error = bundle, cid, temp_dir, str(e)
+            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+        if replacing is not None and self.holds:
+            replacing()
+        self.teardown()
+        self.bundle, self.cid, self.temp_dir = bundle, cid, temp_dir
         try:
             self.setup = lifecycle.Setup(self.root, cid, bundle, observer=self)
-        except (SpecError, ConfigNotJson) as e:
-            self.load_error = str(e)
-            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
         except BaseException:
             self.bundle = self.cid = self.temp_dir = ""
             raise
-        self.load_error = ""
         self._spawn()
         self.stops = []
         self._last = self._snapshot("at load, before " + self.position())
         self.stops.append(self._last)
 
-    def attach(self, cid: str) -> dict:
+    def kept_text(self) -> str:
+        """The held container, said to be kept (after a load, attach or restart that failed)."""
+        pid = self.container_pid()
+        return (f"container {self.cid} is kept ({self.status()}"
+                + (f", pid {pid})" if pid > 0 else ")"))
+
+    def attach(self, cid: str, replacing: Callable[[], None] | None = None) -> dict:
         """Take over container `cid` under --root (created, running, paused or stopped), as the
-        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state."""
+        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state. A
+        container that cannot be attached leaves the held one as it is; `replacing()` runs
+        before the held one goes, as for load."""
+        if cid == self.cid and self.holds:
+            raise OcishError(f"container {cid} is this session's already")
+        try:
+            st = state.load(self.root, cid)
+        except OcishError as e:
+            raise OcishError(f"attach {cid}: {e}" + (f": {self.kept_text()}" if self.holds
+                                                      else "")) from None
+        if replacing is not None and self.holds:
+            replacing()
         self.teardown()
-        st = state.load(self.root, cid)
         self.st, self.cid, self.bundle, self.attached = st, cid, st["bundle"], True
         self.started = state.status(self.root, st) != "created"
         self.stops = []
@@ -351,16 +409,28 @@ class Debugger(Observer):
         finally:
             os.close(r)
 
-    def restart(self) -> None:
+    def restart(self, replacing: Callable[[], None] | None = None) -> None:
         """Tear the container down and set it up again from the same bundle (config.json read
-        again), breakpoints kept."""
+        again), breakpoints kept. A config.json the runtime now refuses leaves the held
+        container as it is (`refused` names the bundle); `replacing()` runs before the held
+        one goes, as for load."""
         if not self.bundle:
             raise self.nothing_loaded()
         bundle, cid, temp = self.bundle, self.cid, self.temp_dir
-        self.temp_dir = ""  # keep the session's bundle across the restart
+        self.refused = ""
+        if self.holds:
+            try:
+                self.check_load(bundle, cid, frees_id=True)
+            except (SpecError, ConfigNotJson) as e:
+                self.refused = bundle
+                raise OcishError(f"{e}: {self.kept_text()}; fix config.json, then `restart` "
+                                 "again") from None
+            if replacing is not None:
+                replacing()
         if self.attached:  # teardown leaves an attached container: restart replaces it
             self._end_execs(cid)
             lifecycle.delete(self.root, cid, force=True)
+        self.temp_dir = ""  # keep the session's bundle across the restart
         self.load(bundle, cid, temp)
 
     def teardown(self, keep: bool = False) -> list[str]:
@@ -386,7 +456,7 @@ class Debugger(Observer):
             if self.temp_dir and not kept:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.setup, self.st, self.started, self.attached = None, None, False, False
-            self.bundle = self.cid = self.temp_dir = self.load_error = ""
+            self.bundle = self.cid = self.temp_dir = self.load_error = self.interrupted_at = ""
             self._status, self.death, self._sent = {}, None, set()
         return notes
 
@@ -413,13 +483,32 @@ class Debugger(Observer):
                 self._status[pid] = status
             elif self.exec_pids.pop(pid, None) is not None:
                 execs.append((pid, status))
+            elif pid in self._waiting_execs:
+                self._exec_resumed(pid, status)
         return execs
+
+    def _exec_resumed(self, pid: int, status: int) -> None:
+        """The background `exec --ignore-paused -d` ended: its process runs (the container was
+        resumed), or it failed (its error is on our stderr)."""
+        cid, pid_file = self._waiting_execs.pop(pid)
+        try:
+            with open(pid_file) as f:
+                started = int(f.read())
+            os.unlink(pid_file)
+        except (OSError, ValueError):
+            self._later.append(News("exited", pid, f"exec --ignore-paused in {cid} failed: "
+                                    f"{describe_status(status)}"))
+            return
+        self.exec_pids[started] = cid
+        self._later.append(News("exec", started, f"exec process {started} running in {cid} "
+                                "(the container was resumed)"))
 
     def news(self) -> list[News]:
         """What happened since the last call: exec'd processes that exited, and the death of
         the container process (told once)."""
         out = [News("exited", pid, f"exec process {pid} exited: {describe_status(status)}")
                for pid, status in self._reap()]
+        out, self._later = self._later + out, []
         pid = self.container_pid()
         if self.death is None and pid > 0 and self.is_dead(pid):
             when = "during setup" if self.in_setup else (
@@ -438,8 +527,8 @@ class Debugger(Observer):
     def death_text(self, info: ExitInfo) -> str:
         """One line: the process died, when, how, why (when the cgroup says), what next. An
         exit 0 after start, or the signal the user sent with `kill`, is no mystery."""
-        expected = self.started and not info.cause and (
-            info.exit_code == 0 or signal.Signals.__members__.get(info.signal) in self._sent)
+        sent = signal.Signals.__members__.get(info.signal) in self._sent  # by `kill`, started or not
+        expected = not info.cause and (sent or (self.started and info.exit_code == 0))
         verb = "died" if not expected else "exited" if info.exit_code == 0 else "ended"
         text = f"the container process {info.pid} {verb} {info.when}: {info.how}".replace("  ", " ")
         if expected and info.signal:
@@ -467,13 +556,18 @@ class Debugger(Observer):
         """Kill and reap the exec'd processes of container `cid` that are still our children:
         the container's init cannot finish dying while one of its pid namespace is left
         unreaped by a parent outside it (this shell, their subreaper)."""
-        for pid in [p for p, c in self.exec_pids.items() if c == cid]:
+        waiting = [p for p, (c, _) in self._waiting_execs.items() if c == cid]
+        for pid in [p for p, c in self.exec_pids.items() if c == cid] + waiting:
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.exec_pids.pop(pid, None)
+            if pid in self._waiting_execs:
+                _, pid_file = self._waiting_execs.pop(pid)
+                if os.path.exists(pid_file):
+                    os.unlink(pid_file)
 
     # -- stepping ----------------------------------------------------------------------------
     def _require_setup(self) -> lifecycle.Setup:
@@ -484,6 +578,8 @@ class Debugger(Observer):
         if self.death is not None:
             raise OcishError(f"the container process {self.death.pid} died during setup "
                              f"({self.death.how}): `restart` or `quit`")
+        if self.interrupted_at:
+            raise OcishError(f"interrupted at {self.interrupted_at}")
         if self.setup.engine.failed:
             raise OcishError(f"{self.setup.engine.failed}: `restart` or `quit`")
         return self.setup
@@ -508,7 +604,9 @@ class Debugger(Observer):
                 steps.append(report)
                 if on_step is not None:
                     on_step(report)
-                if report.death is not None:
+                if report.interrupted:
+                    reason = "interrupted"
+                elif report.death is not None:
                     reason = "died"
                 elif report.error is not None:
                     reason = "failed"
@@ -585,10 +683,31 @@ class Debugger(Observer):
             self.breakpoints.remove(hit)
         return hit
 
+    def interrupt(self) -> None:
+        """Ctrl-C during a step (the shell's handler): a step that runs hooks would wait for
+        them to end, so they are killed now (their process groups: the runtime's own hooks,
+        and the container side's children, which are its createContainer hooks); the step
+        then stops as interrupted, not failed. Other steps finish (a step half done would
+        desynchronise the engine and the container side)."""
+        from runtime import hooks
+        from runtime.stages.hooks import ContainerHooks, Hooks
+        report = self._report
+        if report is None or report.stage not in (Hooks.name, ContainerHooks.name):
+            return
+        groups = set(hooks.RUNNING) if report.side != CONTAINER else set(
+            procfs.children(self.container_pid()))
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self._killed_hooks = True
+
     def _step(self) -> StepReport:
         setup = self._require_setup()
         stage, item = setup.engine.next_step
         self._report = report = StepReport(stage.name, item, stage.side)
+        self._killed_hooks = False
         try:
             try:
                 setup.engine.step()
@@ -601,7 +720,13 @@ class Debugger(Observer):
             report.error = err
             # a process that died answers nothing: the engine saw its end of the channel close
             pid = setup.ctx.pid
-            if self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
+            if self._killed_hooks and not self.is_dead(pid):  # Ctrl-C, not the config
+                report.error = None
+                report.interrupted = self.interrupted_at = (
+                    f"stage {stage.name} {item}".strip() + f": Ctrl-C killed its hook "
+                    f"{err.target} (config {err.pointer}) before it finished; `restart` sets "
+                    "the container up again, `quit` cleans up")
+            elif self.await_death(pid, 2.0 if err.op == "sync" else 0.0):
                 report.death = self._tell_death(f"during setup, in stage {stage.name}")
             else:  # alive: the cgroup may still say why (a fork refused at the pids limit)
                 report.cause, report.cause_pointer = self._evidence()
@@ -612,7 +737,7 @@ class Debugger(Observer):
         if self.watching and self._last is not None:
             report.changes = diffmod.diff(self._last, snap)
         self._last = snap
-        if setup.engine.done and not report.error:
+        if setup.engine.done and not report.error and not report.interrupted:
             self.st = report.created = setup.finish()
         return report
 
@@ -754,9 +879,21 @@ class Debugger(Observer):
 
     # -- lifecycle, through runtime.lifecycle as the CLI does ----------------------------------
     def _created(self) -> dict:
+        """state.json of the created container; else an error whose advice works from here:
+        `continue` while setup can go on; after a failure, a death or an interruption, what
+        can (restart, diagnose)."""
         if self.st is None:
             if self.setup is None:
                 raise self.nothing_loaded()
+            status = self.status()
+            if status in ("failed", "died", "interrupted"):
+                why = {"failed": f"its setup failed ({self.setup.engine.failed})",
+                       "died": "its process died during setup" + (
+                           f" ({self.death.how})" if self.death else ""),
+                       "interrupted": f"its setup was interrupted at {self.interrupted_at}"
+                       .split("; `restart`")[0]}[status]
+                raise OcishError(f"the container was never created: {why}; `restart` sets it "
+                                 f"up again, {self.diagnose_hint()}")
             raise OcishError("the container is not created yet: `continue` to finish its setup")
         return self.st
 
@@ -834,16 +971,24 @@ class Debugger(Observer):
         self._sent.add(sig)
 
     def delete(self, force: bool = False) -> None:
+        """lifecycle.delete; the death it causes is the user's doing, not news (no diagnose
+        hint): it is kept, told by `inspect exit`."""
         self._created()
         if force or self.status() not in ("running", "paused"):
             self._end_execs(self.cid)
+        pid = self.container_pid()
         lifecycle.delete(self.root, self.cid, force)
-        self._reap()
+        if self.death is None and self.await_death(pid, 1.0):
+            try:
+                self.death = self.exit_info("when `delete` removed the container")
+            except OSError:
+                pass
 
     # -- exec, through runtime.execprocess as `ocish exec` ---------------------------------------
     def exec(self, args: list[str], cid: str | None = None, *, detach: bool = False,
              user: str | None = None, cwd: str | None = None, env: list[str] = (),
-             stdin_fd: int | None = None, capture: bool = False) -> Exec:
+             stdin_fd: int | None = None, capture: bool = False,
+             ignore_paused: bool = False) -> Exec:
         """Run one more process in the loaded container (created or running), or in container
         `cid` under the root. Its stdout and stderr are ours, or with `capture` (foreground
         only) files whose text the result holds; stdin is `stdin_fd` (default: ours). A
@@ -853,10 +998,20 @@ class Debugger(Observer):
         if cid is None:
             if self.setup is None and self.st is None:
                 raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
+            if self.st is None and self.status() in ("failed", "died", "interrupted"):
+                try:
+                    self._created()
+                except OcishError as e:
+                    raise OcishError(f"exec: {e}") from None
             if self.st is None:
                 raise OcishError("exec: the container is not set up yet: `continue` to finish "
                                  "its setup, then exec")
             cid = self.cid
+        if ignore_paused and lifecycle.oci_state(self.root, cid)["status"] == "paused":
+            if not detach:
+                raise OcishError("exec --ignore-paused in a paused container runs detached: its "
+                                 "process waits, frozen, until `resume` (add -d)")
+            return self._exec_when_resumed(cid, args, user, cwd, env)
         started: list[int] = []
 
         def on_start(pid: int) -> None:
@@ -864,6 +1019,7 @@ class Debugger(Observer):
             self.exec_pids[pid] = cid
         with _captured(capture and not detach) as outputs:
             status = execprocess.run(self.root, cid, args, detach=detach, user=user, cwd=cwd,
+                                     ignore_paused=ignore_paused,
                                      env=list(env), stdin_fd=stdin_fd, own_group=detach,
                                      on_start=on_start,
                                      keep_signals=self.exec_keeps)
@@ -871,6 +1027,36 @@ class Debugger(Observer):
             return Exec(started[0], None)
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return Exec(started[0], status, *outputs)
+
+
+    def _exec_when_resumed(self, cid: str, args: list[str], user: str | None, cwd: str | None,
+                           env: list[str]) -> Exec:
+        """`exec -d --ignore-paused` in a paused container. runc's `exec --ignore-paused` sets
+        its process up in the frozen cgroup and so waits until the container is resumed; the
+        shell must not wait with it (`resume` could not be typed), so the runtime's own `ocish
+        exec --ignore-paused -d` runs in the background, in a session of its own. Returns its
+        pid; news() says when the process it starts runs (it comes back to us, its
+        subreaper, to be reaped and killed at teardown like any detached exec)."""
+        import sys
+        import tempfile
+        fd, pid_file = tempfile.mkstemp(prefix="ocish-exec-", suffix=".pid")
+        os.close(fd)
+        os.unlink(pid_file)
+        argv = [sys.executable, "-m", "ocish", "--root", self.root, "exec", "--ignore-paused",
+                "-d", "--pid-file", pid_file] + (["-u", user] if user else []) + (
+                ["--cwd", cwd] if cwd else []) + [w for e in env for w in ("-e", e)] + [
+                cid, *args]
+        home = os.path.dirname(os.path.dirname(os.path.abspath(inspect.__file__)))
+        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [home] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(sys.executable, argv, env_vars, setsid=True,
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0)])
+        finally:
+            os.close(devnull)
+        self._waiting_execs[pid] = (cid, pid_file)
+        return Exec(pid, None, waiting=True)
 
 
 @contextmanager

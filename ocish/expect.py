@@ -52,7 +52,10 @@ HOST = _Host()
 
 def bare_meaning(text: str) -> Any:
     """What a bare (unquoted) word means: a number (sizes in binary units: 64MiB), true,
-    false, null, `host`, else the word itself."""
+    false, null, `host`, `{}` (an empty object, as `--paths` prints one), else the word
+    itself."""
+    if text == "{}":
+        return {}
     if _INT.match(text):
         return int(text)
     if _FLOAT.match(text):

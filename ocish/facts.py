@@ -296,11 +296,12 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, dict):  # not an expectation's value: shown, never parsed back
+    if isinstance(value, dict):  # only {} is read back (flatten() opens the others)
         return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
     from ocish.expect import bare_meaning
-    if text and not (_BARE_UNSAFE & set(text)) and bare_meaning(text) == text:
+    if (text and not (_BARE_UNSAFE & set(text)) and not text.startswith("->")
+            and bare_meaning(text) == text):
         return text
     return quote(text)
 

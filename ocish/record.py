@@ -9,11 +9,16 @@ Every command the session ran is kept (Commands.history, with its data). Recordi
   since a replay treats an unexpected failure as a failed test;
 - nothing of what only looks (inspect, state, ps, stages, explain, diff, help), unless
   --expect: then each look becomes expectations (ocish/snapshot.py), each stop `expect
-  continue -> reason == breakpoint, next == "..."`, and each exec its status and output;
+  continue -> reason == breakpoint, next == "..."`, and each exec its status and output
+  (its output only when it was captured: piped, not on a terminal);
 - a commented line for what failed and changed nothing (a typo, a bad breakpoint).
 Paths of this machine become $bundle, $rootfs, $root and $id; the first bundle loaded from
 outside the session is `load ${bundle:-/its/path}`, so `ocish replay FILE` runs it here and
 `--bundle` points it elsewhere; a bundle the session built is built again by `bundle init`.
+A replay cannot take over a container of this machine: an `attach ID` (typed, or the
+`ocish attach ID` that opened the session) becomes a new container set up from the attached
+one's bundle to the status it had then (`load`, `continue`; `start`, `pause` or `wait` after
+them for a running, paused or stopped one), with its id and paths as variables.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ocish import facts, snapshot
+from ocish.variables import split_words
 from ocish.debugger import Exec, Run, Started
 from runtime.errors import OcishError
 
@@ -33,7 +39,10 @@ if TYPE_CHECKING:
 LOOKS = ("inspect", "state", "ps", "stages", "info", "explain", "diff", "help", "containers",
          "record")
 STEPPING = ("step", "next", "until", "continue")
-NOT_REPLAYED = ("quit", "attach")
+NOT_REPLAYED = ("quit",)
+# an attached container's status -> the commands that bring a new one there after `continue`
+AFTER_ATTACH = {"created": [], "running": ["start"], "paused": ["start", "pause"],
+                "stopped": ["start", "wait"]}
 
 
 class _Substitutions:
@@ -67,7 +76,7 @@ def _failure(out: "Outcome", subst) -> str:
 
 def _bundle_init(out: "Outcome") -> str:
     """`bundle init` without its DIR: built again in the replay's scratch directory."""
-    words = shlex.split(out.line, comments=True)
+    words = split_words(out.line)
     rest, cmd = (words[2:], []) if "--" not in words else (
         words[2:words.index("--")], words[words.index("--"):])
     flags = [w for w in rest if w.startswith("-")]
@@ -99,8 +108,16 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             out_lines.append(_bundle_init(out))
             n_cmd += 1
             continue
-        if name == "load":
+        if name in ("load", "attach"):
             bundle = out.data.bundle
+            if name == "attach":
+                status = out.data.status
+                if status not in AFTER_ATTACH:
+                    raise OcishError(f"record: the session attached to container {out.data.id} "
+                                     f"while it was {status}: a replay cannot set a new "
+                                     "container up to that point")
+                out_lines.append(f"# attached to container {out.data.id} ({status}): replayed "
+                                 "as a new container from its bundle, set up to the same status")
             if bundle in cmds.made_bundles:
                 out_lines.append("load $bundle")
             elif not external or external == bundle:
@@ -108,6 +125,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
                 out_lines.append(f"load ${{bundle:-{bundle}}}")
             else:
                 out_lines.append(f"load {shlex.quote(bundle)}")
+            if name == "attach":
+                out_lines += ["continue"] + AFTER_ATTACH[out.data.status]
+                n_cmd += 1 + len(AFTER_ATTACH[out.data.status])
             subst.add(bundle, "bundle")
             subst.add(out.data.id, "id")
             rootfs = _rootfs(cmds)
@@ -136,6 +156,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             n_exp += 1
         elif expect and name == "exec" and isinstance(out.data, Exec) and out.data.status is not None:
             view = facts.command_view("exec", out.args, out.data)
+            if out.data.stdout is None:  # on a terminal: the output went to it, not to us
+                out_lines.append("# its output went to the terminal, not kept: add "
+                                 "`, stdout == ...` to check it (piped, it is kept)")
             out_lines.append(f"expect {typed} -> status == {view['status']}"
                              + "".join(f", {k} == {subst(facts.format_value(view[k]))}"
                                        for k in ("stdout", "stderr") if view[k]))

@@ -101,12 +101,36 @@ def stages(rows: list[StageRow], fancy: bool):
 
 
 def breakpoints(bps: list[Breakpoint], fancy: bool):
+    """gdb's `info breakpoints`: Num Type Disp Enb What, then a line for the hits ("already
+    hit N times") and one for an ignore count ("Will ignore next N crossings")."""
     if not bps:
         return "no breakpoints"
-    rows = [[str(b.number), b.stage, ", ".join(b.items) or "(first step)", b.label, str(b.hits)]
-            for b in bps]
-    headers = ["num", "stage", "items", "as typed", "hits"]
-    return _table(headers, rows) if fancy else "\n".join(columns([headers] + rows, ""))
+    headers = ["Num", "Type", "Disp", "Enb", "What"]
+    rows, notes = [], {}
+    for b in bps:
+        where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
+        typed = " ".join([b.stage] + b.items)
+        label = f"  (as typed: {b.label})" if b.label != typed else ""
+        rows.append([str(b.number), "breakpoint", "del" if b.temporary else "keep",
+                     "y" if b.enabled else "n", f"before {where}{label}"])
+        notes[b.number] = ([f"breakpoint already hit {b.hits} time{'s' if b.hits != 1 else ''}"]
+                           if b.hits else [])
+        if b.ignore:
+            notes[b.number].append(f"Will ignore next {b.ignore} crossings of breakpoint.")
+    if fancy:
+        from rich.text import Text
+        t = _table(headers, [])
+        for b, r in zip(bps, rows):
+            t.add_row(*r, style="dim" if not b.enabled else None)
+            for n in notes[b.number]:
+                t.add_row("", "", "", "", Text(n, style="dim"))
+        return t
+    lines = columns([headers] + rows, "")
+    out = [lines[0]]
+    for b, line in zip(bps, lines[1:]):
+        out.append(line)
+        out += [f"\t{n}" for n in notes[b.number]]
+    return "\n".join(out)
 
 
 def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer: str = ""):
@@ -163,7 +187,9 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     the container process first, when that is what failed)."""
     where = f"{r.stage} {r.item}".strip()
     out: list = []
-    if r.death is not None:
+    if r.interrupted:
+        out.append(_styled(f"interrupted: {r.interrupted}", "bold yellow", fancy))
+    elif r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
         out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer))
@@ -594,6 +620,9 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
     if name == "containers":
         return [containers(data, fancy)]
     if isinstance(data, Exec):
+        if data.waiting:
+            return [f"the container is paused: exec {data.pid} waits, frozen, until `resume`; "
+                    "then its process runs, detached"]
         if data.status is None:
             return [f"exec process {data.pid} running (detached)"]
         return ([data.stdout.rstrip("\n")] if data.stdout else []) + [f"exit status {data.status}"]

@@ -57,7 +57,7 @@ class Result:
     file: str
     line: int
     text: str
-    kind: str                  # expect | command
+    kind: str                  # expect | command | syntax (the script cannot be read)
     status: str                # pass | fail | skip | error
     message: str = ""
     expected: str = ""
@@ -301,17 +301,18 @@ def main(argv: list[str]) -> int:
     if a.bundle and not os.path.isfile(os.path.join(a.bundle, "config.json")):
         sys.stderr.write(f"ocish replay: --bundle {a.bundle}: no config.json there\n")
         return 2
-    scripts, errors = [], []
+    parsed: list[scriptmod.Script | OcishError] = []
     for f in a.scripts:
         try:
-            scripts.append(scriptmod.parse(f))
+            parsed.append(scriptmod.parse(f))
         except OcishError as e:
-            errors.append(str(e))
+            parsed.append(e)
+    errors = [str(e) for e in parsed if isinstance(e, OcishError)]
+    for e in errors:
+        sys.stderr.write(f"ocish replay: {e}\n")
     # the report has its own stdout: fd 1 points to each script's output file while it runs
     report = replay_report.Report(a.format, os.fdopen(os.dup(1), "w"))
-    if errors:
-        for e in errors:
-            sys.stderr.write(f"ocish replay: {e}\n")
+    if len(errors) == len(parsed):  # nothing can run
         report.bail(errors)
         return 2
     owner = os.getpid()
@@ -325,8 +326,11 @@ def main(argv: list[str]) -> int:
     runner = Runner(Options(a.bundle, a.id, a.root, a.keep_going, a.verbose), report.result)
     runs: list[ScriptRun] = []
     try:
-        for sc in scripts:
-            report.start(sc)
+        for f, sc in zip(a.scripts, parsed):
+            if isinstance(sc, OcishError):  # unreadable: reported, and the others still run
+                runs.append(unreadable(f, sc, report))
+                continue
+            report.start(sc.file)
             runs.append(runner.run(sc))
     except Interrupted as e:
         name = signal.Signals(e.signum).name
@@ -334,10 +338,24 @@ def main(argv: list[str]) -> int:
         report.finish(runs, interrupted=name)
         return 128 + e.signum
     for r in runs:
-        if r.status == "error":
+        if r.status == "error" and not any(x.kind == "syntax" for x in r.results):
             sys.stderr.write(f"ocish replay: {r.file}: {r.error}\n")
     report.finish(runs)
     return exit_status(runs)
+
+
+def unreadable(file: str, e: OcishError, report) -> ScriptRun:
+    """A script that cannot be read (a syntax error, FILE:LINE): one test point that could not
+    run, reported where the script stands among the others."""
+    run = ScriptRun(file, "", status="error", error=str(e), started=time.time())
+    report.start(file)
+    syntax = isinstance(e, scriptmod.ScriptSyntaxError)
+    line, text = (e.line, e.text) if syntax else (0, "")
+    r = Result(file, line, text, "syntax", "error",
+               f"the script cannot run: {e.message if syntax else e}")
+    run.results.append(r)
+    report.result(r)
+    return run
 
 
 def exit_status(runs: list[ScriptRun]) -> int:

@@ -21,7 +21,6 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ocish.replay import Result, ScriptRun
-    from ocish.script import Script
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -64,9 +63,9 @@ class Report:
         else:
             self._write(junit([], errors))
 
-    def start(self, sc: "Script") -> None:
+    def start(self, file: str) -> None:
         if self.fmt == "tap":
-            self._write(f"# {sc.file}")
+            self._write(f"# {file}")
 
     def result(self, r: "Result") -> None:
         self.count += 1
@@ -107,6 +106,7 @@ class Report:
 def to_json(runs: list["ScriptRun"], status: int, interrupted: str = "") -> dict:
     from dataclasses import asdict
     return {"exit_status": status, "interrupted": interrupted, "summary": _summary(runs),
+            "errors": [run.error for run in runs if any(r.kind == "syntax" for r in run.results)],
             "scripts": [{"file": run.file, "id": run.id, "status": run.status,
                          "error": run.error, "duration": round(run.duration, 3),
                          "output": run.output,
@@ -147,7 +147,8 @@ def junit(runs: list["ScriptRun"], errors: list[str]) -> str:
             elif r.status in ("fail", "error"):
                 tag = "failure" if r.status == "fail" else "error"
                 el = ET.SubElement(case, tag, message=_clean(r.message),
-                                   type="expectation" if r.kind == "expect" else "command")
+                                   type={"expect": "expectation", "syntax": "script"}.get(
+                                     r.kind, "command"))
                 el.text = _clean(f"{r.file}:{r.line}: {r.text}\nexpected: {r.expected}\n"
                                  f"actual:   {r.actual}\n")
         if run.output:

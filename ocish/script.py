@@ -9,7 +9,6 @@ breakpoint's stage, a path under a fact) can only be checked when the line runs.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass
 
 from runtime.errors import OcishError
@@ -20,11 +19,11 @@ REFUSED = {"attach": "replay sets up its own containers: `load BUNDLE`, not atta
 
 
 class ScriptSyntaxError(OcishError):
-    """FILE:LINE: what is wrong."""
+    """FILE:LINE: what is wrong (`text`: the line as written)."""
 
-    def __init__(self, file: str, line: int, message: str) -> None:
+    def __init__(self, file: str, line: int, message: str, text: str = "") -> None:
         super().__init__(f"{file}:{line}: {message}")
-        self.file, self.line, self.message = file, line, message
+        self.file, self.line, self.message, self.text = file, line, message, text
 
 
 @dataclass
@@ -48,7 +47,8 @@ class Script:
 def _check_command(text: str) -> str:
     """The name of the command `text` runs; raises OcishError when it cannot run as written."""
     from ocish.commands import parse_args, resolve
-    words = shlex.split(text, comments=True)  # ValueError: an unbalanced quote
+    from ocish.variables import split_words
+    words = split_words(text)  # ValueError: an unbalanced quote
     cmd = resolve(words[0])
     if cmd.name in REFUSED:
         raise OcishError(f"{cmd.name}: {REFUSED[cmd.name]}")
@@ -87,8 +87,9 @@ def parse(file: str) -> Script:
             else:
                 name = _check_command(stripped)
         except ValueError as e:
-            raise ScriptSyntaxError(file, number, f"cannot parse the line: {str(e).lower()}")
+            raise ScriptSyntaxError(file, number, f"cannot parse the line: {str(e).lower()}",
+                                    stripped) from None
         except OcishError as e:
-            raise ScriptSyntaxError(file, number, str(e)) from None
+            raise ScriptSyntaxError(file, number, str(e), stripped) from None
         lines.append(Line(number, stripped, name))
     return Script(file, os.path.abspath(file), lines)

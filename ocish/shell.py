@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -32,8 +31,9 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ocish import render
-from ocish.commands import Commands, Outcome, resolve
+from ocish.commands import Banner, Commands, Outcome, resolve
 from ocish.debugger import Debugger, Exec, News, Run, StepReport
+from ocish.variables import split_words
 from runtime.cli import default_root
 from runtime.errors import OcishError
 
@@ -43,10 +43,12 @@ STEPPING = ("step", "next", "until", "continue")
 
 
 class Shell:
-    def __init__(self, root: str, fancy: bool, interactive: bool, errexit: bool = False) -> None:
+    def __init__(self, root: str, fancy: bool, interactive: bool, errexit: bool = False,
+                 quiet: bool = False) -> None:
         self.dbg = Debugger(root)
         self.fancy = fancy
         self.interactive = interactive
+        self.quiet = quiet               # piped: no transcript (echo, banner, progress) at all
         self._interrupted = False
         self._failure_shown = False
         self._console = None
@@ -63,6 +65,7 @@ class Shell:
         self.lineno = 0
         self._last_repeatable = ""
         self._confirm_session = None
+        self._refused: set[str] = set()  # bundles whose config.json a load refused
 
     @property
     def done(self) -> bool:
@@ -86,6 +89,16 @@ class Shell:
             self._console.print(obj, markup=False, highlight=False)
         else:
             self._console.print(obj)
+
+    def transcript(self, obj) -> None:
+        """What tells the session's course, not a command's data: the echoed command, the
+        banner, each step's progress. On a terminal, as everything else; piped, on stderr
+        (stdout carries only data: `printf 'inspect ns --json' | ocish debug B | jq` works),
+        or nowhere with --quiet."""
+        if self._console is not None:
+            self.show(obj)
+        elif not self.quiet:
+            self.show(obj, err=True)
 
     def error(self, msg: str) -> None:
         if self._console is None:
@@ -118,7 +131,10 @@ class Shell:
         failed = report.error is not None
         for block in render.step_report(report, self.dbg.container_pid(), self.fancy,
                                         self.dbg.diagnose_hint()):
-            self.show(block, err=failed)
+            if failed:
+                self.show(block, err=True)
+            else:
+                self.transcript(block)
         self._failure_shown = self._failure_shown or failed
 
     # -- the loop --------------------------------------------------------------------------------
@@ -131,8 +147,8 @@ class Shell:
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt: a fresh prompt
             except EOFError:
-                if not self.interactive:
-                    print(flush=True)
+                if not self.interactive and not self.quiet:
+                    print(file=sys.stderr, flush=True)
                 line = "quit"
             self.lineno += 1
             if self.interactive and not line.strip() and self._last_repeatable:
@@ -155,16 +171,20 @@ class Shell:
         return 1
 
     def _line_reader(self) -> Callable[[], str]:
+        """Plain input: the prompt and the echo of what was read go to stderr (the transcript;
+        a terminal echoes by itself), none with --quiet."""
         echo_off = sys.stdin.isatty()
 
         def read() -> str:
-            sys.stdout.write(PROMPT)
-            sys.stdout.flush()
+            if not self.quiet:
+                sys.stdout.flush()
+                sys.stderr.write(PROMPT)
+                sys.stderr.flush()
             line = sys.stdin.readline()
             if not line:
                 raise EOFError
-            if not echo_off:  # a terminal echoes by itself; a transcript shows what was read
-                print(line.rstrip("\n"), flush=True)
+            if not echo_off and not self.quiet:
+                print(line.rstrip("\n"), file=sys.stderr, flush=True)
             return line
         return read
 
@@ -221,13 +241,16 @@ class Shell:
             out = self.commands.run(line)
         if out.ok:
             self._render(out)
+            if out.command in ("restart", "load") and self.dbg.bundle in self._refused:
+                self.still_wrong()  # a partial fix: what lint still finds
         else:
             if isinstance(out.data, Run):
                 self._render(out)  # the stop line: the failure block came with the step
             if not self._failure_shown:
                 self.error(out.error)
-            if out.command in ("restart", "load") and self.dbg.load_error:
+            if out.command in ("restart", "load") and self.dbg.refused:
                 self.config_refused()
+                self._refused.add(self.dbg.refused)
             self.failures.append(self.lineno)
         if out.command:
             cmd = resolve(out.command)
@@ -241,17 +264,28 @@ class Shell:
             return
         if isinstance(out.data, Exec) and out.data.stderr:
             self.show(out.data.stderr.rstrip("\n"), err=True)
-        for block in render.command(out, self.fancy, self.commands.width,
-                                    self.dbg.diagnose_hint(), self.dbg.container_pid()):
+        if isinstance(out.data, Banner):  # load, restart, attach: where the session stands
+            self.transcript(render.banner(out.data))
+            return
+        blocks = render.command(out, self.fancy, self.commands.width,
+                                self.dbg.diagnose_hint(), self.dbg.container_pid())
+        status = ""
+        if isinstance(out.data, Exec) and out.data.status is not None and blocks:
+            *blocks, status = blocks  # `exit status N`: said, not the process's output
+        for block in blocks:
             self.show(block)
+        if status:
+            self.note(status)
 
     @contextmanager
     def _deferred_sigint(self) -> Iterator[None]:
-        """Ctrl-C during a step only sets a flag: the step finishes, then stepping stops."""
+        """Ctrl-C during a step only sets a flag: the step finishes, then stepping stops; a
+        hook it waits for is killed at once (the step then stops as interrupted)."""
         self._interrupted = False
 
         def handler(signum, frame) -> None:
             self._interrupted = True
+            self.dbg.interrupt()  # a hook the step waits for is killed
         old = signal.signal(signal.SIGINT, handler)
         try:
             yield
@@ -259,15 +293,41 @@ class Shell:
             signal.signal(signal.SIGINT, old)
 
     def banner(self) -> None:
-        self.show(render.banner(self.commands.banner()))
+        self.transcript(render.banner(self.commands.banner()))
 
     def config_refused(self) -> None:
-        """The runtime refused the bundle's config.json: every problem lint finds (the one that
+        """The runtime refused a bundle's config.json: every problem lint finds (the one that
         stopped the load among them), and how to go on. Errors: on stderr when plain."""
+        d = self.dbg
+        self._lint_lines(d.refused or d.bundle)
+        if d.holds:
+            self.note(f"{d.kept_text()}: fix config.json, then `load` (or `restart`) again")
+        else:
+            self.note("nothing is set up: fix config.json, then `restart` (or `reload`) reads "
+                      "it again")
+
+    def still_wrong(self) -> None:
+        """After a config.json the runtime refused was fixed far enough to load: what lint
+        still finds (a mount option the kernel refuses fails at stage mounts), as when the
+        shell opened on it; nothing when it is clean."""
+        from ocish.diagnose.model import ERROR, WARNING
+        from ocish.lint.checks import LintError, lint
+        try:
+            report = lint(self.dbg.bundle)
+        except LintError:
+            return
+        if not (report.count(ERROR) or report.count(WARNING)):
+            self._refused.discard(self.dbg.bundle)
+        else:
+            self._lint_lines(self.dbg.bundle, report)
+            self.note("config.json loads now, but lint still finds the problems above: the "
+                      "setup fails where an error says; fix them, then `restart`")
+
+    def _lint_lines(self, bundle: str, report=None) -> None:
         from ocish.lint import text_lines
         from ocish.lint.checks import LintError, lint
         try:
-            lines = text_lines(lint(self.dbg.bundle))
+            lines = text_lines(report or lint(bundle))
         except LintError as e:
             lines = [(f"lint: {e}", "")]
         if self._console is None:
@@ -278,8 +338,6 @@ class Shell:
             from rich.text import Text
             for text, style in lines:
                 self._console.print(Text(text, style=style))
-        self.note("nothing is set up: fix config.json, then `restart` (or `reload`) reads it "
-                  "again")
 
 
 @contextmanager
@@ -289,7 +347,7 @@ def _nothing() -> Iterator[None]:
 
 def _command_of(line: str) -> str:
     try:
-        words = shlex.split(line, comments=True)
+        words = split_words(line)
         return resolve(words[0]).name if words else ""
     except (ValueError, OcishError):
         return ""
@@ -302,7 +360,7 @@ class _ArgParser(argparse.ArgumentParser):
 
 def main(argv: list[str], command: str) -> int:
     """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit]."""
+    [--root R] [--plain] [--errexit] [--quiet]."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
@@ -311,6 +369,9 @@ def main(argv: list[str], command: str) -> int:
         p.add_argument("id")
     p.add_argument("--root", default=default_root())
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="piped: no transcript on stderr (echoed commands, banner, progress); "
+                        "data still on stdout, errors and news on stderr")
     p.add_argument("--errexit", "-e", action="store_true",
                    help="end the session at the first failed command, exit status 1")
     if command == "debug":
@@ -325,7 +386,7 @@ def main(argv: list[str], command: str) -> int:
         return 1
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
-                  interactive=interactive, errexit=a.errexit)
+                  interactive=interactive, errexit=a.errexit, quiet=a.quiet)
     # SIGTERM and SIGHUP (the terminal went away) unwind through the teardown below, in this
     # process only: a forked helper (pyroute2's netns child, the tracer) inherits the handler,
     # and must never tear down the container it shares with us.
@@ -354,6 +415,7 @@ def main(argv: list[str], command: str) -> int:
                     return 1
                 # config.json refused: the shell opens anyway, to fix it and `restart`
                 shell.config_refused()
+                shell._refused.add(shell.dbg.bundle)
                 shell.failures.append(0)
                 if shell.commands.errexit:
                     return shell.exit_status()
@@ -366,6 +428,7 @@ def main(argv: list[str], command: str) -> int:
             except OcishError as e:
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
+            shell.commands.note_attach()
             shell.banner()
         else:
             shell.note("no container loaded: `load BUNDLE` sets one up, `attach ID` takes one "

@@ -9,7 +9,7 @@ every fact is written as one of:
 - a relation, for what every run draws anew: pids (> 0), cgroup usage (>= 0), counters (== 0,
   or > 0 once they count), peer groups and pipe inodes (matches), creation times (matches);
 - nothing, for what only describes this host: the block device under the rootfs, mount ids,
-  filesystem options, a veth's random MAC.
+  filesystem options, a veth's random MAC, the cgroup hierarchies a cgroup mount shows.
 Paths of this machine (the bundle, the rootfs, the --root, the container id) become $bundle,
 $rootfs, $root and $id, so the script is portable. Model: the redactions and matchers of
 snapshot-testing tools (insta's redactions, syrupy's matchers, Jest's expect.any).
@@ -67,6 +67,15 @@ def _mount_key(path: str) -> str:
     return path[len("mounts["):path.index("]")] if path.startswith("mounts[") else ""
 
 
+def _cgroup_destinations(config: dict) -> set[str]:
+    """Where the config mounts a cgroup filesystem: what the runtime puts there (v1
+    hierarchies on a tmpfs, or cgroup2) depends on the host's cgroups."""
+    mounts = config.get("mounts") if isinstance(config, dict) else None
+    return {m["destination"].rstrip("/") or "/" for m in mounts or []
+            if isinstance(m, dict) and m.get("type") == "cgroup"
+            and isinstance(m.get("destination"), str)}
+
+
 @dataclass
 class Context:
     """What the session knew when the user looked: the container's config, and whether a
@@ -100,7 +109,14 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
     if topic == "ns":
         return [f"{path} {'==' if host is not MISSING and value == host else '!='} host"]
     if topic == "mounts":
-        mount = view.get(_mount_key(path), {}) if isinstance(view, dict) else {}
+        key = _mount_key(path)
+        cgroupfs = _cgroup_destinations(ctx.config)
+        if any(key.startswith(d.rstrip("/") + "/") for d in cgroupfs):
+            return []  # a hierarchy of this host's, under the config's cgroup mount
+        if key in cgroupfs and field in ("fstype", "source", "options"):
+            # tmpfs holding v1 hierarchies, or cgroup2: the host's layout decides
+            return [_matches(path, f"^{value.split(',')[0]}(,|$)")] if field == "options" else []
+        mount = view.get(key, {}) if isinstance(view, dict) else {}
         on_host_fs = _mount_key(path) == "/" or str(mount.get("source", "")).startswith("/")
         if field in ("mount_id", "super_options") or (field in ("fstype", "source") and on_host_fs):
             return []

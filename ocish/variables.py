@@ -1,4 +1,5 @@
-"""`$name`, `${name}` and `${name:-default}` in the shell's lines, as sh expands them.
+"""`$name`, `${name}` and `${name:-default}` in the shell's lines, as sh expands them (the
+default's own references too: `${bundle:-$tmp/b}`).
 
 The session's variables (`$bundle`, `$id`, `$rootfs`, `$root`, `$pid`, `$tmp`, `$scriptdir`)
 come first, then the environment (`$HOME`). Single quotes keep a `$` literal, and so does a
@@ -19,7 +20,7 @@ Lookup = Callable[[str], str]
 def name_at(text: str, i: int) -> tuple[str, str | None, int] | None:
     """(name, default or None, end) of a reference starting at text[i] == "$", else None."""
     if i + 1 < len(text) and text[i + 1] == "{":
-        end = text.find("}", i + 2)
+        end = _closing_brace(text, i + 2)
         if end < 0:
             raise OcishError(f"a ${{ without its }} in {text!r}")
         body = text[i + 2:end]
@@ -34,18 +35,57 @@ def name_at(text: str, i: int) -> tuple[str, str | None, int] | None:
     return (name, None, j) if _is_name(name) else None
 
 
+def _closing_brace(text: str, j: int) -> int:
+    """The index of the `}` that closes a `${` whose body starts at j (nested `${...}` in a
+    default skipped, a backslash escapes), -1 when there is none."""
+    depth = 1
+    while j < len(text):
+        if text.startswith("${", j):
+            depth, j = depth + 1, j + 2
+            continue
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return -1
+
+
 def _is_name(name: str) -> bool:
     return bool(name) and (name[0].isalpha() or name[0] == "_") and all(
         c.isalnum() or c == "_" for c in name)
 
 
 def value_of(name: str, default: str | None, lookup: Lookup) -> str:
+    """$name's value; when it is not set, the default with its own references expanded (sh:
+    `${x:-$y}` is y's value); else the lookup's error."""
     try:
         return lookup(name)
     except OcishError:
         if default is not None:
-            return default
+            return expand_refs(default, lookup)
         raise
+
+
+def expand_refs(text: str, lookup: Lookup) -> str:
+    """`text` with its references replaced by their values (`\\$` is a `$`); no quoting."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        elif c == "$" and (ref := name_at(text, i)) is not None:
+            name, default, i = ref
+            out.append(value_of(name, default, lookup))
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def expand_line(line: str, lookup: Lookup) -> str:
@@ -83,6 +123,13 @@ def expand_line(line: str, lookup: Lookup) -> str:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def split_words(line: str) -> list[str]:
+    """The words of a line as sh splits them: quotes, backslashes, and a `#` that starts a
+    comment only at the start of a word outside quotes (`echo a#b` is one word `a#b`, on
+    either side of an expectation's `->`); ValueError for an unbalanced quote."""
+    return shlex.split(strip_comment(line))
 
 
 def strip_comment(text: str) -> str:

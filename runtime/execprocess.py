@@ -209,27 +209,55 @@ def load_running(root: str, cid: str, ignore_paused: bool = False) -> dict:
 
 
 def start(setup: ExecSetup, detach: bool = True, stdin_fd: int | None = None,
-          own_group: bool = False):
+          own_group: bool = False, source=None):
     """Run the pipeline; the process runs once this returns (its host pid, and the
     runtime.terminal.Attach that holds its pty master when we lend it our own terminal).
     stdin_fd and own_group go to Engine.spawn (the debugger's choices); by default the process
-    inherits our stdin and process group."""
+    inherits our stdin and process group. `source(pointer)` names where a /process field of
+    a failed stage came from (exec_source), in place of "config POINTER"."""
     try:
         attach = lifecycle.run_setup(setup, detach, stdin_fd, own_group)
     except StageError as exc:
-        raise ExecFailed(str(exc)) from None
+        text = str(exc)
+        if source is not None and exc.pointer:
+            text = text.replace(f"(config {exc.pointer})", f"({source(exc.pointer)})", 1)
+        raise ExecFailed(text) from None
     return setup.finish(), attach
+
+
+def exec_source(process_file: str | None, flags: dict):
+    """pointer -> where an exec's process field came from, for its errors: the --process
+    file, the exec's own command line (its args, -u, --cwd), else the container's config.json
+    (whose process the command line goes over)."""
+    given = {"user": bool(flags.get("user")), "cwd": bool(flags.get("cwd"))}
+
+    def source(pointer: str) -> str:
+        if not pointer.startswith("/process/"):
+            return f"config {pointer}"
+        rest = pointer[len("/process"):]
+        if process_file:
+            return f"{process_file} {rest}"
+        parts = rest.split("/")
+        if parts[1] == "args":
+            return ("the exec's command" if parts[2:] in ([], ["0"])
+                    else f"the exec's argument {parts[2]}")
+        if given.get(parts[1]):
+            return f"exec {'-u' if parts[1] == 'user' else '--cwd'}"
+        return f"config {pointer}"
+    return source
 
 
 def exec_process(root: str, cid: str, process: dict, detach: bool = False,
                  pid_file: str | None = None, stdin_fd: int | None = None, own_group: bool = False,
-                 on_start=None, keep_signals: tuple[int, ...] = (), **opts) -> int:
+                 on_start=None, keep_signals: tuple[int, ...] = (), source=None, **opts) -> int:
     """Everything `ocish exec` does once the process spec is built. on_start(pid) is called
-    once the process runs (the debugger tracks the pids it will have to reap)."""
+    once the process runs (the debugger tracks the pids it will have to reap); `source`: see
+    start()."""
     if not detach:
         from runtime.linux import syscalls as S
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # C2 comes back to us when C1 exits
-    pid, attach = start(ExecSetup(root, cid, process, **opts), detach, stdin_fd, own_group)
+    pid, attach = start(ExecSetup(root, cid, process, **opts), detach, stdin_fd, own_group,
+                        source)
     if on_start is not None:
         on_start(pid)
     if pid_file:
@@ -274,7 +302,7 @@ def run(root: str, cid: str, args: list[str], *, process_file: str | None = None
                             stdin_fd=stdin_fd, own_group=own_group, on_start=on_start,
                             keep_signals=keep_signals, preserve_fds=preserve_fds,
                             console_socket=console_socket, cgroup=parse_cgroup_flags(cgroup),
-                            st=st)
+                            st=st, source=exec_source(process_file, flags))
     except ExecFailed:
         raise
     except OcishError as e:

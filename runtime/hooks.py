@@ -25,6 +25,16 @@ captured, signal dispositions reset, and killed with SIGKILL once `timeout` seco
 We wait for the hook's own exit (a pidfd), not for EOF on its output, so a daemon it leaves behind
 holding stdout cannot hang the runtime.
 
+A hook is never left running by a runtime that stops waiting for it: each one leads a process
+group of its own (its children with it; a terminal's Ctrl-C reaches the runtime, which decides),
+and the group is SIGKILLed and the hook reaped when its timeout passes or when anything
+interrupts the wait: KeyboardInterrupt, the debugger's SystemExit on SIGTERM, a replay's stop.
+While a hook runs, SIGTERM and SIGHUP at their default action (`ocish create` from a shell) are
+caught for as long as it takes to do that, then the runtime dies of the signal as it would have.
+(runc 1.1 runs hooks in its own process group and leaves them behind when killed.) SIGKILL
+cannot be caught: a runtime killed so leaves its hook as runc does. `RUNNING` holds the process
+groups of the hooks running now, for a debugger that interrupts them (Ctrl-C).
+
 Container side, this module runs after pivot_root too (startContainer): everything it uses is
 imported here, at module import time.
 """
@@ -45,6 +55,25 @@ _OUTPUT_MAX = 64 * 1024           # per stream: enough for an error line, bounde
 # signals a hook starts with at their default action (Python ignores SIGPIPE and SIGXFSZ)
 _DEFAULT_SIGNALS = tuple(n for n in range(1, 32) if n not in (_signal.SIGKILL, _signal.SIGSTOP))
 _POLL_MAX_MS = 2**31 - 1  # a timeout of I64_MAX seconds (valid, as for runc) waits in these steps
+# signals that end a runtime at their default action: caught while a hook runs, to kill it first
+_FATAL = (_signal.SIGTERM, _signal.SIGHUP)
+RUNNING: set[int] = set()         # process groups (= pids) of the hooks running in this process
+
+
+class _Abandoned(Exception):
+    """The runtime went away while a container-side hook ran (run's watch_fd)."""
+
+
+class _Stopped(BaseException):
+    """A fatal signal arrived while a hook ran (see _FATAL)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame) -> None:
+    raise _Stopped(signum)
 
 
 class HookError(OcishError):
@@ -100,13 +129,14 @@ def describe(hook: dict) -> str:
 
 
 def run_all(kind: str, hooks: list[dict], state_json: str, warn_only: bool = False,
-            close_fds: tuple = ()) -> list[HookError]:
+            close_fds: tuple = (), watch_fd: int = -1) -> list[HookError]:
     """Run the hooks of `kind` in order. Failures raise the first HookError, or with `warn_only`
-    (poststart, poststop) go to `on_warning` and are returned while the rest still run."""
+    (poststart, poststop) go to `on_warning` and are returned while the rest still run.
+    `watch_fd`: see run()."""
     errors = []
     for i, hook in enumerate(hooks):
         try:
-            run(hook, kind, i, state_json, close_fds)
+            run(hook, kind, i, state_json, close_fds, watch_fd)
         except HookError as err:
             if not warn_only:
                 raise
@@ -115,8 +145,12 @@ def run_all(kind: str, hooks: list[dict], state_json: str, warn_only: bool = Fal
     return errors
 
 
-def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = ()) -> None:
-    """Run one hook to completion; raise HookError unless it exits with status 0 in time."""
+def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (),
+        watch_fd: int = -1) -> None:
+    """Run one hook to completion; raise HookError unless it exits with status 0 in time.
+    `watch_fd` (the container side's sync channel, on which nothing arrives during a step):
+    when it becomes readable or hangs up, the runtime is gone or gave up, and the hook is
+    killed (a createContainer hook must not outlive a runtime killed during create)."""
     path = hook["path"]
     argv = hook.get("args") or [path]
     env = {}
@@ -129,6 +163,8 @@ def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (
     # A hook that does not read its stdin must give us EPIPE, not SIGPIPE: exec's handoff has
     # already put every signal back to its default when startContainer hooks run.
     old_pipe = _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+    caught = {n: _signal.signal(n, _stop) for n in _FATAL
+              if _signal.getsignal(n) == _signal.SIG_DFL}
     try:
         in_r, in_w = os.pipe()
         fds += (in_r, in_w)
@@ -140,7 +176,7 @@ def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (
                    (os.POSIX_SPAWN_DUP2, err_w, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in close_fds]
         try:
-            pid = os.posix_spawn(path, argv, env, file_actions=actions,
+            pid = os.posix_spawn(path, argv, env, file_actions=actions, setpgroup=0,
                                  setsigdef=_DEFAULT_SIGNALS, setsigmask=())
         except OSError as e:
             raise HookError(kind, index, path, "" if e.errno else str(e), e.errno or 0) from None
@@ -148,11 +184,22 @@ def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (
             os.close(fd)
             fds.remove(fd)
         fds.clear()  # _wait closes the rest
-        status, out, err, timed_out = _wait(pid, in_w, out_r, err_r, state_json.encode(), timeout)
+        status, out, err, timed_out = _wait(pid, in_w, out_r, err_r, state_json.encode(),
+                                            timeout, watch_fd)
+    except _Abandoned:
+        raise HookError(kind, index, path, "the runtime stopped waiting for it: killed") from None
+    except _Stopped as e:  # the hook is gone (_wait): now die of the signal, as we would have
+        for n, handler in caught.items():
+            _signal.signal(n, handler)
+        caught = {}
+        os.kill(os.getpid(), e.signum)
+        raise
     finally:
         for fd in fds:
             os.close(fd)
         _signal.signal(_signal.SIGPIPE, old_pipe)
+        for n, handler in caught.items():
+            _signal.signal(n, handler)
     if timed_out:
         raise HookError(kind, index, path, f"timeout: still running after {timeout}s, killed")
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
@@ -163,10 +210,39 @@ def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (
     raise HookError(kind, index, path, f"{why}: {line}" if line else why)
 
 
+def _kill(pid: int) -> None:
+    """SIGKILL the hook's process group (the hook and what it started), or the hook alone when
+    it made a group of its own."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, _signal.SIGKILL)
+            return
+        except ProcessLookupError:
+            pass
+
+
 def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
-          timeout: int | None) -> tuple[int, bytes, bytes, bool]:
+          timeout: int | None, watch_fd: int = -1) -> tuple[int, bytes, bytes, bool]:
     """Feed stdin, collect stdout/stderr until the hook exits or its time is up; reap it.
-    Returns (wait status, stdout, stderr, timed out). Closes the three fds."""
+    Returns (wait status, stdout, stderr, timed out). Closes the three fds. On its timeout, or
+    when anything interrupts the wait (a signal's exception), the hook's process group is
+    killed and the hook reaped before this returns or raises."""
+    RUNNING.add(pid)
+    try:
+        return _collect(pid, in_w, out_r, err_r, data, timeout, watch_fd)
+    except BaseException:
+        _kill(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        raise
+    finally:
+        RUNNING.discard(pid)
+
+
+def _collect(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
+             timeout: int | None, watch_fd: int) -> tuple[int, bytes, bytes, bool]:
     pidfd = os.pidfd_open(pid)
     bufs = {out_r: bytearray(), err_r: bytearray()}
     open_fds = [in_w, out_r, err_r]
@@ -176,6 +252,8 @@ def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
     for fd in (out_r, err_r):
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
+    if watch_fd >= 0:
+        poller.register(watch_fd, select.POLLIN | select.POLLHUP)
     deadline = time.monotonic() + timeout if timeout else None
     timed_out = exited = False
 
@@ -196,6 +274,8 @@ def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
             for fd, _ in poller.poll(wait_ms):
                 if fd == pidfd:
                     exited = True
+                elif fd == watch_fd:
+                    raise _Abandoned()
                 elif fd == in_w:
                     try:
                         data = data[os.write(in_w, data):]
@@ -213,10 +293,7 @@ def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,
                     else:
                         done_with(fd)
         if timed_out:
-            try:
-                os.kill(pid, _signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(pid)
         for fd in (out_r, err_r):  # what it wrote before exiting; never wait for a straggler
             if fd in open_fds:
                 os.set_blocking(fd, False)

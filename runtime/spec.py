@@ -49,6 +49,12 @@ I64_MIN, I64_MAX = -2**63, 2**63 - 1
 ID_MAX = 2**31 - 1
 ERR_ID_RANGE = f"uids and gids must be in range 0-{ID_MAX}"
 MAP_MAX = U32 - 1  # the largest id an id map may name: (uid_t)-1 is "no id"
+# the kernel's map_write(): at most 340 lines (UID_GID_MAP_MAX_EXTENTS), all in one write(2)
+# shorter than a page, else EINVAL
+MAP_LINES_MAX = 340
+# cpu.shares: the kernel clamps to [2, 262144] (MIN_SHARES, MAX_SHARES) without an error; runc
+# reads it back and fails ("the maximum allowed cpu-shares is 262144"), so a config asks within
+CPU_SHARES_MIN, CPU_SHARES_MAX = 2, 262144
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
@@ -409,11 +415,68 @@ def _mappings(v, p: str) -> list:
                         raise SpecError(f"{mp}/{key}", f"range {a}-{a + n - 1} overlaps "
                                                        f"{p}/{j} ({b}-{b + n2 - 1})")
             seen.append((c, h, n))
+    _map_size(v, p)
     return v
+
+
+def _map_size(maps: list, p: str) -> None:
+    """What the kernel's map_write() takes: at most 340 lines, written at once in less than a
+    page, as stage idmap writes them ("ID HOSTID SIZE\n" each)."""
+    if len(maps) > MAP_LINES_MAX:
+        raise SpecError(p, f"has {len(maps)} mappings: the kernel takes at most "
+                           f"{MAP_LINES_MAX} in one id map (more fail with EINVAL): merge "
+                           "adjacent ranges")
+    if all(type(m) is dict for m in maps):
+        size = sum(len(f"{m.get('containerID')} {m.get('hostID')} {m.get('size')}\n")
+                   for m in maps)
+        page = os.sysconf("SC_PAGE_SIZE")
+        if size >= page:
+            raise SpecError(p, f"the id map is {size} bytes as text: the kernel takes it in "
+                               f"one write of less than a page ({page} bytes; more fail with "
+                               "EINVAL): merge adjacent ranges")
 
 
 def _mapped(ident: int, maps: list) -> bool:
     return any(m["containerID"] <= ident < m["containerID"] + m["size"] for m in maps)
+
+
+def _sched_params(sch: dict, sp: str) -> None:
+    """What sched_setattr(2) refuses with EINVAL on any host (the kernel's
+    sched_setattr checks and __checkparam_dl), and runc's rules, for /process/scheduler whose
+    members have the right types."""
+    policy = sch.get("policy")
+    prio = sch.get("priority", 0)
+    dl = {k: sch.get(k, 0) for k in ("runtime", "deadline", "period")}
+    if type(prio) is not int or any(type(v) is not int for v in dl.values()):
+        return  # reported
+    if policy == "SCHED_ISO":
+        raise SpecError(sp + "/policy", "policy SCHED_ISO is reserved: Linux does not "
+                                        "implement it (sched_setattr(2) fails with EINVAL)")
+    if policy in ("SCHED_FIFO", "SCHED_RR"):
+        if not 1 <= prio <= 99:
+            raise SpecError(sp + "/priority", f"policy {policy} needs a priority from 1 to 99, "
+                                              f"got {prio}")
+    elif prio:
+        raise SpecError(sp + "/priority", "a priority can only be given for SCHED_FIFO or "
+                                          "SCHED_RR")
+    if policy != "SCHED_DEADLINE":
+        if any(dl.values()):
+            raise SpecError(sp, "runtime, deadline and period can only be given for "
+                                "SCHED_DEADLINE")
+        return
+    runtime, deadline = dl["runtime"], dl["deadline"]
+    period = dl["period"] or deadline
+    if not deadline:
+        raise SpecError(sp + "/deadline", "policy SCHED_DEADLINE needs a deadline "
+                                            "(nanoseconds)")
+    if runtime < 1024:
+        raise SpecError(sp + "/runtime", f"policy SCHED_DEADLINE needs a runtime of at least "
+                                         f"1024 nanoseconds, got {runtime}")
+    if max(deadline, period) >= 2**63:
+        raise SpecError(sp + "/period", "deadline and period must be below 2^63 nanoseconds")
+    if not runtime <= deadline <= period:
+        raise SpecError(sp, f"policy SCHED_DEADLINE needs runtime <= deadline <= period, "
+                            f"got {runtime}, {deadline}, {period}")
 
 
 def _add_ns(t: str) -> str:
@@ -603,6 +666,7 @@ def _process(spec: dict) -> None:
             _opt(sch, "flags", sp, _items, _enum, SCHED_FLAGS)
             for k in ("runtime", "deadline", "period"):
                 _opt(sch, k, sp, _int, 0, U64)
+            _sched_params(sch, sp)
 
     if "execCPUAffinity" in proc:
         with _each:
@@ -885,7 +949,8 @@ def _resources(res: dict) -> None:
         with _each:
             cp = rp + "/cpu"
             cpu = _obj(res["cpu"], cp)
-            for k in ("shares", "period", "realtimePeriod", "burst"):
+            _opt(cpu, "shares", cp, _shares)
+            for k in ("period", "realtimePeriod", "burst"):
                 _opt(cpu, k, cp, _int, 0, U64)
             for k in ("quota", "realtimeRuntime", "idle"):
                 _opt(cpu, k, cp, _int, I64_MIN, I64_MAX)
@@ -932,6 +997,15 @@ def _resources(res: dict) -> None:
                         raise SpecError(up, f'must be a cgroup file name like "memory.high", '
                                             f'got {_q(key)}')
                     _str(value, up)
+
+
+def _shares(v, p: str) -> int:
+    """cpu shares: within the kernel's range, or 0 (not set, as in runc)."""
+    _int(v, p, 0, U64)
+    if v and not CPU_SHARES_MIN <= v <= CPU_SHARES_MAX:
+        raise SpecError(p, f"cpu shares must be from {CPU_SHARES_MIN} to {CPU_SHARES_MAX} (the "
+                           f"kernel's range, as runc checks; 0: not set), got {v}")
+    return v
 
 
 def _hugepage_limit(h, hp: str) -> None:

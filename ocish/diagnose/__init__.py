@@ -115,6 +115,21 @@ def _traced_rerun(out: Outcome, bundle: str, window: float, deadline: float) -> 
         out.notes.append("re-run under strace -f for the last system call: it died the same way")
 
 
+def _could_not_run(message: str, argv: list[str]) -> int:
+    """Exit status 2: one line on stderr; with --format json, a document on stdout too, for
+    the tool that reads it."""
+    sys.stderr.write(f"ocish: diagnose: {message}\n")
+    if _wants_json(argv):
+        sys.stdout.write(json.dumps({"error": message, "exit_status": 2}) + "\n")
+    return 2
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """--format json, read from the words (the parser may be what failed)."""
+    return any(a == "--format=json" or (a == "--format" and argv[i + 1:i + 2] == ["json"])
+               for i, a in enumerate(argv))
+
+
 class _ArgParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit status 2, like every diagnose failure
         raise DiagnoseError(message)
@@ -141,15 +156,13 @@ def main(argv: list[str]) -> int:
         dryrun.install_stop_handlers()
         result = diagnose(a.bundle, a.timeout, not a.no_trace, a.against)
     except DiagnoseError as e:
-        sys.stderr.write(f"ocish: diagnose: {e}\n")
-        return 2
+        return _could_not_run(str(e), argv)
     except dryrun.Interrupted as e:
         sys.stderr.write("ocish: diagnose interrupted: the throwaway container and all it made "
                          "were removed\n")
         return 128 + e.signum
     except Exception as e:  # noqa: BLE001 - a bug of ours: one line, never a traceback
-        sys.stderr.write(f"ocish: diagnose: internal error: {type(e).__name__}: {e}\n")
-        return 2
+        return _could_not_run(f"internal error: {type(e).__name__}: {e}", argv)
     if a.format == "json":
         sys.stdout.write(render.to_json(result) + "\n")
     else:

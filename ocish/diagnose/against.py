@@ -1,10 +1,17 @@
 """`--against runc`: the same bundle under runc, with the same rules as the dry run.
 
 runc runs the bundle in the foreground (`runc --root TMP run --bundle B ID`) with a stdin pipe we
-hold, its stdout and stderr to a temp file; we watch `runc state` until the process runs, give
-it the same window, then `runc kill` and `runc delete -f`. Its --root is a temp dir, removed
-afterwards with every process we started. A bundle whose cgroupsPath exists already is not run:
-runc would join that cgroup, and its teardown would kill what lives there.
+hold, its stdout and its stderr each to a temp file (the container's streams are runc's own: the
+stderr file also holds runc's log lines, `time="..." level=error msg="..."`, which are taken out
+as its error); we watch `runc state` until the process runs, give it the same window, then
+`runc kill` and `runc delete -f`. Its --root is a temp dir, removed afterwards with every
+process we started. A bundle whose cgroupsPath exists already is not run: runc would join that
+cgroup, and its teardown would kill what lives there.
+
+Whether the process ran is read from runc's own words, not from `runc state` alone: a process
+that exits in a few milliseconds is gone before a poll sees it "running", and `runc run` then
+exits with its status and logs no error; when runc fails (setup, or its execve in runc init) it
+logs `level=error` and exits 1.
 """
 from __future__ import annotations
 
@@ -24,10 +31,12 @@ SETUP_LIMIT = 10.0
 
 
 def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
-    """runc's outcome: {"runtime", "version", "outcome", "exit_status", "error", "stderr"}."""
+    """runc's outcome: {"runtime", "version", "outcome", "ran", "exit_status", "error",
+    "stdout", "stderr"}: `error` is runc's own last error message, `stdout` and `stderr` the
+    last lines of the container's streams (with process.terminal, one pty: all in `stdout`)."""
     exe = shutil.which(runtime)
-    result: dict = {"runtime": runtime, "version": "", "outcome": "", "exit_status": None,
-                    "error": "", "stderr": []}
+    result: dict = {"runtime": runtime, "version": "", "outcome": "", "ran": False,
+                    "exit_status": None, "error": "", "stdout": [], "stderr": []}
     if exe is None:
         result["outcome"] = f"not run: {runtime} is not installed"
         return result
@@ -38,7 +47,7 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
         return result
     root = tempfile.mkdtemp(prefix=f"ocish-diagnose-{runtime}-")
     cid = f"diagnose-{runtime}-{uuid.uuid4().hex[:8]}"
-    log = tempfile.TemporaryFile()
+    out_log, err_log = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     terminal = isinstance(spec.get("process"), dict) and spec["process"].get("terminal") is True
     # runc's foreground `run` of a process.terminal bundle copies its own terminal to the
     # container's pty: it gets a pty of ours (its controlling terminal), which we drain
@@ -46,54 +55,79 @@ def run(bundle: str, spec: dict, window: float, runtime: str = "runc") -> dict:
     before = children()
     proc = None
     try:
-        out = stdin if terminal else log
+        # with a terminal the container's output comes through the pty; runc's own log
+        # lines still go to its stderr
         proc = subprocess.Popen([exe, "--root", root, "run", "--bundle", bundle, cid],
-                                stdin=stdin, stdout=out, stderr=out, start_new_session=True,
+                                stdin=stdin, stdout=stdin if terminal else out_log,
+                                stderr=err_log, start_new_session=True,
                                 preexec_fn=_controlling_terminal if terminal else None)
         os.close(stdin)
         stdin = -1
-        drain = (lambda: _drain(master, log)) if terminal else (lambda: None)
-        _watch(exe, root, cid, proc, window, result, drain)
+        drain = (lambda: _drain(master, out_log)) if terminal else (lambda: None)
+        seen = _watch(exe, root, cid, proc, window, result, drain)
     finally:
         with held_signals():
             if stdin >= 0:
                 os.close(stdin)
             _cleanup(exe, root, cid, proc, before)
             if terminal:
-                _drain(master, log)
+                _drain(master, out_log)
             os.close(master)
-            result["stderr"] = tail(log)
-            log.close()
-    errors = [ln for ln in result["stderr"] if "level=error" in ln and "msg=" in ln]
+            result["stdout"] = tail(out_log)
+            stderr = tail(err_log)
+            out_log.close()
+            err_log.close()
+    result["stderr"] = [ln for ln in stderr if not _runc_log(ln)]
+    errors = [ln for ln in stderr if _runc_log(ln) and " level=error " in ln and "msg=" in ln]
     if errors:
         result["error"] = errors[-1].split("msg=", 1)[1].strip().strip('"').replace('\\"', '"')
+    _label(result, seen)
     return result
 
 
+def _runc_log(line: str) -> bool:
+    """A line of runc's own logrus text log (`time="..." level=... msg="..."`)."""
+    return line.startswith('time="') and " level=" in line
+
+
+def _label(result: dict, seen: float | None) -> None:
+    """The outcome of a run that ended by itself, told from runc's error and the status it saw:
+    runc logs an error whenever its process did not run; else the status is the process's.
+    `seen`: how long `runc state` saw it running, when it did."""
+    rc = result["exit_status"]
+    if rc is None:
+        return
+    if result["error"]:
+        result["outcome"] = f"failed before its process ran: exit status {rc}"
+        return
+    result["ran"] = True
+    result["outcome"] = (f"started; exit status {rc} after {seen:.2f}s" if seen is not None
+                         else f"started; exit status {rc} (ended before `runc state` saw it "
+                              "running)")
+
+
 def _watch(exe: str, root: str, cid: str, proc: subprocess.Popen, window: float,
-           result: dict, drain) -> None:
+           result: dict, drain) -> float | None:
+    """Poll until runc's run ends, the window closes or setup takes too long; sets the outcome
+    of the last two. Returns how long the process was seen running when runc's run ended."""
     t0 = time.monotonic()
     running_since = None
     while True:
         drain()
         rc = proc.poll()
-        if rc is not None:
+        if rc is not None:  # labelled by _label, once runc's stderr is read
             result["exit_status"] = rc
-            if running_since is None:
-                result["outcome"] = f"failed before its process ran: exit status {rc}"
-            else:
-                result["outcome"] = (f"started; exit status {rc} after "
-                                     f"{time.monotonic() - running_since:.2f}s")
-            return
+            return None if running_since is None else time.monotonic() - running_since
         now = time.monotonic()
         if running_since is None and _status(exe, root, cid) == "running":
             running_since = now
         if running_since is not None and now - running_since >= window:
             result["outcome"] = f"started; still running after {window:g}s"
-            return
+            result["ran"] = True
+            return None
         if running_since is None and now - t0 > SETUP_LIMIT:
             result["outcome"] = f"setup did not finish within {SETUP_LIMIT:g}s"
-            return
+            return None
         time.sleep(0.02)
 
 

@@ -36,6 +36,7 @@ from typing import Iterator
 from ocish.debugger import Debugger
 from ocish.diagnose.model import Outcome
 from runtime.errors import OcishError, StageError
+from runtime.linux.procfs import children  # ours: the container's orphans come back to us
 
 TAIL_LINES = 12
 TAIL_BYTES = 64 * 1024
@@ -242,18 +243,6 @@ def kill_strays(before: set[int]) -> None:
                 pass
 
 
-def children() -> set[int]:
-    """Our live children (the container's orphans come back to us: we are a subreaper)."""
-    kids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                kids |= {int(p) for p in f.read().split()}
-        except OSError:
-            continue
-    return kids
-
-
 def tail(f) -> list[str]:
     """The last lines the container wrote to one of its temp files."""
     f.seek(0, os.SEEK_END)
@@ -366,7 +355,8 @@ def last_syscall(lines: list[str]) -> str:
     """The system call that ended the process, as strace shows it: when seccomp killed it (the
     end reads "+++ killed by SIGSYS"), its last call, whose "result" strace shows as the call's
     own number; killed by another signal, its last call; exited, its last call that failed
-    ("execve(...) = -1 ENOENT ..."), else its last call. Lines are strace -f's ("PID
+    ("execve(...) = -1 ENOENT ..."), else its last call, leaving out a C library's start-up
+    calls (rseq ...) when there are others. Lines are strace -f's ("PID
     call(args) = result"); the process is the one whose end ("+++") comes last."""
     def split(line: str) -> tuple[str, str]:
         pid, _, body = line.partition(" ")
@@ -379,8 +369,18 @@ def last_syscall(lines: list[str]) -> str:
         return _short(calls[-1].rsplit(" = ", 1)[0] + " (killed by seccomp)")
     if ends and "killed by" in ends[-1][1] and calls:  # the call it was in, or had just made
         return _short(calls[-1])
-    failed = [b for b in calls if " = -1 " in b]
-    return _short((failed or calls or [""])[-1])
+    meaningful = [b for b in calls if not _startup_noise(b)]
+    failed = [b for b in meaningful if " = -1 " in b]
+    return _short((failed or meaningful or calls or [""])[-1])
+
+
+# What a C library's start-up tries and may see fail without harm (glibc registers rseq and a
+# robust futex list, the loader looks for /etc/ld.so.preload): never the cause of a death
+STARTUP_CALLS = ("rseq", "set_robust_list", "set_tid_address", "arch_prctl")
+
+
+def _startup_noise(call: str) -> bool:
+    return syscall_name(call) in STARTUP_CALLS or "/etc/ld.so.preload" in call
 
 
 def syscall_name(line: str) -> str:

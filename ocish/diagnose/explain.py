@@ -24,8 +24,8 @@ import json
 import os
 
 from ocish.diagnose.model import (DRYRUN, ERROR, LINT, WARNING, Finding, Fix, Outcome,
-                                  resolve_pointer)
-from ocish.diagnose.seccomp_check import allow_rule
+                                  append_ops, resolve_pointer)
+from ocish.diagnose.seccomp_check import unblock
 
 MIB = 1024 * 1024
 # "no such file or directory" -> ENOENT, to read errnos out of messages
@@ -42,17 +42,40 @@ def errno_of(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # lint
 
-def spec_finding(pointer: str, message: str, spec: dict) -> Finding:
-    """A SpecError as a finding, with the config edit that answers it."""
+def spec_finding(pointer: str, message: str, spec: dict, rootfs: str | None = None) -> Finding:
+    """A SpecError as a finding, with the config edit that answers it; a path it proposes is
+    checked where it will be looked up (the rootfs, when given, or the host)."""
     found, value = resolve_pointer(spec, pointer)
-    code, fix = _spec_fix(pointer, message, value if found else None, spec)
+    code, fix = _spec_fix(pointer, message, value if found else None, spec, rootfs)
     evidence = [f"config.json {pointer or '/'} = {_short(value)}"] if found else \
         [f"config.json has no {pointer}"]
     return Finding(code, ERROR, LINT, f"config {pointer or '/'}: {message}", message, "validate",
                    "validate", 0, pointer, evidence, fix)
 
 
-def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
+def _absolute_fix(ptr: str, path: str, spec: dict, rootfs: str | None) -> Fix:
+    """The relative path made absolute, as a fix that works: the cwd must exist in the rootfs
+    (the runtime does not make it: "and create it", with the command), a hook program or a
+    namespace file on the host; a mount destination is made by the runtime."""
+    patch = [{"op": "replace", "path": ptr, "value": path}]
+    if ptr == "/process/cwd" and rootfs:
+        from ocish.diagnose.rootview import RootView
+        loc = RootView(rootfs, "", spec.get("mounts") or []).resolve(path)
+        if loc.exists and os.path.isdir(loc.host):
+            return Fix(f"make it absolute: {path}", patch)
+        if loc.host is None:  # under a mount made at run time: its content is not known
+            return Fix(f"make it absolute: {path} (under a mount made at run time: make sure "
+                       "it is there)", patch)
+        import shlex
+        return Fix(f"make it absolute: {path}, and create it in the rootfs (or use \"/\")",
+                   patch, command=f"mkdir -p {shlex.quote(rootfs.rstrip('/') + loc.path)}")
+    if ptr.startswith(("/hooks/", "/linux/namespaces/")) and not os.path.exists(path):
+        return Fix("make it absolute: the full path on the host (" + path + " does not exist)")
+    return Fix(f"make it absolute: {path}", patch)
+
+
+def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
+              ) -> tuple[str, Fix]:
     if "is not namespaced" in msg:
         return "sysctl-not-namespaced", Fix("remove it: a container may only set sysctls of "
                                             "namespaces it owns", [{"op": "remove", "path": ptr}])
@@ -72,11 +95,9 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
     if "add {" in msg and "to /linux/namespaces" in msg:
         kind = msg.split('"type": "', 1)[1].split('"', 1)[0]
         return "namespace-needed", Fix(f"add a {kind} namespace",
-                                       [{"op": "add", "path": "/linux/namespaces/-",
-                                         "value": {"type": kind}}])
+                                       append_ops(spec, "/linux/namespaces", {"type": kind}))
     if "must be an absolute path" in msg and isinstance(value, str):
-        return "path-relative", Fix("make it absolute", [{"op": "replace", "path": ptr,
-                                                          "value": "/" + value.lstrip("./")}])
+        return "path-relative", _absolute_fix(ptr, "/" + value.lstrip("./"), spec, rootfs)
     if "is not mapped by" in msg:
         maps = (spec.get("linux") or {}).get("uidMappings" if "uid" in ptr else "gidMappings")
         if isinstance(maps, list) and maps and isinstance(maps[0], dict):
@@ -93,12 +114,30 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix]:
         return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
                                            "its program, e.g. 64 MiB",
                                            [{"op": "replace", "path": ptr, "value": 64 * MIB}])
+    if ptr == "/linux/resources/cpu/shares" and "the kernel's range" in msg and \
+            isinstance(value, int):
+        from runtime.spec import CPU_SHARES_MAX, CPU_SHARES_MIN
+        near = min(max(value, CPU_SHARES_MIN), CPU_SHARES_MAX)
+        return "cpu-shares-range", Fix(f"use {near}, the nearest the kernel takes (1024 is the "
+                                       "default weight)",
+                                       [{"op": "replace", "path": ptr, "value": near}])
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")
     if "expected one of" in msg or "must be one of" in msg:
-        options = msg.rsplit("one of", 1)[1].replace(" ", "").split(",")
-        close = difflib.get_close_matches(str(value), options, 1, 0.5)
+        options = msg.rsplit("one of", 1)[1].split(", got ", 1)[0].replace(" ", "").split(",")
+        parts = ptr.split("/")
+        if parts[1:3] == ["linux", "namespaces"] and parts[-1] == "type":
+            # a namespace the config has already is no answer (a duplicate)
+            have = {n.get("type") for n in (spec.get("linux") or {}).get("namespaces") or []
+                    if isinstance(n, dict)}
+            options = [o for o in options if o not in have]
+            close = difflib.get_close_matches(str(value), options, 1, 0.6)
+            if not close:
+                entry = "/".join(parts[:-1])
+                return "config-invalid", Fix(f"remove {entry} (no namespace type is like "
+                                             f"{value!r})", [{"op": "remove", "path": entry}])
+        close = difflib.get_close_matches(str(value), options, 1, 0.6)
         if close:
             return "config-invalid", Fix(f"did you mean {close[0]!r}?",
                                          [{"op": "replace", "path": ptr, "value": close[0]}])
@@ -206,7 +245,7 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                        "the process died of SIGSYS, the signal seccomp's KILL and TRAP actions "
                        "send" + (f"; the call it died in was {name}" if name else ""),
                        out.stage or "exec", name or "seccomp", 0, "/linux/seccomp",
-                       evidence, Fix(f"allow {name} in /linux/seccomp", [_allow(spec, name)])
+                       evidence, Fix(f"allow {name} in /linux/seccomp", _allow(spec, name))
                        if name else Fix("allow the system call in /linux/seccomp"))
     if out.phase == "setup" and out.error is None and not out.stage:
         return Finding("create-failed", ERROR, DRYRUN, f"create fails before its first stage: "
@@ -241,7 +280,7 @@ def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
                        "refuses them", out.stage or "exec", "openat", errno.EPERM,
                        "/linux/seccomp/defaultAction", evidence,
                        Fix("allow openat, write and execve in /linux/seccomp",
-                           [_allow(spec, "openat", "write", "execve")]))
+                           _allow(spec, "openat", "write", "execve")))
     if c.get("pids_max_events"):
         ptr = "/linux/resources/pids/limit"
         limit = c.get("pids_limit") or 0
@@ -316,13 +355,10 @@ def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,
     if stage == "mounts" and op == "setresuid":
         return finding("userns-root-unmapped", "the runtime works as the user namespace's root "
                        "while it sets the mounts up, and uid or gid 0 is not mapped",
-                       Fix("map container id 0", [{"op": "add", "path": "/linux/uidMappings/0",
-                                                   "value": {"containerID": 0,
-                                                             "hostID": 100000, "size": 1}}]))
+                       Fix("map container id 0", _map_zero(spec)))
     if stage == "exec" and op == "open" and "/proc" in target:
-        return finding("no-proc", why, Fix("mount proc on /proc", [{
-            "op": "add", "path": "/mounts/-", "value": {"destination": "/proc", "type": "proc",
-                                                         "source": "proc"}}]))
+        from ocish.diagnose.preflight import proc_mount_ops
+        return finding("no-proc", why, Fix("mount proc on /proc", proc_mount_ops(spec)))
     if stage == "cgroup":
         return finding("cgroup", f"the kernel refused the container's cgroup setting: {why}",
                        Fix(f"change {ptr}" + (f" (now {_short(value)})" if found else ""))
@@ -391,8 +427,24 @@ def _dry_evidence(out: Outcome) -> list[str]:
     return ev
 
 
-def _allow(spec: dict, *names: str) -> dict:
-    return allow_rule((spec.get("linux") or {}).get("seccomp") or {}, list(names))
+def _map_zero(spec: dict) -> list[dict]:
+    """Patch operations mapping container id 0 (uid and gid) to a host id above the ranges
+    mapped already."""
+    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
+    ops = []
+    for key in ("uidMappings", "gidMappings"):
+        maps = [m for m in linux.get(key) or [] if isinstance(m, dict)]
+        if any(m.get("containerID") == 0 for m in maps):
+            continue
+        free = max((m.get("hostID", 0) + m.get("size", 0) for m in maps
+                    if isinstance(m.get("hostID"), int) and isinstance(m.get("size"), int)),
+                   default=100000)
+        ops += append_ops(spec, f"/linux/{key}", {"containerID": 0, "hostID": free, "size": 1})
+    return ops
+
+
+def _allow(spec: dict, *names: str) -> list[dict]:
+    return unblock((spec.get("linux") or {}).get("seccomp") or {}, list(names))
 
 
 def _mib(n: int) -> str:

@@ -161,3 +161,19 @@ def resolve_pointer(doc, pointer: str) -> tuple[bool, object]:
         else:
             return False, None
     return True, cur
+
+
+def append_ops(doc, pointer: str, *values) -> list[dict]:
+    """JSON patch operations (RFC 6902) appending `values` to the list at `pointer` of `doc`:
+    "add POINTER/-" each when the list is there, else the objects on the way that are missing
+    and then the list itself, made with one "add" each (an "add" into a missing parent is
+    refused)."""
+    if resolve_pointer(doc, pointer)[0]:
+        return [{"op": "add", "path": f"{pointer}/-", "value": v} for v in values]
+    tokens = pointer.lstrip("/").split("/")
+    ops = []
+    for i in range(1, len(tokens)):
+        here = "/" + "/".join(tokens[:i])
+        if not resolve_pointer(doc, here)[0]:
+            ops.append({"op": "add", "path": here, "value": {}})
+    return ops + [{"op": "add", "path": pointer, "value": list(values)}]

@@ -20,8 +20,9 @@ import stat
 import tempfile
 
 from ocish.diagnose.creds import X, namespace_root, process_creds
-from ocish.diagnose.entrypoint import Checker
-from ocish.diagnose.model import ERROR, INFO, PREFLIGHT, WARNING, Finding, Fix
+from ocish import elf
+from ocish.diagnose.entrypoint import Checker, binfmt_handler
+from ocish.diagnose.model import ERROR, INFO, PREFLIGHT, WARNING, Finding, Fix, append_ops
 from ocish.diagnose.rootview import RootView, is_bind
 from runtime import cgroups
 from runtime.errors import StageError
@@ -63,8 +64,9 @@ class Preflight:
 
     def run(self) -> None:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
-                      self.hooks, self.namespace_paths, self.rlimits, self.capabilities,
-                      self.security_modules, self.sysctls, self.pids, self.cpusets,
+                      self.hooks, self.namespace_paths, self.rlimits, self.oom_score_adj,
+                      self.scheduler, self.capabilities, self.security_modules, self.sysctls,
+                      self.pids, self.cpusets,
                       self.cgroups_path, self.cgroup_resources, self.proc_mounted,
                       self.seccomp, self.terminal):
             try:
@@ -117,9 +119,9 @@ class Preflight:
                  "namespace's root (uid and gid 0) to set up the mounts, and the maps give 0 "
                  "no host id: setresuid(2)/setresgid(2) fail with EINVAL", "mounts",
                  "setresuid", errno.EINVAL, f"/linux/{key}", [f"/linux/{key}: {maps}"],
-                 Fix("map container id 0 too", [{"op": "add", "path": f"/linux/{key}/-",
-                                                 "value": {"containerID": 0, "hostID": free,
-                                                           "size": 1}}]))
+                 Fix("map container id 0 too", append_ops(
+                     self.spec, f"/linux/{key}", {"containerID": 0, "hostID": free,
+                                                  "size": 1})))
 
     def entrypoint(self) -> None:
         checker = Checker(self.spec, self.view, process_creds(self.spec))
@@ -180,7 +182,7 @@ class Preflight:
                 self._bind_source(i, m, raw[:i])
             else:
                 self._fs_type(i, m, known)
-            self._destination(i, m)
+            self._destination(i, m, raw[:i])
         if len(self.findings) == bad_before:
             self.checked.append(f"{len(raw)} mounts: sources, types and destinations fine")
 
@@ -281,11 +283,26 @@ class Preflight:
                  [f"fsconfig(2) {kind} {opt}: {said}"],
                  Fix(f"remove {opt!r} (or correct its value)", [{"op": "remove", "path": ptr}]))
 
-    def _destination(self, i: int, m: dict) -> None:
+    def _destination(self, i: int, m: dict, before: list) -> None:
         """A destination through a symlink in the rootfs lands where the link points (inside the
-        rootfs); proc and sysfs are refused there; a loop fails the look-up."""
+        rootfs); proc and sysfs are refused there; a loop fails the look-up; a file on the way
+        (/bin/sh/x, /bin/sh a link to a file) leaves no directory to make: ENOTDIR."""
         ptr = f"/mounts/{i}/destination"
         dest = os.path.normpath(m["destination"])
+        loc = RootView(self.rootfs, self.bundle, before).resolve(dest)
+        if loc.error == errno.ENOTDIR:
+            self.add("mount-destination-not-directory", ERROR, f"mount {dest}: {loc.path} is "
+                     "not a directory", f"{loc.path} is a file in the rootfs"
+                     + (" (through the symlink " + ", ".join(f"{a} -> {b}" for a, b in loc.links)
+                        + ")" if loc.links else "")
+                     + f", so there is no directory to make {dest} in: mkdir(2) fails with "
+                     "ENOTDIR", "mounts", "mkdir", errno.ENOTDIR, ptr,
+                     [f"{loc.host}: {_mode(loc.host)}"] + [_link_chain(self.rootfs, dest)]
+                     if loc.links else [f"{loc.host}: {_mode(loc.host)}"],
+                     Fix("mount it under a directory, e.g. /mnt/" + os.path.basename(dest),
+                         [{"op": "replace", "path": ptr,
+                           "value": "/mnt/" + os.path.basename(dest)}]))
+            return
         try:
             resolved = secure_join(self.rootfs, dest)
         except OSError as e:
@@ -366,6 +383,15 @@ class Preflight:
                 head = f.read(256)
         except OSError:
             return
+        if not head.startswith((b"#!", elf.MAGIC)) and binfmt_handler(head) is None:
+            self.add("hook-format", severity, f"{kind} hook {path} is not a program",
+                     f"{host} has no ELF header and no \"#!\" line (and no binfmt_misc "
+                     "handler takes it): running it fails with ENOEXEC (exec format error); the "
+                     "runtime does not fall back to /bin/sh", stage or "delete", f"{kind} hook",
+                     errno.ENOEXEC, ptr, [f"{host} starts with {head[:16]!r}"],
+                     Fix(f"give it a \"#!\" line (e.g. #!/bin/sh) or name a program",
+                         command=f"sed -i '1i #!/bin/sh' {shlex.quote(host)}"))
+            return
         if head.startswith(b"#!"):
             interp = (head[2:].split(b"\n", 1)[0].split() or [b""])[0].decode(errors="replace")
             if interp and not os.path.exists(interp if kind != "startContainer"
@@ -433,6 +459,62 @@ class Preflight:
                          [{"op": "replace", "path": f"{ptr}/hard", "value": ceiling},
                           {"op": "replace", "path": f"{ptr}/soft", "value": min(soft, ceiling)}]))
 
+    def oom_score_adj(self) -> None:
+        """proc(5): a process without CAP_SYS_RESOURCE cannot lower its oom_score_adj below
+        the minimum it inherited (the runtime's own): the container side's write fails with
+        EACCES, as runc's does. Tried on this process (and put back): exact."""
+        value = self.proc.get("oomScoreAdj")
+        if type(value) is not int or "CAP_SYS_RESOURCE" in _own_caps():
+            return
+        own = _read_int("/proc/self/oom_score_adj")
+        if own is None or value >= own or _may_set_oom_score_adj(value, own):
+            self.checked.append(f"oomScoreAdj {value}: settable by the runtime")
+            return
+        self.add("oom-score-adj", ERROR, f"oomScoreAdj {value} is below what the runtime may "
+                 "set", f"lowering oom_score_adj below the runtime's own ({own}) needs "
+                 "CAP_SYS_RESOURCE, which this host's bounding set lacks: the write of "
+                 "/proc/self/oom_score_adj fails with EACCES (runc fails the same)", "process",
+                 "write", errno.EACCES, "/process/oomScoreAdj",
+                 [f"runtime's oom_score_adj: {own}", "CAP_SYS_RESOURCE not held"],
+                 Fix(f"use {own} or more (or remove it)",
+                     [{"op": "replace", "path": "/process/oomScoreAdj", "value": own}]))
+
+    def scheduler(self) -> None:
+        """A realtime policy (SCHED_FIFO, SCHED_RR) needs CAP_SYS_NICE and, where the kernel
+        groups realtime time by cgroup (cpu.rt_runtime_us of a v1 cpu hierarchy, with realtime
+        bandwidth on), realtime runtime in the container's cgroup, which a new one does not
+        have: sched_setattr(2) fails with EPERM otherwise (kernel: __sched_setscheduler)."""
+        sch = _dict(self.proc.get("scheduler"))
+        policy = sch.get("policy")
+        if policy not in ("SCHED_FIFO", "SCHED_RR"):
+            return
+        ptr = "/process/scheduler/policy"
+        other = [{"op": "replace", "path": "/process/scheduler",
+                  "value": {**{k: v for k, v in sch.items() if k != "priority"},
+                            "policy": "SCHED_OTHER"}}]
+        if "CAP_SYS_NICE" not in _own_caps():
+            self.add("scheduler-realtime", ERROR, f"{policy} needs CAP_SYS_NICE",
+                     "the runtime does not hold CAP_SYS_NICE: sched_setattr(2) fails with "
+                     "EPERM", "attributes", "sched_setattr", errno.EPERM, ptr,
+                     ["CAP_SYS_NICE not held"], Fix("use SCHED_OTHER", other))
+            return
+        cpu = _rt_group_cpu(self.linux.get("cgroupsPath"))
+        runtime = _dict(_dict(self.linux.get("resources")).get("cpu")).get("realtimeRuntime")
+        if cpu is None or (type(runtime) is int and runtime > 0):
+            self.checked.append(f"scheduler {policy}: realtime time available")
+            return
+        self.add("scheduler-realtime", ERROR, f"{policy} needs realtime time in the container's "
+                 "cgroup", "this kernel groups realtime time by cgroup (cpu.rt_runtime_us) and "
+                 "the container's new cgroup gets none unless "
+                 "/linux/resources/cpu/realtimeRuntime gives it some (its parent must have that "
+                 "much): sched_setattr(2) fails with EPERM (runc fails the same)", "attributes",
+                 "sched_setattr", errno.EPERM, ptr,
+                 [f"{cpu}/cpu.rt_runtime_us: {_read(cpu + '/cpu.rt_runtime_us')}",
+                  f"kernel.sched_rt_runtime_us: {_read('/proc/sys/kernel/sched_rt_runtime_us')}",
+                  "/linux/resources/cpu/realtimeRuntime: not set"],
+                 Fix("use SCHED_OTHER (or give the container's cgroup, and its parent, realtime "
+                     "runtime)", other))
+
     def capabilities(self) -> None:
         caps = _dict(self.proc.get("capabilities"))
         held = _own_caps()
@@ -455,9 +537,8 @@ class Preflight:
                      errno.EPERM, f"/process/capabilities/effective/"
                                   f"{want['effective'].index(eff_only[0])}",
                      [f"permitted: {', '.join(want['permitted']) or 'none'}"],
-                     Fix("add them to the permitted set", [
-                         {"op": "add", "path": "/process/capabilities/permitted/-", "value": c}
-                         for c in eff_only]))
+                     Fix("add them to the permitted set", append_ops(
+                         self.spec, "/process/capabilities/permitted", *eff_only)))
         else:
             self.checked.append("capabilities: all held by the runtime")
 
@@ -483,7 +564,9 @@ class Preflight:
                          [{"op": "remove", "path": ptr}]))
 
     def sysctls(self) -> None:
-        for key, value in _dict(self.linux.get("sysctl")).items():
+        sysctls = _dict(self.linux.get("sysctl"))
+        self._net_sysctls([k for k in sysctls if isinstance(k, str) and k.startswith("net.")])
+        for key, value in sysctls.items():
             path = "/proc/sys/" + key.replace(".", "/")
             if os.path.exists(path):
                 continue
@@ -499,6 +582,35 @@ class Preflight:
                          [{"op": "remove", "path": ptr}] + (
                              [{"op": "add", "path": "/linux/sysctl/" + esc(close[0]),
                                "value": value}] if close else [])))
+
+    def _net_sysctls(self, keys: list[str]) -> None:
+        """A net.* sysctl that is not kept per network namespace (net.core.rmem_max ...) is
+        read-only (0444) in any but the host's: the write fails with EACCES. Looked at in a new
+        network namespace, or the one the config joins."""
+        join = next((n.get("path") for n in self.linux.get("namespaces") or []
+                     if isinstance(n, dict) and n.get("type") == "network"), None)
+        if not keys or not (join is None or isinstance(join, str)):
+            return
+        if not any(isinstance(n, dict) and n.get("type") == "network"
+                   for n in self.linux.get("namespaces") or []):
+            return  # spec.py's finding: it needs a network namespace of its own
+        try:
+            read_only = _read_only_sysctls(keys, join)
+        except OSError as e:
+            self.checked.append(f"net sysctls: not checked ({os.strerror(e.errno or 0).lower()})")
+            return
+        for key in keys:
+            if key not in read_only:
+                continue
+            ptr = "/linux/sysctl/" + esc(key)
+            self.add("sysctl-not-per-netns", ERROR, f"sysctl {key} is not kept per network "
+                     "namespace", f"{key} is one of the host's, not the container network "
+                     "namespace's: the kernel shows it read-only (0444) there, so the write "
+                     "fails with EACCES", "process", "write", errno.EACCES, ptr,
+                     [f"/proc/sys/{key.replace('.', '/')} in a new network namespace: "
+                      "read-only"],
+                     Fix(f"remove it (set it on the host, if the host should have it)",
+                         [{"op": "remove", "path": ptr}]))
 
     def pids(self) -> None:
         limit = _dict(_dict(self.linux.get("resources")).get("pids")).get("limit")
@@ -635,8 +747,7 @@ class Preflight:
                  "top, pidof) find nothing there", "", "", 0, "/mounts",
                  ["/mounts: no proc on /proc"],
                  Fix("mount proc on /proc, if the container's programs need it",
-                     [{"op": "add", "path": "/mounts/-", "value": {
-                         "destination": "/proc", "type": "proc", "source": "proc"}}]))
+                     proc_mount_ops(self.spec)))
 
     def seccomp(self) -> None:
         sc = self.linux.get("seccomp")
@@ -681,6 +792,88 @@ def _remove_caps(caps: dict, names: set[str]) -> list[dict]:
             if entries[j] in names:
                 ops.append({"op": "remove", "path": f"/process/capabilities/{s}/{j}"})
     return ops
+
+
+def proc_mount_ops(spec: dict) -> list[dict]:
+    """Patch operations mounting proc on /proc, with the mount namespace that mounts need
+    (runtime/spec.py) when the config has none."""
+    ns = ((spec.get("linux") or {}).get("namespaces") if isinstance(spec.get("linux"), dict)
+          else None) or []
+    ops = []
+    if not any(isinstance(n, dict) and n.get("type") == "mount" for n in ns):
+        ops += append_ops(spec, "/linux/namespaces", {"type": "mount"})
+    return ops + append_ops(spec, "/mounts", {"destination": "/proc", "type": "proc",
+                                              "source": "proc"})
+
+
+def _may_set_oom_score_adj(value: int, own: int) -> bool:
+    """Whether this process may lower its oom_score_adj to `value` (then put back to `own`)."""
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        os.write(fd, str(value).encode())
+    except OSError:
+        return False
+    else:
+        os.write(fd, str(own).encode())
+        return True
+    finally:
+        os.close(fd)
+
+
+def _rt_group_cpu(cgroups_path) -> str | None:
+    """The v1 cpu hierarchy the container's cgroup will be in, when the kernel groups realtime
+    time by cgroup there (cpu.rt_runtime_us, realtime bandwidth on); else None."""
+    if _read("/proc/sys/kernel/sched_rt_runtime_us") in (None, "-1"):
+        return None
+    try:
+        paths = cgroups.open_manager(cgroups_path if isinstance(cgroups_path, str) else None,
+                                     "lint").paths()
+    except StageError:
+        return None
+    cpu = paths.get("cpu")
+    if cpu is None:
+        return None
+    d = cpu
+    while d != "/" and not os.path.isdir(d):
+        d = os.path.dirname(d)  # the nearest cgroup that exists: the files are alike
+    return d if os.path.exists(os.path.join(d, "cpu.rt_runtime_us")) else None
+
+
+def _read_only_sysctls(keys: list[str], join: str | None) -> set[str]:
+    """Of the net.* sysctls `keys`, those that exist but cannot be written in a new network
+    namespace (or the one at `join`): looked at by a child process that enters it."""
+    from runtime.linux import syscalls as S
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: enter the namespace, look, answer, _exit
+        code = 1
+        try:
+            os.close(r)
+            if join:
+                S.setns(os.open(join, os.O_RDONLY | os.O_CLOEXEC), S.CLONE_NEWNET)
+            else:
+                S.unshare(S.CLONE_NEWNET)
+            paths = {k: "/proc/sys/" + k.replace(".", "/") for k in keys}
+            found = [k for k, p in paths.items() if os.path.exists(p)
+                     and not os.access(p, os.W_OK)]
+            os.write(w, "\n".join(found).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(errno.EPERM, "cannot enter a network namespace")
+    return {k for k in b"".join(chunks).decode().split("\n") if k}
 
 
 def _own_caps() -> set[str]:

@@ -82,8 +82,8 @@ def against_lines(report: Report) -> list[Line]:
             ("exit", o.signal or ("" if o.exit_status is None else str(o.exit_status)),
              "" if a.get("exit_status") is None else str(a["exit_status"])),
             ("error", ours, a.get("error", "")),
-            ("stderr", " | ".join(o.stderr[-2:]), " | ".join(
-                ln for ln in a.get("stderr", [])[-2:] if "level=error" not in ln))]
+            ("stdout", " | ".join(o.stdout[-2:]), " | ".join(a.get("stdout", [])[-2:])),
+            ("stderr", " | ".join(o.stderr[-2:]), " | ".join(a.get("stderr", [])[-2:]))]
     col = (WIDTH - LABEL - 4) // 2
     out: list[Line] = [(f"against {a.get('runtime')} ({a.get('version') or 'version unknown'}),"
                         " the same bundle in its own --root:", "bold"),

@@ -75,11 +75,11 @@ def findings(sc: dict, proc: dict) -> list[Finding]:
     if by_default:
         evidence.append(f"default action {S.action_name(prof.default_action)} for: "
                         + ", ".join(by_default))
-    fix = Fix("allow the calls the runtime needs to reach execve(2) (or make the default "
-              "action SCMP_ACT_ALLOW and deny what you want denied)"
+    fix = Fix("let the calls the runtime needs to reach execve(2) through: take them out of the "
+              "rules that deny them, allow those the default action denies"
               + ("" if nnp else "; or set /process/noNewPrivileges to true: the filter is then "
                  "loaded right before execve(2), and only " + ", ".join(AFTER_LOAD_NNP)
-                 + " need to be allowed"), [allow_rule(sc, names)])
+                 + " need to be allowed"), unblock(sc, names))
     first, action = stopped[0]
     errno_ = (action & 0xFFFF) if action & 0xFFFF0000 == S.ACT_ERRNO else 0
     if names == ["execve"]:
@@ -92,6 +92,47 @@ def findings(sc: dict, proc: dict) -> list[Finding]:
                     f"runtime still calls {', '.join(names)}, and {first} {blocks(action)}: the "
                     "process dies (or fails) before its program runs", "bounding" if not nnp
                     else "exec", first, errno_, PTR + "/defaultAction", evidence, fix)]
+
+
+def unblock(sc: dict, names: list[str]) -> list[dict]:
+    """JSON patch operations that let the calls `names` through /linux/seccomp `sc`: each is
+    taken out of the plain rules (no argument conditions) whose action stops it (execveat
+    with execve: a profile that denies one means both; a rule left with no name goes), and an
+    SCMP_ACT_ALLOW rule is added for what the default action still stops. An allow rule
+    alone would not do: the first rule naming a call decides (action_for), as libseccomp
+    refuses a second action for it. Operations in an order that keeps indexes valid."""
+    import copy
+    want = set(names) | ({"execveat"} if "execve" in names else set())
+    after = copy.deepcopy(sc)
+    calls = after.get("syscalls") if isinstance(after.get("syscalls"), list) else []
+    ops = []
+    for i in range(len(calls) - 1, -1, -1):
+        call = calls[i]
+        if not isinstance(call, dict) or call.get("args") or \
+                not isinstance(call.get("names"), list):
+            continue
+        try:
+            action = S.action_value(call.get("action"), call.get("errnoRet"))
+        except (KeyError, TypeError):
+            continue
+        left = [n for n in call["names"] if n not in want]
+        if not blocks(action) or len(left) == len(call["names"]):
+            continue
+        where = f"{PTR}/syscalls/{i}"
+        if left:
+            ops.append({"op": "replace", "path": where + "/names", "value": left})
+            call["names"] = left
+        else:
+            ops.append({"op": "remove", "path": where})
+            del calls[i]
+    try:
+        prof = S.compile_profile(after)
+    except S.SeccompError:
+        return ops
+    still = [n for n in names if (a := action_for(prof, n)) is not None and blocks(a)]
+    if still:
+        ops.append(allow_rule(after, still))
+    return ops
 
 
 def allow_rule(sc: dict, names: list[str]) -> dict:

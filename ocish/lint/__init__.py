@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
         report = lint(a.target)
     except LintError as e:
         sys.stderr.write(f"ocish: lint: {e}\n")
+        if a.format == "json":  # as diagnose: a tool reading stdout gets a document too
+            sys.stdout.write(json.dumps({"error": str(e), "exit_status": 2}) + "\n")
         return 2
     if a.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -96,7 +96,11 @@ def lint(target: str, host: bool = True) -> Report:
         return report
     report.spec = doc
     errors = specmod.collect(doc, bundle)
-    report.findings += [_spec_finding(e, doc) for e in errors]
+    rootfs = None
+    if isinstance(doc, dict):
+        from ocish.diagnose import rootfs_of
+        rootfs = rootfs_of(doc, bundle)
+    report.findings += [_spec_finding(e, doc, rootfs) for e in errors]
     report.findings += _schema_findings(doc, errors)
     if not isinstance(doc, dict):
         return report
@@ -128,9 +132,9 @@ def _position(doc, pointer: str) -> tuple:
 
 # -- 1. the runtime's own checks -----------------------------------------------------------------
 
-def _spec_finding(e, doc) -> Finding:
+def _spec_finding(e, doc, rootfs: str | None) -> Finding:
     from ocish.diagnose.explain import spec_finding
-    f = spec_finding(e.pointer, e.message, doc if isinstance(doc, dict) else {})
+    f = spec_finding(e.pointer, e.message, doc if isinstance(doc, dict) else {}, rootfs)
     f.title, f.evidence = e.message, []  # the value is shown next to the pointer
     return f
 

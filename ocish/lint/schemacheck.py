@@ -50,6 +50,16 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/process/oomScoreAdj", "from -1000 to 1000", "the kernel's oom_score_adj range"),
     ("/process/ioPriority/priority", "from 0 to 7", "ioprio_set(2)'s levels"),
     ("/process/scheduler/nice", "from -20 to 19", "setpriority(2)'s range"),
+    ("/process/scheduler/policy", "SCHED_ISO is reserved", "Linux has no SCHED_ISO: EINVAL"),
+    ("/process/scheduler/priority", "needs a priority from 1 to 99",
+     "sched_setattr(2): realtime priorities are 1-99"),
+    ("/process/scheduler/priority", "only be given for SCHED_FIFO or SCHED_RR",
+     "sched_setattr(2): other policies take priority 0 (runc's rule)"),
+    ("/process/scheduler", "only be given for SCHED_DEADLINE",
+     "sched_setattr(2): only SCHED_DEADLINE takes runtime, deadline, period"),
+    ("/process/scheduler/**", "policy SCHED_DEADLINE needs",
+     "the kernel's __checkparam_dl: a deadline, runtime >= 1024 ns, runtime <= deadline <= "
+     "period"),
     ("/process/capabilities/*/*", "capability", "runc refuses unknown capability names"),
     ("/process/execCPUAffinity/*", "cpu list", 'a cpu list ("0-2,4") as the kernel takes it'),
     ("/hostname", "at most 64 bytes", "HOST_NAME_MAX"),
@@ -77,6 +87,8 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/linux/*Mappings/*/size", "from 1 to", "the kernel's uid_map refuses an empty range"),
     ("/linux/*Mappings/*/size", "goes past", "the kernel's uid_map: ids end at 4294967294"),
     ("/linux/*Mappings/*/*", "overlaps", "the kernel's uid_map refuses overlapping ranges"),
+    ("/linux/*Mappings", "the kernel takes at most 340", "the kernel's uid_map: 340 lines"),
+    ("/linux/*Mappings", "less than a page", "the kernel's uid_map: one write under a page"),
     ("/linux/sysctl/*", "sysctl", "runc: only namespaced sysctls, in namespaces the container "
                                   "owns"),
     ("/linux/resources/memory/*", "a number of bytes, or -1", "-1 is the only negative the kernel "
@@ -85,6 +97,8 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/linux/resources/memory/swap", "memory+swap", "the kernel keeps memsw >= memory"),
     ("/linux/resources/memory/swappiness", "from 0 to 100", "the kernel's range"),
     ("/linux/resources/cpu/cpus", "cpu list", "cpuset.cpus' syntax"),
+    ("/linux/resources/cpu/shares", "from 2 to 262144", "the kernel's cpu.shares range (runc "
+                                                        "checks it)"),
     ("/linux/resources/cpu/mems", "cpu list", "cpuset.mems' syntax"),
     ("/linux/resources/blockIO/**", "from 10 to 1000", "the kernel's blkio weights"),
     ("/linux/resources/blockIO/*/*/rate", "missing", 'the spec\'s prose: "rate ... REQUIRED"'),

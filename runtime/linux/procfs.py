@@ -88,6 +88,23 @@ def proc_state(pid: int) -> str:
     return chr(data[data.rindex(b")") + 2])
 
 
+def children(pid: int | str = "self") -> set[int]:
+    """The live children of pid, from every thread's /proc/<pid>/task/<tid>/children (empty
+    when it is gone)."""
+    kids: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids |= {int(p) for p in f.read().split()}
+        except OSError:
+            continue
+    return kids
+
+
 def self_cgroups(pid: int | str = "self") -> list[tuple[str, str]]:
     """(controllers, path) pairs from /proc/<pid>/cgroup; controllers "" is the v2 hierarchy."""
     with open(f"/proc/{pid}/cgroup") as f:

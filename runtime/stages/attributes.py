@@ -212,12 +212,6 @@ class Attributes(Stage):
         if policy not in SCHED_POLICIES:
             raise StageError(self.name, "sched_setattr", str(policy), 0, ptr + "/policy",
                              "policy must be one of " + ", ".join(SCHED_POLICIES))
-        if s.get("priority", 0) and policy not in _RT:  # runc's rules
-            raise StageError(self.name, "sched_setattr", policy, 0, ptr + "/priority",
-                             "a priority can only be given for SCHED_FIFO or SCHED_RR")
-        if policy != "SCHED_DEADLINE" and any(s.get(k) for k in ("runtime", "deadline", "period")):
-            raise StageError(self.name, "sched_setattr", policy, 0, ptr,
-                             "runtime, deadline and period can only be given for SCHED_DEADLINE")
         flags = 0
         for i, flag in enumerate(s.get("flags") or []):
             if flag not in SCHED_FLAGS:

@@ -77,7 +77,9 @@ class ContainerHooks(Stage):
             return
         st = hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
         try:
-            hooks.run_all("createContainer", todo, st)
+            # the channel: a runtime killed meanwhile must not leave the hook running
+            hooks.run_all("createContainer", todo, st,
+                          watch_fd=ctx.chan.fileno() if ctx.chan is not None else -1)
         except hooks.HookError as err:
             raise err.stage_error(self.name) from None
 

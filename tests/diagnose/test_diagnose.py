@@ -171,6 +171,17 @@ def test_no_bundle_is_exit_2(tmp_path, tmpdir_empty):
     assert len(run.err.splitlines()) == 1
 
 
+def test_no_bundle_with_json_prints_a_json_error(tmp_path, tmpdir_empty):
+    """A tool that reads --format json's stdout gets a document whatever happened."""
+    missing = tmp_path / "nothing-here"
+    for args in (["--format", "json", str(missing)], ["--format=json", str(missing)],
+                 ["--format", "json", "--timeout", "-1", str(missing)]):
+        run = diagnose(*args, tmpdir=tmpdir_empty)
+        assert run.rc == 2 and len(run.err.splitlines()) == 1, run.err
+        doc = json.loads(run.out)
+        assert doc["exit_status"] == 2 and run.err == f"ocish: diagnose: {doc['error']}\n"
+
+
 def test_unreadable_config_is_exit_2(tmp_path, tmpdir_empty):
     (tmp_path / "b" / "config.json").mkdir(parents=True)  # a directory: read(2) says EISDIR
     run = diagnose(str(tmp_path / "b"), tmpdir=tmpdir_empty)
@@ -203,7 +214,10 @@ def test_against_runc_side_by_side(rootfs_template, bundle_dir, tmpdir_empty):
                    tmpdir=tmpdir_empty)
     runc = run.report["against"]
     assert runc["runtime"] == "runc" and runc["version"].startswith("runc version")
-    assert "exec /app.py: no such file or directory" in " ".join(runc["stderr"]), runc
+    # runc 1.1.5's start succeeds; runc init's execve then fails and says so on the container's
+    # stderr (plain text, not a log line): as ocish, whose start returns before its execve
+    assert "exec /app.py: no such file or directory" in runc["stderr"], runc
+    assert runc["outcome"].startswith("started; exit status 1") and runc["error"] == "", runc
     text = diagnose(str(bundle), "--timeout", WINDOW, "--against", "runc",
                     tmpdir=tmpdir_empty).out
     lines = text.splitlines()
@@ -214,6 +228,52 @@ def test_against_runc_side_by_side(rootfs_template, bundle_dir, tmpdir_empty):
     exit_row = next(ln for ln in lines[at:] if ln.split()[:1] == ["exit"])
     assert exit_row.split() == ["exit", "1", "1"], text  # runc 1.1.5 and ocish alike
     assert not glob.glob("/sys/fs/cgroup/*/diagnose-runc-*")
+
+
+def test_against_runc_keeps_the_streams_apart(rootfs_template, bundle_dir, tmpdir_empty):
+    """A process that writes to both streams and ends at once: runc's outcome says it ran (it
+    ends before a `runc state` poll sees it running), stdout and stderr are not mixed, and the
+    side-by-side rows say the same."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    case = next(c for c in HEALTHY if c.name == "healthy: runs to completion")
+    bundle = build(case, bundle_dir(False), rootfs_template)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"] = ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    run = diagnose(str(bundle), "--timeout", WINDOW, "--against", "runc", "--format", "json",
+                   "--no-trace", tmpdir=tmpdir_empty)
+    runc = run.report["against"]
+    assert runc["ran"] is True and runc["exit_status"] == 3, runc
+    assert runc["outcome"].startswith("started; exit status 3"), runc
+    assert (runc["stdout"], runc["stderr"], runc["error"]) == (["to-stdout"], ["to-stderr"], "")
+    ours = run.report["dry_run"]
+    assert (ours["stdout"], ours["stderr"]) == (["to-stdout"], ["to-stderr"]), ours
+    text = diagnose(str(bundle), "--timeout", WINDOW, "--against", "runc", "--no-trace",
+                    tmpdir=tmpdir_empty).out
+    rows = text[text.index("against runc"):].splitlines()
+    assert next(r for r in rows if r.split()[:1] == ["stdout"]).split() == \
+        ["stdout", "to-stdout", "to-stdout"], text
+    assert next(r for r in rows if r.split()[:1] == ["stderr"]).split() == \
+        ["stderr", "to-stderr", "to-stderr"], text
+    assert "started; exit status 3" in next(r for r in rows if r.split()[:1] == ["outcome"])
+    assert "failed before" not in text[text.index("against runc"):], text
+
+
+def test_against_runc_setup_failure(rootfs_template, bundle_dir, tmpdir_empty):
+    """runc refuses a missing entrypoint before its process runs: its logged error is the
+    error, not a line of the container's stderr."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    case = next(c for c in CASES if c.code == "entrypoint-missing")
+    bundle = build(case, bundle_dir(False), rootfs_template)
+    runc = diagnose(str(bundle), "--timeout", WINDOW, "--against", "runc", "--format", "json",
+                    "--no-trace", tmpdir=tmpdir_empty).report["against"]
+    assert runc["ran"] is False and runc["exit_status"] == 1, runc
+    assert runc["outcome"] == "failed before its process ran: exit status 1", runc
+    assert runc["error"].startswith("runc run failed: unable to start container process: "
+                                    "exec: "), runc
+    assert runc["stderr"] == [] and runc["stdout"] == [], runc
 
 
 def test_against_runc_with_a_terminal(rootfs_template, bundle_dir, tmpdir_empty):
@@ -230,6 +290,7 @@ def test_against_runc_with_a_terminal(rootfs_template, bundle_dir, tmpdir_empty)
     report = run.report
     assert run.rc == 0 and report["healthy"], run.out
     assert report["against"]["outcome"] == f"started; still running after {WINDOW}s", report
+    assert report["against"]["ran"] is True and report["against"]["stderr"] == [], report
     assert [f["code"] for f in report["findings"]] == ["terminal"]
 
 

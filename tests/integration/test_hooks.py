@@ -9,11 +9,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
+import subprocess
 import time
 
 import pytest
 
-from tests.conftest import cid, needs_root, reap_orphans
+from tests.conftest import REPO, cid, needs_root, ocish_cmd, reap_orphans
+from tests.shell.conftest import _sweep_cgroups
 
 pytestmark = needs_root
 
@@ -139,6 +142,66 @@ def test_failing_create_container_aborts_create(ocish, make_bundle, open_dir):
     _nothing_left(ocish, c, json.loads((open_dir / "state.json").read_text())["pid"])
 
 
+def _hanging(d) -> str:
+    """A hook that starts a child (60 s) and waits for it."""
+    return _script(d, "hang.sh", "sleep 60 &\nwait")
+
+
+def _pids(hook: str, timeout: float = 10) -> list[int]:
+    """The host pids of the running hook (found by its path) and of its child."""
+    from runtime.linux.procfs import children
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if hook.encode() in f.read().split(b"\0"):
+                        kids = children(int(pid))
+                        if kids:
+                            return [int(pid), *kids]
+            except OSError:
+                continue
+        assert time.monotonic() < deadline, "the hook did not start"
+        time.sleep(0.02)
+
+
+def _all_gone(pids: list[int], timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_gone(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("kind", ["createRuntime", "createContainer"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_create_stopped_by_a_signal_leaves_no_hook_running(ocish, make_bundle, open_dir, kind,
+                                                           signum):
+    """The runtime dies of SIGTERM and SIGHUP as before (Ctrl-C: create fails), but kills its
+    hook's process group first; a createContainer hook (run by the container side) is killed
+    when the runtime it answers to is gone."""
+    hook = _hanging(open_dir)
+    b = make_bundle(["true"], mutate=_with_hooks(open_dir, {kind: [{"path": hook, "env": ENV}]}))
+    c = cid()
+    p = subprocess.Popen(ocish_cmd() + ["--root", ocish.root, "create", "-b", str(b), c],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        pids = _pids(hook)
+        p.send_signal(signum)
+        p.wait(15)
+        assert p.returncode == (130 if signum == signal.SIGINT else -signum), p.stderr.read()
+        assert _all_gone(pids), f"hook processes left: {[q for q in pids if not _gone(q)]}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+        _sweep_cgroups(c)
+        reap_orphans()
+
+
 def test_hook_timeout_kills_it_and_fails(ocish, make_bundle, open_dir):
     slow = _script(open_dir, "slow.sh", f"echo $$ > {open_dir}/hook.pid\nexec sleep 60")
     b = make_bundle(["true"], mutate=_with_hooks(
@@ -151,6 +214,16 @@ def test_hook_timeout_kills_it_and_fails(ocish, make_bundle, open_dir):
                                f"(config /hooks/prestart/0): timeout")
     assert _gone(int((open_dir / "hook.pid").read_text()))  # the hook was killed
     assert not os.path.exists(os.path.join(ocish.root, c))
+    # and what it started, with it (its process group)
+    hook = _hanging(open_dir)
+    b = make_bundle(["true"], mutate=_with_hooks(
+        open_dir, {"prestart": [{"path": hook, "timeout": 2, "env": ENV}]}))
+    p = subprocess.Popen(ocish_cmd() + ["--root", ocish.root, "create", "-b", str(b), cid()],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    pids = _pids(hook)
+    assert p.wait(15) == 1
+    assert _all_gone(pids)
 
 
 def test_failing_poststart_and_poststop_only_warn(ocish, make_bundle, open_dir):

@@ -78,6 +78,16 @@ def _seccomp(default: str, **rules):
     return m
 
 
+def _id_maps(n: int):
+    """A user namespace with `n` uid (and gid) map lines, one id each."""
+    def m(s):
+        s["linux"]["namespaces"].append({"type": "user"})
+        maps = [{"containerID": i, "hostID": 100000 + i, "size": 1} for i in range(n)]
+        s["linux"].update(uidMappings=maps, gidMappings=copy.deepcopy(maps))
+    m.open_dir = True  # the namespace's root must reach the rootfs
+    return m
+
+
 # This module's own: (name, mutation of the template config(spec) or (spec, host dir), rootfs
 # edit or None). Each is a check of lint's (an error create agrees with), or a config create
 # takes that lint warns or informs about.
@@ -197,6 +207,29 @@ OWN = [
     ("no /proc mount", lambda s: s.__setitem__("mounts", [m for m in s["mounts"]
                                                           if m["destination"] != "/proc"]),
      None),
+    # found by a reviewer: lint said create takes these, create failed
+    ("cpu shares above the kernel's 262144", _set("/linux/resources/cpu", {"shares": 1 << 40}),
+     None),
+    ("cpu shares at the kernel's 262144", _set("/linux/resources/cpu", {"shares": 262144}),
+     None),
+    ("cpu shares 1, below the kernel's 2", _set("/linux/resources/cpu", {"shares": 1}), None),
+    ("oomScoreAdj -1000 (below the runtime's own, without CAP_SYS_RESOURCE)",
+     _set("/process/oomScoreAdj", -1000), None),
+    ("oomScoreAdj 500 (raising it is allowed)", _set("/process/oomScoreAdj", 500), None),
+    ("scheduler SCHED_FIFO (no realtime runtime in the container's cgroup)",
+     _set("/process/scheduler", {"policy": "SCHED_FIFO", "priority": 1}), None),
+    ("scheduler SCHED_BATCH", _set("/process/scheduler", {"policy": "SCHED_BATCH"}), None),
+    ("400 uid mappings (the kernel takes 340 lines)", _id_maps(400), None),
+    ("340 uid mappings (more than a page as text)", _id_maps(340), None),
+    ("200 uid mappings", _id_maps(200), None),
+    ("sysctl net.core.rmem_max (not per network namespace)",
+     _set("/linux/sysctl", {"net.core.rmem_max": "4194304"}), None),
+    ("sysctl net.core.somaxconn (per network namespace)",
+     _set("/linux/sysctl", {"net.core.somaxconn": "1024"}), None),
+    ("mount destination through a symlink to a file", _mount(
+        destination="/bin/sh/x", type="tmpfs", source="tmpfs"), None),
+    ("createRuntime hook executable but not a program", _hook_script(
+        "createRuntime", 0o755, body="just text, no #! line\n"), None),
     ("healthy: the template", None, None),
 ]
 
@@ -303,3 +336,18 @@ def test_figures():
     """Printed with -s; run after the cases (file order)."""
     print("\nlint vs create:", ", ".join(f"{k} {v}" for k, v in FIGURES.items()))
     assert FIGURES["disagree"] == 0
+
+
+FIXED = {"applied": 0}
+
+
+@pytest.mark.parametrize("name,mutate,rootfs_edit", ALL, ids=[c[0] for c in ALL])
+def test_lint_fixes_work(rootfs_template, bundle_dir, name, mutate, rootfs_edit):
+    """Each lint finding's fix that is a JSON patch, applied (with its command when that only
+    touches the bundle), removes the finding and leaves no error at its pointer
+    (tests/diagnose/test_fixes.py does the same for diagnose's)."""
+    from tests.diagnose.test_fixes import _lint_findings, check_fixes
+    bundle = _build(mutate, rootfs_edit, bundle_dir(getattr(mutate, "open_dir", False)),
+                    rootfs_template)
+    FIXED["applied"] += check_fixes(_lint_findings(bundle), bundle.parent,
+                                    lambda b, f: _lint_findings(b))

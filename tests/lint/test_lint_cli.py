@@ -102,6 +102,14 @@ def test_cannot_run_is_exit_2(args, message):
     assert (p.returncode, p.stdout, p.stderr) == (2, "", message)
 
 
+def test_cannot_run_with_json_prints_a_json_error():
+    p = lint("--format", "json", "/no/such/bundle")
+    assert p.returncode == 2
+    assert json.loads(p.stdout) == {"error": "/no/such/bundle: no such file or directory",
+                                    "exit_status": 2}
+    assert p.stderr == "ocish: lint: /no/such/bundle: no such file or directory\n"
+
+
 def test_unreadable_config_is_exit_2(tmp_path):
     (tmp_path / "config.json").mkdir()
     p = lint(str(tmp_path))

@@ -188,6 +188,35 @@ def test_an_unreadable_script_runs_nothing_and_exits_2(replay, name):
     assert not os.listdir(replay.tmp)  # not even the bundle of line 2 was built
 
 
+def test_an_unreadable_script_does_not_stop_the_others(replay):
+    """`replay good bad good`: both good ones run and pass, the bad one is a test point that
+    could not run (FILE:LINE), exit status 2."""
+    names = ["exit-at-start", "syntax-error", "namespaces"]
+    for fmt in ("tap", "json", "junit"):
+        p = replay(*[script(n) for n in names], "--format", fmt)
+        assert p.returncode == 2, p.stderr
+        assert UNREADABLE["syntax-error"] in p.stderr and "Traceback" not in p.stderr
+        if fmt == "tap":
+            tap = tap_parse(p.stdout)
+            assert len(tap["passed"]) == EXPECTED["exit-at-start"][1] + EXPECTED["namespaces"][1]
+            assert tap["failed"] == [4] and "Bail out!" not in p.stdout
+            assert f"not ok 4 - {script('syntax-error')}:4: contnue" in p.stdout
+            assert (tap["yaml"][0]["severity"], int(tap["yaml"][0]["line"])) == ("error", 4)
+        elif fmt == "json":
+            doc = json.loads(p.stdout)
+            assert [s["status"] for s in doc["scripts"]] == ["passed", "error", "passed"]
+            bad = doc["scripts"][1]["results"]
+            assert [(r["kind"], r["status"], r["line"]) for r in bad] == [("syntax", "error", 4)]
+            assert doc["errors"][0].startswith(f"{script('syntax-error')}:4: unknown command")
+        else:
+            suites = check_junit(p.stdout).findall("testsuite")
+            assert [s.get("name") for s in suites] == [script(n) for n in names]
+            assert suites[1].find("testcase/error").get("message").startswith(
+                "the script cannot run: unknown command 'contnue'")
+            assert suites[2].get("errors") == "0" and suites[2].get("tests") == "8"
+    replay.assert_clean()
+
+
 def test_a_failed_expectation_shows_file_line_expected_and_actual(replay):
     p = replay(script("fails-expectations"), "--keep-going")
     assert p.returncode == 1
@@ -336,6 +365,9 @@ def test_record_replays_to_the_same_stops_on_other_runs(session, make_bundle, tm
     assert "expect cgroup.memory.usage > 0" in text and "expect proc.pid > 0" in text
     assert "expect cgroup.membership.memory == /ocish/${id}" in text
     assert 'expect mounts[/proc].propagation == private' in text
+    # the host's cgroup hierarchies under the config's cgroup mount are this host's: not kept
+    assert "mounts[/sys/fs/cgroup/" not in text and "mounts[/sys/fs/cgroup].fstype" not in text
+    assert 'expect mounts[/sys/fs/cgroup].options matches "^ro(,|\\$)"' in text
     assert "expect caps.effective == [CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE]" in text
     assert "expect exec sh -c 'echo hi; exit 4' -> status == 4, stdout == hi" in text
     assert "expect exec hostname -> status == 0, stdout == ocish" in text
@@ -365,4 +397,46 @@ def test_debug_record_flag_writes_the_session_at_its_end(ocish, tmp_path, replay
     assert "expect state.status == running" in text and "expect state.id == ${id}" in text
     r = replay(str(out))
     assert r.returncode == 0, r.stdout
+    replay.assert_clean()
+
+
+def test_record_after_attach_replays(ocish, session, make_bundle, tmp_path, replay):
+    """A session opened with `ocish attach ID` (and one that types `attach ID`) records a
+    script that sets a new container up from the attached one's bundle to the status it had,
+    with no literal id or path of this run; it replays green."""
+    b = make_bundle(["sleep", "100"])
+    created, running = cid(), cid()
+    ocish("create", "-b", str(b), created, check=True)
+    ocish("run", "-d", "-b", str(b), running, check=True)
+    try:
+        a = session(None, created, command="attach")
+        for line in ("state", "start", "exec echo hi", "inspect ns"):
+            a.cmd(line)
+        first = tmp_path / "attach.ocish"
+        assert "recorded 4 command(s)" in a.cmd(f"record --expect {first}")
+        a.quit()
+        text = first.read_text()
+        assert text.splitlines()[2:5] == [
+            f"# attached to container {created} (created): replayed as a new container from "
+            "its bundle, set up to the same status", f"load ${{bundle:-{b}}}", "continue"], text
+        assert "expect state.status == created" in text and "expect state.id == ${id}" in text
+        assert "expect start -> running == true" in text
+        assert "expect exec echo hi -> status == 0, stdout == hi" in text
+        assert created not in text.replace(f"container {created} (created)", "")
+        # typed, in a shell: a running container is replayed up to `start`
+        s = session(None, command="shell")
+        s.cmd(f"attach {running}")
+        s.cmd("pause")
+        second = tmp_path / "typed.ocish"
+        assert "recorded 4 command(s)" in s.cmd(f"record --expect {second}")
+        s.quit()
+        lines = second.read_text().splitlines()
+        assert lines[3:7] == [f"load ${{bundle:-{b}}}", "continue", "start", "pause"], lines
+        for path in (first, second):
+            p = replay(str(path))
+            assert p.returncode == 0, p.stdout
+            assert "not ok" not in p.stdout and " 0 failed" in p.stdout, p.stdout
+    finally:
+        for c in (created, running):
+            ocish("delete", "-f", c)
     replay.assert_clean()

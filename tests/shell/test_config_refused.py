@@ -67,6 +67,33 @@ def test_every_problem_listed_then_fixed_and_restarted(ocish, session, make_bund
     assert not os.path.exists(os.path.join(ocish.root, s.cid)) and not cgroup_dirs(s.cid)
 
 
+def test_a_partial_fix_that_loads_lists_what_lint_still_finds(ocish, session, make_bundle):
+    """The runtime takes config.json again, but lint still finds an error (a mount option
+    the kernel refuses): `reload` lists it, as the first open did, and `continue` fails
+    where it says."""
+    b = make_bundle(["sleep", "100"])
+    good = json.loads((b / "config.json").read_text())
+    bad = json.loads(json.dumps(good))
+    _break(bad)
+    _write(b, bad)
+    s = session(b)
+    bad["process"]["cwd"] = "/"
+    bad["process"]["capabilities"]["bounding"].pop()
+    _write(b, bad)
+    out = s.cmd("reload")
+    assert f"container {s.cid}" in out and "stopped before the first stage" in out
+    assert f"{b}/config.json: 1 error, 1 warning (create refuses it)" in out
+    assert "error   /mounts/7/options/0" in out and "warning /hostnmae" in out
+    assert "config.json loads now, but lint still finds the problems above" in out
+    assert "stage mounts, mount: EINVAL" in out
+    assert "FAILED: stage mounts" in s.cmd("continue")
+    _write(b, good)
+    out = s.cmd("restart")
+    assert "stopped before the first stage" in out and "lint" not in out
+    assert "lint" not in s.cmd("restart")  # clean: nothing more is said
+    s.quit()
+
+
 def test_config_that_is_not_json_opens_the_shell(ocish, session, make_bundle):
     b = make_bundle(["true"])
     text = (b / "config.json").read_text()

@@ -101,3 +101,42 @@ def test_a_death_while_idle_comes_first(ocish, session, make_bundle):
     assert pids["usage"] == 0  # the cgroup still answers: empty now
     state = json.loads(s.cmd("state"))
     assert state["status"] == "stopped"
+
+
+def test_a_death_the_user_caused_is_not_news_for_diagnose(ocish, session, make_bundle):
+    """`delete` and `kill` end the process on purpose: no "died", no diagnose hint."""
+    b = make_bundle(["sleep", "100"])
+    s = session(b)
+    s.cmd("continue")
+    pid = s.json("state --json")["pid"]
+    assert s.cmd("delete") == f"deleted container {s.cid}\n"
+    assert not alive(pid)
+    out = s.cmd("inspect exit")
+    assert "diagnose" not in out and "died" not in out
+    assert "killed by SIGKILL" in out and "when `delete` removed the container" in out
+    s.cmd("restart")
+    s.cmd("continue")  # created, never started: a `kill` before start is the user's too
+    pid = s.json("state --json")["pid"]
+    s.cmd("kill KILL")
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = s.cmd("state")
+    assert f"the container process {pid} ended before start: killed by SIGKILL (sent by `kill`)" \
+        in out and "diagnose" not in out
+    s.quit()
+
+
+def test_wait_and_exec_after_a_failed_setup_give_advice_that_works(ocish, session, make_bundle):
+    b = make_bundle(["sleep", "100"], mutate=lambda spec: spec["mounts"].insert(
+        1, {"destination": "/mnt", "type": "bogusfs", "source": "x"}))
+    s = session(b)
+    assert "FAILED: stage mounts" in s.cmd("continue")
+    why = ('the container was never created: its setup failed (stage mounts: mount "x" on "/mnt" '
+           f"(config /mounts/1): no such device); `restart` sets it up again, `ocish diagnose {b}` "
+           "looks for the cause")
+    assert s.cmd("wait") == f"error: {why}\n"
+    assert s.cmd("start") == f"error: {why}\n"
+    assert s.cmd("exec true") == f"error: exec: {why}\n"
+    assert "continue" not in s.cmd("state")
+    s.quit()

@@ -48,6 +48,10 @@ def test_exec_joins_the_running_container(ocish, session, make_bundle):
     # its stdin is /dev/null, never the shell's script
     assert s.cmd("exec cat") == "exit status 0\n"
     assert s.cmd(f"exec --id {s.cid} hostname") == "exec-test-host\nexit status 0\n"
+    # `#` starts a comment only at the start of a word, as in sh, on both sides of `->`
+    assert s.cmd("exec echo a#b #c") == "a#b\nexit status 0\n"
+    assert s.cmd("expect exec echo a#b -> stdout == a#b  # ok") == \
+        "ok: exec echo a#b -> stdout == a#b\n"
     # runc's errors, one line each
     out = s.cmd("exec /nonexistent")
     assert out.count("\n") == 1 and out.startswith("error: exec failed:")
@@ -93,3 +97,50 @@ def test_sigterm_during_exec_tears_everything_down(ocish, session, make_bundle):
     s.proc.wait(15)  # not forwarded to the exec'd process: the shell tears down
     assert not alive(init) and not cgroup_dirs(s.cid)
     assert not os.path.exists(os.path.join(ocish.root, s.cid))
+
+
+def test_exec_errors_name_the_exec_not_config_json(ocish, session, make_bundle):
+    """What exec's own command line set (its args, -u, --cwd) is blamed as such; the
+    container's config.json only for what comes from it."""
+    s = session(make_bundle(["sleep", "30"]))
+    s.cmd("continue")
+    s.cmd("start")
+    assert s.cmd("exec nonexist") == ('error: exec failed: stage exec: exec "nonexist" (the '
+                                      "exec's command): executable file not found in $PATH\n")
+    assert s.cmd("exec --cwd /nope true") == ("error: exec failed: stage user: chdir /nope "
+                                              "(exec --cwd): no such file or directory\n")
+    p = ocish("exec", s.cid, "nonexist")
+    assert p.returncode == 255
+    assert p.stderr == ('ocish: exec failed: stage exec: exec "nonexist" (the exec\'s command): '
+                        "executable file not found in $PATH\n")
+    s.quit()
+
+
+def test_exec_ignore_paused_waits_for_resume(ocish, session, make_bundle, tmp_path):
+    """runc's `exec --ignore-paused` sets the process up in the frozen cgroup, so it waits
+    for the container to be resumed: the shell runs it in the background (-d) and says when
+    its process runs."""
+    s = session(make_bundle(["sleep", "30"]))
+    s.cmd("continue")
+    s.cmd("start")
+    init = s.json("state")["pid"]
+    s.cmd("pause")
+    assert "use --ignore-paused to override" in s.cmd("exec true")
+    assert "runs detached: its process waits, frozen, until `resume` (add -d)" in \
+        s.cmd("exec --ignore-paused true")
+    out = s.cmd("exec -d --ignore-paused sh -c 'sleep 60'")
+    assert out.startswith("the container is paused: exec ") and "waits, frozen, until `resume`" in out
+    time.sleep(0.5)
+    assert s.json("state")["status"] == "paused"  # nothing thawed it
+    assert "resumed" in s.cmd("resume")
+    assert _wait(lambda: len(json.loads(ocish("ps", "-f", "json", s.cid).stdout)) == 2)
+    out = s.cmd("ps")
+    pids = [int(w) for w in out.split() if w.isdigit()]
+    news = [ln for ln in out.splitlines() if "the container was resumed" in ln]
+    if not news:  # told with the next command when the background exec ended later
+        news = [ln for ln in s.cmd("ps").splitlines() if "the container was resumed" in ln]
+    assert news and news[0].startswith("exec process ")
+    pid = int(news[0].split()[2])
+    assert pid in pids and pid != init and alive(pid)
+    s.quit()  # the detached process is killed with the container
+    assert not alive(pid) and not cgroup_dirs(s.cid)

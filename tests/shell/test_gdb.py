@@ -91,3 +91,39 @@ def test_help_lists_aliases_and_shows_examples(session, make_bundle):
     assert "examples:\n  break pivot\n  break mounts /mounts/2" in s.cmd("help break")
     entry = s.json("help --json until")
     assert entry["aliases"] == ["u"] and "until pivot" in entry["examples"]
+
+
+def test_counts_below_one_are_refused(session, make_bundle):
+    """gdb: `step 0` is no step; ocish refuses counts below 1 (and negative ignore counts)
+    with the range, and runs nothing."""
+    s = session(make_bundle(["sleep", "100"]))
+    assert s.cmd("step 0") == "error: the step count must be a positive number, not 0\n"
+    assert s.cmd("step -1") == "error: the step count must be a positive number, not -1\n"
+    assert s.cmd("step x") == "error: the step count must be a number, not 'x'\n"
+    assert s.json("stages --json")[0]["status"] == "next"  # nothing ran
+    s.cmd("break mounts")
+    assert s.cmd("ignore 1 -1") == "error: the ignore count must be 0 or more, not -1\n"
+    assert s.cmd("catch exec 0").startswith("error: the call count must be a positive number")
+    assert s.cmd("ignore 1 0") == "will stop next time breakpoint 1 is reached\n"
+
+
+def test_info_breakpoints_shows_gdbs_columns(session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("break mount /proc")
+    s.cmd("tbreak caps")
+    s.cmd("break mounts")
+    s.cmd("disable 3")
+    s.cmd("ignore 1 2")
+    assert s.cmd("info breakpoints").splitlines() == [
+        "Num  Type        Disp  Enb  What",
+        "1    breakpoint  keep  y    before mounts /mounts/0  (as typed: mount /proc)",
+        "\tWill ignore next 2 crossings of breakpoint.",
+        "2    breakpoint  del   y    before caps (first step)",
+        "3    breakpoint  keep  n    before mounts (first step)"]
+    s.cmd("continue")  # crosses 1 (ignored) and stops at 2, which is deleted
+    assert s.cmd("info breakpoints").splitlines() == [
+        "Num  Type        Disp  Enb  What",
+        "1    breakpoint  keep  y    before mounts /mounts/0  (as typed: mount /proc)",
+        "\tbreakpoint already hit 1 time",
+        "\tWill ignore next 1 crossings of breakpoint.",
+        "3    breakpoint  keep  n    before mounts (first step)"]

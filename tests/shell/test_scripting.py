@@ -23,9 +23,9 @@ def _script(ocish, bundle, lines: list[str], *flags: str) -> tuple[subprocess.Co
     return p, c
 
 
-def _after(stdout: str, line: str) -> str:
+def _after(transcript: str, line: str) -> str:
     """The output of `line` in a transcript (up to the next prompt)."""
-    rest = stdout.split(f"(ocish) {line}\n", 1)[1]
+    rest = transcript.split(f"(ocish) {line}\n", 1)[1]
     return rest.split("(ocish) ", 1)[0]
 
 
@@ -33,14 +33,38 @@ def _bogus_mount(spec):
     spec["mounts"].insert(1, {"destination": "/mnt", "type": "bogusfs", "source": "x"})
 
 
-def test_a_clean_session_exits_0_with_nothing_on_stderr(ocish, make_bundle):
-    p, c = _script(ocish, make_bundle(["sleep", "100"]),
-                   ["# a comment line", "stages", "continue   # to the end", "state --json",
-                    "quit"])
+def test_a_clean_session_exits_0_with_data_alone_on_stdout(ocish, make_bundle):
+    """Piped, stdout is the commands' data and nothing else: the transcript (prompt and echo,
+    banner, each step's progress) is on stderr, or nowhere with --quiet."""
+    lines = ["# a comment line", "continue   # to the end", "state --json", "quit"]
+    b = make_bundle(["sleep", "100"])
+    p, c = _script(ocish, b, lines)
     assert p.returncode == 0, p.stderr
-    assert p.stderr == ""
-    st = json.loads(_after(p.stdout, "state --json"))
+    first, data = p.stdout.split("\n", 1)  # continue's data, then state's: nothing else
+    assert first.startswith(f"setup complete: container {c} created")
+    st = json.loads(data)
     assert st["id"] == c and st["status"] == "created"
+    assert "(ocish)" not in p.stdout and "ran cgroup" not in p.stdout
+    assert p.stderr.startswith(f"bundle {b}, container {c}, root {ocish.root}\n")
+    assert "(ocish) continue   # to the end\nran cgroup (host side)\n" in p.stderr
+    assert "error" not in p.stderr
+    assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
+    # --quiet: no transcript at all; data as before
+    p, c = _script(ocish, make_bundle(["sleep", "100"]), ["inspect ns --json", "quit"], "--quiet")
+    assert p.returncode == 0 and p.stderr == ""
+    assert {n["kind"] for n in json.loads(p.stdout)["items"]} >= {"mnt", "pid", "net"}
+
+
+def test_piped_into_jq(ocish, make_bundle):
+    """The reviewer's pipeline: `printf 'inspect ns --json\\n' | ocish debug B | jq`."""
+    b = make_bundle(["sleep", "100"])
+    c = cid()
+    cmd = " ".join(ocish_cmd() + ["debug", str(b), "--id", c, "--root", ocish.root])
+    p = subprocess.run(f"printf 'inspect ns --json\\n' | {cmd} | jq -r '.items[].kind'",
+                       shell=True, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr
+    assert set(p.stdout.split()) >= {"mnt", "pid", "net", "uts", "ipc"}
     assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
 
 
@@ -55,9 +79,8 @@ def test_failures_go_to_stderr_and_the_session_exits_1(ocish, make_bundle):
     assert "error: stages: unknown flag --bad (it takes --paths, --json); usage: stages" in err
     assert 'FAILED: stage mounts: mount "x" on "/mnt" (config /mounts/1): no such device' in err
     assert err[-1] == "ocish: 4 command(s) failed (input line 1, 2, 3, 4)"
-    assert "error:" not in p.stdout and "FAILED" not in p.stdout
-    # stdout stays data: the JSON of the half-set-up process, matching /proc
-    ns = json.loads(_after(p.stdout, "inspect ns --json"))
+    # stdout is data alone: the JSON of the half-set-up process, matching /proc
+    ns = json.loads(p.stdout)
     assert ns["pid"] > 0 and {n["kind"] for n in ns["items"]} >= {"mnt", "pid", "net"}
     assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
 
@@ -70,7 +93,7 @@ def test_errexit_stops_at_the_first_failure(ocish, make_bundle):
         assert p.returncode == 1
         at = len(lines) + 3
         assert f"ocish: stopping at line {at} (errexit): the command failed" in p.stderr
-        assert "(ocish) stages" not in p.stdout  # never ran
+        assert "(ocish) stages" not in p.stderr  # never ran
         assert p.stderr.count("error:") == 1
         assert not os.path.exists(os.path.join(ocish.root, c)) and not cgroup_dirs(c)
 

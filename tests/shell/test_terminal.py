@@ -183,3 +183,27 @@ def test_the_toolbar_shows_a_death(ocish, make_bundle, tmp_path):
         t.wait_for("OCISH-EXITED 0")
     finally:
         _cleanup(ocish, t, c)
+
+
+def test_record_expect_of_an_exec_on_a_terminal(ocish, make_bundle, tmp_path):
+    """On a terminal exec's output goes to it, uncaptured: record --expect keeps the status
+    and says, in a comment, that the output was not kept (and how to check it)."""
+    c = cid()
+    script = tmp_path / "s.ocish"
+    t = _session(ocish, make_bundle(["sleep", "100"]), c, tmp_path / "home")
+    try:
+        t.wait_for("stage cgroup")
+        t.keys("continue", "Enter")
+        t.wait_for("status created")
+        t.keys("start", "Enter")
+        t.wait_for("status running")
+        t.keys("exec hostname", "Enter")
+        t.wait_for("exit status 0")
+        t.keys(f"record --expect {script}", "Enter")
+        t.wait_for("recorded ")
+        lines = script.read_text().splitlines()
+        at = lines.index("expect exec hostname -> status == 0")
+        assert lines[at - 1] == ("# its output went to the terminal, not kept: add "
+                                 "`, stdout == ...` to check it (piped, it is kept)"), lines
+    finally:
+        _cleanup(ocish, t, c)

@@ -338,6 +338,14 @@ def test_cli_usage_errors(tmp_path, capsys, argv):
     assert not (tmp_path / "b").exists()
 
 
+def test_cli_unknown_argument_names_the_subcommand(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "b"), "--json"]) == 1
+    assert _one_line_error(capsys) == ("ocish: bundle init: unknown argument --json (it takes "
+                                       "DIR, --args, --force, --terminal, --rootless; a command "
+                                       "after --)\n")
+    assert not (tmp_path / "b").exists()
+
+
 def test_cli_help(capsys):
     assert main(["init", "--help"]) == 0
     assert "--terminal" in capsys.readouterr().out

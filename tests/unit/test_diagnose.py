@@ -145,7 +145,7 @@ def test_seccomp_check_finds_what_stops_the_runtime():
      {"process": {"capabilities": {"bounding": ["CAP_KIL"]}}},
      {"op": "replace", "path": "/process/capabilities/bounding/0", "value": "CAP_KILL"}),
     ("/hostname", 'unable to set hostname without a private uts namespace: add {"type": "uts"} '
-     "to /linux/namespaces", {"hostname": "x"},
+     "to /linux/namespaces", {"hostname": "x", "linux": {"namespaces": []}},
      {"op": "add", "path": "/linux/namespaces/-", "value": {"type": "uts"}}),
     ("/process/cwd", 'must be an absolute path, got "srv"', {"process": {"cwd": "srv"}},
      {"op": "replace", "path": "/process/cwd", "value": "/srv"}),
@@ -154,6 +154,15 @@ def test_lint_findings_carry_a_config_fix(pointer, message, spec, fix):
     f = explain.spec_finding(pointer, message, spec)
     assert f.fix.patch == [fix] and f.pointer == pointer and f.severity == "error"
     assert resolve_pointer(spec, pointer)[0] and "config.json " + pointer in f.evidence[0]
+
+
+def test_appended_items_make_the_lists_they_need():
+    """RFC 6902: "add" into a missing parent is refused; "/-" needs the list."""
+    f = explain.spec_finding("/hostname", 'unable to set hostname without a private uts '
+                             'namespace: add {"type": "uts"} to /linux/namespaces',
+                             {"hostname": "x"})
+    assert f.fix.patch == [{"op": "add", "path": "/linux", "value": {}},
+                           {"op": "add", "path": "/linux/namespaces", "value": [{"type": "uts"}]}]
 
 
 STRACE_EXEC = ["12 openat(AT_FDCWD, \"/proc/self/fd/7\", O_WRONLY|O_CLOEXEC) = 11",
@@ -171,6 +180,21 @@ def test_last_syscall_from_strace():
     assert last_syscall(STRACE_EXEC).startswith("execve(\"/s.sh\"")
     assert last_syscall(STRACE_KILLED) == "prctl(PR_CAPBSET_READ, CAP_CHOWN) (killed by seccomp)"
     assert syscall_name(last_syscall(STRACE_KILLED)) == "prctl"
+
+
+def test_last_syscall_is_not_a_libc_start_up_call():
+    """A program that fails after glibc's start-up: its own failed call, not rseq's EPERM."""
+    lines = ['5 execve("/bin/app", ["/bin/app"], 0x7ffd /* 2 vars */) = 0',
+             '5 access("/etc/ld.so.preload", R_OK) = -1 ENOENT (No such file or directory)',
+             '5 openat(AT_FDCWD, "/etc/app.conf", O_RDONLY) = -1 ENOENT (No such file or '
+             'directory)',
+             "5 set_robust_list(0x7f, 24) = 0",
+             "5 rseq(0x7f, 0x20, 0, 0x53053053) = -1 EPERM (Operation not permitted)",
+             "5 exit_group(1) = ?", "5 +++ exited with 1 +++"]
+    assert last_syscall(lines).startswith('openat(AT_FDCWD, "/etc/app.conf"')
+    only = ["5 rseq(0x7f, 0x20, 0, 0x53053053) = -1 EPERM (Operation not permitted)",
+            "5 +++ exited with 1 +++"]
+    assert last_syscall(only).startswith("rseq(")  # nothing else to name
 
 
 def test_a_healthy_run_demotes_preflight_errors():

@@ -12,7 +12,7 @@ from ocish.expect import (HOST, ExpectSyntaxError, bare_meaning, check_clause, c
                           parse)
 from ocish.script import ScriptSyntaxError
 from ocish.script import parse as parse_script
-from ocish.variables import expand_line, strip_comment
+from ocish.variables import expand_line, split_words, strip_comment
 from runtime.errors import OcishError
 
 VARS = {"bundle": "/tmp/my bundle", "id": "web", "empty": ""}
@@ -172,6 +172,33 @@ def test_expand_line_quotes_as_sh_would():
     assert strip_comment("a 'b # c' # d") == "a 'b # c'"
 
 
+def test_a_default_expands_its_own_references_as_sh_does():
+    assert expand_line("echo ${unset:-$id}", lookup) == "echo web"
+    assert expand_line("echo ${unset:-${id}/x}", lookup) == "echo web/x"
+    assert shlex_split(expand_line("load ${unset:-$bundle}", lookup)) == ["load", "/tmp/my bundle"]
+    assert expand_line("echo ${id:-$nope}", lookup) == "echo web"  # set: the default is not read
+    assert expand_line(r"echo ${unset:-a\}b}", lookup) == "echo 'a}b'"
+    with pytest.raises(OcishError, match=r"unknown variable \$nope"):
+        expand_line("echo ${unset:-$nope}", lookup)
+    # in an expectation's value too
+    c = parse("state.id == ${unset:-$id}").clauses[0]
+    assert check_clause(c, {"id": "web"}, "state", ("id",), None, lookup).ok
+
+
+def test_a_hash_starts_a_comment_only_at_the_start_of_a_word():
+    """As in sh, on both sides of an expectation's `->`."""
+    assert split_words("exec echo a#b # a comment") == ["exec", "echo", "a#b"]
+    assert split_words("exec echo 'a #b' \\#c #d") == ["exec", "echo", "a #b", "#c"]
+    e = parse("exec echo a#b -> stdout == a#b  # why")
+    assert e.command == "exec echo a#b" and e.clauses[0].text == "stdout == a#b"
+    assert split_words(e.command) == ["exec", "echo", "a#b"]
+
+
+def shlex_split(text: str) -> list[str]:
+    import shlex
+    return shlex.split(text)
+
+
 # -- scripts ------------------------------------------------------------------------------------
 
 def test_script_syntax_errors_have_file_and_line(tmp_path):
@@ -267,3 +294,13 @@ def test_edit_config_by_json_pointer(tmp_path):
         edit_config(str(tmp_path), "/nope", None, remove=True)
     with pytest.raises(OcishError, match="config /hostname: not an object or a list"):
         edit_config(str(tmp_path), "/hostname/x", "1")
+    # what starts as JSON and breaks is a mistake, not a string; one line, config unchanged
+    before = (tmp_path / "config.json").read_text()
+    for broken, why in (("[broken", "expecting value, column 2"),
+                        ("{a:", "expecting property name enclosed in double quotes, column 2")):
+        with pytest.raises(OcishError) as e:
+            edit_config(str(tmp_path), "/process/args", broken)
+        assert str(e.value).startswith(f"bundle set /process/args: {broken} is not JSON ({why}): "
+                                       "give the value in single quotes")
+        assert "\n" not in str(e.value)
+    assert (tmp_path / "config.json").read_text() == before

@@ -50,6 +50,12 @@ def test_parse_args_flags_json_and_errors():
     assert commands.parse_args(commands.BY_NAME["kill"], ["-9"]).pos == ["-9"]  # a number
     a = commands.parse_exec(None, ["-d", "--json", "-e", "A=1", "--", "ls", "-l"])
     assert (a.pos, a.opts["detach"], a.opts["env"], a.json) == (["ls", "-l"], True, ["A=1"], True)
+    # bundle returns what it did: --json, before init's `--` (after it, the command's own word)
+    a = commands.parse_bundle(None, ["init", "/b", "--json", "--", "echo", "--json"])
+    assert (a.opts["dir"], a.opts["args"], a.json) == ("/b", ["echo", "--json"], True)
+    a = commands.parse_bundle(None, ["set", "/hostname", "web", "--json"])
+    assert (a.opts["pointer"], a.opts["value"], a.json) == ("/hostname", "web", True)
+    assert not commands.parse_bundle(None, ["unset", "/hostname"]).json
 
 
 def test_pick_prefix_and_suggestion():

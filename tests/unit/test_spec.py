@@ -213,6 +213,12 @@ BROKEN = [
      "/linux/uidMappings/0/containerID", "from 0 to 4294967294, got 4294967295"),
     ("mapping-host-minus-one", all_of(ROOTLESS, S("/linux/gidMappings/0/hostID", 2**32 - 1)),
      "/linux/gidMappings/0/hostID", "from 0 to 4294967294, got 4294967295"),
+    ("mapping-lines", all_of(ROOTLESS, S("/linux/uidMappings", [
+        {"containerID": i, "hostID": 1000 + i, "size": 1} for i in range(341)])),
+     "/linux/uidMappings", "has 341 mappings: the kernel takes at most 340 in one id map"),
+    ("mapping-page", all_of(ROOTLESS, S("/linux/gidMappings", [
+        {"containerID": 100000 + i * 2, "hostID": 100000 + i, "size": 1} for i in range(300)])),
+     "/linux/gidMappings", "the kernel takes it in one write of less than a page"),
     ("mapping-overflow", all_of(ROOTLESS, S("/linux/uidMappings/0/containerID", 2**32 - 2),
                                 S("/linux/uidMappings/0/size", 2)),
      "/linux/uidMappings/0/size", "containerID range 4294967294-4294967295 goes past 4294967294"),
@@ -258,6 +264,25 @@ BROKEN = [
      "cpu list"),
     ("cpu-shares", S("/linux/resources/cpu", {"shares": -1}), "/linux/resources/cpu/shares",
      "non-negative"),
+    ("cpu-shares-above-kernel", S("/linux/resources/cpu", {"shares": 1 << 40}),
+     "/linux/resources/cpu/shares", "must be from 2 to 262144 (the kernel's range, as runc "
+     "checks; 0: not set), got 1099511627776"),
+    ("cpu-shares-below-kernel", S("/linux/resources/cpu", {"shares": 1}),
+     "/linux/resources/cpu/shares", "got 1"),
+    ("sched-iso", S("/process/scheduler", {"policy": "SCHED_ISO"}), "/process/scheduler/policy",
+     "policy SCHED_ISO is reserved: Linux does not implement it"),
+    ("sched-fifo-priority-0", S("/process/scheduler", {"policy": "SCHED_FIFO"}),
+     "/process/scheduler/priority", "policy SCHED_FIFO needs a priority from 1 to 99, got 0"),
+    ("sched-other-priority", S("/process/scheduler", {"policy": "SCHED_OTHER", "priority": 5}),
+     "/process/scheduler/priority", "a priority can only be given for SCHED_FIFO or SCHED_RR"),
+    ("sched-batch-runtime", S("/process/scheduler", {"policy": "SCHED_BATCH", "runtime": 5}),
+     "/process/scheduler", "runtime, deadline and period can only be given for SCHED_DEADLINE"),
+    ("sched-deadline-short-runtime", S("/process/scheduler", {
+        "policy": "SCHED_DEADLINE", "runtime": 100, "deadline": 10**6}),
+     "/process/scheduler/runtime", "at least 1024 nanoseconds, got 100"),
+    ("sched-deadline-order", S("/process/scheduler", {
+        "policy": "SCHED_DEADLINE", "runtime": 10**6, "deadline": 10**5}),
+     "/process/scheduler", "runtime <= deadline <= period, got 1000000, 100000, 100000"),
     ("cpu-quota-float", S("/linux/resources/cpu", {"quota": 1.5}), "/linux/resources/cpu/quota",
      "must be an integer, got 1.5"),
     ("pids-limit", S("/linux/resources/pids", {"limit": "10"}), "/linux/resources/pids/limit",

@@ -644,3 +644,96 @@ def test_host_opened_binds_keep_their_locks_like_runc(ocish, make_bundle, open_d
         same(ours, theirs, "remount 1\numount 1\ng\ntouch 1\n")
     finally:
         S.umount2(src, S.MNT_DETACH)
+
+
+# --- review 2: recursive mount attributes, tmpcopyup, unknown options --------------------------
+
+def test_recursive_bind_options_like_runc(ocish, make_bundle, open_dir, tmp_path):
+    """runc 1.1.5's setRecAttr: mount_setattr(AT_RECURSIVE) after the bind. "rro,rnosuid,
+    rnoexec" reach the tmpfs mounted beneath the source too; writes fail on both."""
+    src = open_dir / "hostdir"
+    (src / "sub").mkdir(parents=True)
+    (src / "f").write_text("data\n")
+    from runtime.linux import syscalls as S
+    S.mount("tmpfs", str(src / "sub"), "tmpfs", 0, "mode=755")
+    try:
+        def mutate(spec):
+            spec["mounts"].append(_bind("/data", src, "rbind", "rro", "rnosuid", "rnoexec",
+                                        "rnoatime"))
+        script = ("cat /data/f; grep -E ' /data(/| )' /proc/self/mounts | cut -d' ' -f2,4 | "
+                  "cut -d, -f1-4; touch /data/new /data/sub/new 2>&1 | sed 's/^touch: //'")
+        ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate)
+        same(ours, theirs, "data\n/data ro,nosuid,noexec,noatime\n"
+                           "/data/sub ro,nosuid,noexec,noatime\n"
+                           "/data/new: Read-only file system\n"
+                           "/data/sub/new: Read-only file system\n")
+        assert sorted(os.listdir(src)) == ["f", "sub"]
+    finally:
+        S.umount2(str(src / "sub"), S.MNT_DETACH)
+
+
+def test_recursive_options_on_a_tmpfs(ocish, make_bundle, tmp_path):
+    """On any mount type, not only binds (crun, runc 1.2: setRecAttr after every mount);
+    "rrw" wins over "ro" (runc's remount comes first, setRecAttr after). No runc half: runc
+    1.1.5's tmpfs case returns before setRecAttr, so it shows "/t1 rw" and "/t2 ro"."""
+    def mutate(spec):
+        spec["mounts"] += [_tmpfs("/t1", "rro", "rnodev", "size=1m"),
+                           _tmpfs("/t2", "ro", "rrw", "rnoexec")]
+    script = ("grep -E ' /t[12] ' /proc/self/mounts | cut -d' ' -f2,4 | cut -d, -f1-3; "
+              "touch /t1/x 2>&1 | sed 's/^touch: //'; touch /t2/x && echo t2 written")
+    ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate, runc=False)
+    same(ours, theirs, "/t1 ro,nodev,relatime\n/t2 rw,noexec,relatime\n"
+                       "/t1/x: Read-only file system\nt2 written\n")
+
+
+def test_ratime_clears_the_atime_mode(ocish, make_bundle):
+    """runc 1.1.5 clears only MOUNT_ATTR_NOATIME for "ratime", which the kernel refuses
+    (EINVAL: the atime mode is replaced as a whole): no runc half; runc 1.2 and youki clear it."""
+    b = make_bundle(["sh", "-c", "grep ' /t ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1,2"],
+                    mutate=lambda s: s["mounts"].append(_tmpfs("/t", "noatime", "ratime")))
+    p = ocish("run", "-b", str(b), cid())
+    assert (p.returncode, p.stdout) == (0, "rw,relatime\n"), p.stderr
+
+
+def test_tmpcopyup_like_runc(ocish, make_bundle, tmp_path):
+    """runc's EXT_COPYUP: the new tmpfs holds what the directory it covers held, with modes,
+    owners and symlinks; the rootfs's copy is not changed by writes."""
+    def prepare(b):
+        d = b / "rootfs/opt/app"
+        (d / "conf").mkdir(parents=True)
+        (d / "conf/a.conf").write_text("a=1\n")
+        (d / "run.sh").write_text("#!/bin/sh\n")
+        (d / "run.sh").chmod(0o750)
+        os.chown(d / "run.sh", 1000, 1000)
+        os.symlink("conf/a.conf", d / "link")
+    def mutate(spec):
+        spec["mounts"].append(_tmpfs("/opt/app", "tmpcopyup", "size=1m"))
+    script = ("grep ' /opt/app ' /proc/self/mounts | cut -d' ' -f1,3; cat /opt/app/link; "
+              "stat -c '%n %a %u:%g' /opt/app/run.sh /opt/app/conf; echo b > /opt/app/conf/b; "
+              "ls /opt/app/conf")
+    ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate, prepare)
+    same(ours, theirs, "tmpfs tmpfs\na=1\n/opt/app/run.sh 750 1000:1000\n/opt/app/conf 755 0:0\n"
+                       "a.conf\nb\n")
+
+
+@pytest.mark.parametrize("mount,where,why", [
+    (_bind("/mnt", "/tmp", "rbind", "size=1m"), "/mounts/7/options/1",
+     '"size=1m": not a mount option of a bind mount'),
+    (_bind("/mnt", "/tmp", "rbind", "nocopy"), "/mounts/7/options/1",
+     '"nocopy": not a mount option of a bind mount'),
+    (_bind("/mnt", "/tmp", "rbind", "tmpcopyup"), "/mounts/7/options/1",
+     'tmpcopyup: only a mount of type "tmpfs" has one'),
+    (_tmpfs("/mnt", "nosuid", "mode=abc"), "/mounts/7/options/1",
+     "invalid argument (tmpfs: bad value for 'mode')"),
+    (_tmpfs("/mnt", "rnosuid", "bogus"), "/mounts/7/options/1",
+     "invalid argument (tmpfs: unknown parameter 'bogus')"),
+], ids=["bind-data", "bind-podman-nocopy", "bind-tmpcopyup", "tmpfs-mode", "tmpfs-unknown"])
+def test_unknown_mount_options_are_named(ocish, make_bundle, mount, where, why):
+    """Never dropped unseen: a bind takes no filesystem data (runc 1.1.5 drops it, runc 1.2
+    refuses it); an option a filesystem refuses is named (runc and crun say only "invalid
+    argument")."""
+    b = make_bundle(["true"], mutate=lambda s: s["mounts"].append(mount))
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1 and where in p.stderr and why in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1
+    assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []

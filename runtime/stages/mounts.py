@@ -129,8 +129,9 @@ class Mounts(Stage):
                              f"the source the host opened (open_tree(2))")
             else:
                 lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
-        devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
-        devs += [d["path"] for d in ctx.linux.get("devices") or []]
+        config = [d["path"] for d in ctx.linux.get("devices") or []]
+        devs = [d[0] for d in DEFAULT_DEVICES if d[0] not in config] if not dev_is_bound(ctx) else []
+        devs += config
         how = ("bind-mount from the host, nosuid,noexec (user namespace)" if in_userns(ctx)
                else "mknod(2)")
         lines.append(f"devices: {how} " + (", ".join(devs) or "none") + " (config /linux/devices).")
@@ -338,10 +339,14 @@ class Mounts(Stage):
     def _devices(self, ctx: Context) -> None:
         bind = in_userns(ctx)
         nodes: list[tuple[str, dict]] = []
+        config = ctx.linux.get("devices") or []
         if not dev_is_bound(ctx):
+            # a config entry at a default device's path wins: its numbers, mode and owner (runc's
+            # specconv adds a default device only when the config has none at that path)
+            given = {os.path.normpath(d["path"]) for d in config}
             nodes += [("", {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666})
-                      for p, ma, mi in DEFAULT_DEVICES]
-        nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(ctx.linux.get("devices") or [])]
+                      for p, ma, mi in DEFAULT_DEVICES if p not in given]
+        nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(config)]
         for ptr, dev in nodes:
             self._device(ctx, ptr, dev, bind)
         if dev_is_bound(ctx):

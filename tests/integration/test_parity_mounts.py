@@ -737,3 +737,19 @@ def test_unknown_mount_options_are_named(ocish, make_bundle, mount, where, why):
     assert p.returncode == 1 and where in p.stderr and why in p.stderr, p.stderr
     assert p.stderr.count("\n") == 1
     assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []
+
+
+# --- review 3: a configured device at a default device's path ----------------------------------
+
+def test_configured_device_at_a_default_path_wins_like_runc(ocish, make_bundle, tmp_path):
+    """runc's specconv adds a default device (/dev/null, /dev/zero ...) only when linux.devices
+    has none at its path: the config's numbers, mode and owner are what the container sees."""
+    def mutate(spec):
+        spec["linux"]["devices"] = [
+            {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640,
+             "uid": 1000, "gid": 1001},
+            {"path": "/dev/full", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600}]
+    ours, theirs = both(ocish, make_bundle, tmp_path,
+                        "stat -c '%n %t:%T %a %u:%g' /dev/zero /dev/full /dev/null", mutate)
+    same(ours, theirs, "/dev/zero 1:5 640 1000:1001\n/dev/full 1:3 600 0:0\n"
+                       "/dev/null 1:3 666 0:0\n")

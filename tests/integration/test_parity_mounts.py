@@ -83,7 +83,7 @@ def test_cwd_that_is_a_file_fails_create(ocish, make_bundle):
     p = ocish("run", "-b", str(b), cid())
     assert p.returncode == 1
     assert p.stderr == ("ocish: create failed: stage pivot: mkdir /etc/passwd (config "
-                        "/process/cwd): file exists\n")
+                        "/process/cwd): not a directory\n")  # Go's MkdirAll: ENOTDIR
     assert os.listdir(ocish.root) == []
 
 
@@ -94,7 +94,7 @@ def test_exec_cwd_is_not_created_like_runc(ocish, make_bundle, tmp_path):
     ocish("run", "-d", "-b", str(b), c, check=True)
     p = ocish("exec", "--cwd", "/nope", c, "true")
     assert (p.returncode, p.stderr) == (255, "ocish: exec failed: stage user: chdir /nope "
-                                             "(config /process/cwd): no such file or directory\n")
+                                             "(exec --cwd): no such file or directory\n")
     assert not (b / "rootfs/nope").exists()
     if RUNC:
         root, rc = str(tmp_path / "runc"), cid()
@@ -753,3 +753,44 @@ def test_configured_device_at_a_default_path_wins_like_runc(ocish, make_bundle, 
                         "stat -c '%n %t:%T %a %u:%g' /dev/zero /dev/full /dev/null", mutate)
     same(ours, theirs, "/dev/zero 1:5 640 1000:1001\n/dev/full 1:3 600 0:0\n"
                        "/dev/null 1:3 666 0:0\n")
+
+
+# --- review 4: a cwd only root can enter -----------------------------------------------------------
+
+def _root_only_dir(b) -> None:
+    d = b / "rootfs/root"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o700)
+    os.chown(d, 0, 0)
+
+
+def test_cwd_only_root_can_enter_like_runc(ocish, make_bundle, tmp_path):
+    """runc's finalizeNamespace: chdir before the user switch (the process keeps the cwd it
+    could not open itself); EACCES/EPERM only retries it after the switch."""
+    def mutate(spec):
+        spec["process"]["cwd"] = "/root"
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    ours, theirs = both(ocish, make_bundle, tmp_path, "pwd; id -u; ls . 2>&1 | sed 's/^ls: //'",
+                        mutate, prepare=_root_only_dir)
+    same(ours, theirs, "/root\n1000\n.: Permission denied\n")
+
+
+def test_exec_cwd_only_root_can_enter_like_runc(ocish, make_bundle, tmp_path):
+    b = make_bundle(["sleep", "30"])
+    _root_only_dir(b)
+    c = cid()
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    ours = ocish("exec", "-u", "1000", "--cwd", "/root", c, "pwd")
+    assert (ours.returncode, ours.stdout) == (0, "/root\n"), ours.stderr
+    if RUNC:
+        root, rc, rb = str(tmp_path / "runc"), cid(), make_bundle(["sleep", "30"])
+        _root_only_dir(rb)
+        subprocess.run([RUNC, "--root", root, "run", "-d", "-b", str(rb), rc], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        try:
+            theirs = subprocess.run([RUNC, "--root", root, "exec", "-u", "1000", "--cwd", "/root",
+                                     rc, "pwd"], capture_output=True, text=True)
+            assert (theirs.returncode, theirs.stdout) == (0, "/root\n"), theirs.stderr
+        finally:
+            subprocess.run([RUNC, "--root", root, "delete", "-f", rc], capture_output=True)

@@ -735,10 +735,15 @@ def _mount(m, p: str, ns: dict | None = None) -> None:
     for k in has:
         with _each:
             _mappings(m[k], f"{p}/{k}")
+    for k in has:  # runc 1.2 refuses an empty one (Go reads [] as absent) in the same words
+        if m[k] == []:
+            raise SpecError(f"{p}/{k}", "empty: id-mapped mounts must have both uid and gid "
+                                        "mappings specified (leave both out for \"idmap\" to "
+                                        "take the container's user namespace mapping)")
     if len(has) == 1:
         other = "gidMappings" if has[0] == "uidMappings" else "uidMappings"
-        raise SpecError(f"{p}/{other}", "missing: an id-mapped mount needs both uidMappings "
-                                        "and gidMappings")
+        raise SpecError(f"{p}/{other}", "missing: id-mapped mounts must have both uid and gid "
+                                        "mappings specified (runc 1.2)")
     if has and not bind:
         raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
                                          'or option "bind"/"rbind")')
@@ -764,8 +769,9 @@ def _mount_options(opts, p: str, typ: str | None, bind: bool) -> None:
     parsed = mountopts.parse(list(opts))
     if bind and parsed.data:
         k = parsed.data_index[0]
-        raise SpecError(f"{p}/options/{k}", f"{_q(parsed.data[0])}: not a mount option of a bind "
-                                            f"mount (known: ocish features, mountOptions)")
+        raise SpecError(f"{p}/options/{k}", f"unknown option {_q(parsed.data[0])}: a bind "
+                                            f"mount takes no filesystem options (those ocish "
+                                            f"knows: ocish features, mountOptions)")
     if parsed.copyup and (typ != "tmpfs" or bind):
         k = list(opts).index(mountopts.TMPCOPYUP)
         raise SpecError(f"{p}/options/{k}", 'tmpcopyup: only a mount of type "tmpfs" has '

@@ -804,3 +804,19 @@ def test_exec_cwd_only_root_can_enter_like_runc(ocish, make_bundle, tmp_path):
             assert (theirs.returncode, theirs.stdout) == (0, "/root\n"), theirs.stderr
         finally:
             subprocess.run([RUNC, "--root", root, "delete", "-f", rc], capture_output=True)
+
+
+# --- review 8: errors that name what is wrong ----------------------------------------------------
+
+@pytest.mark.parametrize("mount", [_tmpfs("/etc/passwd"), _bind("/etc/passwd", "/tmp", "rbind"),
+                                   _tmpfs("/etc/passwd/sub")], ids=["tmpfs", "dir-bind", "under"])
+def test_directory_mount_onto_a_file_like_runc(ocish, make_bundle, tmp_path, mount):
+    """runc's MkdirAll (Go's os.MkdirAll) says "not a directory" for a directory mount point
+    that is a file, or lies under one: so does ocish, naming the destination."""
+    ours, theirs = both(ocish, make_bundle, tmp_path, "true",
+                        mutate=lambda s: s["mounts"].append(mount))
+    assert ours.returncode == 1
+    assert ours.stderr == (f"ocish: create failed: stage mounts: mkdir {mount['destination']} "
+                           "(config /mounts/7/destination): not a directory\n")
+    if theirs is not None:
+        assert theirs.returncode != 0 and "not a directory" in theirs.stderr

@@ -820,3 +820,41 @@ def test_directory_mount_onto_a_file_like_runc(ocish, make_bundle, tmp_path, mou
                            "(config /mounts/7/destination): not a directory\n")
     if theirs is not None:
         assert theirs.returncode != 0 and "not a directory" in theirs.stderr
+
+
+# --- review 1: two containers without a mount namespace on one rootfs ---------------------------
+
+@pytest.mark.parametrize("how", ["same-bundle", "same-root-path"])
+def test_no_mount_namespace_second_container_on_a_rootfs_refused(ocish, make_bundle, tmp_path,
+                                                                 private_mount_ns, how):
+    """runc 1.1.5 stacks the second bind on the first and never unmounts either. Here `delete`
+    of the first would detach the second's mounts (umount2 of a path takes the top one) and
+    leave its own: the second create is refused, naming /root/path and the first container;
+    once the first is deleted the rootfs is free again and nothing is left mounted."""
+    a = make_bundle(["sleep", "30"], mutate=_no_mount_ns)
+    if how == "same-bundle":
+        b = a
+    else:
+        def mutate(spec):
+            _no_mount_ns(spec)
+            spec["root"]["path"] = str(a / "rootfs")
+        b = make_bundle(["sleep", "30"], mutate=mutate)
+    first, second = cid(), cid()
+    try:
+        ocish("run", "-d", "-b", str(a), first, check=True)
+        before = _mounts_under(a / "rootfs")
+        p = ocish("create", "-b", str(b), second)
+        assert p.returncode == 1
+        assert p.stderr == (f"ocish: config /root/path: {a / 'rootfs'} is the "
+                            f"rootfs of container {first}, which has no mount namespace either: "
+                            f"both would mount on it here (give one a mount namespace or a "
+                            f"rootfs of its own)\n")
+        assert os.listdir(ocish.root) == [first]
+        assert _mounts_under(a / "rootfs") == before  # the first's /proc, /dev ... untouched
+        ocish("delete", "-f", first, check=True)
+        assert _mounts_under(a / "rootfs") == []
+        ocish("run", "-d", "-b", str(b), second, check=True)  # free again
+        ocish("delete", "-f", second, check=True)
+        assert _mounts_under(a / "rootfs") == []
+    finally:
+        _detach(a / "rootfs")

@@ -23,7 +23,7 @@ from runtime.linux import procfs
 from runtime.linux import syscalls as S
 from runtime.linux.paths import make_target, secure_join
 from runtime.stages import mountopts
-from runtime.stages.unshare import has_new
+from runtime.stages.unshare import has_new, ipc_after_userns_root, unshare_ipc
 
 DEFAULT_DEVICES = [  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -158,6 +158,8 @@ class Mounts(Stage):
             except OSError as e:
                 raise StageError(self.name, "setresuid", "0", e.errno or 0, "/linux/uidMappings",
                                  "uid/gid 0 must be mapped in the user namespace") from None
+            if ipc_after_userns_root(ctx):
+                unshare_ipc(ctx, self.name)
         prop = ctx.linux.get("rootfsPropagation")
         flags = mountopts.PROPAGATION[prop] if prop else S.MS_SLAVE | S.MS_REC
         if not has_mount_ns(ctx):

@@ -858,3 +858,24 @@ def test_no_mount_namespace_second_container_on_a_rootfs_refused(ocish, make_bun
         assert _mounts_under(a / "rootfs") == []
     finally:
         _detach(a / "rootfs")
+
+
+# --- review 7: /dev/mqueue in a user namespace ------------------------------------------------------
+
+def test_mqueue_in_a_user_namespace_belongs_to_its_root_like_runc(ocish, make_bundle, open_dir,
+                                                                  tmp_path):
+    """runc's nsexec unshares the user namespace, becomes its root, then the rest: the IPC
+    namespace's mqueue filesystem is owned by the container's root, not by an unmapped id.
+    runc 1.1.5 calls only setresuid(0) first, so its gid stays unmapped (0:65534); ocish
+    becomes root by gid too (0:0)."""
+    outs = []
+    for who in ("ocish", "runc"):
+        if who == "runc" and not RUNC:
+            continue
+        b = make_bundle(["sh", "-c", "stat -c '%u:%g' /dev/mqueue; readlink /proc/self/ns/ipc"],
+                        mutate=_userns, base=open_dir)
+        outs.append(ocish("run", "-b", str(b), cid()) if who == "ocish" else run_runc(tmp_path, b))
+    for p, owner in zip(outs, ("0:0", "0:65534")):
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split()[0] == owner
+        assert p.stdout.split()[1] != os.readlink("/proc/self/ns/ipc")

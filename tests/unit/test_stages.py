@@ -280,6 +280,13 @@ def test_unshare_default_spec_then_acts_as_child(ctx):
     assert_calls(ctx, [("unshare", NEW_DEFAULT), ("fork",), ("setsid",)])
 
 
+def test_unshare_with_a_user_namespace_leaves_ipc_for_later(make_ctx):
+    ctx = make_ctx(userns_spec())
+    Unshare().run(ctx)
+    assert ctx.sys.of("unshare") == [("unshare", (NEW_DEFAULT | S.CLONE_NEWUSER) & ~S.CLONE_NEWIPC)]
+    assert "ipc later, by stage mounts" in Unshare().describe(ctx)
+
+
 def test_unshare_setsid_failure_is_a_stage_error(ctx):
     ctx.sys.fail("setsid", EPERM)
     err = stage_error(Unshare().run, ctx)
@@ -471,7 +478,9 @@ def test_mounts_rootfs_becomes_root_of_user_namespace(make_ctx, monkeypatch):
     monkeypatch.setattr(procfs, "mountinfo", lambda pid="self": [entry("/")])
     ctx = make_ctx(userns_spec())
     Mounts().run(ctx, "rootfs")
-    assert ctx.sys.calls[:2] == [("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0)]
+    # the IPC namespace comes after (its mqueue takes the creator's mapped fsuid: runc's order)
+    assert ctx.sys.calls[:3] == [("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0),
+                                 ("unshare", S.CLONE_NEWIPC)]
     ctx = make_ctx(userns_spec())
     ctx.sys.fail("setresuid", EINVAL)
     err = stage_error(Mounts().run, ctx, "rootfs")
@@ -728,7 +737,7 @@ def test_mkdir_failure_points_at_destination(make_ctx, rootfs):
     spec["mounts"].append({"destination": "/file", "type": "tmpfs", "source": "tmpfs"})
     err = stage_error(Mounts().run, make_ctx(spec), "/mounts/7")
     assert (err.op, err.target, err.errno, err.pointer) == (
-        "mkdir", "/file", errno.EEXIST, "/mounts/7/destination")
+        "mkdir", "/file", errno.ENOTDIR, "/mounts/7/destination")  # Go's MkdirAll
 
 
 def test_destination_below_a_file_points_at_destination(make_ctx, rootfs):

@@ -2,8 +2,8 @@
 
 Every list is read from the code that does the work, never written out by hand, so it cannot
 claim more than ocish does: namespaces from stage `unshare`'s table, mount options from
-`stages.mountopts` (the flags and propagation types mount(2) is given; options merely accepted
-and ignored are left out), capabilities from `linux.capabilities` up to the kernel's last one,
+`stages.mountopts` (the flags and propagation types mount(2) is given, the recursive
+attributes mount_setattr(2) is given, tmpcopyup, idmap and ridmap), capabilities from `linux.capabilities` up to the kernel's last one,
 seccomp actions, operators, architectures and flags from `linux.seccomp` and what the libseccomp
 loaded here resolves, and hooks only when the create pipeline has a hooks stage. AppArmor and SELinux say whether
 ocish can apply a profile or label (runtime/linux/lsm.py), as the runtime-spec defines "enabled":
@@ -34,7 +34,7 @@ def _lsm(setter: str) -> bool:
 
 def _mount_options() -> list[str]:
     from runtime.stages import mountopts
-    return sorted(set(mountopts._FLAGS) | set(mountopts.PROPAGATION))
+    return mountopts.known()
 
 
 def _capabilities() -> list[str]:
@@ -72,6 +72,9 @@ def features() -> dict:
             "seccomp": _seccomp(),
             "apparmor": {"enabled": _lsm("set_apparmor_exec")},
             "selinux": {"enabled": _lsm("set_selinux_exec")},
+            # runc 1.2's "mountExtensions": id-mapped mounts (mount_setattr(MOUNT_ATTR_IDMAP),
+            # runtime/stages/mountsource.py); containerd reads it before it asks for one
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": annotations,
     }

@@ -12,7 +12,7 @@ import time
 
 from runtime import crashpoint, jsonfast, state
 from runtime.defaults import OCI_VERSION
-from runtime.errors import OcishError, StageError
+from runtime.errors import OcishError, SpecError, StageError
 from runtime.linux import procfs, sig
 
 
@@ -62,7 +62,13 @@ class Setup:
         try:
             self.st["host_mounts"] = hostmounts.record(self.ctx.rootfs)
             state.save(self.root, self.st)
-        except OSError:
+            other = hostmounts.sharer(self.root, self.st["id"], self.st["host_mounts"])
+            if other is not None:
+                raise SpecError("/root/path", f"{self.ctx.rootfs} is the rootfs of container "
+                                              f"{other}, which has no mount namespace either: "
+                                              f"both would mount on it here (give one a mount "
+                                              f"namespace or a rootfs of its own)")
+        except (OSError, SpecError):
             os.close(self.ctx.fifo_fd)
             state.remove_dir(self.dir)
             raise

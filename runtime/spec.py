@@ -730,14 +730,20 @@ def _mount(m, p: str, ns: dict | None = None) -> None:
             if src is None:
                 _missing(p + "/source", "the path to bind-mount")
             _bad(p + "/source", "the path to bind-mount", src)
+    _mount_options(opts, p, typ, bind)
     has = [k for k in ("uidMappings", "gidMappings") if k in m]
     for k in has:
         with _each:
             _mappings(m[k], f"{p}/{k}")
+    for k in has:  # runc 1.2 refuses an empty one (Go reads [] as absent) in the same words
+        if m[k] == []:
+            raise SpecError(f"{p}/{k}", "empty: id-mapped mounts must have both uid and gid "
+                                        "mappings specified (leave both out for \"idmap\" to "
+                                        "take the container's user namespace mapping)")
     if len(has) == 1:
         other = "gidMappings" if has[0] == "uidMappings" else "uidMappings"
-        raise SpecError(f"{p}/{other}", "missing: an id-mapped mount needs both uidMappings "
-                                        "and gidMappings")
+        raise SpecError(f"{p}/{other}", "missing: id-mapped mounts must have both uid and gid "
+                                        "mappings specified (runc 1.2)")
     if has and not bind:
         raise SpecError(f"{p}/{has[0]}", 'id-mapped mounts must be bind mounts (type "bind" '
                                          'or option "bind"/"rbind")')
@@ -752,6 +758,24 @@ def _mount(m, p: str, ns: dict | None = None) -> None:
                 raise SpecError(f"{p}/options/{k}", f"{opt} without uidMappings and gidMappings "
                                                     f"takes the container's user namespace "
                                                     f"mapping, but there is none: {_add_ns('user')}")
+
+
+def _mount_options(opts, p: str, typ: str | None, bind: bool) -> None:
+    """A bind takes no filesystem data, so an option ocish does not know there would be
+    dropped unseen: refused, as runc 1.2 refuses it (podman stopped sending its own "copy" and
+    "nocopy" for that); "tmpcopyup" only means something on a tmpfs (runc and crun ignore it
+    elsewhere). Other filesystems judge their own data when mounted."""
+    from runtime.stages import mountopts
+    parsed = mountopts.parse(list(opts))
+    if bind and parsed.data:
+        k = parsed.data_index[0]
+        raise SpecError(f"{p}/options/{k}", f"unknown option {_q(parsed.data[0])}: a bind "
+                                            f"mount takes no filesystem options (those ocish "
+                                            f"knows: ocish features, mountOptions)")
+    if parsed.copyup and (typ != "tmpfs" or bind):
+        k = list(opts).index(mountopts.TMPCOPYUP)
+        raise SpecError(f"{p}/options/{k}", 'tmpcopyup: only a mount of type "tmpfs" has '
+                                            "one, it copies what the tmpfs covers into it")
 
 
 def _hooks(spec: dict) -> None:

@@ -44,11 +44,21 @@ def secure_join(root: str, unsafe: str) -> str:
     return base + resolved if resolved else (base or "/")
 
 
+def mkdir_all(path: str, mode: int = 0o755) -> None:
+    """os.makedirs(exist_ok=True) with Go's os.MkdirAll errno (runc's): a non-directory where
+    the directory should be is ENOTDIR (NotADirectoryError), not makedirs' EEXIST."""
+    try:
+        os.makedirs(path, mode, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path) from None
+
+
 def make_target(path: str, like_file: bool, mode: int = 0o755) -> None:
-    """Create a mount point: a directory, or an empty file when mounting a file over it."""
+    """Create a mount point: a directory, or an empty file when mounting a file over it.
+    OSError; NotADirectoryError where a file stands in the way of a directory (mkdir_all)."""
     if like_file:
-        os.makedirs(os.path.dirname(path), mode, exist_ok=True)
+        mkdir_all(os.path.dirname(path), mode)
         if not os.path.lexists(path):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
     else:
-        os.makedirs(path, mode, exist_ok=True)
+        mkdir_all(path, mode)

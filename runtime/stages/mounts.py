@@ -13,6 +13,7 @@ shm and mqueue mount points nor its device nodes.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -22,7 +23,7 @@ from runtime.linux import procfs
 from runtime.linux import syscalls as S
 from runtime.linux.paths import make_target, secure_join
 from runtime.stages import mountopts
-from runtime.stages.unshare import has_new
+from runtime.stages.unshare import has_new, ipc_after_userns_root, unshare_ipc
 
 DEFAULT_DEVICES = [  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -128,8 +129,9 @@ class Mounts(Stage):
                              f"the source the host opened (open_tree(2))")
             else:
                 lines.append(f"/mounts/{i}: mount(2) {describe_mount(m)}")
-        devs = [d[0] for d in DEFAULT_DEVICES] if not dev_is_bound(ctx) else []
-        devs += [d["path"] for d in ctx.linux.get("devices") or []]
+        config = [d["path"] for d in ctx.linux.get("devices") or []]
+        devs = [d[0] for d in DEFAULT_DEVICES if d[0] not in config] if not dev_is_bound(ctx) else []
+        devs += config
         how = ("bind-mount from the host, nosuid,noexec (user namespace)" if in_userns(ctx)
                else "mknod(2)")
         lines.append(f"devices: {how} " + (", ".join(devs) or "none") + " (config /linux/devices).")
@@ -156,6 +158,8 @@ class Mounts(Stage):
             except OSError as e:
                 raise StageError(self.name, "setresuid", "0", e.errno or 0, "/linux/uidMappings",
                                  "uid/gid 0 must be mapped in the user namespace") from None
+            if ipc_after_userns_root(ctx):
+                unshare_ipc(ctx, self.name)
         prop = ctx.linux.get("rootfsPropagation")
         flags = mountopts.PROPAGATION[prop] if prop else S.MS_SLAVE | S.MS_REC
         if not has_mount_ns(ctx):
@@ -207,12 +211,47 @@ class Mounts(Stage):
         else:
             data = tmpfs_data(dest, opts.data) if kind == "tmpfs" else opts.data
             self._mkdir(ctx, ptr, dest, like_file=False)
-            self._fs_mount(ctx, ptr, what, source, dest, kind, opts.flags, data)
+            covered = _open_dir(dest) if opts.copyup and kind == "tmpfs" else -1
+            try:
+                self._fs_mount(ctx, ptr, what, source, dest, kind, opts.flags, data, m)
+                if covered >= 0:
+                    self._copy_up(ptr, what, covered, dest)
+            finally:
+                if covered >= 0:
+                    os.close(covered)
         for p in opts.propagation:
             self._call(ctx, "mount", what, (None, dest, None, p), f"{ptr}/options")
+        if opts.rec_index >= 0:
+            self._rec_attrs(ctx, ptr, what, dest, opts)
+
+    def _rec_attrs(self, ctx: Context, ptr: str, what: str, dest: str,
+                   opts: mountopts.MountOptions) -> None:
+        """The recursive options ("rro", "rnosuid" ...): mount_setattr(2) with AT_RECURSIVE on
+        the mount and all beneath it, after the mount and its remount, as runc's setRecAttr
+        (rootfs_linux.go) and crun's do_mount_setattr do. An "rro" applies at once, as in
+        runc: a mount made later beneath it needs an existing mount point."""
+        fd = os.open(dest, os.O_PATH | os.O_CLOEXEC)
+        try:
+            ctx.sys.mount_setattr(fd, attr_set=opts.rec_set, attr_clr=opts.rec_clr,
+                                  recursive=True)
+        except OSError as e:
+            raise StageError(self.name, "mount_setattr", what, e.errno or 0,
+                             f"{ptr}/options/{opts.rec_index}") from None
+        finally:
+            os.close(fd)
+
+    def _copy_up(self, ptr: str, what: str, covered: int, dest: str) -> None:
+        """"tmpcopyup": what the new tmpfs covers, copied into it (runc's mountToRootfs copies
+        the directory into a tmpfs mounted aside, then moves that onto it; crun copies too).
+        Here the covered directory is read through an fd opened before the mount."""
+        try:
+            copy_tree(covered, dest)
+        except OSError as e:
+            raise StageError(self.name, "copy up", f"{what}: {e.filename or ''}".rstrip(": "),
+                             e.errno or 0, f"{ptr}/options") from None
 
     def _fs_mount(self, ctx: Context, ptr: str, what: str, source: str, dest: str, kind: str,
-                  flags: int, data: list[str]) -> None:
+                  flags: int, data: list[str], m: dict) -> None:
         args = (source, dest, kind, flags & ~S.MS_RDONLY, ",".join(data) or None)
         try:
             ctx.sys.mount(*args)
@@ -222,7 +261,8 @@ class Mounts(Stage):
                 self._call(ctx, "mount", what, ("/sys", dest, None, S.MS_BIND | S.MS_REC), ptr)
                 self._bind_flags(ctx, ptr, what, dest, flags)
                 return
-            raise StageError(self.name, "mount", what, e.errno or 0, ptr) from None
+            raise StageError(self.name, "mount", what, e.errno or 0,
+                             *refused_data(kind, m, ptr, e.errno or 0)) from None
         self._readonly_later(ctx, ptr, what, dest, flags)
 
     def _bind(self, ctx: Context, ptr: str, what: str, m: dict, dest: str,
@@ -301,10 +341,14 @@ class Mounts(Stage):
     def _devices(self, ctx: Context) -> None:
         bind = in_userns(ctx)
         nodes: list[tuple[str, dict]] = []
+        config = ctx.linux.get("devices") or []
         if not dev_is_bound(ctx):
+            # a config entry at a default device's path wins: its numbers, mode and owner (runc's
+            # specconv adds a default device only when the config has none at that path)
+            given = {os.path.normpath(d["path"]) for d in config}
             nodes += [("", {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666})
-                      for p, ma, mi in DEFAULT_DEVICES]
-        nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(ctx.linux.get("devices") or [])]
+                      for p, ma, mi in DEFAULT_DEVICES if p not in given]
+        nodes += [(f"/linux/devices/{i}", d) for i, d in enumerate(config)]
         for ptr, dev in nodes:
             self._device(ctx, ptr, dev, bind)
         if dev_is_bound(ctx):
@@ -360,6 +404,69 @@ class Mounts(Stage):
             ctx.sys.mount(*args)
         except OSError as e:
             raise StageError(self.name, op, what, e.errno or 0, ptr) from None
+
+
+def _open_dir(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def copy_tree(src_fd: int, dest: str) -> None:
+    """Copy the tree of directory `src_fd` into directory `dest`: directories, regular files,
+    symlinks, device nodes and FIFOs with their mode and owner (runc's fileutils.CopyDirectory;
+    sockets are skipped as there). OSError naming the file that failed."""
+    for top, dirs, files, dfd in os.fwalk(".", dir_fd=src_fd, follow_symlinks=False):
+        out = os.path.normpath(os.path.join(dest, top))
+        for name in dirs + files:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            target = os.path.join(out, name)
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(target, 0o700)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(name, dir_fd=dfd), target)
+            elif stat.S_ISREG(st.st_mode):
+                _copy_file(name, dfd, target)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+                os.mknod(target, st.st_mode, st.st_rdev)
+            else:
+                continue
+            os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+
+
+def _copy_file(name: str, dfd: int, target: str) -> None:
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            while os.sendfile(out, src, None, 1 << 20):
+                pass
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
+
+
+def refused_data(kind: str, m: dict, ptr: str, err: int) -> tuple[str, str]:
+    """(config pointer, why) for a failed mount(2) of filesystem `kind`: on EINVAL, the data
+    option the filesystem's own parser refuses (fsconfig(2), runtime/linux/fscontext.py), named
+    as /mounts/N/options/K with the kernel's words ("tmpfs: Bad value for 'mode'"); else the
+    mount itself. runc and crun only print "invalid argument"."""
+    if err != errno.EINVAL or not kind:
+        return ptr, ""
+    opts = m.get("options") or []
+    parsed = mountopts.parse(opts)
+    try:
+        from runtime.linux import fscontext
+        bad = fscontext.refused_option(kind, parsed.data)
+    except OSError:
+        return ptr, ""
+    if bad is None:
+        return ptr, ""
+    i, _, message = bad
+    message = ": ".join(w[:1].lower() + w[1:] for w in message.split(": "))  # our lower case
+    why = "invalid argument" + (f" ({message})" if message else "")
+    return f"{ptr}/options/{parsed.data_index[i]}", why
 
 
 def tmpfs_data(dest: str, data: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import os
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import syscalls as S
+from runtime.linux.paths import mkdir_all
 from runtime.stages import mountopts
 from runtime.stages.mounts import has_mount_ns
 
@@ -50,11 +51,9 @@ class Pivot(Stage):
                         "/linux/rootfsPropagation")
         cwd = ctx.process.get("cwd") or "/"
         try:
-            os.makedirs(cwd, 0o755, exist_ok=True)
+            mkdir_all(cwd)  # a file on the way: ENOTDIR, as Go's os.MkdirAll (runc)
         except OSError as e:
-            # a file on the way: Go's os.MkdirAll (runc) says ENOTDIR where makedirs says EEXIST
-            code = errno.ENOTDIR if e.errno == errno.EEXIST else e.errno or 0
-            raise StageError(self.name, "mkdir", cwd, code, "/process/cwd") from None
+            raise StageError(self.name, "mkdir", cwd, e.errno or 0, "/process/cwd") from None
 
     def _pivot_root(self, ctx: Context) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)

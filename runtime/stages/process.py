@@ -2,7 +2,7 @@
 
 `process`: hostname, domainname, sysctl, rlimits and a fresh session keyring, while
 the process is still root with every capability. `user` (after `paths`, which still needs to
-mount): stdio ownership, groups, gid, uid, umask and cwd, in the order runc's init applies them.
+mount): stdio ownership, cwd, groups, gid, uid, umask, in the order runc's init applies them.
 """
 from __future__ import annotations
 
@@ -108,13 +108,18 @@ class User(Process):
                 f"setgroups {user.get('additionalGids') or []}, setresgid {user.get('gid', 0)}, "
                 f"setresuid {user.get('uid', 0)} (config /process/user).\n"
                 f"umask {oct(user.get('umask', 0o022))} (config /process/user/umask), "
-                f"chdir {p.get('cwd', '/')} (config /process/cwd).")
+                f"chdir {p.get('cwd', '/')} (config /process/cwd) as root before the switch, "
+                f"as the user after it if root may not (runc).")
 
     def run(self, ctx: Context, item: str = "") -> None:
         user = ctx.process.get("user") or {}
         uid, gid = user.get("uid", 0), user.get("gid", 0)
         groups = user.get("additionalGids") or []
         self._hand_stdio(ctx, uid)
+        cwd = ctx.process.get("cwd") or "/"
+        # runc's finalizeNamespace: chdir as root first, so a cwd only root can enter works;
+        # on EACCES/EPERM (root squashed on NFS, say) once more as the user, after the switch
+        retry = self._chdir_as_root(ctx, cwd)
         if not has_new(ctx, "user") or groups:
             self._do(ctx.sys.setgroups, (groups,), "setgroups", str(groups), "/process/user/additionalGids")
         self._do(ctx.sys.setresgid, (gid, gid, gid), "setresgid", str(gid), "/process/user/gid")
@@ -128,8 +133,19 @@ class User(Process):
             # non-dumpable, as runc's does, and an exec'd process (no fifo) always.
             ctx.sys.prctl(PR_SET_DUMPABLE, 1)
         ctx.sys.umask(user.get("umask", 0o022))
-        cwd = ctx.process.get("cwd") or "/"
-        self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")
+        if retry:
+            self._do(ctx.sys.chdir, (cwd,), "chdir", cwd, "/process/cwd")
+
+    def _chdir_as_root(self, ctx: Context, cwd: str) -> bool:
+        """chdir(2) before the user switch: False when done, True to retry after it (EACCES,
+        EPERM: Go's os.IsPermission in runc); StageError for any other errno."""
+        try:
+            ctx.sys.chdir(cwd)
+            return False
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                return True
+            raise StageError(self.name, "chdir", cwd, e.errno or 0, "/process/cwd") from None
 
     def _hand_stdio(self, ctx: Context, uid: int) -> None:
         """fchown(2) stdio to the user before the switch, while CAP_CHOWN is ours (runc's

@@ -32,6 +32,24 @@ def has_new(ctx: Context, kind: str) -> bool:
     return any(ns["type"] == kind and not ns.get("path") for _, ns in namespaces(ctx))
 
 
+def ipc_after_userns_root(ctx: Context) -> bool:
+    """A new IPC namespace beside a new user namespace is made by stage mounts once the
+    process is the user namespace's root (ids mapped), not in the one unshare(2): the IPC
+    namespace's mqueue filesystem takes its owner from the creator's fsuid, which before the
+    maps is an unmapped id (/dev/mqueue would show 65534). runc's nsexec unshares the user
+    namespace first, becomes its root, then the rest."""
+    return has_new(ctx, "user") and has_new(ctx, "ipc")
+
+
+def unshare_ipc(ctx: Context, stage: str) -> None:
+    """The deferred unshare(CLONE_NEWIPC) (ipc_after_userns_root); StageError on failure."""
+    i = next(i for i, ns in namespaces(ctx) if ns["type"] == "ipc")
+    try:
+        ctx.sys.unshare(S.CLONE_NEWIPC)
+    except OSError as e:
+        raise StageError(stage, "unshare", "ipc", e.errno or 0, f"/linux/namespaces/{i}") from None
+
+
 def oom_score_adj(ctx: Context, stage: str) -> None:
     """Write process.oomScoreAdj to /proc/self/oom_score_adj before any namespace changes, as
     runc's nsexec does: the host's /proc is in view (the container may mount none) and we are
@@ -64,7 +82,11 @@ class Unshare(Stage):
         lines = [self.summary + "."] + describe_oom(ctx)
         if joined:
             lines.append("setns(2) into: " + ", ".join(joined) + " (config /linux/namespaces).")
-        lines.append("unshare(2) new: " + (", ".join(new) or "none") + " (config /linux/namespaces).")
+        later = ipc_after_userns_root(ctx)
+        now = [k for k in new if not (later and k == "ipc")]
+        lines.append("unshare(2) new: " + (", ".join(now) or "none") + " (config /linux/namespaces)"
+                     + ("; ipc later, by stage mounts as the user namespace's root (runc's order)."
+                        if later else "."))
         if "time" in new and ctx.linux.get("timeOffsets"):
             lines.append("write the clock offsets to /proc/self/timens_offsets (config /linux/timeOffsets).")
         lines.append("fork(2) the init process (pid 1 of a new pid namespace) and let this one exit; "
@@ -89,6 +111,9 @@ class Unshare(Stage):
         flags = 0
         for _, kind in new:
             flags |= FLAGS[kind]
+        if ipc_after_userns_root(ctx):
+            flags &= ~S.CLONE_NEWIPC
+            new = [(i, k) for i, k in new if k != "ipc"]
         if flags:
             try:
                 ctx.sys.unshare(flags)

@@ -84,7 +84,7 @@ def test_cwd_that_is_a_file_fails_create(ocish, make_bundle):
     assert p.returncode == 1
     # Go's os.MkdirAll (runc's createCwd) reports a file on the way as ENOTDIR
     assert p.stderr == ("ocish: create failed: stage pivot: mkdir /etc/passwd (config "
-                        "/process/cwd): not a directory\n")
+                        "/process/cwd): not a directory\n")  # Go's MkdirAll: ENOTDIR
     assert os.listdir(ocish.root) == []
 
 
@@ -449,7 +449,17 @@ def test_idmapped_mount_without_a_user_namespace(ocish, make_bundle, owned_tree)
     (_bind("/mnt", "/tmp", "bind", "ridmap"), "/mounts/7/options/1",
      "ridmap without uidMappings and gidMappings takes the container's user namespace mapping, "
      "but there is none"),
-], ids=["tmpfs", "no-userns"])
+    (_bind("/mnt", "/tmp", "rbind", uidMappings=[], gidMappings=[]), "/mounts/7/uidMappings",
+     "empty: id-mapped mounts must have both uid and gid mappings specified"),
+    (_bind("/mnt", "/tmp", "rbind", "idmap", uidMappings=_map(0, 1), gidMappings=[]),
+     "/mounts/7/gidMappings", "empty: id-mapped mounts must have both uid and gid mappings"),
+    (_bind("/mnt", "/tmp", "rbind", uidMappings=_map(0, 1)), "/mounts/7/gidMappings",
+     "missing: id-mapped mounts must have both uid and gid mappings specified"),
+    (_bind("/mnt", "/tmp", "rbind", uidMappings=[{"containerID": 2 * i, "hostID": 2 * i,
+                                                   "size": 1} for i in range(341)],
+           gidMappings=_map(0, 1)), "/mounts/7/uidMappings",
+     "has 341 mappings: the kernel takes at most 340 in one id map"),
+], ids=["tmpfs", "no-userns", "both-empty", "gid-empty", "gid-missing", "341-entries"])
 def test_idmapped_mounts_refused(ocish, make_bundle, mount, where, why):
     """Never ignored: what cannot be id-mapped is refused with the config pointer."""
     b = make_bundle(["true"], mutate=lambda s: s["mounts"].append(mount))
@@ -645,3 +655,228 @@ def test_host_opened_binds_keep_their_locks_like_runc(ocish, make_bundle, open_d
         same(ours, theirs, "remount 1\numount 1\ng\ntouch 1\n")
     finally:
         S.umount2(src, S.MNT_DETACH)
+
+
+# --- review 2: recursive mount attributes, tmpcopyup, unknown options --------------------------
+
+def test_recursive_bind_options_like_runc(ocish, make_bundle, open_dir, tmp_path):
+    """runc 1.1.5's setRecAttr: mount_setattr(AT_RECURSIVE) after the bind. "rro,rnosuid,
+    rnoexec" reach the tmpfs mounted beneath the source too; writes fail on both."""
+    src = open_dir / "hostdir"
+    (src / "sub").mkdir(parents=True)
+    (src / "f").write_text("data\n")
+    from runtime.linux import syscalls as S
+    S.mount("tmpfs", str(src / "sub"), "tmpfs", 0, "mode=755")
+    try:
+        def mutate(spec):
+            spec["mounts"].append(_bind("/data", src, "rbind", "rro", "rnosuid", "rnoexec",
+                                        "rnoatime"))
+        script = ("cat /data/f; grep -E ' /data(/| )' /proc/self/mounts | cut -d' ' -f2,4 | "
+                  "cut -d, -f1-4; touch /data/new /data/sub/new 2>&1 | sed 's/^touch: //'")
+        ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate)
+        same(ours, theirs, "data\n/data ro,nosuid,noexec,noatime\n"
+                           "/data/sub ro,nosuid,noexec,noatime\n"
+                           "/data/new: Read-only file system\n"
+                           "/data/sub/new: Read-only file system\n")
+        assert sorted(os.listdir(src)) == ["f", "sub"]
+    finally:
+        S.umount2(str(src / "sub"), S.MNT_DETACH)
+
+
+def test_recursive_options_on_a_tmpfs(ocish, make_bundle, tmp_path):
+    """On any mount type, not only binds (crun, runc 1.2: setRecAttr after every mount);
+    "rrw" wins over "ro" (runc's remount comes first, setRecAttr after). No runc half: runc
+    1.1.5's tmpfs case returns before setRecAttr, so it shows "/t1 rw" and "/t2 ro"."""
+    def mutate(spec):
+        spec["mounts"] += [_tmpfs("/t1", "rro", "rnodev", "size=1m"),
+                           _tmpfs("/t2", "ro", "rrw", "rnoexec")]
+    script = ("grep -E ' /t[12] ' /proc/self/mounts | cut -d' ' -f2,4 | cut -d, -f1-3; "
+              "touch /t1/x 2>&1 | sed 's/^touch: //'; touch /t2/x && echo t2 written")
+    ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate, runc=False)
+    same(ours, theirs, "/t1 ro,nodev,relatime\n/t2 rw,noexec,relatime\n"
+                       "/t1/x: Read-only file system\nt2 written\n")
+
+
+def test_ratime_clears_the_atime_mode(ocish, make_bundle):
+    """runc 1.1.5 clears only MOUNT_ATTR_NOATIME for "ratime", which the kernel refuses
+    (EINVAL: the atime mode is replaced as a whole): no runc half; runc 1.2 and youki clear it."""
+    b = make_bundle(["sh", "-c", "grep ' /t ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1,2"],
+                    mutate=lambda s: s["mounts"].append(_tmpfs("/t", "noatime", "ratime")))
+    p = ocish("run", "-b", str(b), cid())
+    assert (p.returncode, p.stdout) == (0, "rw,relatime\n"), p.stderr
+
+
+def test_tmpcopyup_like_runc(ocish, make_bundle, tmp_path):
+    """runc's EXT_COPYUP: the new tmpfs holds what the directory it covers held, with modes,
+    owners and symlinks; the rootfs's copy is not changed by writes."""
+    def prepare(b):
+        d = b / "rootfs/opt/app"
+        (d / "conf").mkdir(parents=True)
+        (d / "conf/a.conf").write_text("a=1\n")
+        (d / "run.sh").write_text("#!/bin/sh\n")
+        (d / "run.sh").chmod(0o750)
+        os.chown(d / "run.sh", 1000, 1000)
+        os.symlink("conf/a.conf", d / "link")
+    def mutate(spec):
+        spec["mounts"].append(_tmpfs("/opt/app", "tmpcopyup", "size=1m"))
+    script = ("grep ' /opt/app ' /proc/self/mounts | cut -d' ' -f1,3; cat /opt/app/link; "
+              "stat -c '%n %a %u:%g' /opt/app/run.sh /opt/app/conf; echo b > /opt/app/conf/b; "
+              "ls /opt/app/conf")
+    ours, theirs = both(ocish, make_bundle, tmp_path, script, mutate, prepare)
+    same(ours, theirs, "tmpfs tmpfs\na=1\n/opt/app/run.sh 750 1000:1000\n/opt/app/conf 755 0:0\n"
+                       "a.conf\nb\n")
+
+
+@pytest.mark.parametrize("mount,where,why", [
+    (_bind("/mnt", "/tmp", "rbind", "size=1m"), "/mounts/7/options/1",
+     'unknown option "size=1m": a bind mount takes no filesystem options'),
+    (_bind("/mnt", "/tmp", "rbind", "nocopy"), "/mounts/7/options/1",
+     'unknown option "nocopy": a bind mount takes no filesystem options'),
+    (_bind("/mnt", "/tmp", "rbind", "tmpcopyup"), "/mounts/7/options/1",
+     'tmpcopyup: only a mount of type "tmpfs" has one'),
+    (_tmpfs("/mnt", "nosuid", "mode=abc"), "/mounts/7/options/1",
+     "invalid argument (tmpfs: bad value for 'mode')"),
+    (_tmpfs("/mnt", "rnosuid", "bogus"), "/mounts/7/options/1",
+     "invalid argument (tmpfs: unknown parameter 'bogus')"),
+], ids=["bind-data", "bind-podman-nocopy", "bind-tmpcopyup", "tmpfs-mode", "tmpfs-unknown"])
+def test_unknown_mount_options_are_named(ocish, make_bundle, mount, where, why):
+    """Never dropped unseen: a bind takes no filesystem data (runc 1.1.5 drops it, runc 1.2
+    refuses it); an option a filesystem refuses is named (runc and crun say only "invalid
+    argument")."""
+    b = make_bundle(["true"], mutate=lambda s: s["mounts"].append(mount))
+    p = ocish("run", "-b", str(b), cid())
+    assert p.returncode == 1 and where in p.stderr and why in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1
+    assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []
+
+
+# --- review 3: a configured device at a default device's path ----------------------------------
+
+def test_configured_device_at_a_default_path_wins_like_runc(ocish, make_bundle, tmp_path):
+    """runc's specconv adds a default device (/dev/null, /dev/zero ...) only when linux.devices
+    has none at its path: the config's numbers, mode and owner are what the container sees."""
+    def mutate(spec):
+        spec["linux"]["devices"] = [
+            {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640,
+             "uid": 1000, "gid": 1001},
+            {"path": "/dev/full", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600}]
+    ours, theirs = both(ocish, make_bundle, tmp_path,
+                        "stat -c '%n %t:%T %a %u:%g' /dev/zero /dev/full /dev/null", mutate)
+    same(ours, theirs, "/dev/zero 1:5 640 1000:1001\n/dev/full 1:3 600 0:0\n"
+                       "/dev/null 1:3 666 0:0\n")
+
+
+# --- review 4: a cwd only root can enter -----------------------------------------------------------
+
+def _root_only_dir(b) -> None:
+    d = b / "rootfs/root"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o700)
+    os.chown(d, 0, 0)
+
+
+def test_cwd_only_root_can_enter_like_runc(ocish, make_bundle, tmp_path):
+    """runc's finalizeNamespace: chdir before the user switch (the process keeps the cwd it
+    could not open itself); EACCES/EPERM only retries it after the switch."""
+    def mutate(spec):
+        spec["process"]["cwd"] = "/root"
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    ours, theirs = both(ocish, make_bundle, tmp_path, "pwd; id -u; ls . 2>&1 | sed 's/^ls: //'",
+                        mutate, prepare=_root_only_dir)
+    same(ours, theirs, "/root\n1000\n.: Permission denied\n")
+
+
+def test_exec_cwd_only_root_can_enter_like_runc(ocish, make_bundle, tmp_path):
+    b = make_bundle(["sleep", "30"])
+    _root_only_dir(b)
+    c = cid()
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    ours = ocish("exec", "-u", "1000", "--cwd", "/root", c, "pwd")
+    assert (ours.returncode, ours.stdout) == (0, "/root\n"), ours.stderr
+    if RUNC:
+        root, rc, rb = str(tmp_path / "runc"), cid(), make_bundle(["sleep", "30"])
+        _root_only_dir(rb)
+        subprocess.run([RUNC, "--root", root, "run", "-d", "-b", str(rb), rc], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        try:
+            theirs = subprocess.run([RUNC, "--root", root, "exec", "-u", "1000", "--cwd", "/root",
+                                     rc, "pwd"], capture_output=True, text=True)
+            assert (theirs.returncode, theirs.stdout) == (0, "/root\n"), theirs.stderr
+        finally:
+            subprocess.run([RUNC, "--root", root, "delete", "-f", rc], capture_output=True)
+
+
+# --- review 8: errors that name what is wrong ----------------------------------------------------
+
+@pytest.mark.parametrize("mount", [_tmpfs("/etc/passwd"), _bind("/etc/passwd", "/tmp", "rbind"),
+                                   _tmpfs("/etc/passwd/sub")], ids=["tmpfs", "dir-bind", "under"])
+def test_directory_mount_onto_a_file_like_runc(ocish, make_bundle, tmp_path, mount):
+    """runc's MkdirAll (Go's os.MkdirAll) says "not a directory" for a directory mount point
+    that is a file, or lies under one: so does ocish, naming the destination."""
+    ours, theirs = both(ocish, make_bundle, tmp_path, "true",
+                        mutate=lambda s: s["mounts"].append(mount))
+    assert ours.returncode == 1
+    assert ours.stderr == (f"ocish: create failed: stage mounts: mkdir {mount['destination']} "
+                           "(config /mounts/7/destination): not a directory\n")
+    if theirs is not None:
+        assert theirs.returncode != 0 and "not a directory" in theirs.stderr
+
+
+# --- review 1: two containers without a mount namespace on one rootfs ---------------------------
+
+@pytest.mark.parametrize("how", ["same-bundle", "same-root-path"])
+def test_no_mount_namespace_second_container_on_a_rootfs_refused(ocish, make_bundle, tmp_path,
+                                                                 private_mount_ns, how):
+    """runc 1.1.5 stacks the second bind on the first and never unmounts either. Here `delete`
+    of the first would detach the second's mounts (umount2 of a path takes the top one) and
+    leave its own: the second create is refused, naming /root/path and the first container;
+    once the first is deleted the rootfs is free again and nothing is left mounted."""
+    a = make_bundle(["sleep", "30"], mutate=_no_mount_ns)
+    if how == "same-bundle":
+        b = a
+    else:
+        def mutate(spec):
+            _no_mount_ns(spec)
+            spec["root"]["path"] = str(a / "rootfs")
+        b = make_bundle(["sleep", "30"], mutate=mutate)
+    first, second = cid(), cid()
+    try:
+        ocish("run", "-d", "-b", str(a), first, check=True)
+        before = _mounts_under(a / "rootfs")
+        p = ocish("create", "-b", str(b), second)
+        assert p.returncode == 1
+        assert p.stderr == (f"ocish: config /root/path: {a / 'rootfs'} is the "
+                            f"rootfs of container {first}, which has no mount namespace either: "
+                            f"both would mount on it here (give one a mount namespace or a "
+                            f"rootfs of its own)\n")
+        assert os.listdir(ocish.root) == [first]
+        assert _mounts_under(a / "rootfs") == before  # the first's /proc, /dev ... untouched
+        ocish("delete", "-f", first, check=True)
+        assert _mounts_under(a / "rootfs") == []
+        ocish("run", "-d", "-b", str(b), second, check=True)  # free again
+        ocish("delete", "-f", second, check=True)
+        assert _mounts_under(a / "rootfs") == []
+    finally:
+        _detach(a / "rootfs")
+
+
+# --- review 7: /dev/mqueue in a user namespace ------------------------------------------------------
+
+def test_mqueue_in_a_user_namespace_belongs_to_its_root_like_runc(ocish, make_bundle, open_dir,
+                                                                  tmp_path):
+    """runc's nsexec unshares the user namespace, becomes its root, then the rest: the IPC
+    namespace's mqueue filesystem is owned by the container's root, not by an unmapped id.
+    runc 1.1.5 calls only setresuid(0) first, so its gid stays unmapped (0:65534); ocish
+    becomes root by gid too (0:0)."""
+    outs = []
+    for who in ("ocish", "runc"):
+        if who == "runc" and not RUNC:
+            continue
+        b = make_bundle(["sh", "-c", "stat -c '%u:%g' /dev/mqueue; readlink /proc/self/ns/ipc"],
+                        mutate=_userns, base=open_dir)
+        outs.append(ocish("run", "-b", str(b), cid()) if who == "ocish" else run_runc(tmp_path, b))
+    for p, owner in zip(outs, ("0:0", "0:65534")):
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split()[0] == owner
+        assert p.stdout.split()[1] != os.readlink("/proc/self/ns/ipc")

@@ -129,14 +129,13 @@ def test_device_numbers_are_the_kernels(tmp_path, key, value, ok):
 
 def test_valid_extremes_are_accepted(tmp_path):
     """What runc takes (RLIM_INFINITY, an int64 hook timeout, int64 memory, the kernel's
-    largest cpu shares) passes validation; the kernel may still refuse some, with a clear
-    StageError. Shares beyond 262144 are refused up front: runc reads cpu.shares back and fails
-    create the same."""
+    largest cpu shares: spec.py refuses more, as runc's read-back does) passes validation; the
+    kernel may still refuse some, with a clear StageError."""
     spec = default_spec()
     spec["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1}]
     spec["hooks"] = {"prestart": [{"path": "/bin/true", "timeout": 2**63 - 1}]}
     spec["linux"]["resources"]["memory"] = {"limit": 2**63 - 1}
-    spec["linux"]["resources"]["cpu"] = {"shares": 262144}
+    spec["linux"]["resources"]["cpu"] = {"shares": specmod.CPU_SHARES_MAX}
     specmod.load(_bundle(tmp_path, spec))
 
 

@@ -280,6 +280,13 @@ def test_unshare_default_spec_then_acts_as_child(ctx):
     assert_calls(ctx, [("unshare", NEW_DEFAULT), ("fork",), ("setsid",)])
 
 
+def test_unshare_with_a_user_namespace_leaves_ipc_for_later(make_ctx):
+    ctx = make_ctx(userns_spec())
+    Unshare().run(ctx)
+    assert ctx.sys.of("unshare") == [("unshare", (NEW_DEFAULT | S.CLONE_NEWUSER) & ~S.CLONE_NEWIPC)]
+    assert "ipc later, by stage mounts" in Unshare().describe(ctx)
+
+
 def test_unshare_setsid_failure_is_a_stage_error(ctx):
     ctx.sys.fail("setsid", EPERM)
     err = stage_error(Unshare().run, ctx)
@@ -471,7 +478,9 @@ def test_mounts_rootfs_becomes_root_of_user_namespace(make_ctx, monkeypatch):
     monkeypatch.setattr(procfs, "mountinfo", lambda pid="self": [entry("/")])
     ctx = make_ctx(userns_spec())
     Mounts().run(ctx, "rootfs")
-    assert ctx.sys.calls[:2] == [("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0)]
+    # the IPC namespace comes after (its mqueue takes the creator's mapped fsuid: runc's order)
+    assert ctx.sys.calls[:3] == [("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0),
+                                 ("unshare", S.CLONE_NEWIPC)]
     ctx = make_ctx(userns_spec())
     ctx.sys.fail("setresuid", EINVAL)
     err = stage_error(Mounts().run, ctx, "rootfs")
@@ -728,7 +737,7 @@ def test_mkdir_failure_points_at_destination(make_ctx, rootfs):
     spec["mounts"].append({"destination": "/file", "type": "tmpfs", "source": "tmpfs"})
     err = stage_error(Mounts().run, make_ctx(spec), "/mounts/7")
     assert (err.op, err.target, err.errno, err.pointer) == (
-        "mkdir", "/file", errno.EEXIST, "/mounts/7/destination")
+        "mkdir", "/file", errno.ENOTDIR, "/mounts/7/destination")  # Go's MkdirAll
 
 
 def test_destination_below_a_file_points_at_destination(make_ctx, rootfs):
@@ -944,8 +953,8 @@ def test_process_keyring_errors(ctx, make_ctx):
 def test_user_default_spec(ctx):
     ctx.fifo_fd = 9  # root stays dumpable: no prctl needed to reach exec.fifo
     User().run(ctx)
-    assert_calls(ctx, [("setgroups", []), ("setresgid", 0, 0, 0), ("setresuid", 0, 0, 0),
-                       ("umask", 0o022), ("chdir", "/")])
+    assert_calls(ctx, [("chdir", "/"), ("setgroups", []), ("setresgid", 0, 0, 0),
+                       ("setresuid", 0, 0, 0), ("umask", 0o022)])
 
 
 def test_user_groups_gid_uid_in_order(make_ctx):
@@ -955,16 +964,46 @@ def test_user_groups_gid_uid_in_order(make_ctx):
     ctx = make_ctx(spec)
     ctx.fifo_fd = 9  # init, which reopens exec.fifo through /proc/self/fd after the switch
     User().run(ctx)
-    assert_calls(ctx, [("setgroups", [10, 20]), ("setresgid", 100, 100, 100),
+    assert_calls(ctx, [("chdir", "/home/u"), ("setgroups", [10, 20]), ("setresgid", 100, 100, 100),
                        ("setresuid", 1000, 1000, 1000), ("prctl", S.PR_SET_DUMPABLE, 1, 0, 0, 0),
-                       ("umask", 0o077), ("chdir", "/home/u")])
+                       ("umask", 0o077)])
     assert "setresuid 1000" in User().describe(ctx) and "chdir /home/u" in User().describe(ctx)
+
+
+@pytest.mark.parametrize("first,then", [(errno.EACCES, 0), (EPERM, 0), (errno.EACCES, errno.EACCES)])
+def test_user_cwd_retried_after_the_switch_on_permission_errors(make_ctx, first, then):
+    """runc's finalizeNamespace: chdir as root; EACCES/EPERM (Go's os.IsPermission) retries
+    it once as the user; the second failure is the error."""
+    spec = default_spec()
+    spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    spec["process"]["cwd"] = "/srv"
+    ctx = make_ctx(spec)
+    ctx.sys.fail("chdir", first)  # each failure once, in turn
+    if then:
+        ctx.sys.fail("chdir", then)
+    if then:
+        assert str(stage_error(User().run, ctx)) == ("stage user: chdir /srv (config "
+                                                     "/process/cwd): permission denied")
+    else:
+        User().run(ctx)
+    assert [c[0] for c in ctx.sys.calls if c[0] in ("chdir", "setresuid")] == [
+        "chdir", "setresuid", "chdir"]
+
+
+def test_user_cwd_missing_fails_before_the_switch(make_ctx):
+    spec = default_spec()
+    spec["process"]["cwd"] = "/nope"
+    ctx = make_ctx(spec)
+    ctx.sys.fail("chdir", errno.ENOENT)
+    assert str(stage_error(User().run, ctx)) == ("stage user: chdir /nope (config /process/cwd): "
+                                                 "no such file or directory")
+    assert [c[0] for c in ctx.sys.calls if c[0] != "fd_flags"] == ["chdir"]
 
 
 def test_user_in_userns_skips_empty_setgroups(make_ctx):
     ctx = make_ctx(userns_spec())
     User().run(ctx)
-    assert [c[0] for c in ctx.sys.calls] == ["setresgid", "setresuid", "umask", "chdir"]
+    assert [c[0] for c in ctx.sys.calls] == ["chdir", "setresgid", "setresuid", "umask"]
 
 
 @pytest.fixture
@@ -1008,7 +1047,7 @@ def test_user_hands_stdio_before_the_switch(make_ctx, monkeypatch, stdio_kinds):
     ctx = make_ctx(spec)
     User().run(ctx)
     names = [c[0] for c in ctx.sys.calls if c[0] != "fd_flags"]
-    assert names[:3] == ["fchown_user", "setgroups", "setresgid"]  # while CAP_CHOWN is ours
+    assert names[:4] == ["fchown_user", "chdir", "setgroups", "setresgid"]  # while CAP_CHOWN is ours
     assert ctx.sys.of("fchown_user") == [("fchown_user", stdio_kinds["pipe"], 1000)]
     assert "never the caller's devices" in User().describe(ctx)
 
@@ -1056,6 +1095,8 @@ def test_user_error_pointers(make_ctx, name, pointer):
     spec["process"]["user"] = {"uid": 1000, "gid": 100}
     ctx = make_ctx(spec)
     ctx.sys.fail(name, EPERM)
+    if name == "chdir":  # EPERM as root is retried as the user: fail that too
+        ctx.sys.fail(name, EPERM)
     err = stage_error(User().run, ctx)
     assert err.pointer == pointer
     assert ctx.sys.calls[-1][0] == name  # nothing after the failing call

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 
 import pytest
@@ -29,8 +30,13 @@ class Runc:
 
     def __call__(self, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
         kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("capture_output", True)
-        return subprocess.run([RUNC, "--root", self.root, *args], text=True, timeout=timeout, **kw)
+        cmd = [RUNC, "--root", self.root, *args]
+        # files, not pipes: a detached container keeps its stdout open (see run_ocish)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            rc = subprocess.run(cmd, stdout=out, stderr=err, timeout=timeout, **kw).returncode
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
 
     def delete_all(self) -> None:
         if os.path.isdir(self.root):
@@ -77,3 +83,52 @@ def test_ids_accepted_and_refused_as_runc_does(ocish, runc, make_bundle):
         ocish("delete", "-f", "--", c, check=True)
         assert os.listdir(ocish.root) == []
         assert runc("run", "-b", str(b), "--", c).returncode == 0
+
+
+# --- item 3: HOME -----------------------------------------------------------------------------
+
+def _run_both(ocish, runc, bundle) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    c = cid()
+    return ocish("run", "-b", str(bundle), c), runc("run", "-b", str(bundle), c)
+
+
+@needs_runc
+@pytest.mark.parametrize("env,uid,home", [
+    ([], 0, "/root"),                      # root's entry in the rootfs's /etc/passwd
+    ([], 65534, "/nonexistent"),           # nobody's
+    ([], 4242, "/"),                       # no entry: "/"
+    (["HOME="], 0, "/root"),               # empty counts as none
+    (["HOME=/x", "HOME="], 0, "/root"),    # the last one is what execve(2) gets
+    (["HOME=/srv"], 4242, "/srv"),         # one of its own is kept
+])
+def test_home_from_the_containers_passwd(ocish, runc, make_bundle, env, uid, home):
+    def mutate(spec):
+        spec["process"]["env"] += env
+        spec["process"]["user"]["uid"] = uid
+    b = make_bundle(["sh", "-c", 'echo "HOME=$HOME"'], mutate=mutate)
+    ours, theirs = _run_both(ocish, runc, b)
+    assert theirs.returncode == 0 and theirs.stdout == f"HOME={home}\n", theirs.stderr
+    assert ours.returncode == 0 and ours.stdout == theirs.stdout, ours.stderr
+
+
+@needs_runc
+def test_home_for_exec_and_without_a_passwd_file(ocish, runc, make_bundle):
+    b = make_bundle(["sleep", "100"])
+    c = cid()
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    assert runc("run", "-d", "-b", str(b), c).returncode == 0
+    probe = ["sh", "-c", 'echo "HOME=$HOME"']
+    for flags, home in ((), "/root"), (("-u", "65534"), "/nonexistent"), (("-u", "7"), "/"), \
+            (("-e", "HOME="), "/root"), (("-e", "HOME=/y"), "/y"):
+        theirs = runc("exec", *flags, c, *probe)
+        ours = ocish("exec", *flags, c, *probe)
+        assert theirs.stdout == f"HOME={home}\n", (flags, theirs.stderr)
+        assert ours.stdout == theirs.stdout, (flags, ours.stderr)
+    # no /etc/passwd at all: "/" (runc's default ExecUser); a FIFO there reads as none (runc
+    # 1.1.5 blocks on it for good, so it runs only under ocish)
+    b = make_bundle(["sh", "-c", 'echo "HOME=$HOME"'])
+    os.unlink(b / "rootfs" / "etc" / "passwd")
+    ours, theirs = _run_both(ocish, runc, b)
+    assert theirs.stdout == ours.stdout == "HOME=/\n", (ours.stderr, theirs.stderr)
+    os.mkfifo(b / "rootfs" / "etc" / "passwd")
+    assert ocish("run", "-b", str(b), cid(), timeout=20).stdout == "HOME=/\n"

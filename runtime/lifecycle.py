@@ -345,7 +345,8 @@ def _later_hooks(st: dict, kind: str, status: str) -> None:
     from runtime import hooks
     pid = st["pid"] if status == "running" else 0
     hooks.run_all(kind, st["hooks"][kind], hooks.state(st["id"], status, pid, st["bundle"],
-                                                      st.get("annotations")), warn_only=True)
+                                                      st.get("annotations")), warn_only=True,
+                  cwd=st["bundle"])  # crun's do_hooks: the bundle, as for create's hooks
 
 
 def _unthrottle(pids: list[int]) -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -132,3 +133,66 @@ def test_home_for_exec_and_without_a_passwd_file(ocish, runc, make_bundle):
     assert theirs.stdout == ours.stdout == "HOME=/\n", (ours.stderr, theirs.stderr)
     os.mkfifo(b / "rootfs" / "etc" / "passwd")
     assert ocish("run", "-b", str(b), cid(), timeout=20).stdout == "HOME=/\n"
+
+
+# --- item 10: the hooks' working directory ----------------------------------------------------
+
+HOST_HOOKS = ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+
+
+def _pwd_hooks(out_dir):
+    def mutate(spec):
+        spec["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {out_dir}/{kind}"]}]
+                         for kind in HOST_HOOKS}
+    return mutate
+
+
+@needs_runc
+def test_hooks_run_in_the_bundle(ocish, runc, make_bundle, tmp_path):
+    """runc's `run` chdirs into the bundle, so its hooks run there, createContainer in the
+    rootfs (prepareRootfs's chdir); ocish gives the runtime's hooks the bundle whichever command
+    runs them (crun's do_hooks passes the bundle to poststart and poststop too)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    seen = {}
+    for name, rt in (("ocish", ocish), ("runc", runc)):
+        out = tmp_path / f"pwd-{name}"
+        out.mkdir()
+        b = make_bundle(["true"], mutate=_pwd_hooks(out))
+        p = rt("run", "-b", str(b), cid(), cwd=str(elsewhere))
+        assert p.returncode == 0, p.stderr
+        seen[name] = {k: (out / k).read_text().strip().replace(str(b), "BUNDLE") for k in HOST_HOOKS}
+    assert seen["runc"] == {"prestart": "BUNDLE", "createRuntime": "BUNDLE",
+                            "createContainer": "BUNDLE/rootfs", "poststart": "BUNDLE",
+                            "poststop": "BUNDLE"}
+    assert seen["ocish"] == seen["runc"]
+    # create, start and delete as separate commands, run from elsewhere: still the bundle
+    out = tmp_path / "pwd-split"
+    out.mkdir()
+    b = make_bundle(["true"], mutate=_pwd_hooks(out))
+    c = cid()
+    for cmd in (["create", "-b", str(b), c], ["start", c]):
+        ocish(*cmd, cwd=str(elsewhere), check=True)
+    for _ in range(100):
+        if ocish.state(c)["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    ocish("delete", c, cwd=str(elsewhere), check=True)
+    assert {k: (out / k).read_text().strip() for k in HOST_HOOKS} == {
+        **{k: str(b) for k in HOST_HOOKS}, "createContainer": str(b / "rootfs")}
+
+
+def test_a_bundle_gone_fails_the_hook_not_the_runtime(ocish, make_bundle, tmp_path):
+    """poststop after the bundle was removed: the hook cannot enter it (crun fails it too);
+    a warning, and `delete` still removes the container."""
+    out = tmp_path / "pwd"
+    out.mkdir()
+    b = make_bundle(["true"], mutate=_pwd_hooks(out))
+    c = cid()
+    ocish("run", "--keep", "-b", str(b), c, check=True)
+    shutil.rmtree(b)
+    p = ocish("delete", c)
+    assert p.returncode == 0
+    assert p.stderr == (f"ocish: warning: poststop hook /bin/sh (config /hooks/poststop/0): "
+                        f"chdir {b}: no such file or directory\n")
+    assert not (out / "poststop").exists() and os.listdir(ocish.root) == []

@@ -273,17 +273,28 @@ def list_states(root: str, warn=None) -> list[dict]:
     return out
 
 
-def kill(root: str, cid: str, sig: int, all_: bool = False) -> None:
+def kill(root: str, cid: str, signum: int, all_: bool = False) -> None:
+    """Send `signum` to the container's init, or with `all_` to every process of its cgroup.
+
+    A SIGKILLed process in a frozen cgroup (v1 freezer) dies only once thawed: as runc's
+    Signal does, a paused container is thawed after SIGKILL, so it is stopped at once and
+    `delete` works (v2 frozen tasks do die, but the cgroup would stay frozen; runc thaws
+    both). Other signals leave a paused container paused (Manager.kill_all)."""
     st = state.load(root, cid)
     if not state.alive(st):
         if all_:
             return
         raise OcishError("container not running")
-    if all_ and st.get("cgroup"):
+    manager = None
+    if st.get("cgroup") and (all_ or signum == sig.SIGKILL):
         from runtime import cgroups
-        cgroups.from_state(st["cgroup"]).kill_all(sig)
-    else:
-        os.kill(st["pid"], sig)
+        manager = cgroups.from_state(st["cgroup"])
+    if all_ and manager is not None:
+        manager.kill_all(signum)
+        return
+    os.kill(st["pid"], signum)
+    if manager is not None and manager.frozen():
+        manager.thaw()
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:

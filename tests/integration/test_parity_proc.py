@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -196,3 +197,55 @@ def test_a_bundle_gone_fails_the_hook_not_the_runtime(ocish, make_bundle, tmp_pa
     assert p.stderr == (f"ocish: warning: poststop hook /bin/sh (config /hooks/poststop/0): "
                         f"chdir {b}: no such file or directory\n")
     assert not (out / "poststop").exists() and os.listdir(ocish.root) == []
+
+
+# --- item 6: SIGKILL to a paused container ----------------------------------------------------
+
+def _status_soon(state, c: str, want: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := state(c)) != want and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return status
+
+
+@needs_runc
+@pytest.mark.parametrize("all_", [False, True], ids=["init", "all"])
+def test_sigkill_kills_a_paused_container(ocish, runc, make_bundle, all_):
+    """runc's Signal thaws a paused container after SIGKILL: in a frozen v1 cgroup the killed
+    processes die only once thawed. Then it is stopped and a plain `delete` removes it."""
+    b = make_bundle(["sh", "-c", "sleep 100 & sleep 100"])
+    flags = ["--all"] if all_ else []
+    states = {"ocish": lambda c: ocish.state(c)["status"],
+              "runc": lambda c: json.loads(runc("state", c).stdout)["status"]}
+    for name, rt in (("ocish", ocish), ("runc", runc)):
+        c = cid()
+        assert rt("run", "-d", "-b", str(b), c).returncode == 0
+        assert rt("pause", c).returncode == 0 and states[name](c) == "paused"
+        p = rt("kill", *flags, c, "KILL")
+        assert p.returncode == 0, (name, p.stderr)
+        assert _status_soon(states[name], c, "stopped") == "stopped", name
+        p = rt("delete", c)
+        assert p.returncode == 0, (name, p.stderr)
+    assert os.listdir(ocish.root) == []
+
+
+def test_other_signals_leave_a_paused_container_paused(ocish, make_bundle):
+    """SIGTERM to a paused container stays pending; it is still paused, and takes effect once
+    resumed (runc 1.1.5's `kill --all` thaws it whatever the signal: its freeze-signal-thaw
+    does not look at the state it started from)."""
+    c = cid()
+    b = make_bundle(["sh", "-c", "trap 'exit 3' TERM; sleep 100 & wait"])  # pid 1: a handler
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    pid = ocish.state(c)["pid"]
+    for _ in range(250):  # until the shell catches SIGTERM (SigCgt bit 15)
+        with open(f"/proc/{pid}/status") as f:
+            caught = int(next(ln for ln in f if ln.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            break
+        time.sleep(0.02)
+    ocish("pause", c, check=True)
+    for flags in ([], ["--all"]):
+        ocish("kill", *flags, c, "TERM", check=True)
+        assert ocish.state(c)["status"] == "paused"
+    ocish("resume", c, check=True)
+    assert _status_soon(lambda x: ocish.state(x)["status"], c, "stopped") == "stopped"

@@ -232,11 +232,12 @@ def wait_foreground(pid: int, attach=None, keep: tuple[int, ...] = (), begin=Non
     relay = lambda num, _frame: _signal(pid, num)  # noqa: E731
     old = {n: sig.signal(n, relay) for n in sig.FORWARDED if n not in keep}
     try:
+        if attach is not None:  # the pty follows our size; the kernel tells the process
+            attach.receive()  # sent by stage `terminal`: there already, sized before `begin`
+            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
         if begin is not None:
             begin()
-        if attach is not None:  # the pty follows our size; the kernel tells the process
-            attach.receive()
-            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
+        if attach is not None:
             attach.pump(pid)
         _, status = os.waitpid(pid, 0)
     finally:

@@ -249,3 +249,71 @@ def test_other_signals_leave_a_paused_container_paused(ocish, make_bundle):
         assert ocish.state(c)["status"] == "paused"
     ocish("resume", c, check=True)
     assert _status_soon(lambda x: ocish.state(x)["status"], c, "stopped") == "stopped"
+
+
+# --- item 5: process.terminal always gives a pty ------------------------------------------------
+
+TTY_PROBE = "read x; echo got:$x; tty; echo err >&2; exit 3"
+# what the process's pty shows: its echo of our input, then the process's output; ONLCR is
+# cleared on the pty (runc's recvtty ClearONLCR), so "\n" stays "\n" on a pipe or a file
+TTY_OUT = "hello\ngot:hello\n/dev/pts/0\nerr\n"
+
+
+def _shell_line(runtime: list[str], root: str, bundle, c: str, out) -> str:
+    argv = " ".join(f"'{a}'" for a in [*runtime, "--root", root, "run", "-b", str(bundle), c])
+    return f"printf 'hello\\n' | {argv} > {out}/stdout 2> {out}/stderr; echo $? > {out}/rc"
+
+
+def _read(out) -> tuple[int, str, str]:
+    return (int((out / "rc").read_text()), (out / "stdout").read_text(),
+            (out / "stderr").read_text())
+
+
+@needs_runc
+def test_terminal_run_with_piped_stdio_under_a_terminal(ocish, runc, make_bundle, tmp_path):
+    """Under script(1) (a session with a controlling terminal), stdin a pipe and stdout, stderr
+    files: runc's foreground run copies the pty to its stdio; so does ocish, byte for byte."""
+    from tests.conftest import REPO, ocish_cmd
+    b = make_bundle(["sh", "-c", TTY_PROBE], terminal=True)
+    results = {}
+    for name, runtime, root in (("runc", [RUNC], runc.root), ("ocish", ocish_cmd(), ocish.root)):
+        out = tmp_path / name
+        out.mkdir()
+        line = _shell_line(runtime, root, b, cid(), out)
+        subprocess.run(["script", "-qec", line, "/dev/null"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, timeout=60, check=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+        results[name] = _read(out)
+    assert results["runc"] == (3, TTY_OUT, ""), results["runc"]
+    assert results["ocish"] == results["runc"]
+
+
+@needs_runc
+def test_terminal_run_and_exec_with_pipes_and_no_terminal(ocish, runc, make_bundle):
+    """No terminal anywhere (a new session, stdio pipes): runc 1.1.5 fails ("open /dev/tty"),
+    ocish gives the process its pty all the same and copies it to the pipes; exec -t too."""
+    b = make_bundle(["sh", "-c", TTY_PROBE], terminal=True)
+    c = cid()
+    theirs = runc("run", "-b", str(b), c, start_new_session=True)
+    assert theirs.returncode == 1 and "open /dev/tty: no such device or address" in theirs.stderr
+    from tests.conftest import REPO, ocish_cmd
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.run(ocish_cmd() + ["--root", ocish.root, "run", "-b", str(b), c],
+                       input=b"hello\n", capture_output=True, timeout=60, env=env,
+                       start_new_session=True)
+    assert (p.returncode, p.stdout.decode(), p.stderr) == (3, TTY_OUT, b"")
+    assert not os.path.exists(os.path.join(ocish.root, c))
+    # stdin /dev/null, stdout a pipe read to its end: the pty is ours, the pipe ends with us
+    b = make_bundle(["sh", "-c", "tty; echo out"], terminal=True)
+    p = subprocess.run(ocish_cmd() + ["--root", ocish.root, "run", "-b", str(b), c],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env=env,
+                       start_new_session=True)
+    assert (p.returncode, p.stdout, p.stderr) == (0, b"/dev/pts/0\nout\n", b"")
+    b = make_bundle(["sleep", "100"])
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    p = subprocess.run(ocish_cmd() + ["--root", ocish.root, "exec", "-t", c, "sh", "-c",
+                                      "read x; echo got:$x; tty; exit 2"],
+                       input=b"typed\n", capture_output=True, timeout=60, env=env,
+                       start_new_session=True)
+    assert p.returncode == 2, p.stderr
+    assert p.stdout.decode().startswith("typed\ngot:typed\n/dev/pts/")

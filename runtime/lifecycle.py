@@ -158,6 +158,13 @@ def run_setup(setup, detach: bool, stdin_fd: int | None = None, own_group: bool 
     and the console socket; on any failure undo everything. Returns the terminal Attach that
     holds the pty master when the caller lends its own terminal, else None. stdin_fd and
     own_group go to Engine.spawn (the debugger's choices)."""
+    from runtime.linux import syscalls as S
+    # The container process stays ours to wait on: what C1 forks (init, exec's process) comes
+    # back to us when C1 exits, so a death during setup is told by its wait status (the
+    # engine's _died) and `run` reaps its init; once we exit, it goes on to our own subreaper
+    # (conmon, containerd-shim), where runc's init goes (nsexec's CLONE_PARENT makes it runc's
+    # child).
+    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
     ctx, attach = setup.ctx, None
     try:
         if ctx.process.get("terminal") or ctx.console_socket:
@@ -214,9 +221,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = Fal
         create(root, cid, bundle, **opts)
         start(root, cid)
         return 0
-    from runtime.linux import syscalls as S
-    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
-    st, tty = _create(root, cid, bundle, False, opts)
+    st, tty = _create(root, cid, bundle, False, opts)  # a subreaper: init is ours to reap
     try:
         return wait_foreground(st["pid"], tty, begin=lambda: start(root, cid))
     finally:

@@ -317,3 +317,74 @@ def test_terminal_run_and_exec_with_pipes_and_no_terminal(ocish, runc, make_bund
                        start_new_session=True)
     assert p.returncode == 2, p.stderr
     assert p.stdout.decode().startswith("typed\ngot:typed\n/dev/pts/")
+
+
+# --- item 11: cgroup limits once the init exists; a death during setup told --------------------
+
+@needs_runc
+@pytest.mark.parametrize("resources,script,rc,out", [
+    # a pids limit of 1: the init alone (the runtime's fork of it comes before the limit); the
+    # limit holds for the program: busybox sh's first fork is refused, and fatal (status 2)
+    ({"pids": {"limit": 1}},
+     "read n < /sys/fs/cgroup/pids/pids.max; echo $n; (true); echo forked", 2, "1\n"),
+    # the 4 MiB floor of runtime/spec.py
+    ({"memory": {"limit": 4 << 20, "swap": 4 << 20}},
+     "read n < /sys/fs/cgroup/memory/memory.limit_in_bytes; echo $n", 0, f"{4 << 20}\n"),
+], ids=["pids-1", "memory-4MiB"])
+def test_small_limits_leave_the_setup_alone(ocish, runc, make_bundle, resources, script, rc, out):
+    """runc 1.1.5 writes the limits (manager.Set) at its init's procHooks sync; so does ocish,
+    in stage `limits` after `mounts`: neither the fork of init nor the interpreter's memory
+    counts against them."""
+    def mutate(spec):
+        spec["linux"]["resources"] = resources
+    b = make_bundle(["sh", "-c", script], mutate=mutate)
+    ours, theirs = _run_both(ocish, runc, b)
+    assert (theirs.returncode, theirs.stdout) == (rc, out), theirs.stderr
+    assert (ours.returncode, ours.stdout, ours.stderr) == (rc, out, theirs.stderr)
+
+
+@needs_runc
+def test_a_death_during_setup_says_how(ocish, runc, make_bundle):
+    """A prestart hook SIGKILLs the init: runc names its sync pipe ("read init-p: connection
+    reset by peer", or "write init-p: broken pipe"), never the signal; ocish says which signal,
+    and leaves nothing behind."""
+    kill = 'kill -KILL $(grep -o "\\"pid\\": *[0-9]*" | grep -o "[0-9]*$")'
+
+    def mutate(spec):
+        spec["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", kill]}]}
+    b = make_bundle(["true"], mutate=mutate)
+    c = cid()
+    theirs = runc("create", "-b", str(b), c)
+    assert theirs.returncode == 1 and "init-p" in theirs.stderr and "KILL" not in theirs.stderr
+    p = ocish("create", "-b", str(b), c)
+    assert (p.returncode, p.stderr) == (1, "ocish: create failed: stage container-hooks: sync: "
+                                           "container process exited during setup: killed by "
+                                           "SIGKILL\n")
+    assert os.listdir(ocish.root) == []
+    assert not any(os.path.exists(f"/sys/fs/cgroup/{h}/ocish/{c}") for h in ("pids", "memory"))
+
+
+def test_an_oom_kill_during_setup_is_told(tmp_path):
+    """The real `cgroup` and `limits` stages, then a container side that needs 64 MiB under a
+    4 MiB limit: the kernel's OOM killer ends it, the memory cgroup counts it, the error says so
+    and blames the limit."""
+    from runtime.defaults import default_spec
+    from runtime.engine import Context, Engine
+    from runtime.errors import StageError
+    spec = default_spec()
+    spec["linux"]["resources"] = {"memory": {"limit": 4 << 20, "swap": 4 << 20}}
+    (tmp_path / "rootfs").mkdir()
+    ctx = Context(cid(), str(tmp_path), spec, str(tmp_path / "rootfs"), str(tmp_path / "state"))
+    engine = Engine(ctx, "tests.integration.setup_pipelines:cgroup_then_hog", [64])
+    try:
+        with pytest.raises(StageError) as info:
+            engine.run()
+        assert str(info.value) == (
+            "stage hog: sync (config /linux/resources/memory/limit): container process exited "
+            f"during setup: killed by SIGKILL (an OOM kill: the memory cgroup counts 1, limit "
+            f"{4 << 20} bytes)")
+        assert ctx.cgroup.oom_kills() == 1
+    finally:
+        engine.kill()
+        if ctx.cgroup is not None:
+            ctx.cgroup.destroy()

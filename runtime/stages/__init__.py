@@ -10,6 +10,7 @@ from runtime.stages.exec import Exec
 from runtime.stages.hooks import ContainerHooks, Hooks
 from runtime.stages.idmap import Idmap
 from runtime.stages.mounts import Mounts
+from runtime.stages.network import Network
 from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
 from runtime.stages.process import Process, User
@@ -20,9 +21,9 @@ from runtime.stages.unshare import Unshare
 
 def pipeline() -> list[Stage]:
     cgroup = _cgroup()
-    return [cgroup, Unshare(), Idmap(), Lsm(), Mounts(), Limits(cgroup), Hooks(), ContainerHooks(),
-            Seccomp(), Pivot(), Terminal(), Process(), Paths(), Attributes(), Bounding(), User(),
-            Caps(), Exec()]
+    return [cgroup, Unshare(), Idmap(), Network(), Lsm(), Mounts(), Limits(cgroup), Hooks(),
+            ContainerHooks(), Seccomp(), Pivot(), Terminal(), Process(), Paths(), Attributes(),
+            Bounding(), User(), Caps(), Exec()]
 
 
 def _cgroup() -> Cgroup:

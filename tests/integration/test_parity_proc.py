@@ -388,3 +388,62 @@ def test_an_oom_kill_during_setup_is_told(tmp_path):
         engine.kill()
         if ctx.cgroup is not None:
             ctx.cgroup.destroy()
+
+
+# --- item 12: the loopback of a new network namespace is up --------------------------------------
+
+LO_PROBE = ("cat /sys/class/net/lo/flags; ip -o link show lo | cut -d' ' -f2-3; "
+            "ping -c1 -W2 127.0.0.1 >/dev/null && echo reached")
+
+
+def _userns_net(spec: dict) -> None:
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    spec["linux"].pop("resources", None)
+    spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "cgroup"]
+
+
+def _ping_caps(spec: dict) -> None:
+    for kind in ("bounding", "effective", "permitted"):
+        spec["process"]["capabilities"][kind].append("CAP_NET_RAW")
+
+
+@needs_runc
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_loopback_of_a_new_network_namespace_is_up(ocish, runc, make_bundle, open_dir, userns):
+    """runc's loopback network: lo up (IFF_UP; 0x9 with IFF_LOOPBACK), 127.0.0.1 answers; in a
+    user namespace too. Read from inside with busybox, the same under both runtimes."""
+    def mutate(spec):
+        _ping_caps(spec)
+        if userns:
+            _userns_net(spec)
+    b = make_bundle(["sh", "-c", LO_PROBE], mutate=mutate, base=open_dir)
+    ours, theirs = _run_both(ocish, runc, b)
+    assert (theirs.returncode, theirs.stdout) == (0, "0x9\nlo: <LOOPBACK,UP,LOWER_UP>\nreached\n"), \
+        theirs.stderr
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), ours.stderr
+
+
+@needs_runc
+def test_a_joined_network_namespace_is_left_as_it_is(ocish, runc, make_bundle):
+    """A network namespace given by path is someone else's: lo stays down (runc adds its
+    loopback network only for a new one)."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def mutate(spec):
+            for ns in spec["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = f"/proc/{holder.pid}/ns/net"
+        b = make_bundle(["sh", "-c", "cat /sys/class/net/lo/flags"], mutate=mutate)
+        ours, theirs = _run_both(ocish, runc, b)
+        assert (theirs.returncode, theirs.stdout) == (0, "0x8\n"), theirs.stderr
+        assert (ours.returncode, ours.stdout) == (0, "0x8\n"), ours.stderr
+    finally:
+        holder.kill()
+        holder.wait()

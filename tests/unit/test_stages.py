@@ -11,6 +11,7 @@ import errno
 import os
 import resource
 import stat
+import sys
 
 import pytest
 
@@ -1132,3 +1133,45 @@ def test_pipeline_order_and_sides():
     sides = {s.name: s.side for s in stages}
     assert [n for n in ours if sides[n] == HOST] == ["cgroup", "idmap"]
     assert all(s.side in (HOST, CONTAINER) for s in stages)
+
+
+# --- network ---------------------------------------------------------------------------------------
+
+def test_network_sets_lo_up_only_in_a_new_network_namespace(make_ctx):
+    from runtime.stages.network import Network
+    ctx = make_ctx()
+    Network().run(ctx)
+    assert ctx.sys.calls == [("link_up", "lo")]
+    i = [n["type"] for n in ctx.linux["namespaces"]].index("network")
+    assert f"(config /linux/namespaces/{i})" in Network().describe(ctx)
+    ctx.sys.fail("link_up", errno.EPERM)
+    err = stage_error(Network().run, ctx)
+    assert str(err) == (f"stage network: set link up lo (config /linux/namespaces/{i}): "
+                        "operation not permitted")
+    for joined in (True, False):  # a joined namespace, or the runtime's own: left alone
+        spec = default_spec()
+        nss = spec["linux"]["namespaces"]
+        if joined:
+            nss[i] = {"type": "network", "path": "/proc/1/ns/net"}
+        else:
+            del nss[i]
+        ctx = make_ctx(spec)
+        Network().run(ctx)
+        assert ctx.sys.calls == [] and "left as it is" in Network().describe(ctx)
+
+
+def test_netlink_setlink_request_and_ack():
+    from runtime.linux import netlink
+    msg = netlink.setlink_request("lo", netlink.IFF_UP, netlink.IFF_UP, seq=7)
+    u = lambda b: int.from_bytes(b, sys.byteorder)  # noqa: E731
+    assert u(msg[0:4]) == len(msg) == 16 + 16 + 8  # header, ifinfomsg, IFLA_IFNAME "lo\0" + pad
+    assert (u(msg[4:6]), u(msg[6:8]), u(msg[8:12])) == (netlink.RTM_NEWLINK, 0x5, 7)
+    assert (u(msg[20:24]), u(msg[24:28]), u(msg[28:32])) == (0, 1, 1)  # index 0, IFF_UP, mask
+    assert msg[32:] == (7).to_bytes(2, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + b"lo\0\0"
+    ack = lambda err, seq=7: ((36).to_bytes(4, sys.byteorder) + (2).to_bytes(2, sys.byteorder)  # noqa: E731
+                              + b"\0\0" + seq.to_bytes(4, sys.byteorder) + b"\0" * 4
+                              + err.to_bytes(4, sys.byteorder, signed=True) + msg[:16])
+    assert netlink.ack_errno(ack(0), 7) == 0
+    assert netlink.ack_errno(ack(-errno.ENODEV), 7) == errno.ENODEV
+    with pytest.raises(ValueError):
+        netlink.ack_errno(ack(0, seq=8), 7)

@@ -447,3 +447,50 @@ def test_a_joined_network_namespace_is_left_as_it_is(ocish, runc, make_bundle):
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- item 16: --preserve-fds with a gap ----------------------------------------------------------
+
+def _with_fds(setup: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """argv run by a shell that first runs `setup` (exec 3<... 5<...: the fds to pass)."""
+    from tests.conftest import REPO
+    return subprocess.run(["sh", "-c", setup + '; exec "$@"', "sh", *argv], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+@needs_runc
+def test_preserve_fds_with_a_gap(ocish, runc, make_bundle, tmp_path):
+    """runc 1.1.5 checks nothing: its process fails with "bad file descriptor" on the fd that
+    is missing, or gets whatever of runc's own fills the gap (its --log file). ocish refuses at
+    once, names the fd, and no fd of its own can fill the gap (checked before --log opens)."""
+    from tests.conftest import ocish_cmd
+    b = make_bundle(["sh", "-c", "echo leaked >&3"])
+    log = tmp_path / "runc.log"
+    theirs = _with_fds("exec 3<&-", [RUNC, "--root", runc.root, "--log", str(log), "run",
+                                     "--preserve-fds", "1", "-b", str(b), cid()])
+    assert theirs.returncode == 0 and "leaked" in log.read_text()  # runc's log reached the container
+    log = tmp_path / "ocish.log"
+    ours = _with_fds("exec 3<&-", ocish_cmd() + ["--root", ocish.root, "--log", str(log), "run",
+                                                 "--preserve-fds", "1", "-b", str(b), cid()])
+    assert (ours.returncode, ours.stderr) == (1, "ocish: --preserve-fds 1: fd 3 is not open (fd 3 "
+                                                 "is passed to the process: it must be open)\n")
+    assert "leaked" not in log.read_text()
+    gap = "exec 3</dev/null 5</dev/null"
+    b = make_bundle(["sh", "-c", "cat <&4"])
+    theirs = _with_fds(gap, [RUNC, "--root", runc.root, "run", "--preserve-fds", "3", "-b", str(b),
+                             cid()])
+    assert "bad file descriptor" in theirs.stderr.lower()
+    ours = _with_fds(gap, ocish_cmd() + ["--root", ocish.root, "run", "--preserve-fds", "3", "-b",
+                                         str(b), cid()])
+    assert (ours.returncode, ours.stderr) == (
+        1, "ocish: --preserve-fds 3: fd 4 is not open (fds 3 to 5 are passed to the process, "
+           "each must be open: a gap in the numbers is not allowed)\n")
+    assert not os.path.exists(ocish.root) or os.listdir(ocish.root) == []
+    c = cid()
+    ocish("run", "-d", "-b", str(make_bundle(["sleep", "100"])), c, check=True)
+    ours = _with_fds(gap, ocish_cmd() + ["--root", ocish.root, "exec", "--preserve-fds", "3", c,
+                                         "true"])
+    assert (ours.returncode, ours.stderr) == (
+        255, "ocish: exec failed: --preserve-fds 3: fd 4 is not open (fds 3 to 5 are passed to "
+             "the process, each must be open: a gap in the numbers is not allowed)\n")

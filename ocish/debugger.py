@@ -171,6 +171,7 @@ class Debugger(Observer):
         # (replay adds SIGINT: Ctrl-C stops a replay, not just the command it runs)
         self.exec_keeps: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+        self.step_log = None  # runtime.cli.StepLog with the global --debug: each step's time
 
     # -- what is loaded ----------------------------------------------------------------------
     @property
@@ -635,6 +636,8 @@ class Debugger(Observer):
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:
+        if self.step_log is not None:
+            self.step_log.before(engine, stage, item)
         if not self.tracing or self._report is None:
             return
         if stage.side != CONTAINER:
@@ -649,9 +652,13 @@ class Debugger(Observer):
 
     def after(self, engine: Engine, stage: Stage, item: str) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.after(engine, stage, item)
 
     def failed(self, engine: Engine, stage: Stage, item: str, err: StageError) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.failed(engine, stage, item, err)
 
     def _stop_trace(self) -> None:
         if self._tracer is not None:

@@ -60,6 +60,7 @@ class Shell:
         # terminal the process may be interactive, its output goes straight to the terminal
         self.commands.capture_exec = not sys.stdin.isatty()
         self.failures: list[int] = []   # input line numbers of failed commands
+        self.log = None                 # runtime.cli.Log of the global --log: errors too
         self.lineno = 0
         self._last_repeatable = ""
         self._confirm_session = None
@@ -88,6 +89,8 @@ class Shell:
             self._console.print(obj)
 
     def error(self, msg: str) -> None:
+        if self.log is not None:
+            self.log.write("error", msg)
         if self._console is None:
             sys.stdout.flush()
             print(f"error: {msg}", file=sys.stderr, flush=True)
@@ -300,9 +303,10 @@ class _ArgParser(argparse.ArgumentParser):
         raise OcishError(f"{self.prog}: {message}")
 
 
-def main(argv: list[str], command: str) -> int:
+def main(argv: list[str], command: str, log=None) -> int:
     """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit]."""
+    [--root R] [--plain] [--errexit]. `log` (runtime.cli.Log, from the global --log, --debug)
+    gets the session's errors and, with --debug, its steps with their times."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
@@ -326,6 +330,11 @@ def main(argv: list[str], command: str) -> int:
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit)
+    if log is not None:
+        shell.log = log
+        if log.debug_on:
+            from runtime.cli import StepLog
+            shell.dbg.step_log = StepLog(log)
     # SIGTERM and SIGHUP (the terminal went away) unwind through the teardown below, in this
     # process only: a forked helper (pyroute2's netns child, the tracer) inherits the handler,
     # and must never tear down the container it shares with us.
@@ -349,6 +358,8 @@ def main(argv: list[str], command: str) -> int:
             except OcishError as e:
                 if temp:
                     shutil.rmtree(temp, ignore_errors=True)
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 if not shell.dbg.load_error:
                     return 1
@@ -364,6 +375,8 @@ def main(argv: list[str], command: str) -> int:
             try:
                 shell.dbg.attach(a.id)
             except OcishError as e:
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
             shell.banner()

@@ -109,6 +109,7 @@ GLOBAL = [
     Opt("systemd-cgroup", help="(refused: no systemd on this host)"),
     Opt("rootless", str, default="auto", help="accepted for compatibility"),
     Opt("criu", str, default="criu", help="path to criu"),
+    Opt("version", short="v", help="print the version (as `version`)"),
 ]
 _CREATE = [
     Opt("bundle", str, "b", ".", "bundle directory (config.json and rootfs)"),
@@ -182,6 +183,7 @@ COMMANDS = [
         Opt("interval", str, default="5s", help="time between stats (default 5s)"),
     ], ("id",)),
     Command("features", "print what this runtime supports, as JSON"),
+    Command("version", "print the version of ocish, the OCI spec, python and libseccomp"),
     Command("checkpoint", "checkpoint a running container with criu", [
         Opt("image-path", str, help="directory for the criu images (default ./checkpoint)"),
         Opt("work-path", str, help="directory for criu's log and work files (default: image path)"),
@@ -322,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(None, "text", False)
     try:
         g, cmd, a = parse("ocish", GLOBAL, COMMANDS, argv)
+        if g.version or (cmd is not None and cmd.name == "version"):
+            # runc's five lines (urfave/cli prints them before its Before hook: no --log)
+            from runtime.version import text
+            print(text())
+            return 0
         bad_fds = None
         if getattr(a, "preserve_fds", 0):  # before --log takes an fd that could fill a gap
             try:

@@ -494,3 +494,71 @@ def test_preserve_fds_with_a_gap(ocish, runc, make_bundle, tmp_path):
     assert (ours.returncode, ours.stderr) == (
         255, "ocish: exec failed: --preserve-fds 3: fd 4 is not open (fds 3 to 5 are passed to "
              "the process, each must be open: a gap in the numbers is not allowed)\n")
+
+
+# --- item 17: version, and the global flags before every command -------------------------------
+
+@needs_runc
+def test_version_as_runc_prints_it(ocish, runc):
+    """runc --version: "runc version V", commit, spec, go, libseccomp; ours the same five lines
+    with ocish's versions (python for go), for --version, -v and `version` alike."""
+    from runtime.defaults import OCI_VERSION
+    from tests.conftest import REPO
+    theirs = runc("--version").stdout.splitlines()
+    assert [ln.split(":")[0] for ln in theirs[1:]] == ["commit", "spec", "go", "libseccomp"]
+    outs = {args: ocish(*args) for args in (("--version",), ("-v",), ("version",),
+                                            ("--root", "/nonexistent", "-v", "list"))}
+    assert all(p.returncode == 0 and p.stderr == "" for p in outs.values())
+    assert len({p.stdout for p in outs.values()}) == 1
+    ours = outs[("--version",)].stdout.splitlines()
+    assert ours[0].startswith("ocish version ")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert ours[1] == f"commit: {head or 'unknown'}"
+    assert ours[2] == f"spec: {OCI_VERSION}"
+    assert ours[3].startswith("python: 3.")
+    assert ours[4] == theirs[4]  # the same libseccomp
+
+
+def _session(args: list[str], script: str) -> subprocess.CompletedProcess:
+    """`ocish ARGS` fed `script` on stdin; stdout and stderr through files (a container the
+    session leaves running holds them open)."""
+    from tests.conftest import REPO, ocish_cmd
+    with tempfile.TemporaryFile("w+") as inp, tempfile.TemporaryFile("w+") as out, \
+            tempfile.TemporaryFile("w+") as err:
+        inp.write(script)
+        inp.seek(0)
+        rc = subprocess.run(ocish_cmd() + args, stdin=inp, stdout=out, stderr=err, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO))).returncode
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, rc, out.read(), err.read())
+
+
+def test_global_flags_before_the_debugger_commands(ocish, tmp_path):
+    """--root, --log, --log-format and --debug before debug, shell, attach and bundle, as before
+    any runtime command: the session's steps (--debug) and errors go to the log."""
+    log = tmp_path / "log"
+    b = tmp_path / "b"
+    p = _session(["--root", ocish.root, "--log", str(log), "--debug", "bundle", "init", str(b),
+                  "--", "sleep", "60"], "")
+    assert p.returncode == 0 and (b / "config.json").exists(), p.stderr
+    c = cid()
+    session = "continue\nstart\nbogus\nquit --keep\n"
+    p = _session(["--root", ocish.root, "--log", str(log), "--log-format", "json", "--debug",
+                  "debug", str(b), "--id", c, "--plain"], session)
+    assert p.returncode == 1 and "unknown command 'bogus'" in p.stderr, p.stderr
+    assert ocish.state(c)["status"] == "running"  # under the global --root
+    lines = [json.loads(ln) for ln in log.read_text().splitlines()]
+    msgs = {(ln["level"], ln["msg"].split(" (")[0]) for ln in lines}
+    assert {("debug", "stage cgroup"), ("debug", "stage limits"), ("debug", "stage exec")} <= msgs
+    assert ("error", "unknown command 'bogus'") in msgs
+    p = _session(["--debug", "--root", ocish.root, "attach", c, "--plain"], "delete -f\n")
+    assert p.returncode == 0, p.stderr
+    assert ocish("state", c).returncode == 1  # deleted
+    p = _session(["--root=" + ocish.root, "--log-format", "text", "shell", "--plain"],
+                 f"load {b}\nstep\n")
+    assert p.returncode == 0 and "ran cgroup" in p.stdout + p.stderr, p.stderr
+    p = ocish("--log", str(tmp_path / "no" / "dir"), "debug", str(b))
+    assert (p.returncode, p.stderr) == (1, f'ocish: --log "{tmp_path}/no/dir": no such file or '
+                                           "directory\n")

@@ -142,6 +142,11 @@ class Explanation:
     text: str                            # describe(): what it will do with this config
 
 
+# seconds `kill KILL` waits for the init to die: dying takes milliseconds (more for a process
+# with much memory to free), so this is only an upper bound
+KILL_WAIT = 5.0
+
+
 class Debugger(Observer):
     def __init__(self, root: str) -> None:
         self.root = root
@@ -836,9 +841,15 @@ class Debugger(Observer):
         self._manager().thaw()
 
     def kill(self, sig: int, all_: bool = False) -> None:
+        """lifecycle.kill; after SIGKILL, wait up to KILL_WAIT s for the init to be dead (and
+        reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
+        it stopped (gdb's `kill` too returns once the inferior is gone; `runc kill` does not
+        wait, and `runc delete` right after can still see it running)."""
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
         self._sent.add(sig)
+        if sig == signal.SIGKILL:
+            self.await_death(self.container_pid(), KILL_WAIT)
 
     def delete(self, force: bool = False) -> None:
         self._created()

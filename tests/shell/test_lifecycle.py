@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from tests.conftest import needs_root
 from tests.shell.conftest import alive, cgroup_dirs
@@ -13,15 +12,6 @@ pytestmark = needs_root
 
 def _cli_status(ocish, c: str) -> str:
     return json.loads(ocish("state", c, check=True).stdout)["status"]
-
-
-def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_created_container_is_the_runtimes(ocish, session, make_bundle):

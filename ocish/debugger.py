@@ -841,15 +841,17 @@ class Debugger(Observer):
         self._manager().thaw()
 
     def kill(self, sig: int, all_: bool = False) -> None:
-        """lifecycle.kill; after SIGKILL, wait up to KILL_WAIT s for the init to be dead (and
-        reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
+        """lifecycle.kill; after SIGKILL, wait up to KILL_WAIT s for the init to be dead (a
+        zombie, or reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
         it stopped (gdb's `kill` too returns once the inferior is gone; `runc kill` does not
         wait, and `runc delete` right after can still see it running)."""
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
         self._sent.add(sig)
-        if sig == signal.SIGKILL:
-            self.await_death(self.container_pid(), KILL_WAIT)
+        if sig == signal.SIGKILL:  # dead (a zombie is): reaped, and news, at the next command
+            pid, deadline = self.container_pid(), time.monotonic() + KILL_WAIT
+            while not self.is_dead(pid) and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def delete(self, force: bool = False) -> None:
         self._created()

@@ -144,6 +144,11 @@ class Explanation:
     text: str                            # describe(): what it will do with this config
 
 
+# seconds `kill KILL` waits for the init to die: dying takes milliseconds (more for a process
+# with much memory to free), so this is only an upper bound
+KILL_WAIT = 5.0
+
+
 class Debugger(Observer):
     def __init__(self, root: str) -> None:
         self.root = root
@@ -179,6 +184,7 @@ class Debugger(Observer):
         # (replay adds SIGINT: Ctrl-C stops a replay, not just the command it runs)
         self.exec_keeps: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+        self.step_log = None  # runtime.cli.StepLog with the global --debug: each step's time
 
     # -- what is loaded ----------------------------------------------------------------------
     @property
@@ -760,6 +766,8 @@ class Debugger(Observer):
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:
+        if self.step_log is not None:
+            self.step_log.before(engine, stage, item)
         if not self.tracing or self._report is None:
             return
         if stage.side != CONTAINER:
@@ -774,9 +782,13 @@ class Debugger(Observer):
 
     def after(self, engine: Engine, stage: Stage, item: str) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.after(engine, stage, item)
 
     def failed(self, engine: Engine, stage: Stage, item: str, err: StageError) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.failed(engine, stage, item, err)
 
     def _stop_trace(self) -> None:
         if self._tracer is not None:
@@ -966,9 +978,17 @@ class Debugger(Observer):
         self._manager().thaw()
 
     def kill(self, sig: int, all_: bool = False) -> None:
+        """lifecycle.kill; after SIGKILL, wait up to KILL_WAIT s for the init to be dead (a
+        zombie, or reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
+        it stopped (gdb's `kill` too returns once the inferior is gone; `runc kill` does not
+        wait, and `runc delete` right after can still see it running)."""
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
         self._sent.add(sig)
+        if sig == signal.SIGKILL:  # dead (a zombie is): reaped, and news, at the next command
+            pid, deadline = self.container_pid(), time.monotonic() + KILL_WAIT
+            while not self.is_dead(pid) and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def delete(self, force: bool = False) -> None:
         """lifecycle.delete; the death it causes is the user's doing, not news (no diagnose

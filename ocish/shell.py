@@ -62,6 +62,7 @@ class Shell:
         # terminal the process may be interactive, its output goes straight to the terminal
         self.commands.capture_exec = not sys.stdin.isatty()
         self.failures: list[int] = []   # input line numbers of failed commands
+        self.log = None                 # runtime.cli.Log of the global --log: errors too
         self.lineno = 0
         self._last_repeatable = ""
         self._confirm_session = None
@@ -101,6 +102,8 @@ class Shell:
             self.show(obj, err=True)
 
     def error(self, msg: str) -> None:
+        if self.log is not None:
+            self.log.write("error", msg)
         if self._console is None:
             sys.stdout.flush()
             print(f"error: {msg}", file=sys.stderr, flush=True)
@@ -358,9 +361,10 @@ class _ArgParser(argparse.ArgumentParser):
         raise OcishError(f"{self.prog}: {message}")
 
 
-def main(argv: list[str], command: str) -> int:
+def main(argv: list[str], command: str, log=None) -> int:
     """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit] [--quiet]."""
+    [--root R] [--plain] [--errexit] [--quiet]. `log` (runtime.cli.Log, from the global --log,
+    --debug) gets the session's errors and, with --debug, its steps with their times."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
@@ -387,6 +391,11 @@ def main(argv: list[str], command: str) -> int:
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit, quiet=a.quiet)
+    if log is not None:
+        shell.log = log
+        if log.debug_on:
+            from runtime.cli import StepLog
+            shell.dbg.step_log = StepLog(log)
     # SIGTERM and SIGHUP (the terminal went away) unwind through the teardown below, in this
     # process only: a forked helper (pyroute2's netns child, the tracer) inherits the handler,
     # and must never tear down the container it shares with us.
@@ -410,6 +419,8 @@ def main(argv: list[str], command: str) -> int:
             except OcishError as e:
                 if temp:
                     shutil.rmtree(temp, ignore_errors=True)
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 if not shell.dbg.load_error:
                     return 1
@@ -426,6 +437,8 @@ def main(argv: list[str], command: str) -> int:
             try:
                 shell.dbg.attach(a.id)
             except OcishError as e:
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
             shell.commands.note_attach()

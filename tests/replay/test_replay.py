@@ -28,7 +28,7 @@ EXPECTED = {
     "first-steps": (0, 17, 0, 0, 0),
     "namespaces": (0, 8, 0, 0, 0),
     "mounts": (0, 10, 0, 0, 0),
-    "cgroup-limits": (0, 7, 0, 0, 0),
+    "cgroup-limits": (0, 8, 0, 0, 0),
     "user-and-caps": (0, 10, 0, 0, 0),
     "userns": (0, 6, 0, 0, 0),
     "expected-failure": (0, 5, 0, 0, 0),

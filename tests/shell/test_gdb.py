@@ -27,10 +27,10 @@ def test_next_runs_the_rest_of_the_stage(session, make_bundle):
     assert _ran(out) == [f"mounts {i}" for i in items[:2]]
     out = s.cmd("n")
     assert _ran(out) == [f"mounts {i}" for i in items[2:]]  # only the items left
-    assert out.splitlines()[-1].startswith("next: hooks -- ")
+    assert out.splitlines()[-1].startswith("next: limits -- ")
     # the pipeline agrees: mounts done, hooks next
     rows = {r["name"]: r for r in s.json("info stages --json")}
-    assert rows["mounts"]["status"] == "done" and rows["hooks"]["status"] == "next"
+    assert rows["mounts"]["status"] == "done" and rows["limits"]["status"] == "next"
 
 
 def test_until_and_tbreak(session, make_bundle):

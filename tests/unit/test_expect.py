@@ -277,6 +277,23 @@ def test_snapshot_rlimits_and_caps_follow_the_stage_that_sets_them():
 
 # -- bundle set / unset ---------------------------------------------------------------------------
 
+def test_edit_config_dash_appends_creating_the_list(tmp_path):
+    """`-` appends: to a list that is not there yet a one-item list, made with the objects on
+    the way (a hook array: `load` reads it); on an object it is refused, config unchanged."""
+    (tmp_path / "config.json").write_text(json.dumps({"process": {"args": ["sh"]}}))
+    edit_config(str(tmp_path), "/hooks/createRuntime/-", '{"path": "/bin/true"}')
+    edit_config(str(tmp_path), "/hooks/createRuntime/-", '{"path": "/bin/false"}')
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert spec["hooks"] == {"createRuntime": [{"path": "/bin/true"}, {"path": "/bin/false"}]}
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(OcishError) as e:
+        edit_config(str(tmp_path), "/hooks/-", '{"path": "/bin/true"}')
+    assert str(e.value).startswith("config /hooks: `-` appends to a list, and this is an object")
+    with pytest.raises(OcishError, match="config /process/args/-: '-' is not an index"):
+        edit_config(str(tmp_path), "/process/args/-/x", "1")
+    assert (tmp_path / "config.json").read_text() == before
+
+
 def test_edit_config_by_json_pointer(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"mounts": [{"destination": "/a"}],
                                                       "process": {"args": ["sh"]}}))

@@ -181,11 +181,45 @@ def test_an_unreadable_script_runs_nothing_and_exits_2(replay, name):
         if fmt == "tap":
             assert p.stdout.splitlines()[-1].startswith(f"Bail out! {script(name)}:4: ")
         elif fmt == "json":
-            assert json.loads(p.stdout)["errors"][0].startswith(f"{script(name)}:4: ")
+            doc = json.loads(p.stdout)
+            assert doc["errors"][0].startswith(f"{script(name)}:4: ")
+            # the script is listed, with its error, and counted
+            assert doc["exit_status"] == 2 and doc["summary"]["errors"] == 1
+            [run] = doc["scripts"]
+            assert (run["file"], run["status"]) == (script(name), "error")
+            assert [(r["kind"], r["line"]) for r in run["results"]] == [("syntax", 4)]
         else:
-            case = check_junit(p.stdout).find("testsuite/testcase/error")
-            assert case.get("message").startswith(f"{script(name)}:4: ")
+            suite = check_junit(p.stdout).find("testsuite")
+            assert suite.get("name") == script(name) and suite.get("errors") == "1"
+            error = suite.find("testcase/error")
+            assert error.get("message").startswith("the script cannot run: ")
+            # FILE:LINE and why; no empty expected:/actual: lines
+            assert error.text.startswith(f"{script(name)}:4: "), error.text
+            assert "expected:" not in error.text and "actual:" not in error.text
     assert not os.listdir(replay.tmp)  # not even the bundle of line 2 was built
+
+
+def test_what_cannot_run_is_reported_in_every_format(replay, tmp_path):
+    """A missing --bundle, no script, an unknown option: the error on stderr and the report
+    on stdout (a TAP `Bail out!`, a JSON errors document, a JUnit <error>), exit 2."""
+    missing = f"ocish replay: --bundle {tmp_path}/nothing: no config.json there"
+    cases = [((script("namespaces"), "--bundle", f"{tmp_path}/nothing"), missing),
+             ((), "ocish replay: no script given; usage: "),
+             ((script("namespaces"), "--bogus"), "ocish replay: unrecognized arguments: --bogus")]
+    for args, error in cases:
+        for fmt in ("tap", "json", "junit"):
+            p = replay(*args, "--format", fmt)
+            assert p.returncode == 2 and p.stderr.startswith(error), p.stderr
+            if fmt == "tap":
+                assert p.stdout.splitlines() == ["TAP version 13", f"Bail out! {p.stderr.strip()}"]
+            elif fmt == "json":
+                doc = json.loads(p.stdout)
+                assert doc["exit_status"] == 2 and doc["errors"] == [p.stderr.strip()]
+                assert doc["scripts"] == [] and doc["summary"]["errors"] == 1
+            else:
+                error_el = check_junit(p.stdout).find("testsuite/testcase/error")
+                assert error_el.get("message") == p.stderr.strip()
+    replay.assert_clean()
 
 
 def test_an_unreadable_script_does_not_stop_the_others(replay):

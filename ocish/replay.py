@@ -35,7 +35,7 @@ from typing import Any
 
 from ocish import render, script as scriptmod
 from ocish.commands import Commands, Outcome
-from ocish.debugger import Debugger
+from ocish.debugger import Debugger, Exec
 from runtime.errors import OcishError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -162,6 +162,10 @@ class Runner:
             out = cmds.run(ln.text)
             took = time.monotonic() - t
             self._show(cmds, out)
+            if isinstance(out.data, Exec):  # captured: kept with the container's own output
+                for text in (out.data.stdout, out.data.stderr):
+                    if text:
+                        os.write(1, text.encode(errors="replace"))
             if ln.command == "expect":
                 r = self._expectation(sc, ln, out, took)
                 self._add(run, r)

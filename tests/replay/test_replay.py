@@ -304,6 +304,32 @@ def test_junit_of_several_scripts(replay):
     replay.assert_clean()
 
 
+def test_a_plain_exec_keeps_its_output_in_the_report(replay, tmp_path):
+    """`exec` outside `expect`: what it printed is the script's output (JSON `output`, JUnit
+    <system-out>), as the container's own is."""
+    sc = tmp_path / "plain-exec.ocish"
+    sc.write_text("bundle init -- sleep 100\nload $bundle\ncontinue\nstart\n"
+                  "exec sh -c 'echo plain-out; echo plain-err >&2'\n"
+                  "expect status == running\n")
+    p = replay(str(sc), "--format", "json")
+    assert p.returncode == 0, p.stdout
+    output = json.loads(p.stdout)["scripts"][0]["output"]
+    assert "plain-out\n" in output and "plain-err\n" in output, output
+    p = replay(str(sc), "--format", "junit")
+    assert "plain-out" in check_junit(p.stdout).find("testsuite/system-out").text
+    replay.assert_clean()
+
+
+def test_a_bad_regular_expression_is_a_syntax_error(replay, tmp_path):
+    sc = tmp_path / "bad-regex.ocish"
+    sc.write_text("bundle init -- sleep 100\ncontinue\nexpect state.id matches \"(unclosed\"\n")
+    p = replay(str(sc))
+    assert p.returncode == 2, p.stdout
+    assert f"{sc}:3: expect: the pattern '(unclosed' is not a regular expression" in p.stderr
+    assert p.stdout.splitlines()[-1].startswith(f"Bail out! {sc}:3: ")
+    replay.assert_clean()
+
+
 def test_bundle_option_and_variables(replay, make_bundle, tmp_path):
     b = make_bundle(["sleep", "100"])
     sc = tmp_path / "vars.ocish"
@@ -346,8 +372,9 @@ def test_a_stop_signal_removes_everything(replay, tmp_path, sig):
     sc.write_text(SLOW)
     before_kids, before_mounts = children(), mount_count()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(replay.cmd(str(sc)), stdout=out, stderr=err, env=replay.env(),
-                                stdin=subprocess.DEVNULL)
+        fmt = "json" if sig == signal.SIGTERM else "tap"  # the JSON's status: the exit status
+        proc = subprocess.Popen(replay.cmd(str(sc), "--format", fmt), stdout=out, stderr=err,
+                                env=replay.env(), stdin=subprocess.DEVNULL)
         c = replay.ids[-1]
         deadline = time.monotonic() + 30
         while True:  # until `exec sleep 30` runs in the container's cgroup
@@ -364,7 +391,11 @@ def test_a_stop_signal_removes_everything(replay, tmp_path, sig):
         out.seek(0)
         err.seek(0)
         report, errors = out.read(), err.read()
-    assert report.splitlines()[-1] == f"Bail out! interrupted by {sig.name}"
+    if fmt == "tap":
+        assert report.splitlines()[-1] == f"Bail out! interrupted by {sig.name}"
+    else:
+        doc = json.loads(report)
+        assert (doc["exit_status"], doc["interrupted"]) == (128 + sig, sig.name)
     assert f"interrupted by {sig.name}: everything it made is removed" in errors
     assert "Traceback" not in errors
     assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"

@@ -74,8 +74,14 @@ def test_a_comment_ends_the_expectation():
     ("status not == created", "or `not` before"),
     ("mounts[/proc.fstype == x", "a [ without its ]"),
     ("caps.effective == [a, b", "a list's items are separated by commas"),
+    ('state.id matches "(unclosed"', "the pattern '(unclosed' is not a regular expression: "
+                                     "missing ), unterminated subpattern"),
+    ('exec id -> stdout matches "a[" , status == 0', "the pattern 'a[' is not a regular"),
+    ("--json state.id == x", "expect takes no options ('--json'): what it returns is a check"),
 ])
 def test_syntax_errors_say_what_and_where(text, message):
+    """... a bad regular expression too: found when the script is read (FILE:LINE, exit 2),
+    not when the line runs."""
     with pytest.raises(ExpectSyntaxError) as e:
         parse(text)
     assert message in str(e.value)

@@ -20,6 +20,7 @@ reaps what it kills.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import signal
@@ -642,7 +643,7 @@ class Debugger(Observer):
         engine = self.setup.engine
         names = [s.name for s in engine.stages]
         if stage not in names:
-            raise OcishError(f"no stage {stage!r}: stages are {', '.join(names)}")
+            raise _no_stage(stage, names)
         ahead = [(s.name, i) for s, i in engine.steps[engine.pos + 1:]]
         if item:
             if (stage, item) not in ahead:
@@ -817,7 +818,7 @@ class Debugger(Observer):
         else:
             name, items = args[0], args[1:2]
             if name not in stages:
-                raise OcishError(f"no stage {name!r}: stages are {', '.join(stages)}")
+                raise _no_stage(name, stages)
             if items and items[0] not in stages[name].items(ctx):
                 raise OcishError(f"stage {name} has no item {items[0]!r}: "
                                  f"{', '.join(stages[name].items(ctx)) or 'it has no items'}")
@@ -885,7 +886,7 @@ class Debugger(Observer):
                 raise OcishError("setup is complete: name a stage")
             name = step[0].name
         if name not in stages:
-            raise OcishError(f"no stage {name!r}: stages are {', '.join(stages)}")
+            raise _no_stage(name, stages)
         stage = stages[name]
         return Explanation(stage.name, stage.side, stage.describe(self.setup.ctx))
 
@@ -1132,3 +1133,13 @@ def _item_text(stage: Stage, ctx, item: str) -> str:
         if line.startswith(item + ":"):
             return line[len(item) + 1:].strip()
     return ""
+
+
+def _no_stage(name: str, stages) -> OcishError:
+    """A stage name that is none of `stages`: the error names the closest (gdb's "did you
+    mean", as for commands) and lists them all."""
+    names = list(stages)
+    close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+    listed = f"stages are {', '.join(names)}"
+    return OcishError(f"no stage {name!r}: " + (
+        f"did you mean {' or '.join(close)}? ({listed})" if close else listed))

@@ -199,7 +199,23 @@ class Shell:
         session = PromptSession(history=FileHistory(HISTORY), completer=ShellCompleter(self),
                                 bottom_toolbar=self.toolbar, complete_while_typing=False,
                                 refresh_interval=0.5)  # the toolbar follows a death while idle
-        return lambda: session.prompt(PROMPT)
+
+        def watch() -> None:  # a task of the prompt's own event loop, cancelled when it ends
+            session.app.create_background_task(self._watch_news())
+        return lambda: session.prompt(PROMPT, pre_run=watch)
+
+    async def _watch_news(self) -> None:
+        """While the user is idle at the prompt, the container's death (and exec'd processes
+        that end) is told at once, above the prompt (as gdb reports a stop while it waits);
+        run_in_terminal then draws the prompt and toolbar anew below it, also clearing what
+        the container's own output left on the screen."""
+        import asyncio
+        from prompt_toolkit.application import run_in_terminal
+        while True:
+            await asyncio.sleep(0.5)
+            news = self.dbg.news()
+            if news:
+                await run_in_terminal(lambda: [self._news(n) for n in news])
 
     def _confirm(self, question: str) -> bool:
         """gdb's query(): asked on a terminal only; EOF answers yes."""

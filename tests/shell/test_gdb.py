@@ -40,6 +40,11 @@ def test_until_and_tbreak(session, make_bundle):
     assert "ran mounts /mounts/1" in out
     assert "is not ahead" in s.cmd("until cgroup")
     assert "no stage 'nope'" in s.cmd("until nope")
+    # a typo of a stage gets gdb's "did you mean", as a command does
+    assert s.cmd("until mount").startswith("error: no stage 'mount': did you mean mounts? "
+                                           "(stages are cgroup, ")
+    assert "no stage 'capz': did you mean caps? " in s.cmd("break capz")
+    assert "no stage 'pivt': did you mean pivot? " in s.cmd("explain pivt")
     assert s.json("info breakpoints --json") == []  # until leaves no breakpoint behind
     assert s.cmd("tbreak pivot") == "temporary breakpoint 1 before pivot (first step)\n"
     out = s.cmd("continue")

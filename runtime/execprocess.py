@@ -33,7 +33,7 @@ import os
 from runtime import jsonfast, lifecycle, state
 from runtime.errors import OcishError, SpecError, StageError
 
-CONFIG_COPY = "config.json"  # in the state dir: the config the container was created with
+CONFIG_COPY = state.CONFIG_COPY  # in the state dir: the config the container was created with
 
 
 class ExecFailed(OcishError):

@@ -58,7 +58,9 @@ class Cgroup(Stage):
         self.join(ctx, manager, resources)
 
     def join(self, ctx: Context, manager, resources: dict) -> None:
-        """Create the manager's cgroups, apply `resources`, move the container process in."""
+        """Create the manager's cgroups, apply `resources`, move the container process in;
+        a cgroup that still holds processes is refused before anything is made or recorded."""
+        manager.refuse_busy()
         ctx.cgroup = manager
         if ctx.journal is not None:  # create's crash record: what the next lines will make
             ctx.journal("cgroup")

@@ -219,6 +219,9 @@ class FakeManager:
     def paths(self):
         return ["/sys/fs/cgroup/x"]
 
+    def refuse_busy(self):
+        self.log.append(("refuse_busy",))
+
     def create(self):
         self.log.append(("create",))
         if self.fail_create:
@@ -242,13 +245,13 @@ def test_cgroup_stage_applies_rules_and_adds_pid(ctx, monkeypatch):
     assert Cgroup.side == HOST
     Cgroup().run(ctx)
     assert opened == [(None, "t1")] and ctx.cgroup is manager
-    assert [e[0] for e in manager.log] == ["create", "apply", "add"]
-    rules = manager.log[1][1]["devices"]
+    assert [e[0] for e in manager.log] == ["refuse_busy", "create", "apply", "add"]
+    rules = manager.log[2][1]["devices"]
     assert rules == device_rules(ctx)
     assert rules[0] == {"allow": False, "access": "rwm"}
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
     assert rules[-1] == {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
-    assert manager.log[2] == ("add", 4321)
+    assert manager.log[3] == ("add", 4321)
 
 
 def test_cgroup_stage_error_points_at_cgroups_path(ctx, monkeypatch):

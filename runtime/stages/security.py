@@ -75,6 +75,12 @@ class Bounding(Stage):
                      "stage user.")
         return "\n".join(lines)
 
+    def exit_hint(self, ctx: Context) -> str:
+        if ctx.linux.get("seccomp") is None or _nnp(ctx):
+            return ""
+        return ("the seccomp filter of /linux/seccomp, loaded here as /process/noNewPrivileges "
+                "is false, may kill the runtime for a call it makes after loading it")
+
     def run(self, ctx: Context, item: str = "") -> None:
         masks = _masks(self.name, _caps(ctx))  # every set: an unknown name fails here, first
         if not _nnp(ctx) and S.pending():

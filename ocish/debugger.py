@@ -329,7 +329,7 @@ class Debugger(Observer):
         a bad id, an id another container has (`frees_id`: the held one, which the load
         replaces), no bundle, a config.json the runtime refuses (SpecError, ConfigNotJson)."""
         from runtime import spec as specmod
-        specmod.validate_id(cid)
+        state.validate_id(cid)
         if not frees_id and os.path.lexists(state.container_dir(self.root, cid)):
             raise OcishError(f"container with id exists: {cid}")
         specmod.load(bundle)

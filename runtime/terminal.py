@@ -20,7 +20,7 @@ inherits the socket): its path is resolved in the runtime's view and with the ru
 not be allowed to reach it), as runc does.
 
 Terminal options are checked like runc's `checkTerminal`: `create` (and `run -d`) with a terminal
-needs --console-socket ("cannot allocate tty if runc will detach without setting console socket"),
+needs --console-socket ("cannot allocate tty if ocish will detach without setting console socket"),
 and --console-socket without a terminal, or with `run` in the foreground, is refused. `run` in the
 foreground with a terminal and no socket gives the container a pty whose master stays with us
 (`Attach`): our stdin goes raw and the bytes are copied both ways until the container exits, window
@@ -47,8 +47,9 @@ TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
-ERR_DETACH = "cannot allocate tty if runc will detach without setting console socket"
-ERR_SOCKET = "cannot use console socket if runc will not detach or allocate tty"
+# runc's checks and words ("... if runc will detach ..."), with the runtime that is speaking
+ERR_DETACH = "cannot allocate tty if ocish will detach without setting console socket"
+ERR_SOCKET = "cannot use console socket if ocish will not detach or allocate tty"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -255,9 +255,9 @@ def test_terminal_option_checks_like_runc(ocish, make_bundle):
     c, _ = running(ocish, make_bundle)
     p = ocish("exec", "--console-socket", "/nonexistent.sock", c, "true")
     assert (p.returncode, p.stderr) == (255, "ocish: exec failed: cannot use console socket if "
-                                             "runc will not detach or allocate tty\n")
+                                             "ocish will not detach or allocate tty\n")
     p = ocish("exec", "-t", "-d", c, "true")
-    assert (p.returncode, p.stderr) == (255, "ocish: exec failed: cannot allocate tty if runc "
+    assert (p.returncode, p.stderr) == (255, "ocish: exec failed: cannot allocate tty if ocish "
                                              "will detach without setting console socket\n")
     # -t without a terminal of ours to lend: the process keeps our stdio, as with `run`
     p = ocish("exec", "-t", c, "sh", "-c", "tty; exit 2")

@@ -107,7 +107,7 @@ def test_terminal_option_checks_like_runc(ocish, make_bundle, open_dir):
     for cmd in (["create"], ["run", "-d"]):
         p = ocish(*cmd, "-b", str(b), c)
         assert p.returncode == 1
-        assert p.stderr == ("ocish: cannot allocate tty if runc will detach without setting "
+        assert p.stderr == ("ocish: cannot allocate tty if ocish will detach without setting "
                             "console socket\n")
         assert not os.path.exists(os.path.join(ocish.root, c))
         assert glob.glob(f"/sys/fs/cgroup/*/ocish/{c}") == []
@@ -116,7 +116,7 @@ def test_terminal_option_checks_like_runc(ocish, make_bundle, open_dir):
         b = make_bundle(["true"], terminal=terminal)
         p = ocish(*cmd, "--console-socket", sock, "-b", str(b), c)
         assert p.returncode == 1
-        assert p.stderr == "ocish: cannot use console socket if runc will not detach or allocate tty\n"
+        assert p.stderr == "ocish: cannot use console socket if ocish will not detach or allocate tty\n"
     b = make_bundle(["true"], terminal=True)
     p = ocish("create", "--console-socket", sock, "-b", str(b), c)
     assert p.returncode == 1

@@ -14,7 +14,7 @@ import os
 import stat
 
 from runtime import hooks
-from runtime.engine import CONTAINER, Context, Stage, blame_filter
+from runtime.engine import CONTAINER, SECCOMP_CAUSE, Context, Stage, blame_filter
 from runtime.errors import StageError
 from runtime.linux import seccomp, sig
 from runtime.linux.syscalls import PR_SET_DUMPABLE
@@ -89,6 +89,8 @@ class Exec(Stage):
                              "mounted: one is needed to reach exec.fifo")
         elif seccomp.prepared() is not None and not seccomp.pending():
             self._try_fifo(ctx)
+        elif seccomp.pending():
+            self._try_handoff(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -119,6 +121,51 @@ class Exec(Stage):
         except OSError as e:
             if e.errno != errno.ENXIO:
                 raise StageError(self.name, "open", "exec.fifo", e.errno or 0) from None
+
+    def _try_handoff(self, ctx: Context) -> None:
+        """With noNewPrivileges the filter is loaded in the handoff, after `create` returned,
+        right before exec.fifo is opened and written (runc loads it later, after those: its
+        standard_init_linux.go). A child forked now loads the same filter and makes those
+        calls (the open without blocking: ENXIO, no reader yet), so that a filter that
+        refuses them fails `create` with its cause, not the container before `start`. Not with
+        SCMP_ACT_NOTIFY rules (the listener must see the one real load only)."""
+        prep = seccomp.prepared()
+        if prep is None or prep.filter.notify:
+            return
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:  # a pids limit, say: the handoff will tell
+            return
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                prep.filter.load()
+                os.write(w, b"0")  # the write first: a byte in the pipe says it passed
+                try:
+                    os.close(self._open_fifo(ctx, os.O_NONBLOCK))
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise
+            except OSError as e:
+                code = e.errno or 255
+            os._exit(code)
+        os.close(w)
+        try:
+            _, status = os.waitpid(pid, 0)
+            wrote = os.read(r, 1) == b"0"
+        finally:
+            os.close(r)
+        if status == 0:
+            return
+        op = "open exec.fifo" if wrote else "write exec.fifo"
+        if os.WIFSIGNALED(status):
+            raise StageError(self.name, op, "", 0, "/linux/seccomp",
+                             f"killed by signal {os.WTERMSIG(status)}: {SECCOMP_CAUSE}")
+        err = os.WEXITSTATUS(status)
+        raise StageError(self.name, op, "", err, "/linux/seccomp",
+                         f"{os.strerror(err).lower()}: {SECCOMP_CAUSE}")
 
     def handoff(self, ctx: Context) -> None:
         # Python ignores SIGPIPE (and more); ignored signals would survive execve(2)

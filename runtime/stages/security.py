@@ -206,7 +206,8 @@ class Seccomp(Stage):
             lines.append(f"connect to the listener {prof.listener_path} now; it gets the notify "
                          f"fd once the filter is loaded (config /linux/seccomp/listenerPath).")
         if _nnp(ctx):
-            lines.append("load it in exec's handoff, right before exec.fifo is opened.")
+            lines.append("load it in exec's handoff, right before exec.fifo is opened (stage "
+                         "exec tries those calls under it first, in a child).")
         else:
             lines.append("load it in stage bounding, before capabilities are dropped: without "
                          "noNewPrivileges the kernel wants CAP_SYS_ADMIN to load a filter.")

@@ -128,14 +128,18 @@ def test_device_numbers_are_the_kernels(tmp_path, key, value, ok):
 
 
 def test_valid_extremes_are_accepted(tmp_path):
-    """What runc takes (RLIM_INFINITY, an int64 hook timeout, int64 memory, uint64 shares)
-    passes validation; the kernel may still refuse some, with a clear StageError."""
+    """What runc takes (RLIM_INFINITY, an int64 hook timeout, int64 memory, the kernel's
+    largest cpu shares) passes validation; the kernel may still refuse some, with a clear
+    StageError. Shares beyond the kernel's range are refused (runtime/spec.py, since 8a53c70)."""
     spec = default_spec()
     spec["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1}]
     spec["hooks"] = {"prestart": [{"path": "/bin/true", "timeout": 2**63 - 1}]}
     spec["linux"]["resources"]["memory"] = {"limit": 2**63 - 1}
-    spec["linux"]["resources"]["cpu"] = {"shares": 2**64 - 1}
+    spec["linux"]["resources"]["cpu"] = {"shares": 262144}
     specmod.load(_bundle(tmp_path, spec))
+    spec["linux"]["resources"]["cpu"] = {"shares": 2**64 - 1}
+    with pytest.raises(SpecError, match="/linux/resources/cpu/shares: cpu shares must be from"):
+        specmod.load(_bundle(tmp_path, spec))
 
 
 def test_hook_argv0_must_not_be_empty(tmp_path):

@@ -267,7 +267,7 @@ def _check(resources: dict) -> None:
     from runtime import spec as specmod
     from runtime.errors import SpecError
     try:
-        specmod._resources(resources)
+        specmod._resources(resources, update=True)
     except SpecError as e:
         ptr = e.pointer[len("/linux/resources"):] or "/"
         raise OcishError(f"resources {ptr}: {e.message}") from None

@@ -115,7 +115,7 @@ def run_criu(argv: list[str], setup=None) -> tuple[int, str]:
 
 
 def _spec(st_dir: str, bundle: str) -> dict:
-    for path in (os.path.join(st_dir, "config.json"), os.path.join(bundle, "config.json")):
+    for path in (os.path.join(st_dir, state.CONFIG_COPY), os.path.join(bundle, "config.json")):
         try:
             with open(path) as f:
                 return jsonfast.loads(f.read())
@@ -247,7 +247,9 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
         if os.geteuid() == 0:
             from runtime.engine import Context
             from runtime.stages.cgroup import device_rules
-            manager = cgroups.open_manager(linux.get("cgroupsPath"), cid)
+            chosen = cgroups.open_manager(linux.get("cgroupsPath"), cid)
+            chosen.refuse_busy()  # not ours to remove then
+            manager = chosen
             st["cgroup"] = manager.planned_state()  # a crash from here on leaves it to delete
             state.save(root, st)
             manager.create()
@@ -306,7 +308,7 @@ def restore(root: str, cid: str, bundle: str, opts: dict, criu: str = "criu") ->
     del st["creating"]
     st.update(pid=pid, start_time=procfs.start_time(pid), created=state.rfc3339_now(),
               cgroup=manager.to_state() if manager is not None else None)
-    with open(os.path.join(sdir, "config.json"), "w") as f:
+    with open(os.path.join(sdir, state.CONFIG_COPY), "w") as f:
         f.write(jsonfast.dumps(spec))
     state.save(root, st)
     if opts.get("pid_file"):

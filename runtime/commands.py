@@ -232,6 +232,7 @@ def update(root: str, cid: str, resources: dict | None = None, flags: dict | Non
             if warn:
                 warn("kernel memory settings are ignored and will be removed")
     new = {k: v for k, v in new.items() if v}
+    _check(new)
     old = _base_resources(root, st)
     merged = {sec: dict(part) for sec, part in old.items()}
     for sec, part in new.items():
@@ -257,6 +258,19 @@ def update(root: str, cid: str, resources: dict | None = None, flags: dict | Non
     st["resources"] = merged
     state.save(root, st)
     return merged
+
+
+def _check(resources: dict) -> None:
+    """The types and ranges create checks (runtime/spec.py), before anything is written: a value
+    out of range is refused as such (runc: its JSON decoder refuses what an int64 cannot hold),
+    not written for the kernel to misread."""
+    from runtime import spec as specmod
+    from runtime.errors import SpecError
+    try:
+        specmod._resources(resources, update=True)
+    except SpecError as e:
+        ptr = e.pointer[len("/linux/resources"):] or "/"
+        raise OcishError(f"resources {ptr}: {e.message}") from None
 
 
 def _describe(err: StageError) -> str:

@@ -122,6 +122,11 @@ class Stage:
     def handoff(self, ctx: Context) -> None:
         """Container side, after the host was told the stage succeeded; only exec overrides it."""
 
+    def exit_hint(self, ctx: Context) -> str:
+        """Host side: why the container side may die without a word once this stage has run
+        ("" for most; bounding: the seccomp filter it loads applies to the runtime too)."""
+        return ""
+
 
 class Observer:
     """Told about every step; the runtime's observer does nothing, the debugger's records."""
@@ -305,7 +310,9 @@ class Engine:
                 why += (f" (an OOM kill: the memory cgroup counts {ooms}"
                         + (f", limit {limit} bytes)" if limit else ")"))
                 pointer = "/linux/resources/memory/limit" if limit else ""
-        return StageError(stage, "sync", "", 0, pointer, why)
+        # what a stage already run knows of such a death (a seccomp filter that killed it ...)
+        hints = [h for s in self.stages[:self.pos + 1] if (h := s.exit_hint(self.ctx))]
+        return StageError(stage, "sync", "", 0, pointer, "; ".join([why] + hints))
 
     def close(self) -> None:
         """Stop talking to the container side (it exits on EOF unless already handed off)."""
@@ -416,11 +423,27 @@ def container_main() -> None:
 
 def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
     """Container side: run each requested stage item and answer; exits when the host goes away
-    (EOF, or an answer to a runtime that was killed: then there is nobody to tell)."""
+    (EOF, or an answer to a runtime that was killed: then there is nobody to tell), or when no
+    answer can be sent (a seccomp filter refusing even write(2): the host then says why)."""
     try:
         _serve(ctx, chan, stages)
-    except (BrokenPipeError, ConnectionResetError):
+    except OSError:
         return
+
+
+# A filter loaded before setup ends (stage bounding, without noNewPrivileges) applies to the
+# runtime's own calls: what it refuses is named as its doing, not left as a bare errno.
+SECCOMP_CAUSE = "the seccomp filter refuses a call the runtime makes after loading it"
+
+
+def blame_filter(err: StageError) -> StageError:
+    """`err` with the seccomp filter named as its cause, when one is loaded in this process
+    and answers calls with err's errno (runtime.linux.seccomp.refuses)."""
+    sc = sys.modules.get("runtime.linux.seccomp")  # imported by stage seccomp when it is used
+    if not err.errno or sc is None or not sc.refuses(err.errno) or SECCOMP_CAUSE in err.detail:
+        return err
+    return StageError(err.stage, err.op, err.target, err.errno, "/linux/seccomp",
+                      f"{os.strerror(err.errno).lower()}: {SECCOMP_CAUSE}")
 
 
 def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
@@ -434,7 +457,14 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
                default=-1)
     pos = 0
     while True:
-        msg = chan.recv(fds=pos <= last)
+        try:
+            msg = chan.recv(fds=pos <= last)
+        except OSError as exc:  # the channel itself is refused (Channel.send may still write)
+            name = stages[pos].name
+            call = "recvmsg" if pos <= last else "recvfrom"
+            err = blame_filter(StageError(name, f"sync {call}", "", exc.errno or 0))
+            chan.send(sync.Err(name, err.to_dict()))
+            return
         if not isinstance(msg, sync.Run):
             return
         stage = by_name[msg.stage]
@@ -443,11 +473,11 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
         try:
             _run_item(stage, ctx, msg.item)
         except StageError as err:
-            chan.send(sync.Err(stage.name, err.to_dict()))
+            chan.send(sync.Err(stage.name, blame_filter(err).to_dict()))
             continue
         except OSError as exc:
-            chan.send(sync.Err(stage.name, StageError(stage.name, "run", msg.item,
-                                                      exc.errno or 0).to_dict()))
+            chan.send(sync.Err(stage.name, blame_filter(StageError(stage.name, "run", msg.item,
+                                                             exc.errno or 0)).to_dict()))
             continue
         except Exception as exc:  # a bug of ours: report it through the same channel
             detail = f"internal error: {type(exc).__name__}: {exc}"

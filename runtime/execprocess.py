@@ -33,7 +33,7 @@ import os
 from runtime import jsonfast, lifecycle, state
 from runtime.errors import OcishError, SpecError, StageError
 
-CONFIG_COPY = "config.json"  # in the state dir: the config the container was created with
+CONFIG_COPY = state.CONFIG_COPY  # in the state dir: the config the container was created with
 
 
 class ExecFailed(OcishError):
@@ -78,8 +78,9 @@ def parse_user(text: str) -> tuple[int, int | None]:
         raise ExecFailed(f"invalid user: {jsonfast.quote(text)}")
     ids = []
     for what, value in zip(("uid", "gid"), parts):
-        if not value.isdigit():
-            raise ExecFailed(f"parsing {value} as int for {what} failed: invalid syntax")
+        if not (value.isascii() and value.isdigit()):  # runc: strconv.Atoi's "invalid syntax"
+            raise ExecFailed(f"invalid user {jsonfast.quote(text)}: {what} "
+                             f"{jsonfast.quote(value)} is not a number (-u takes UID or UID:GID)")
         ids.append(int(value))
     return ids[0], ids[1] if len(ids) > 1 else None
 
@@ -123,8 +124,9 @@ def merge_cli(base: dict, args: list[str], *, cwd: str | None = None, env: list[
 
 def validate_process(p: dict, origin: str) -> None:
     """runc's validateProcessSpec, then our config checks of /process (types, ranges)."""
-    if not p.get("args"):
-        raise ExecFailed("args must not be empty")
+    if not p.get("args"):  # runc's "args must not be empty", with where
+        raise ExecFailed(f"{origin} /args: must not be empty"
+                         + ("" if origin != "process" else ": give the command to run"))
     from runtime import spec as specmod
     try:
         specmod._process({"process": p})

@@ -44,7 +44,7 @@ class Setup:
             os.chmod(fifo, 0o622)  # writable by the container's user, whatever our umask
             # O_PATH: reachable later as /proc/self/fd/N, after pivot_root hides the state dir
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
+        except (OSError, OcishError):
             state.remove_dir(self.dir)
             raise
         self.ctx = Context(cid, bundle, spec, rootfs, self.dir, no_pivot=no_pivot,
@@ -110,7 +110,7 @@ class Setup:
         # `exec` takes seccomp, namespaces and process defaults from the config the container
         # was created with, as runc keeps it in its state.json (the bundle may change or go)
         # (0600: its env may hold secrets, and the state dir is traversable by all)
-        fd = os.open(os.path.join(self.dir, "config.json"),
+        fd = os.open(os.path.join(self.dir, state.CONFIG_COPY),
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "w") as f:
             f.write(jsonfast.dumps(ctx.spec))
@@ -290,7 +290,7 @@ def list_states(root: str, warn=None) -> list[dict]:
     for cid in state.list_ids(root):
         try:
             out.append(oci_state(root, cid))
-        except state.NotExist:  # deleted while we listed
+        except (state.NotExist, state.NotOurs):  # deleted while we listed; not ours (as runc)
             pass
         except state.Unreadable as e:
             if warn is not None:
@@ -339,10 +339,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     except state.Unreadable:
         if not force:
             raise
-        # nothing recorded can be trusted: the folder is all we know to be the container's
-        state.remove_dir(state.container_dir(root, cid))
-        return
-    status = state.status(root, st)
+        st = _recovered(root, cid)
+    status = "unknown" if st.get("recovered") else state.status(root, st)
     if status in ("running", "paused", "creating") and not force:
         raise OcishError(f"cannot delete container {cid} that is not stopped: {status}")
     if status == "creating":  # its own undo would race ours: stop it where it is
@@ -366,6 +364,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             _signal(st["pid"], sig.SIGKILL)
         _unthrottle(([st["pid"]] if st["pid"] > 0 else []) + (manager.pids() if manager else []))
         _wait_stopped(st)
+        if manager is not None:
+            _wait_left(manager)
     crashpoint.reached("delete:killed")
     _remove_host_mounts(st)
     if manager is not None:
@@ -374,6 +374,33 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     state.remove_dir(state.container_dir(root, cid))
     if st.get("hooks", {}).get("poststop"):
         _later_hooks(st, "poststop", "stopped")
+
+
+def _recovered(root: str, cid: str) -> dict:
+    """What `delete -f` can know of a container whose state.json is unusable or lost: its
+    cgroups, from the cgroupsPath of the config copy in its state dir, or the default path for
+    the id. Whatever is in them is killed and they are removed, as runc's destroy does with its
+    cgroup manager; no pid is trusted. (Host mounts of a container without a mount namespace
+    are recorded only in state.json: they stay, and are named by `findmnt`.)"""
+    d = state.container_dir(root, cid)
+    path = None
+    try:
+        with open(os.path.join(d, state.CONFIG_COPY), "rb") as f:
+            linux = jsonfast.loads(f.read(32 << 20).decode()).get("linux") or {}
+        path = linux.get("cgroupsPath") if type(linux.get("cgroupsPath")) is str else None
+    except (OSError, ValueError, RecursionError, AttributeError):
+        pass  # no copy yet (killed before create's end) or unusable: the default path
+    from runtime import cgroups
+    from runtime.errors import StageError
+    try:
+        manager = cgroups.open_manager(path, cid)
+    except StageError:
+        manager = cgroups.open_manager(None, cid)
+    cg = manager.to_state()
+    cg["created"] += [p for p in dict.fromkeys(cg["paths"].values())
+                      if os.path.isdir(p) and p not in cg["created"]]
+    return {"id": cid, "pid": 0, "start_time": None, "bundle": "", "rootfs": "", "created": "",
+            "cgroup": cg, "recovered": True}
 
 
 LATER_HOOKS = ("poststart", "poststop")
@@ -414,6 +441,14 @@ def _unthrottle(pids: list[int]) -> None:
                 os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
         except OSError:  # gone already
             pass
+
+
+def _wait_left(manager, timeout: float = 2.0) -> None:
+    """Give killed processes time to leave the cgroup (a zombie has left it already), so that
+    destroy() finds it empty; what is still there after `timeout` makes destroy() fail."""
+    deadline = time.monotonic() + timeout
+    while manager.pids() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _wait_stopped(st: dict, timeout: float = 10.0) -> None:

@@ -986,12 +986,14 @@ def _same_file(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def _resources(res: dict) -> None:
+def _resources(res: dict, update: bool = False) -> None:
+    """/linux/resources; `update`: the resources of `ocish update` (runtime/commands.py), a
+    running container's, where the floor for the runtime's own setup does not apply."""
     rp = "/linux/resources"
 
     if "memory" in res:
         with _each:
-            _memory(_obj(res["memory"], rp + "/memory"), rp + "/memory")
+            _memory(_obj(res["memory"], rp + "/memory"), rp + "/memory", update)
 
     if "cpu" in res:
         with _each:
@@ -1068,7 +1070,7 @@ def _priority(pr, pp: str) -> None:
     _req(pr, "priority", pp, "an integer from 0 to 4294967295", _int, 0, U32)
 
 
-def _memory(mem: dict, mp: str) -> None:
+def _memory(mem: dict, mp: str, update: bool = False) -> None:
     what = "a number of bytes, or -1 for unlimited"
     for k in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
         _opt(mem, k, mp, _int, -1, I64_MAX, what)
@@ -1076,7 +1078,7 @@ def _memory(mem: dict, mp: str) -> None:
     for k in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
         _opt(mem, k, mp, _bool)
     limit, swap = mem.get("limit", 0), mem.get("swap", 0)
-    if 0 < limit < MIN_MEMORY:
+    if 0 < limit < MIN_MEMORY and not update:
         raise SpecError(mp + "/limit", f"must be at least {MIN_MEMORY} (4 MiB), got {limit}: "
                                        f"the runtime's own setup runs in the container's cgroup "
                                        f"and is killed below that")

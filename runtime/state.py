@@ -13,12 +13,19 @@ SIGKILL at any point the folder says what to undo, and:
 
 - status "creating" while the creating process lives, "stopped" once it is dead (the create can
   never finish; `delete` removes what it left: processes, cgroups, the folder);
-- a folder without state.json (a create killed before its first write, or a delete killed after
-  its last unlink) holds nothing else to undo: it is a stopped container with nothing recorded,
+- a folder without state.json that holds nothing, or only the temporary file of begin's first
+  write (`.state.json.tmp`: a create killed between its mkdir and that rename), with the mode
+  create gives it (0711 at most) and our owner, is a stopped container with nothing recorded,
   and `delete` removes it, as runc's delete removes "the container's directory [that] could
-  exist but libcontainer does not see";
-- an unreadable state.json (not written by us: every write is a rename of a complete file) is
-  reported as such on one line, and `delete -f` removes the folder.
+  exist but libcontainer does not see"; a delete killed after its last unlink leaves the same;
+- a state.json that cannot be used (not JSON, wrong types: not written by us, since every
+  write is a rename of a complete file), or a lost one beside the other files we make, is
+  `Unreadable`: reported on one line, and `delete -f` recovers what it can (lifecycle.delete).
+
+Anything else under --root is not ours (`NotOurs`): a folder with names we never make, or a
+state.json of another runtime (runc's has "init_process_pid" and "config"). `list` skips it
+(as runc's list skips folders without its state.json) and no command touches it; `delete`
+removes only the names in OUR_NAMES, and the folder only when that empties it.
 
 Every write is a complete file renamed over state.json, and `remove_dir` unlinks state.json last,
 so the record outlives everything it describes.
@@ -33,8 +40,23 @@ from runtime.errors import OcishError
 from runtime.linux import procfs
 
 STATE_FILE = "state.json"
+TMP_FILE = f".{STATE_FILE}.tmp"
 FIFO = "exec.fifo"
-MAX_STATE = 1 << 20  # a state.json larger than this was not written by us
+CONFIG_COPY = "config.json"  # the config the container was created with (Setup.finish)
+# Every name create, restore and delete make in a state dir: restore's criu bind point and pid.
+OUR_NAMES = frozenset((STATE_FILE, TMP_FILE, FIFO, CONFIG_COPY, "criu-root", "restore.pid"))
+# The state.json format: written into every state.json, so that a record is known for ours.
+FORMAT = 1
+# The keys we ever write (a state.json without FORMAT, from before it, has only these).
+_OUR_KEYS = frozenset(("ocish", "id", "pid", "start_time", "bundle", "rootfs", "created", "owner",
+                       "annotations", "cgroup", "creating", "hooks", "resources", "host_mounts"))
+# What create writes is bounded by what it accepts: annotations and hooks come from a config of
+# at most 16 MiB (spec.MAX_CONFIG) and update's resources from a document of at most 16 MiB
+# (jsonfast.MAX_OBJECT); written ASCII-only, a string grows at most 3 times (a 4-byte UTF-8
+# character becomes a 12-byte surrogate pair escape), the rest is paths and numbers. `save`
+# refuses to write more, so every state.json we write is one that `load` reads.
+MAX_STATE = 3 * (16 << 20) + 3 * jsonfast.MAX_OBJECT + (1 << 20)
+_MAX_DIR_MODE = 0o711  # create's mkdir; a umask only takes bits away
 
 # runc's validateID: letters, digits and "_", "+", "-", "." anywhere, the first character
 # included; never "." or "..". runc 1.1.5 used the regexp `^[\w+-\.]+$`, whose `+-\.` is a range
@@ -50,10 +72,19 @@ class NotExist(OcishError):
 
 
 class Unreadable(OcishError):
-    """state.json exists but cannot be used: say which container, and how to remove it."""
+    """Our state.json cannot be used (or was lost): say which container, and how to remove it."""
 
     def __init__(self, cid: str, why: str) -> None:
         super().__init__(f"container {cid}: {STATE_FILE}: {why} (`delete -f {cid}` removes it)")
+        self.cid = cid
+
+
+class NotOurs(OcishError):
+    """A folder under --root that ocish did not make: never read further, never removed."""
+
+    def __init__(self, cid: str, d: str, why: str) -> None:
+        super().__init__(f"container {cid}: {d} is not an ocish container ({why}): "
+                         "left as it is")
         self.cid = cid
 
 
@@ -97,37 +128,90 @@ def container_dir(root: str, cid: str) -> str:
 
 
 def load(root: str, cid: str) -> dict:
-    """The container's state.json. Raises NotExist (no folder), Unreadable (a state.json that
-    is not ours); a folder without state.json reads as a stopped container with nothing
+    """The container's state.json. Raises NotExist (no folder), NotOurs (a folder or a
+    state.json we did not make), Unreadable (our state.json unusable or lost); a folder left by
+    a create killed before its first state.json reads as a stopped container with nothing
     recorded (see the module docstring)."""
     d = container_dir(root, cid)
     try:
         fd = os.open(os.path.join(d, STATE_FILE), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
-        try:
-            st = os.stat(d)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotExist() from None
-        if (st.st_mode & 0o170000) != 0o040000:
-            raise NotExist() from None
-        return {"id": cid, "pid": 0, "start_time": None, "bundle": "", "rootfs": "",
-                "created": rfc3339(st.st_mtime_ns), "owner": "", "cgroup": None,
-                "creating": {"pid": 0, "start_time": None}}
+        return _without_state(d, cid)
     except OSError as e:
         raise Unreadable(cid, os.strerror(e.errno or 0).lower()) from None
     try:
-        data = os.read(fd, MAX_STATE + 1)
+        data = _read_state(fd)
     except OSError as e:  # a directory, say
-        raise Unreadable(cid, os.strerror(e.errno or 0).lower()) from None
+        raise _unusable(d, cid, os.strerror(e.errno or 0).lower()) from None
     finally:
         os.close(fd)
+    if data is None:
+        raise _unusable(d, cid, f"larger than {MAX_STATE} bytes")
     try:
-        st = jsonfast.loads(data.decode()) if len(data) <= MAX_STATE else None
+        st = jsonfast.loads(data.decode())
     except (ValueError, RecursionError):  # UnicodeDecodeError and json's errors are ValueErrors
-        raise Unreadable(cid, "not valid json") from None
+        raise _unusable(d, cid, "not valid json") from None
+    if type(st) is dict and "ocish" not in st and not st.keys() <= _OUR_KEYS:
+        runc = "init_process_pid" in st or "config" in st
+        raise NotOurs(cid, d, f"its {STATE_FILE} was written by "
+                      + ("runc" if runc else "another runtime"))
     if not _well_formed(st, cid):
-        raise Unreadable(cid, "not a state.json written by ocish")
+        raise _unusable(d, cid, "not a state.json written by ocish")
     return st
+
+
+def _read_state(fd: int) -> bytes | None:
+    """A regular file's bytes, None when it is larger than MAX_STATE (not read then)."""
+    size = os.fstat(fd).st_size
+    if size > MAX_STATE:
+        return None
+    chunks, total = [], 0
+    while total <= MAX_STATE and (chunk := os.read(fd, max(size + 1 - total, 1 << 16))):
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks) if total <= MAX_STATE else None
+
+
+def _names(d: str) -> list[str]:
+    try:
+        return os.listdir(d)
+    except OSError:
+        return []
+
+
+def _unusable(d: str, cid: str, why: str) -> OcishError:
+    """Unreadable when the folder holds only names we make, else NotOurs."""
+    alien = sorted(set(_names(d)) - OUR_NAMES)
+    if alien:
+        return NotOurs(cid, d, f"its {STATE_FILE} is {why}, and it holds {_few(alien)}")
+    return Unreadable(cid, why)
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(jsonfast.quote(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _without_state(d: str, cid: str) -> dict:
+    """A folder without state.json: what a create killed early left (nothing recorded), ours
+    with its state.json lost (Unreadable), or not ours."""
+    try:
+        st = os.lstat(d)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotExist() from None
+    if (st.st_mode & 0o170000) != 0o040000:
+        raise NotExist() from None
+    names = set(_names(d))
+    if names - OUR_NAMES:
+        raise NotOurs(cid, d, f"no {STATE_FILE}, and it holds {_few(sorted(names - OUR_NAMES))}")
+    if st.st_mode & 0o7777 & ~_MAX_DIR_MODE or st.st_uid != os.geteuid():
+        raise NotOurs(cid, d, f"no {STATE_FILE}, and not made by ocish (mode "
+                      f"{st.st_mode & 0o7777:04o}, owner {st.st_uid})")
+    if names - {TMP_FILE}:  # begin's first rename made state.json before any of these
+        raise Unreadable(cid, "missing")
+    return {"id": cid, "pid": 0, "start_time": None, "bundle": "", "rootfs": "",
+            "created": rfc3339(st.st_mtime_ns), "owner": "", "cgroup": None,
+            "creating": {"pid": 0, "start_time": None}}
 
 
 _FIELDS = (("id", str), ("pid", int), ("bundle", str), ("rootfs", str), ("created", str))
@@ -162,25 +246,34 @@ def begin(root: str, cid: str, bundle: str, rootfs: str, annotations: dict) -> d
 
 
 def save(root: str, st: dict) -> None:
-    """Replace state.json by a complete new one (write, then rename: never a partial file)."""
+    """Replace state.json by a complete new one (write, then rename: never a partial file).
+    OcishError when it would be larger than `load` reads (MAX_STATE), which the caps on what
+    goes in keep from happening."""
     d = container_dir(root, st["id"])
-    tmp = os.path.join(d, f".{STATE_FILE}.tmp")
+    data = jsonfast.dumps({"ocish": FORMAT, **st}).encode()
+    if len(data) > MAX_STATE:
+        raise OcishError(f"container {st['id']}: {STATE_FILE} would be {len(data)} bytes, "
+                         f"more than {MAX_STATE}")
+    tmp = os.path.join(d, TMP_FILE)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, jsonfast.dumps(st).encode())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
     os.rename(tmp, os.path.join(d, STATE_FILE))
 
 
 def remove_dir(d: str) -> None:
-    """Remove a container's state dir, a flat folder of our own files (no shutil on the hot path),
-    state.json last: a kill half-way leaves the record of what is still there."""
+    """Remove a container's state dir: the names in OUR_NAMES (no shutil on the hot path),
+    state.json last, so that a kill half-way leaves the record of what is still there; then the
+    folder. OcishError when something we did not make keeps it (it is left there)."""
     try:
         names = os.listdir(d)
     except (FileNotFoundError, NotADirectoryError):
         return
-    for name in sorted(names, key=lambda n: n == STATE_FILE):
+    for name in sorted(OUR_NAMES.intersection(names), key=lambda n: n == STATE_FILE):
         if name == STATE_FILE:
             crashpoint.reached("delete:files")
         try:
@@ -194,11 +287,16 @@ def remove_dir(d: str) -> None:
         os.rmdir(d)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        left = sorted(set(_names(d)) - OUR_NAMES)
+        raise OcishError(f"remove {d}: {os.strerror(e.errno or 0).lower()}"
+                         + (f" (it holds {_few(left)}, which ocish did not make)" if left else "")
+                         ) from None
 
 
 def list_ids(root: str) -> list[str]:
-    """Every container folder under root (valid ids only: the state writer's temporary files
-    and anything else that is not an id are not containers)."""
+    """The folders under root whose names are valid ids (the state writer's temporary files
+    and anything else that is not an id are not containers); `load` tells which are ours."""
     try:
         entries = list(os.scandir(root))
     except (FileNotFoundError, NotADirectoryError):

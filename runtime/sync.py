@@ -36,6 +36,7 @@ host went away: the container side exits instead of running on half set up.
 from __future__ import annotations
 
 import _socket
+import os
 import sys
 
 from runtime import jsonfast
@@ -126,7 +127,16 @@ class Channel:
             sent = self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, raw)])
             data = data[sent:]
         if data:
-            self.sock.sendall(data)
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except OSError:
+                # sendto(2) refused (a seccomp filter loaded before setup ends): the same bytes
+                # through write(2), which any profile that lets a process run must allow
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.sock.fileno(), view):]
 
     def take_fds(self) -> list[int]:
         """The fds received so far (close-on-exec), now the caller's to close."""

@@ -26,6 +26,7 @@ import os
 from ocish.diagnose.model import (DRYRUN, ERROR, LINT, WARNING, Finding, Fix, Outcome,
                                   append_ops, resolve_pointer)
 from ocish.diagnose.seccomp_check import unblock
+from runtime.engine import SECCOMP_CAUSE
 
 MIB = 1024 * 1024
 # "no such file or directory" -> ENOENT, to read errnos out of messages
@@ -272,8 +273,7 @@ def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
     c = out.counters
     err_lines = "\n".join(out.stderr)
     how = f"killed by {out.signal}" if out.signal else f"exit status {out.exit_status}"
-    if "container side:" in err_lines and "Operation not permitted" in err_lines \
-            and (spec.get("linux") or {}).get("seccomp"):
+    if SECCOMP_CAUSE in err_lines and (spec.get("linux") or {}).get("seccomp"):
         return Finding("seccomp-errno", ERROR, DRYRUN, "the seccomp filter refused a call the "
                        "runtime makes before execve(2)", "the runtime's own last steps after "
                        "loading the filter failed with EPERM: the profile's default action "

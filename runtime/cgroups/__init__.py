@@ -50,7 +50,10 @@ def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP
     if not cgroups_path:
         # The default parent "ocish" is the runtime's own, shared by its containers: whoever
         # leaves it empty removes it (destroy() leaves a busy parent alone), not only its maker.
-        manager.adopt([os.path.dirname(d) for d in dict.fromkeys(paths.values())])
+        # The default leaf "ocish/<id>" is the container's by its name: removed by its delete
+        # even when a container of that id before it left it there (create refuses it busy).
+        leaves = list(dict.fromkeys(paths.values()))
+        manager.adopt([os.path.dirname(d) for d in leaves] + leaves)
     return manager
 
 

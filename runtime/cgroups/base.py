@@ -204,6 +204,15 @@ class Manager(ABC):
             st["created"] += [d for d in _missing(leaf) if d not in st["created"]]
         return st
 
+    def refuse_busy(self) -> None:
+        """Refuse to join a cgroup that still holds processes (a container's whose record was
+        lost, another container's): runc 1.2's check before it creates the container
+        (libcontainer/create_linux.go; runc 1.1.5 only warned), on one hierarchy as there."""
+        found = self.pids()
+        if found:
+            raise StageError(STAGE, "join", self._pids_dir(), 0, "/linux/cgroupsPath",
+                             f"container's cgroup is not empty: {len(found)} process(es) found")
+
     def create(self) -> None:
         """mkdir every cgroup directory and its missing parents.
 

@@ -90,6 +90,7 @@ NR_SCMP_ERROR = -1
 MAX_ARGS = 6
 U64 = 2**64 - 1
 _EEXIST = 17
+_ENOSYS = 38
 
 
 class SeccompError(OSError):
@@ -380,6 +381,22 @@ def load_prepared() -> None:
             p.listener.close()
             p.listener = None
             os.close(fd)
+
+
+def refuses(err: int) -> bool:
+    """Whether a filter loaded by this process may be what failed a call with errno `err`:
+    its default action or one of its rules is SCMP_ACT_ERRNO(err), or SCMP_ACT_TRACE with
+    no tracer (ENOSYS)."""
+    p = _prepared
+    if p is None or not p.filter.loaded:
+        return False
+    prof = p.filter.profile
+    for action in [prof.default_action] + [r.action for r in prof.rules]:
+        if action & 0xFFFF0000 == ACT_ERRNO and action & 0xFFFF == err:
+            return True
+        if action & 0xFFFF0000 == ACT_TRACE and err == _ENOSYS:
+            return True
+    return False
 
 
 def load_or_exit() -> None:

@@ -64,7 +64,9 @@ class Cgroup(Stage):
         self.join(ctx, cgroups.open_manager(ctx.linux.get("cgroupsPath"), ctx.id))
 
     def join(self, ctx: Context, manager) -> None:
-        """Create the manager's cgroups and move the container process in."""
+        """Create the manager's cgroups and move the container process in; a cgroup that still
+        holds processes is refused before anything is made or recorded (runc 1.2)."""
+        manager.refuse_busy()
         ctx.cgroup = manager
         if ctx.journal is not None:  # create's crash record: what the next lines will make
             ctx.journal("cgroup")

@@ -14,7 +14,7 @@ import os
 import stat
 
 from runtime import hooks
-from runtime.engine import CONTAINER, Context, Stage
+from runtime.engine import CONTAINER, SECCOMP_CAUSE, Context, Stage, blame_filter
 from runtime.errors import StageError
 from runtime.linux import seccomp, sig
 from runtime.linux.syscalls import PR_SET_DUMPABLE
@@ -87,6 +87,10 @@ class Exec(Stage):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
                              "no procfs handle could be made and the container has no /proc "
                              "mounted: one is needed to reach exec.fifo")
+        elif seccomp.prepared() is not None and not seccomp.pending():
+            self._try_fifo(ctx)
+        elif seccomp.pending():
+            self._try_handoff(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -98,6 +102,70 @@ class Exec(Stage):
             ctx.sys.close_range(keep, 2**32 - 1, ctx.sys.CLOSE_RANGE_CLOEXEC)
         except OSError as e:
             raise StageError(self.name, "close_range", f"{keep}-", e.errno or 0) from None
+
+    @staticmethod
+    def _open_fifo(ctx: Context, flags: int = 0) -> int:
+        """exec.fifo (an O_PATH fd from the host) reopened for writing through /proc; without
+        O_NONBLOCK the open blocks until `start` opens it for reading."""
+        flags |= os.O_WRONLY | os.O_CLOEXEC
+        if ctx.proc_fd >= 0:
+            return os.open(f"self/fd/{ctx.fifo_fd}", flags, dir_fd=ctx.proc_fd)
+        return os.open(f"/proc/self/fd/{ctx.fifo_fd}", flags)
+
+    def _try_fifo(self, ctx: Context) -> None:
+        """With the seccomp filter loaded already (stage bounding), make the handoff's open of
+        exec.fifo now, without blocking (ENXIO: no reader yet, as it should be): a filter
+        that refuses it fails `create` with its cause, not the container at `start`."""
+        try:
+            os.close(self._open_fifo(ctx, os.O_NONBLOCK))
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise StageError(self.name, "open", "exec.fifo", e.errno or 0) from None
+
+    def _try_handoff(self, ctx: Context) -> None:
+        """With noNewPrivileges the filter is loaded in the handoff, after `create` returned,
+        right before exec.fifo is opened and written (runc loads it later, after those: its
+        standard_init_linux.go). A child forked now loads the same filter and makes those
+        calls (the open without blocking: ENXIO, no reader yet), so that a filter that
+        refuses them fails `create` with its cause, not the container before `start`. Not with
+        SCMP_ACT_NOTIFY rules (the listener must see the one real load only)."""
+        prep = seccomp.prepared()
+        if prep is None or prep.filter.notify:
+            return
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:  # a pids limit, say: the handoff will tell
+            return
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                prep.filter.load()
+                os.write(w, b"0")  # the write first: a byte in the pipe says it passed
+                try:
+                    os.close(self._open_fifo(ctx, os.O_NONBLOCK))
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise
+            except OSError as e:
+                code = e.errno or 255
+            os._exit(code)
+        os.close(w)
+        try:
+            _, status = os.waitpid(pid, 0)
+            wrote = os.read(r, 1) == b"0"
+        finally:
+            os.close(r)
+        if status == 0:
+            return
+        op = "open exec.fifo" if wrote else "write exec.fifo"
+        if os.WIFSIGNALED(status):
+            raise StageError(self.name, op, "", 0, "/linux/seccomp",
+                             f"killed by signal {os.WTERMSIG(status)}: {SECCOMP_CAUSE}")
+        err = os.WEXITSTATUS(status)
+        raise StageError(self.name, op, "", err, "/linux/seccomp",
+                         f"{os.strerror(err).lower()}: {SECCOMP_CAUSE}")
 
     def handoff(self, ctx: Context) -> None:
         # Python ignores SIGPIPE (and more); ignored signals would survive execve(2)
@@ -112,12 +180,16 @@ class Exec(Stage):
         if self.wait_start:
             # exec.fifo is an O_PATH fd from the host, reopened for writing through /proc (a
             # FIFO's O_WRONLY open blocks until `start` opens it for reading)
-            if ctx.proc_fd >= 0:
-                fd = os.open(f"self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.proc_fd)
-            else:
-                fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-            hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
-            os.write(fd, b"0")
+            fd = -1
+            try:
+                fd = self._open_fifo(ctx)
+                hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
+                os.write(fd, b"0")
+            except OSError as e:  # nobody to answer: one line on the process's stderr
+                err = blame_filter(StageError(self.name, "open exec.fifo" if fd < 0 else
+                                              "write exec.fifo", "", e.errno or 0))
+                os.write(2, f"ocish: {err}\n".encode())
+                os._exit(1)
         args = ctx.process["args"]
         env = dict(e.split("=", 1) for e in ctx.process.get("env") or [])
         if "home" in ctx.notes:  # stage `user` found no HOME in process.env (runc's setupUser)

@@ -78,6 +78,12 @@ class Bounding(Stage):
                      "stage user.")
         return "\n".join(lines)
 
+    def exit_hint(self, ctx: Context) -> str:
+        if ctx.linux.get("seccomp") is None or _nnp(ctx):
+            return ""
+        return ("the seccomp filter of /linux/seccomp, loaded here as /process/noNewPrivileges "
+                "is false, may kill the runtime for a call it makes after loading it")
+
     def run(self, ctx: Context, item: str = "") -> None:
         masks = _masks(self.name, _caps(ctx))  # every set: an unknown name fails here, first
         if not _nnp(ctx) and S.pending():
@@ -203,7 +209,8 @@ class Seccomp(Stage):
             lines.append(f"connect to the listener {prof.listener_path} now; it gets the notify "
                          f"fd once the filter is loaded (config /linux/seccomp/listenerPath).")
         if _nnp(ctx):
-            lines.append("load it in exec's handoff, right before exec.fifo is opened.")
+            lines.append("load it in exec's handoff, right before exec.fifo is opened (stage "
+                         "exec tries those calls under it first, in a child).")
         else:
             lines.append("load it in stage bounding, before capabilities are dropped: without "
                          "noNewPrivileges the kernel wants CAP_SYS_ADMIN to load a filter.")

@@ -173,7 +173,7 @@ def test_list_skips_nothing_and_survives_garbage(ocish, make_bundle):
     ocish("create", "-b", str(b), c, check=True)
     os.makedirs(os.path.join(ocish.root, "not an id"))
     open(os.path.join(ocish.root, "afile"), "w").close()
-    os.makedirs(os.path.join(ocish.root, "half"))  # a create killed before its first write
+    os.mkdir(os.path.join(ocish.root, "half"), 0o711)  # a create killed before its first write
     p = ocish("list", "-f", "json")
     assert p.returncode == 0 and p.stderr == ""
     assert {s["id"]: s["status"] for s in json.loads(p.stdout)} == {c: "created", "half": "stopped"}

@@ -14,7 +14,7 @@ from runtime.defaults import default_spec
     ("hooks", "prestart hook", "hook-missing", ERROR, ERROR),
     ("exec", "exec", "entrypoint-missing", ERROR, ERROR),      # stage exec's look-up: create
     ("exec", "execve", "entrypoint-architecture", ERROR, WARNING),  # execve(2): start
-    ("exec", "openat", "seccomp-before-exec", ERROR, WARNING),  # filter loaded in the hand-off
+    ("exec", "openat", "seccomp-before-exec", ERROR, ERROR),  # the hand-off's calls: tried by create
     ("bounding", "prctl", "seccomp-before-exec", ERROR, ERROR),  # filter loaded during setup
     ("start", "startContainer hook", "hook-missing", ERROR, WARNING),
     ("delete", "poststop hook", "hook-missing", WARNING, WARNING),

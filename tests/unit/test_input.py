@@ -137,6 +137,9 @@ def test_valid_extremes_are_accepted(tmp_path):
     spec["linux"]["resources"]["memory"] = {"limit": 2**63 - 1}
     spec["linux"]["resources"]["cpu"] = {"shares": specmod.CPU_SHARES_MAX}
     specmod.load(_bundle(tmp_path, spec))
+    spec["linux"]["resources"]["cpu"] = {"shares": 2**64 - 1}
+    with pytest.raises(SpecError, match="/linux/resources/cpu/shares: cpu shares must be from"):
+        specmod.load(_bundle(tmp_path, spec))
 
 
 def test_hook_argv0_must_not_be_empty(tmp_path):

@@ -220,6 +220,9 @@ class FakeManager:
     def paths(self):
         return ["/sys/fs/cgroup/x"]
 
+    def refuse_busy(self):
+        self.log.append(("refuse_busy",))
+
     def create(self):
         self.log.append(("create",))
         if self.fail_create:
@@ -249,9 +252,9 @@ def test_cgroup_stage_adds_the_pid_and_limits_write_the_rules_later(ctx, monkeyp
     cgroup = Cgroup()
     cgroup.run(ctx)
     assert opened == [(None, "t1")] and ctx.cgroup is manager
-    assert manager.log == [("create",), ("add", 4321)]
+    assert manager.log == [("refuse_busy",), ("create",), ("add", 4321)]
     Limits(cgroup).run(ctx)
-    assert [e[0] for e in manager.log] == ["create", "add", "apply"]
+    assert [e[0] for e in manager.log] == ["refuse_busy", "create", "add", "apply"]
     rules = manager.log[2][1]["devices"]
     assert rules == device_rules(ctx)
     assert rules[0] == {"allow": False, "access": "rwm"}

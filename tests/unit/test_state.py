@@ -53,7 +53,7 @@ def record(root, cid="c1", **extra) -> dict:
 
 def test_save_then_load_round_trip(tmp_path):
     st = record(tmp_path)
-    assert state.load(str(tmp_path), "c1") == st
+    assert state.load(str(tmp_path), "c1") == {"ocish": state.FORMAT, **st}
     assert os.listdir(tmp_path / "c1") == ["state.json"]  # the temporary file was renamed
 
 
@@ -67,7 +67,7 @@ def test_missing_folder_does_not_exist(tmp_path):
 
 def test_folder_without_state_json_is_stopped_with_nothing_recorded(tmp_path):
     """A create killed before its first write, or a delete after its last unlink."""
-    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1").mkdir(0o711)
     st = state.load(str(tmp_path), "c1")
     assert (st["id"], st["pid"], st["bundle"], st["cgroup"]) == ("c1", 0, "", None)
     assert state.status(str(tmp_path), st) == "stopped"
@@ -100,9 +100,8 @@ def test_state_json_that_is_not_a_file(tmp_path):
 
 def test_oversized_state_json_is_not_read_whole(tmp_path):
     record(tmp_path)
-    with open(tmp_path / "c1" / "state.json", "ab") as f:
-        f.write(b" " * state.MAX_STATE)
-    with pytest.raises(state.Unreadable, match="not valid json|not a state.json"):
+    os.truncate(tmp_path / "c1" / "state.json", state.MAX_STATE + 1)  # sparse: never read
+    with pytest.raises(state.Unreadable, match=f"larger than {state.MAX_STATE} bytes"):
         state.load(str(tmp_path), "c1")
 
 
@@ -129,7 +128,7 @@ def test_creating_while_the_creator_lives_stopped_once_it_is_dead(tmp_path):
 
 def test_remove_dir_unlinks_state_json_last(tmp_path, monkeypatch):
     record(tmp_path)
-    for name in ("config.json", "exec.fifo", ".state.json.tmp", "zzz"):
+    for name in ("config.json", "exec.fifo", ".state.json.tmp", "restore.pid"):
         (tmp_path / "c1" / name).write_text("")
     seen = []
 
@@ -144,7 +143,7 @@ def test_remove_dir_unlinks_state_json_last(tmp_path, monkeypatch):
 
 def test_list_ids_lists_every_container_folder(tmp_path):
     record(tmp_path, "b")
-    (tmp_path / "a").mkdir()                  # no state.json: listed
+    (tmp_path / "a").mkdir()                  # no state.json: listed (load tells if ours)
     (tmp_path / ".hidden").mkdir()            # an id (runc's): listed
     (tmp_path / "file").write_text("")        # not a folder
     (tmp_path / "bad id").mkdir()             # not an id
@@ -175,3 +174,71 @@ def test_create_journal_records_the_pid_only_without_a_cgroup(tmp_path):
     setup.ctx.pid = 2
     Setup.journal(setup, "pid")  # the cgroup holds it: no rewrite
     assert state.load(str(tmp_path), "c1")["pid"] == 1
+
+
+# --- what create writes, load reads; what is not ours stays unread and untouched -------------
+
+
+def test_state_json_of_the_largest_config_is_readable():
+    """The bound behind state.MAX_STATE: annotations filling a config of the largest size
+    create reads, in the characters whose escapes grow most, fit in a state.json."""
+    from runtime import jsonfast, spec
+    value = "\U0001f600" * ((spec.MAX_CONFIG - 64) // 4)  # 4 bytes each in config.json
+    st = {"ocish": state.FORMAT, "id": "c", "annotations": {"a": value}}
+    assert len(jsonfast.dumps(st).encode()) <= state.MAX_STATE
+
+
+def test_save_refuses_what_load_would_not_read(tmp_path, monkeypatch):
+    st = record(tmp_path)
+    monkeypatch.setattr(state, "MAX_STATE", 200)
+    st["annotations"] = {"a": "x" * 200}
+    with pytest.raises(OcishError, match="state.json would be .* bytes, more than 200"):
+        state.save(str(tmp_path), st)
+    assert "annotations" not in state.load(str(tmp_path), "c1")  # the old record stands
+
+
+@pytest.mark.parametrize("doc,who", [
+    ({"id": "c1", "init_process_pid": 5, "config": {}, "created": "x"}, "runc"),
+    ({"id": "c1", "pid": 5, "status": "running", "creator": 0, "use_systemd": False},
+     "another runtime")])
+def test_another_runtimes_state_json_is_not_ours(tmp_path, doc, who):
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "state.json").write_text(__import__("json").dumps(doc))
+    with pytest.raises(state.NotOurs, match=f"its state.json was written by {who}"):
+        state.load(str(tmp_path), "c1")
+
+
+def test_a_legacy_state_json_without_the_format_mark_is_ours(tmp_path):
+    st = record(tmp_path)
+    (tmp_path / "c1" / "state.json").write_text(__import__("json").dumps(st))
+    assert state.load(str(tmp_path), "c1") == st
+
+
+@pytest.mark.parametrize("names,mode,expect", [
+    ((), 0o711, "stopped"), ((".state.json.tmp",), 0o700, "stopped"),
+    (("exec.fifo", "config.json"), 0o711, "lost"), (("config.json",), 0o700, "lost"),
+    ((), 0o755, "not ours"), (("data.txt",), 0o711, "not ours"),
+    (("config.json", "sub"), 0o711, "not ours")])
+def test_a_folder_without_state_json(tmp_path, names, mode, expect):
+    """Only what a create killed before its first rename leaves (nothing, or the temporary
+    file, mode 0711 at most) is a stopped container; our other names without state.json are
+    ours with the record lost; anything else is not ours."""
+    d = tmp_path / "c1"
+    d.mkdir(mode)
+    d.chmod(mode)
+    for n in names:
+        (d / n).write_text("")
+    if expect == "stopped":
+        assert state.status(str(tmp_path), state.load(str(tmp_path), "c1")) == "stopped"
+    else:
+        with pytest.raises(state.Unreadable if expect == "lost" else state.NotOurs):
+            state.load(str(tmp_path), "c1")
+
+
+def test_remove_dir_keeps_what_ocish_did_not_make(tmp_path):
+    record(tmp_path)
+    (tmp_path / "c1" / "exec.fifo").write_text("")
+    (tmp_path / "c1" / "data.txt").write_text("precious")
+    with pytest.raises(OcishError, match='it holds "data.txt", which ocish did not make'):
+        state.remove_dir(str(tmp_path / "c1"))
+    assert os.listdir(tmp_path / "c1") == ["data.txt"]

@@ -255,7 +255,7 @@ def test_cgroup_stage_adds_the_pid_and_limits_write_the_rules_later(ctx, monkeyp
     assert manager.log == [("refuse_busy",), ("create",), ("add", 4321)]
     Limits(cgroup).run(ctx)
     assert [e[0] for e in manager.log] == ["refuse_busy", "create", "add", "apply"]
-    rules = manager.log[2][1]["devices"]
+    rules = manager.log[3][1]["devices"]
     assert rules == device_rules(ctx)
     assert rules[0] == {"allow": False, "access": "rwm"}
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules

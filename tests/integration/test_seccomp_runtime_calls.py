@@ -32,7 +32,8 @@ def _seccomp(default: str, allow=(), deny=(), nnp: bool = False):
     (_seccomp("SCMP_ACT_ALLOW", deny=["recvfrom"]),
      f"ocish: create failed: stage bounding: sync recvfrom {CAUSE}"),
     (_seccomp("SCMP_ACT_KILL", allow=["write", "exit_group", "read", "brk", "mmap", "close"]),
-     "ocish: create failed: stage bounding: sync: container process exited during setup; the "
+     "ocish: create failed: stage bounding: sync: container process exited during setup: "
+     "killed by SIGSYS; the "
      "seccomp filter of /linux/seccomp, loaded here as /process/noNewPrivileges is false, may "
      "kill the runtime for a call it makes after loading it"),
     # noNewPrivileges: loaded in the handoff after create; a child tries it during create

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ocish import facts
-from ocish.variables import Lookup, name_at, strip_comment, value_of
+from ocish.variables import Lookup, name_at, strip_comment, unquoted, value_of
 from runtime.errors import OcishError
 
 OPS = ("==", "!=", "<=", ">=", "<", ">", "contains", "has", "matches", "in")
@@ -239,23 +239,10 @@ def _check_pattern(word: Word, s: _Scanner) -> None:
 
 def split_arrow(text: str) -> tuple[str, str] | None:
     """(command, clauses) around the first unquoted ` -> `, None when there is none."""
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == quote:
-                quote = ""
-            elif c == "\\" and quote == '"':
-                i += 1
-        elif c in "'\"":
-            quote = c
-        elif c == "\\":
-            i += 1
-        elif (text.startswith("->", i) and (i == 0 or text[i - 1].isspace())
-              and (i + 2 == len(text) or text[i + 2].isspace())):
+    for i in unquoted(text):
+        if (text.startswith("->", i) and (i == 0 or text[i - 1].isspace())
+                and (i + 2 == len(text) or text[i + 2].isspace())):
             return text[:i].strip(), text[i + 2:].strip()
-        i += 1
     return None
 
 

@@ -10,7 +10,7 @@ expanding to nothing.
 from __future__ import annotations
 
 import shlex
-from typing import Callable
+from typing import Callable, Iterator
 
 from runtime.errors import OcishError
 
@@ -132,8 +132,9 @@ def split_words(line: str) -> list[str]:
     return shlex.split(strip_comment(line))
 
 
-def strip_comment(text: str) -> str:
-    """The text before an unquoted `#` that starts a word (sh's comments)."""
+def unquoted(text: str) -> Iterator[int]:
+    """The indices of `text`'s characters outside quotes and not escaped by a backslash, as sh
+    reads them ('...' takes nothing special, "..." takes \\ escapes)."""
     quote = ""
     i = 0
     while i < len(text):
@@ -147,7 +148,14 @@ def strip_comment(text: str) -> str:
             quote = c
         elif c == "\\":
             i += 1
-        elif c == "#" and (i == 0 or text[i - 1].isspace()):
-            return text[:i].rstrip()
+        else:
+            yield i
         i += 1
+
+
+def strip_comment(text: str) -> str:
+    """The text before an unquoted `#` that starts a word (sh's comments)."""
+    for i in unquoted(text):
+        if text[i] == "#" and (i == 0 or text[i - 1].isspace()):
+            return text[:i].rstrip()
     return text

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, cid, needs_root, ocish_cmd, reap_orphans
+from tests.conftest import REPO, children, cid, needs_root, ocish_cmd, reap_orphans
 
 pytestmark = needs_root
 
@@ -72,14 +72,6 @@ def _members(c: str) -> set[int]:
     return pids
 
 
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(f) as fh:
-            kids |= {int(p) for p in fh.read().split()}
-    return kids
-
-
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -120,7 +112,7 @@ def check_recovers(ocish, c: str, bundle, kids: set[int], expect_status=("stoppe
     assert not os.path.exists(os.path.join(ocish.root, c))
     assert [x for x in _leaf_dirs(c) if os.path.exists(x)] == []
     assert _wait_gone(members) == set(), "container processes survived delete -f"
-    assert _wait_gone(_children() - kids) == set(), "processes of the killed create survived"
+    assert _wait_gone(children() - kids) == set(), "processes of the killed create survived"
     assert ocish("state", c).stderr.strip() == "ocish: container does not exist"
     # the id is usable again: run it to completion (run deletes it at the end)
     r = ocish("run", "-b", str(bundle), c)
@@ -136,7 +128,7 @@ def bundle(make_bundle):
 
 @pytest.mark.parametrize("point", CREATE_POINTS)
 def test_create_killed_at_every_step(ocish, bundle, point):
-    c, kids = cid(), _children()
+    c, kids = cid(), children()
     p = _spawn(ocish, "create", "-b", str(bundle), c, crash=point)
     assert p.wait(30) == -signal.SIGKILL, f"the hook did not fire at {point}"
     check_recovers(ocish, c, bundle, kids,
@@ -145,7 +137,7 @@ def test_create_killed_at_every_step(ocish, bundle, point):
 
 @pytest.mark.parametrize("point", DELETE_POINTS)
 def test_delete_killed_half_way(ocish, bundle, point):
-    c, kids = cid(), _children()
+    c, kids = cid(), children()
     ocish("create", "-b", str(bundle), c, check=True)
     members = _members(c)
     assert members
@@ -179,7 +171,7 @@ def test_create_killed_at_random_moments(ocish, bundle, capsys):
     rng = random.Random(os.environ.get("OCISH_CRASH_SEED", "8"))
     kills, unusable, seen = 0, 0, {}
     for _ in range(RANDOM_KILLS):
-        c, kids = cid(), _children()
+        c, kids = cid(), children()
         with tempfile.TemporaryFile("w+") as err:
             p = _spawn(ocish, "create", "-b", str(bundle), c, stderr=err)
             time.sleep(rng.uniform(made * 0.8, done * 1.05))  # mostly while it has things to undo
@@ -216,7 +208,7 @@ def _descendant(pid: int, timeout: float = 10.0) -> int:
 def test_create_killed_inside_the_cgroup_procs_write(ocish, bundle, when):
     """strace holds the runtime inside write(2) to cgroup.procs (before the kernel acts on it,
     or after, before the runtime sees the result); we SIGKILL it there."""
-    c, kids = cid(), _children()
+    c, kids = cid(), children()
     paths = [f"{d}/cgroup.procs" for d in _leaf_dirs(c)]
     trace = ["strace", "-qq", "-o", "/dev/null", "-e", "trace=write",
              "-e", f"inject=write:{when}=3000000"] + [a for f in paths for a in ("-P", f)]
@@ -257,7 +249,7 @@ def test_list_state_delete_while_create_runs(ocish, make_bundle, tmp_path):
                                                     f"do sleep 0.05; done"]}
     b = make_bundle(["true"], mutate=lambda s: s.setdefault("hooks", {}).__setitem__(
         "createRuntime", [hook]))
-    c, kids = cid(), _children()
+    c, kids = cid(), children()
     p = _spawn(ocish, "create", "-b", str(b), c)
     deadline = time.monotonic() + 20
     while True:
@@ -280,7 +272,7 @@ def test_list_state_delete_while_create_runs(ocish, make_bundle, tmp_path):
     assert p.wait(10) == -signal.SIGKILL
     assert not os.path.exists(os.path.join(ocish.root, c))
     assert [x for x in _leaf_dirs(c) if os.path.exists(x)] == []
-    assert _wait_gone(members | (_children() - kids)) == set()
+    assert _wait_gone(members | (children() - kids)) == set()
     go.write_text("")
     assert ocish("run", "-b", str(b), c).returncode == 0
 
@@ -292,7 +284,7 @@ def test_delete_kills_what_its_own_scheduler_throttles(ocish, make_bundle):
     b = make_bundle(["true"], mutate=lambda s: s["process"].__setitem__("scheduler", {
         "policy": "SCHED_DEADLINE", "runtime": 1024, "deadline": 1_000_000,
         "period": 4_000_000_000}))
-    c, kids = cid(), _children()
+    c, kids = cid(), children()
     p = _spawn(ocish, "create", "-b", str(b), c)
     deadline = time.monotonic() + 20
     def deadline_task() -> bool:
@@ -315,7 +307,7 @@ def test_delete_kills_what_its_own_scheduler_throttles(ocish, make_bundle):
     assert d.returncode == 0, d.stderr
     assert time.monotonic() - start < 5
     assert [x for x in _leaf_dirs(c) if os.path.exists(x)] == []
-    assert _wait_gone(_children() - kids) == set()
+    assert _wait_gone(children() - kids) == set()
 
 
 def test_corrupt_state_json_spares_the_others(ocish, bundle):

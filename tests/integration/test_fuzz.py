@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cid, needs_root, reap_orphans, run_ocish
+from tests.conftest import children, cid, needs_root, reap_orphans, run_ocish
 
 pytestmark = needs_root
 
@@ -353,14 +353,6 @@ def _cgroups_left(c: str) -> list[str]:
     return left
 
 
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(f) as fh:
-            kids |= {int(p) for p in fh.read().split()}
-    return kids
-
-
 def _mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return f.read().splitlines()
@@ -422,7 +414,7 @@ def _check(bundle, raw: bytes, root: str, stats: dict) -> None:
 def _example(bundle, raw: bytes, root: str, stats: dict) -> None:
     (bundle / "config.json").write_bytes(raw)
     c = cid()
-    kids, mounts = _children(), _mounts()
+    kids, mounts = children(), _mounts()
     p = run_ocish("create", "-b", str(bundle), c, root=root, timeout=60)
     stats["examples"] += 1
     shown = raw[:300]
@@ -449,7 +441,7 @@ def _example(bundle, raw: bytes, root: str, stats: dict) -> None:
              p.stderr, shown)
     _problem(stats, "leaks", _cgroups_left(c) == [], "cgroups", _cgroups_left(c), shown)
     _problem(stats, "leaks", _mounts() == mounts, "mounts", shown)
-    _problem(stats, "leaks", _children() <= kids, "processes", _children() - kids, shown)
+    _problem(stats, "leaks", children() <= kids, "processes", children() - kids, shown)
 
 
 _SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -112,8 +112,8 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
                                               "size": 65536}]}])
     if ptr == "/linux/resources/memory/limit" and "the runtime's own setup" in msg:
         return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
-                                           "its program, e.g. 64 MiB",
-                                           [{"op": "replace", "path": ptr, "value": 64 * MIB}])
+                                           "its program, e.g. 64 MiB" + _swap_too(spec, 64 * MIB),
+                                           raise_memory(spec, 64 * MIB))
     if ptr == "/linux/resources/cpu/shares" and "the kernel's range" in msg and \
             isinstance(value, int):
         from runtime.spec import CPU_SHARES_MAX, CPU_SHARES_MIN
@@ -121,6 +121,15 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return "cpu-shares-range", Fix(f"use {near}, the nearest the kernel takes (1024 is the "
                                        "default weight)",
                                        [{"op": "replace", "path": ptr, "value": near}])
+    if ptr in ("/linux/resources/cpu/period", "/linux/resources/cpu/quota") and \
+            "the kernel's bounds" in msg and isinstance(value, int):
+        from runtime.spec import CFS_PERIOD_MAX, CFS_PERIOD_MIN, CFS_QUOTA_MAX, CFS_QUOTA_MIN
+        lo, hi = (CFS_PERIOD_MIN, CFS_PERIOD_MAX) if ptr.endswith("period") else \
+            (CFS_QUOTA_MIN, CFS_QUOTA_MAX)
+        near = min(max(value, lo), hi)
+        return "cpu-bandwidth-range", Fix(f"use {near}, the nearest the kernel takes (in "
+                                          "microseconds)",
+                                          [{"op": "replace", "path": ptr, "value": near}])
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")
@@ -236,7 +245,7 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                        evidence + [f"memory cgroup: limit {limit}, peak "
                                    f"{c.get('memory_peak')}, oom_kill {c['oom_kill']}"],
                        Fix(f"raise the memory limit above what the program needs, e.g. "
-                           f"{_mib(new)}", [{"op": "replace", "path": limit_ptr, "value": new}]))
+                           f"{_mib(new)}" + _swap_too(spec, new), raise_memory(spec, new)))
     if out.signal == "SIGSYS":
         from ocish.diagnose.dryrun import syscall_name
         name = syscall_name(out.last_syscall)
@@ -355,7 +364,7 @@ def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,
     if stage == "mounts" and op == "setresuid":
         return finding("userns-root-unmapped", "the runtime works as the user namespace's root "
                        "while it sets the mounts up, and uid or gid 0 is not mapped",
-                       Fix("map container id 0", _map_zero(spec)))
+                       Fix("map container id 0", map_zero(spec)))
     if stage == "exec" and op == "open" and "/proc" in target:
         from ocish.diagnose.preflight import proc_mount_ops
         return finding("no-proc", why, Fix("mount proc on /proc", proc_mount_ops(spec)))
@@ -427,7 +436,28 @@ def _dry_evidence(out: Outcome) -> list[str]:
     return ev
 
 
-def _map_zero(spec: dict) -> list[dict]:
+def raise_memory(spec: dict, new: int) -> list[dict]:
+    """Patch operations setting /linux/resources/memory/limit to `new` bytes, and the swap
+    limit (memory+swap, runc's and the kernel's memsw) with it when it would fall below the new
+    limit: runtime/spec.py refuses a swap below the memory limit. The swap keeps what it gave
+    beyond the old limit."""
+    mem = ((spec.get("linux") or {}).get("resources") or {}).get("memory") or {}
+    mp = "/linux/resources/memory"
+    ops = [{"op": "replace" if "limit" in mem else "add", "path": mp + "/limit", "value": new}]
+    limit, swap = mem.get("limit"), mem.get("swap")
+    if type(swap) is int and 0 < swap < new:
+        extra = swap - limit if type(limit) is int and 0 < limit < swap else 0
+        ops.append({"op": "replace", "path": mp + "/swap", "value": new + extra})
+    return ops
+
+
+def _swap_too(spec: dict, new: int) -> str:
+    """The words for raise_memory's second operation, when it makes one."""
+    return ", and the swap limit (memory+swap) with it" if len(raise_memory(spec, new)) > 1 \
+        else ""
+
+
+def map_zero(spec: dict) -> list[dict]:
     """Patch operations mapping container id 0 (uid and gid) to a host id above the ranges
     mapped already."""
     linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}

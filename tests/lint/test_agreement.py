@@ -230,6 +230,24 @@ OWN = [
         destination="/bin/sh/x", type="tmpfs", source="tmpfs"), None),
     ("createRuntime hook executable but not a program", _hook_script(
         "createRuntime", 0o755, body="just text, no #! line\n"), None),
+    # found by the second review: the kernel's cfs bandwidth bounds (runtime/spec.py), realtime
+    # runtime the parent cgroup does not have, a sysctl value the kernel refuses (preflight)
+    ("cpu period 100 (below the kernel's 1000)", _set("/linux/resources/cpu",
+                                                     {"quota": 50000, "period": 100}), None),
+    ("cpu period 2000000 (above the kernel's 1000000)",
+     _set("/linux/resources/cpu", {"period": 2000000}), None),
+    ("cpu period 1000000", _set("/linux/resources/cpu", {"period": 1000000}), None),
+    ("cpu quota 500 (below the kernel's 1000)", _set("/linux/resources/cpu", {"quota": 500}),
+     None),
+    ("cpu quota 1000", _set("/linux/resources/cpu", {"quota": 1000}), None),
+    ("cpu quota -1 (no limit)", _set("/linux/resources/cpu", {"quota": -1}), None),
+    ("cpu realtime runtime the parent cgroup lacks", _set("/linux/resources/cpu", {
+        "realtimeRuntime": 1000, "realtimePeriod": 1000000}), None),
+    ("sysctl net.ipv4.ip_forward banana", _set("/linux/sysctl",
+                                                {"net.ipv4.ip_forward": "banana"}), None),
+    ("sysctl kernel.shmmni not a number", _set("/linux/sysctl", {"kernel.shmmni": "lots"}),
+     None),
+    ("sysctl kernel.shmmni 4096", _set("/linux/sysctl", {"kernel.shmmni": "4096"}), None),
     ("healthy: the template", None, None),
 ]
 

@@ -22,6 +22,7 @@ import difflib
 import errno
 import json
 import os
+import shlex
 
 from ocish.diagnose.model import (DRYRUN, ERROR, LINT, WARNING, Finding, Fix, Outcome,
                                   append_ops, resolve_pointer)
@@ -156,10 +157,11 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
 # ---------------------------------------------------------------------------------------------
 # the dry run
 
-def outcome_findings(out: Outcome, spec: dict, rootfs: str,
-                     predicted: list[Finding]) -> list[Finding]:
+def outcome_findings(out: Outcome, spec: dict, rootfs: str, predicted: list[Finding],
+                     bundle: str = ".") -> list[Finding]:
     """Findings for the dry run's outcome; confirms (mutates) the preflight findings that
-    predicted it and returns the ones nobody predicted."""
+    predicted it and returns the ones nobody predicted. `bundle`: the bundle's path, for the
+    commands a fix names."""
     if out.phase == "not run":
         return []
     if out.healthy:
@@ -169,7 +171,7 @@ def outcome_findings(out: Outcome, spec: dict, rootfs: str,
                 f.evidence.append("dry run: the container started anyway "
                                   f"({out.summary()}), so this did not stop it")
         return _pressure(out)
-    found = _explain(out, spec, rootfs)
+    found = _explain(out, spec, rootfs, bundle)
     if found is None:
         return []
     match = next((f for f in predicted if f.severity == ERROR and _matches(f, found, out)), None)
@@ -225,7 +227,7 @@ def _matches(pred: Finding, found: Finding, out: Outcome) -> bool:
     return bool(a and b) and (a == b or a.startswith(b + "/") or b.startswith(a + "/"))
 
 
-def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
+def _explain(out: Outcome, spec: dict, rootfs: str, bundle: str) -> Finding | None:
     evidence = _dry_evidence(out)
     c = out.counters
     limit_ptr = "/linux/resources/memory/limit"
@@ -273,10 +275,10 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                             for i in untimed]) if hooks else None)
     if out.error is not None and out.error.get("op") != "sync":
         return _stage_finding(out.error, out, spec, rootfs, evidence)
-    return _death_finding(out, spec, evidence)
+    return _death_finding(out, spec, evidence, bundle)
 
 
-def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
+def _death_finding(out: Outcome, spec: dict, evidence: list[str], bundle: str) -> Finding:
     """The process ended by itself: during setup, before exec (start failed), or after."""
     c = out.counters
     err_lines = "\n".join(out.stderr)
@@ -320,8 +322,9 @@ def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
                    f"the container's process ended {where} ({how})"
                    + (f"; its last words: {last!r}" if last else ", without a word on stderr"),
                    out.stage if out.phase == "setup" else "start", "", 0, "/process/args",
-                   evidence, Fix("run it by hand to see why: ocish debug BUNDLE, then continue "
-                                 "and start; or give the program what its error asks for"))
+                   evidence, Fix(f"run it by hand to see why: ocish debug {shlex.quote(bundle)}, "
+                                 "then continue and start; or give the program what its error "
+                                 "asks for"))
 
 
 def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,

@@ -203,3 +203,27 @@ def test_a_healthy_run_demotes_preflight_errors():
     out = Outcome(phase="running", window=1.0)
     assert explain.outcome_findings(out, {}, "", [pre]) == []
     assert pre.severity == "warning" and "started anyway" in pre.evidence[-1]
+
+
+def test_a_death_nothing_explains_names_the_bundle_to_debug():
+    """The fix's command is one to paste: the bundle's real path, not a placeholder."""
+    out = Outcome(phase="exited", exit_status=3, seconds=0.1, window=1.0)
+    [found] = explain.outcome_findings(out, {}, "", [], "/srv/my bundle")
+    assert found.code == "process-died"
+    assert "ocish debug '/srv/my bundle', then continue" in found.fix.text
+    assert "BUNDLE" not in found.fix.text
+
+
+def test_memory_fix_raises_the_swap_limit_with_it():
+    """A memory limit raised above the swap limit (memory+swap) is one create refuses: the
+    swap limit goes up with it, keeping what it gave beyond the old limit."""
+    def spec(**mem):
+        return {"linux": {"resources": {"memory": mem}}}
+    mp = "/linux/resources/memory"
+    assert explain.raise_memory(spec(limit=8 << 20, swap=8 << 20), 64 << 20) == [
+        {"op": "replace", "path": mp + "/limit", "value": 64 << 20},
+        {"op": "replace", "path": mp + "/swap", "value": 64 << 20}]
+    assert explain.raise_memory(spec(limit=8 << 20, swap=10 << 20), 64 << 20)[1] == \
+        {"op": "replace", "path": mp + "/swap", "value": 66 << 20}
+    for swap in (-1, 0, 128 << 20):  # unlimited, not set, already above
+        assert len(explain.raise_memory(spec(limit=8 << 20, swap=swap), 64 << 20)) == 1

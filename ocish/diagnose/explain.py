@@ -54,6 +54,71 @@ def spec_finding(pointer: str, message: str, spec: dict, rootfs: str | None = No
                    "validate", 0, pointer, evidence, fix)
 
 
+def _value_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix] | None:
+    """The edit for a SpecError whose right value is clear from the config itself: the later of
+    two duplicates removed, a value clamped into its range, the limit a swap or a soft limit
+    must reach, the known name closest to an unknown one; None for the others."""
+    from runtime import spec as specmod
+    parts = ptr.split("/")
+    parent = "/".join(parts[:-1])
+    if msg.startswith(("duplicate namespace", "duplicate rlimit")):
+        return "config-duplicate", Fix(f"remove {parent}, the later of the two",
+                                       [{"op": "remove", "path": parent}])
+    if "must not exceed hard limit" in msg and parts[-1] == "soft":
+        hard = resolve_pointer(spec, parent + "/hard")[1]
+        return "rlimit-soft-above-hard", Fix(f"lower the soft limit to the hard limit {hard}",
+                                             [{"op": "replace", "path": ptr, "value": hard}])
+    if ptr.startswith("/process/rlimits/") and parts[-1] == "type" and "RLIMIT_" in msg:
+        have = {r.get("type") for r in (spec.get("process") or {}).get("rlimits") or []
+                if isinstance(r, dict)}
+        names = {n.removeprefix("RLIMIT_"): n for n in specmod.RLIMITS - have}
+        close = difflib.get_close_matches(str(value).upper().removeprefix("RLIMIT_"),
+                                          sorted(names), 1, 0.7)  # the names, not the prefix
+        if close:
+            name = names[close[0]]
+            return "rlimit-unknown", Fix(f"did you mean {name}?",
+                                         [{"op": "replace", "path": ptr, "value": name}])
+        return "rlimit-unknown", Fix(f"remove {parent}", [{"op": "remove", "path": parent}])
+    if ptr == "/linux/resources/memory/swap" and "memory+swap limit must be at least" in msg:
+        limit = resolve_pointer(spec, "/linux/resources/memory/limit")[1]
+        return "memory-swap-below-limit", Fix(f"raise the swap limit (memory+swap) to the memory "
+                                              f"limit {limit} (or -1: no limit)",
+                                              [{"op": "replace", "path": ptr, "value": limit}])
+    if ptr.startswith("/process/env/") and '"KEY=value"' in msg and isinstance(value, str):
+        if value and not value.startswith("="):
+            return "env-no-equals", Fix(f"set it to the empty string: {value}=",
+                                        [{"op": "replace", "path": ptr, "value": value + "="}])
+        return "env-no-equals", Fix("remove it (a variable needs a name)",
+                                    [{"op": "remove", "path": ptr}])
+    if ptr == "/process/oomScoreAdj" and "from -1000 to 1000" in msg and type(value) is int:
+        near = min(max(value, -1000), 1000)
+        own = _own_oom_score_adj()
+        if near < own:  # lowering below the runtime's own needs CAP_SYS_RESOURCE (preflight)
+            near = own
+        return "oom-score-adj-range", Fix(f"use {near}, the nearest the kernel (and this "
+                                          "runtime) takes", [{"op": "replace", "path": ptr,
+                                                              "value": near}])
+    if ptr.startswith("/linux/resources/blockIO/") and parts[-1] in ("weight", "leafWeight") \
+            and "from 10 to 1000" in msg and type(value) is int:
+        near = min(max(value, 10), 1000)
+        return "blkio-weight-range", Fix(f"use {near}, the nearest the kernel takes",
+                                         [{"op": "replace", "path": ptr, "value": near}])
+    if ptr == "/ociVersion" and msg.startswith("unsupported version"):
+        from runtime.defaults import OCI_VERSION
+        return "oci-version", Fix(f"use {OCI_VERSION}, the runtime-spec version this runtime "
+                                  "implements", [{"op": "replace", "path": ptr,
+                                                  "value": OCI_VERSION}])
+    return None
+
+
+def _own_oom_score_adj() -> int:
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1000
+
+
 def _absolute_fix(ptr: str, path: str, spec: dict, rootfs: str | None) -> Fix:
     """The relative path made absolute, as a fix that works: the cwd must exist in the rootfs
     (the runtime does not make it: "and create it", with the command), a hook program or a
@@ -93,6 +158,15 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return code, Fix(
             "point it at an existing namespace (/proc/<pid>/ns/<kind> of a running process), or "
             "drop the path to create a new namespace", [{"op": "remove", "path": ptr}])
+    if "add {" in msg and "to /linux/namespaces" in msg and \
+            ptr in ("/linux/uidMappings", "/linux/gidMappings"):
+        # a user namespace added would need both maps and a rootfs its root can reach: the
+        # edit that surely gives a config create takes is the maps' removal
+        linux = spec.get("linux") or {}
+        return "namespace-needed", Fix("remove the id maps (or add a user namespace, "
+                                       '{"type": "user"}, with both maps)',
+                                       [{"op": "remove", "path": f"/linux/{k}"}
+                                        for k in ("uidMappings", "gidMappings") if k in linux])
     if "add {" in msg and "to /linux/namespaces" in msg:
         kind = msg.split('"type": "', 1)[1].split('"', 1)[0]
         return "namespace-needed", Fix(f"add a {kind} namespace",
@@ -131,6 +205,9 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return "cpu-bandwidth-range", Fix(f"use {near}, the nearest the kernel takes (in "
                                           "microseconds)",
                                           [{"op": "replace", "path": ptr, "value": near}])
+    found = _value_fix(ptr, msg, value, spec)
+    if found is not None:
+        return found
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")

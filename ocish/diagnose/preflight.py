@@ -803,7 +803,9 @@ class Preflight:
             title = f"{e.target}: {e.detail}" if e.target else e.detail
             cause, evidence = f"stage cgroup cannot apply {ptr}: {title}", []
         self.add("cgroup-unsupported", ERROR, title, cause, "cgroup", e.op, e.errno, ptr,
-                 evidence, Fix(f"remove {ptr} on this host", [{"op": "remove", "path": ptr}]))
+                 evidence, Fix(f"remove {_unsupported_setting(ptr, self.linux)} on this host",
+                               [{"op": "remove",
+                                 "path": _unsupported_setting(ptr, self.linux)}]))
 
     def _block_devices(self, res: dict) -> None:
         """blkio rules name block devices by major:minor: one the host lacks is refused."""
@@ -930,6 +932,22 @@ def _rt_group_cpu(cgroups_path) -> str | None:
     while d != "/" and not os.path.isdir(d):
         d = os.path.dirname(d)  # the nearest cgroup that exists: the files are alike
     return d if os.path.exists(os.path.join(d, "cpu.rt_runtime_us")) else None
+
+
+def _unsupported_setting(ptr: str, linux: dict) -> str:
+    """What to remove for a cgroup setting the host lacks at `ptr`: the whole setting (a list
+    of rules, /linux/resources/blockIO/weightDevice, not its first item: the driver stops at
+    the first item and the file is missing for all of them), and the whole section when that
+    leaves it empty or without its required member (pids.limit)."""
+    tokens = ptr.split("/")[1:]
+    if len(tokens) < 3 or tokens[:2] != ["linux", "resources"]:
+        return ptr
+    section = "/" + "/".join(tokens[:3])
+    value = _dict(linux.get("resources")).get(tokens[2])
+    if not isinstance(value, dict) or len(tokens) < 4 or tokens[2] == "pids" \
+            or set(value) <= {tokens[3]}:
+        return section
+    return section + "/" + tokens[3]
 
 
 def _rt_ratio(cgroup: str) -> float:

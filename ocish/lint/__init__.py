@@ -39,9 +39,9 @@ def _usage_error(prog: str, message: str, argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     from ocish.lint.checks import LintError, lint
-    p = _ArgParser(argv=argv, prog="ocish lint", description="Check a bundle's config.json against the "
-                   "runtime's own rules, the runtime-spec 1.2 schema, this host and the rootfs; "
-                   "nothing is run.")
+    p = _ArgParser(argv=argv, prog="ocish lint", description="Check a bundle's config.json "
+                   "against the runtime's own rules, the runtime-spec 1.2 schema, this host and "
+                   "the rootfs; nothing is run.")
     p.add_argument("target", nargs="?", default=".", metavar="BUNDLE | CONFIG.json",
                    help="a bundle directory or a config.json (default: .)")
     p.add_argument("--format", choices=("text", "json"), default="text")

@@ -20,48 +20,70 @@ DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
 
 Inside the debugger, `help` lists its own commands (step, next, break, continue, inspect,
 trace, diff, expect, record ...) and `help COMMAND` explains one with examples."""
+# the ones with a state directory: a global --root is theirs too
+ROOTED = {"attach", "debug", "lint", "replay", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv and sys.stdin.isatty() and sys.stdout.isatty():
         argv = ["shell"]  # bare `ocish` on a terminal: the debugger shell, empty
-    argv = _root_first(argv)
-    command = argv[0] if argv else None
-    if command == "help" and len(argv) > 1:  # runc's `help COMMAND`: the command's --help
-        return main([argv[1], "--help"])
-    if command is None or command == "help" or command in HELP_FLAGS:
+    n = _leading_globals(argv)
+    command = argv[n] if n < len(argv) else None
+    if command == "help" and len(argv) > n + 1:  # runc's `help COMMAND`: the command's --help
+        return main(argv[:n] + [argv[n + 1], "--help"])
+    flags = argv[:n]
+    if command == "help" or command is None and (not argv or any(f in HELP_FLAGS for f in flags)):
         from runtime.cli import main as runtime_main
-        code = runtime_main(["--help"])
+        code = runtime_main([f for f in flags if f not in HELP_FLAGS] + ["--help"])
         print(DEBUGGER_HELP)
         return code
-    if command in SHELL_COMMANDS:
-        if command == "bundle":
-            from ocish.bundle import main as bundle_main
-            return bundle_main(argv[1:])
-        if command == "diagnose":
-            from ocish.diagnose import main as diagnose_main
-            return diagnose_main(argv[1:])
-        if command == "replay":
-            from ocish.replay import main as replay_main
-            return replay_main(argv[1:])
-        if command == "lint":
-            from ocish.lint import main as lint_main
-            return lint_main(argv[1:])
-        from ocish.shell import main as shell_main
-        return shell_main(argv[1:], command)
-    from runtime.cli import main as runtime_main
-    return runtime_main(argv)
+    if command not in SHELL_COMMANDS:
+        from runtime.cli import main as runtime_main
+        return runtime_main(argv)
+    # the runtime's global flags before a debugger command, as before any runc command: parsed
+    # by the runtime's own table; each applies where it means something
+    from runtime.cli import GLOBAL, Log
+    from runtime.cliparse import parse
+    from runtime.errors import OcishError
+    try:
+        g = parse("ocish", GLOBAL, [], argv[:n])[0]
+        # an unusable --log fails at once, as runc's; a session's errors (and with --debug its
+        # steps) go there too; the offline commands (bundle, lint, ...) have nothing to log
+        log = Log(g.log, g.log_format, g.debug)
+    except OcishError as e:
+        sys.stderr.write(f"ocish: {e}\n")
+        return 1
+    if g.version:  # `ocish -v debug` is `ocish -v`, as `runc -v spec` is `runc -v`
+        from runtime.cli import main as runtime_main
+        return runtime_main(["--version"])
+    rest = argv[n + 1:]
+    if g.root and command in ROOTED:
+        rest = ["--root", g.root] + rest  # before the command's own, which wins (the last)
+    if command == "bundle":
+        from ocish.bundle import main as bundle_main
+        return bundle_main(rest)
+    if command == "diagnose":
+        from ocish.diagnose import main as diagnose_main
+        return diagnose_main(rest)
+    if command == "replay":
+        from ocish.replay import main as replay_main
+        return replay_main(rest)
+    if command == "lint":
+        from ocish.lint import main as lint_main
+        return lint_main(rest)
+    from ocish.shell import main as shell_main
+    return shell_main(rest, command, log)
 
 
-def _root_first(argv: list[str]) -> list[str]:
-    """`ocish --root R debug ...` (the runtime's global flag written first, as in the hints the
-    shell prints) is `ocish debug ... --root R`."""
-    if argv[:1] == ["--root"] and len(argv) > 2 and argv[2] in SHELL_COMMANDS:
-        return argv[2:] + argv[:2]
-    if argv[:1] and argv[0].startswith("--root=") and len(argv) > 1 and argv[1] in SHELL_COMMANDS:
-        return argv[1:] + ["--root", argv[0][len("--root="):]]
-    return argv
+def _leading_globals(argv: list[str]) -> int:
+    """How many words of argv are global flags (with their values) before the command."""
+    from runtime.cli import GLOBAL  # what the runtime's commands import first anyway
+    valued = {f"{dash}{o.name}" for o in GLOBAL if o.kind is not bool for dash in ("-", "--")}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-", "--"):
+        i += 2 if argv[i] in valued else 1
+    return min(i, len(argv))
 
 
 def run() -> None:

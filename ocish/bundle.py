@@ -322,7 +322,8 @@ def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = Fal
     """Set (or with `remove`, delete) the item at `pointer` in `bundle`/config.json. `value`
     is JSON, or else taken as a string (unless it starts as JSON does, with [, { or ", and
     is broken: OcishError); missing objects on the way are created, `-` appends
-    to a list. Returns the value written. Raises OcishError naming the pointer."""
+    to a list (creating a one-item list when there is none yet; on an object it is refused:
+    an object has no end to append at, RFC 6901). Returns the value written. Raises OcishError naming the pointer."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path) as f:
@@ -353,7 +354,8 @@ def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = Fal
             if key not in node:
                 if remove:
                     raise OcishError(f"config {here}: no such item")
-                node[key] = {}
+                # `-` (RFC 6901: past the end of an array) appends: the list it appends to
+                node[key] = [] if keys[i + 1:] == ["-"] else {}
             node = node[key]
         else:
             raise OcishError(f"config {here}: not an object or a list")
@@ -368,6 +370,11 @@ def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = Fal
             node.append(parsed)
         else:
             node[at] = parsed
+    elif last == "-":
+        parent = pointer[:-2] or "/"
+        raise OcishError(f"config {parent}: `-` appends to a list, and this is an object: "
+                         f"name a key (e.g. {parent}/NAME), or remove it first "
+                         f"(`bundle unset {parent}`)")
     elif remove:
         if last not in node:
             raise OcishError(f"config {pointer}: no such item")

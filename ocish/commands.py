@@ -523,6 +523,8 @@ class Commands:
     def do_quit(self, a: Args):
         keep = bool(a.opts.get("keep"))
         d, status = self.dbg, self.dbg.status()
+        if keep and d.in_setup:
+            raise OcishError(_cannot_keep(d))
         if not keep and status in ("created", "running", "paused"):
             fate = "detached (left as it is)" if d.attached else "deleted"
             if not self.confirm(f"A debugging session is active.\n\n\tcontainer {d.cid} "
@@ -801,6 +803,18 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
 
 # -- completion of arguments ---------------------------------------------------------------------
 
+def _cannot_keep(d: Debugger) -> str:
+    """Why `quit --keep` refuses a container still being set up: it has no state dir nor
+    init to wait for `start` yet (runc keeps nothing from a `create` that did not finish)."""
+    if d.setup.engine.failed or d.death is not None:
+        return (f"quit --keep: container {d.cid} failed during setup: there is no container "
+                "to keep; `quit` removes what setup made, `restart` sets it up again")
+    nxt = d.where().next
+    return (f"quit --keep: container {d.cid} is still being set up (next: {nxt}), not yet "
+            "created: `continue` finishes the setup, then `quit --keep` keeps it; "
+            "`quit` removes it")
+
+
 def _stage_names(d: Debugger) -> list[str]:
     return [s.name for s in d.engine.stages] if d.engine else []
 
@@ -913,6 +927,8 @@ COMMANDS: list[Command] = [
       "On a terminal, with a created or running container, it asks first (gdb's \"A\n"
       "debugging session is active\"); Ctrl-D quits the same way. `--keep` leaves the\n"
       "container as it is and says how to get back to it (`ocish attach ID`) or remove it.\n"
+      "A container still being set up cannot be kept (it is no OCI container yet): `quit\n"
+      "--keep` refuses and the session goes on; `continue` sets it up to created.\n"
       "A container this session attached to is left as it is (gdb detaches).",
       ("quit", "quit --keep"), flags=(("--keep", "keep", False),), data=False),
     C("load", (), "load BUNDLE [--id ID]",

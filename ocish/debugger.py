@@ -20,6 +20,7 @@ reaps what it kills.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import signal
@@ -144,6 +145,11 @@ class Explanation:
     text: str                            # describe(): what it will do with this config
 
 
+# seconds `kill KILL` waits for the init to die: dying takes milliseconds (more for a process
+# with much memory to free), so this is only an upper bound
+KILL_WAIT = 5.0
+
+
 class Debugger(Observer):
     def __init__(self, root: str) -> None:
         self.root = root
@@ -179,6 +185,7 @@ class Debugger(Observer):
         # (replay adds SIGINT: Ctrl-C stops a replay, not just the command it runs)
         self.exec_keeps: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
         S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+        self.step_log = None  # runtime.cli.StepLog with the global --debug: each step's time
 
     # -- what is loaded ----------------------------------------------------------------------
     @property
@@ -636,7 +643,7 @@ class Debugger(Observer):
         engine = self.setup.engine
         names = [s.name for s in engine.stages]
         if stage not in names:
-            raise OcishError(f"no stage {stage!r}: stages are {', '.join(names)}")
+            raise _no_stage(stage, names)
         ahead = [(s.name, i) for s, i in engine.steps[engine.pos + 1:]]
         if item:
             if (stage, item) not in ahead:
@@ -760,6 +767,8 @@ class Debugger(Observer):
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:
+        if self.step_log is not None:
+            self.step_log.before(engine, stage, item)
         if not self.tracing or self._report is None:
             return
         if stage.side != CONTAINER:
@@ -774,9 +783,13 @@ class Debugger(Observer):
 
     def after(self, engine: Engine, stage: Stage, item: str) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.after(engine, stage, item)
 
     def failed(self, engine: Engine, stage: Stage, item: str, err: StageError) -> None:
         self._stop_trace()
+        if self.step_log is not None:
+            self.step_log.failed(engine, stage, item, err)
 
     def _stop_trace(self) -> None:
         if self._tracer is not None:
@@ -805,7 +818,7 @@ class Debugger(Observer):
         else:
             name, items = args[0], args[1:2]
             if name not in stages:
-                raise OcishError(f"no stage {name!r}: stages are {', '.join(stages)}")
+                raise _no_stage(name, stages)
             if items and items[0] not in stages[name].items(ctx):
                 raise OcishError(f"stage {name} has no item {items[0]!r}: "
                                  f"{', '.join(stages[name].items(ctx)) or 'it has no items'}")
@@ -873,7 +886,7 @@ class Debugger(Observer):
                 raise OcishError("setup is complete: name a stage")
             name = step[0].name
         if name not in stages:
-            raise OcishError(f"no stage {name!r}: stages are {', '.join(stages)}")
+            raise _no_stage(name, stages)
         stage = stages[name]
         return Explanation(stage.name, stage.side, stage.describe(self.setup.ctx))
 
@@ -966,9 +979,17 @@ class Debugger(Observer):
         self._manager().thaw()
 
     def kill(self, sig: int, all_: bool = False) -> None:
+        """lifecycle.kill; after SIGKILL, wait up to KILL_WAIT s for the init to be dead (a
+        zombie, or reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
+        it stopped (gdb's `kill` too returns once the inferior is gone; `runc kill` does not
+        wait, and `runc delete` right after can still see it running)."""
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
         self._sent.add(sig)
+        if sig == signal.SIGKILL:  # dead (a zombie is): reaped, and news, at the next command
+            pid, deadline = self.container_pid(), time.monotonic() + KILL_WAIT
+            while not self.is_dead(pid) and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def delete(self, force: bool = False) -> None:
         """lifecycle.delete; the death it causes is the user's doing, not news (no diagnose
@@ -1112,3 +1133,13 @@ def _item_text(stage: Stage, ctx, item: str) -> str:
         if line.startswith(item + ":"):
             return line[len(item) + 1:].strip()
     return ""
+
+
+def _no_stage(name: str, stages) -> OcishError:
+    """A stage name that is none of `stages`: the error names the closest (gdb's "did you
+    mean", as for commands) and lists them all."""
+    names = list(stages)
+    close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+    listed = f"stages are {', '.join(names)}"
+    return OcishError(f"no stage {name!r}: " + (
+        f"did you mean {' or '.join(close)}? ({listed})" if close else listed))

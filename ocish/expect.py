@@ -226,6 +226,17 @@ class _Scanner:
                 raise self.error("a list's items are separated by commas and end with ]")
 
 
+def _check_pattern(word: Word, s: _Scanner) -> None:
+    """A `matches` pattern that is no regular expression is a syntax error (found when the
+    script is read, FILE:LINE), not a failure when it is checked. Variables match literally,
+    so any value stands in for them here."""
+    text = "".join(t if kind == "lit" else "x" for kind, t, _ in word.parts)
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise s.error(f"the pattern {text!r} is not a regular expression: {e}") from None
+
+
 def split_arrow(text: str) -> tuple[str, str] | None:
     """(command, clauses) around the first unquoted ` -> `, None when there is none."""
     quote = ""
@@ -259,6 +270,10 @@ def parse(text: str) -> Expectation:
     command, rest = split if split else ("", text)
     if split and not command:
         raise ExpectSyntaxError(f"expect: no command before -> in {text!r}")
+    if not command and rest.startswith("-"):
+        raise ExpectSyntaxError(f"expect takes no options ({rest.split()[0]!r}): what it "
+                                "returns is a check, not data; write `expect FACT OP VALUE` or "
+                                "`expect COMMAND -> CLAUSES` (`help expect`)")
     s = _Scanner(rest)
     clauses: list[Clause] = []
     while True:
@@ -290,7 +305,12 @@ def parse(text: str) -> Expectation:
                 hint = " (== compares)" if op == "=" else ""
                 raise s.error(f"after {path_text}, an operator: {' '.join(OPS)}, or `not` "
                               f"before {'/'.join(NEGATABLE)}; not {op!r}{hint}")
+            value_start = s.i
             value = s.value(op)
+            if op == "matches":
+                value_end, s.i = s.i, value_start  # an error points at the pattern
+                _check_pattern(value, s)
+                s.i = value_end
             clauses.append(Clause(rest[start:s.i].strip(), path, op, negated, value))
         if s.end():
             break

@@ -10,7 +10,9 @@ Every command the session ran is kept (Commands.history, with its data). Recordi
 - nothing of what only looks (inspect, state, ps, stages, explain, diff, help), unless
   --expect: then each look becomes expectations (ocish/snapshot.py), each stop `expect
   continue -> reason == breakpoint, next == "..."`, and each exec its status and output
-  (its output only when it was captured: piped, not on a terminal);
+  (its output only when it was captured: piped, not on a terminal), each `wait` the exit
+  status; `start` stays a plain command: whether a short-lived process still runs when
+  `start` returns is a race, not a fact (a `wait` after it records how it ended);
 - a commented line for what failed and changed nothing (a typo, a bad breakpoint).
 Paths of this machine become $bundle, $rootfs, $root and $id; the first bundle loaded from
 outside the session is `load ${bundle:-/its/path}`, so `ocish replay FILE` runs it here and
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocish import facts, snapshot
 from ocish.variables import split_words
-from ocish.debugger import Exec, Run, Started
+from ocish.debugger import Exec, Run
 from runtime.errors import OcishError
 
 if TYPE_CHECKING:
@@ -148,11 +150,6 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             view = facts.run_view(out.data)
             clauses = _clauses(view, ("reason", "next"), subst)
             out_lines.append(f"expect {typed} -> {clauses}")
-            n_exp += 1
-        elif expect and name == "start" and isinstance(out.data, Started):
-            how = "" if out.data.running else f", exit.how == {facts.quote(out.data.exit.how)}"
-            out_lines.append(f"expect {typed} -> running == "
-                             f"{facts.format_value(out.data.running)}{how}")
             n_exp += 1
         elif expect and name == "exec" and isinstance(out.data, Exec) and out.data.status is not None:
             view = facts.command_view("exec", out.args, out.data)

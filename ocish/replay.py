@@ -35,7 +35,7 @@ from typing import Any
 
 from ocish import render, script as scriptmod
 from ocish.commands import Commands, Outcome
-from ocish.debugger import Debugger
+from ocish.debugger import Debugger, Exec
 from runtime.errors import OcishError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -162,6 +162,10 @@ class Runner:
             out = cmds.run(ln.text)
             took = time.monotonic() - t
             self._show(cmds, out)
+            if isinstance(out.data, Exec):  # captured: kept with the container's own output
+                for text in (out.data.stdout, out.data.stderr):
+                    if text:
+                        os.write(1, text.encode(errors="replace"))
             if ln.command == "expect":
                 r = self._expectation(sc, ln, out, took)
                 self._add(run, r)
@@ -282,7 +286,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("scripts", nargs="*")
     p.add_argument("--bundle", "-b")
     p.add_argument("--id")
-    p.add_argument("--format", "-f", default="tap", choices=("tap", "json", "junit"))
+    p.add_argument("--format", "-f", default="tap", choices=replay_report.FORMATS)
     p.add_argument("--keep-going", "-k", action="store_true")
     p.add_argument("--root")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -290,17 +294,15 @@ def main(argv: list[str]) -> int:
     try:
         a = p.parse_args(argv)
     except OcishError as e:
-        sys.stderr.write(f"{e}\n")
-        return 2
+        return _cannot_run(str(e), _format_of(argv))
     if a.help:
         sys.stdout.write(USAGE)
         return 0
     if not a.scripts:
-        sys.stderr.write("ocish replay: no script given; usage: " + USAGE.splitlines()[0] + "\n")
-        return 2
+        return _cannot_run("ocish replay: no script given; usage: " + USAGE.splitlines()[0],
+                           a.format)
     if a.bundle and not os.path.isfile(os.path.join(a.bundle, "config.json")):
-        sys.stderr.write(f"ocish replay: --bundle {a.bundle}: no config.json there\n")
-        return 2
+        return _cannot_run(f"ocish replay: --bundle {a.bundle}: no config.json there", a.format)
     parsed: list[scriptmod.Script | OcishError] = []
     for f in a.scripts:
         try:
@@ -312,8 +314,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"ocish replay: {e}\n")
     # the report has its own stdout: fd 1 points to each script's output file while it runs
     report = replay_report.Report(a.format, os.fdopen(os.dup(1), "w"))
-    if len(errors) == len(parsed):  # nothing can run
-        report.bail(errors)
+    if len(errors) == len(parsed):  # nothing can run: each script with why
+        report.bail(errors, [unreadable(f, e) for f, e in zip(a.scripts, parsed)])
         return 2
     owner = os.getpid()
 
@@ -335,7 +337,7 @@ def main(argv: list[str]) -> int:
     except Interrupted as e:
         name = signal.Signals(e.signum).name
         sys.stderr.write(f"ocish replay: interrupted by {name}: everything it made is removed\n")
-        report.finish(runs, interrupted=name)
+        report.finish(runs, interrupted=name, status=128 + e.signum)
         return 128 + e.signum
     for r in runs:
         if r.status == "error" and not any(x.kind == "syntax" for x in r.results):
@@ -344,18 +346,40 @@ def main(argv: list[str]) -> int:
     return exit_status(runs)
 
 
-def unreadable(file: str, e: OcishError, report) -> ScriptRun:
+def unreadable(file: str, e: OcishError, report=None) -> ScriptRun:
     """A script that cannot be read (a syntax error, FILE:LINE): one test point that could not
-    run, reported where the script stands among the others."""
+    run, reported (to `report`, when given) where the script stands among the others."""
     run = ScriptRun(file, "", status="error", error=str(e), started=time.time())
-    report.start(file)
     syntax = isinstance(e, scriptmod.ScriptSyntaxError)
     line, text = (e.line, e.text) if syntax else (0, "")
     r = Result(file, line, text, "syntax", "error",
                f"the script cannot run: {e.message if syntax else e}")
     run.results.append(r)
-    report.result(r)
+    if report is not None:
+        report.start(file)
+        report.result(r)
     return run
+
+
+def _format_of(argv: list[str]) -> str:
+    """The --format asked for, read from argv when argparse refused the rest (tap else)."""
+    from ocish import replay_report
+    for i, w in enumerate(argv):
+        value = (argv[i + 1] if i + 1 < len(argv) else "") if w in ("--format", "-f") else (
+            w.split("=", 1)[1] if w.startswith("--format=") else None)
+        if value is not None:
+            return value if value in replay_report.FORMATS else "tap"
+    return "tap"
+
+
+def _cannot_run(error: str, fmt: str) -> int:
+    """Nothing can run (no script, a missing --bundle, bad options): the error on stderr, and
+    the report in the format asked for (a TAP `Bail out!`, a JSON errors document, a JUnit
+    <error>), so a harness that reads only stdout sees why. Exit status 2."""
+    from ocish import replay_report
+    sys.stderr.write(error + "\n")
+    replay_report.Report(fmt, sys.stdout).bail([error], [])
+    return 2
 
 
 def exit_status(runs: list[ScriptRun]) -> int:

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from ocish.replay import Result, ScriptRun
 
+FORMATS = ("tap", "json", "junit")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -53,15 +54,20 @@ class Report:
         self.out.write(line + "\n")
         self.out.flush()
 
-    def bail(self, errors: list[str]) -> None:
-        """Nothing runs (a script could not be read): say why, in the format asked for."""
+    def bail(self, errors: list[str], runs: list["ScriptRun"]) -> None:
+        """Nothing runs: say why, in the format asked for. `runs`: the scripts that could not
+        be read, each with its error (JSON and JUnit list them); none when the options are
+        what is wrong (then `errors` is why)."""
         if self.fmt == "tap":
             self._write(f"Bail out! {errors[0]}")
         elif self.fmt == "json":
-            self._write(json.dumps({"exit_status": 2, "errors": errors, "scripts": [],
-                                    "summary": _summary([])}, indent=2))
+            doc = to_json(runs, 2)
+            doc["errors"] = errors
+            if not runs:  # the options are what cannot run: one error, as JUnit counts it
+                doc["summary"]["errors"] = len(errors)
+            self._write(json.dumps(doc, indent=2))
         else:
-            self._write(junit([], errors))
+            self._write(junit(runs, [] if runs else errors))
 
     def start(self, file: str) -> None:
         if self.fmt == "tap":
@@ -86,7 +92,9 @@ class Report:
                     self._write(f"  {key}: {json.dumps(value)}")
             self._write("  ...")
 
-    def finish(self, runs: list["ScriptRun"], interrupted: str = "") -> None:
+    def finish(self, runs: list["ScriptRun"], interrupted: str = "", status: int = 0) -> None:
+        """The end of the report (`interrupted`: the signal's name; `status`: the exit status
+        then, 128+N)."""
         from ocish.replay import exit_status
         if self.fmt == "tap":
             s = _summary(runs)
@@ -97,7 +105,7 @@ class Report:
             self._write(f"# {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
                         f"{s['errors']} could not run, in {s['duration']:.2f}s")
         elif self.fmt == "json":
-            status = 128 if interrupted else exit_status(runs)
+            status = status if interrupted else exit_status(runs)
             self._write(json.dumps(to_json(runs, status, interrupted), indent=2))
         else:
             self._write(junit(runs, [f"interrupted by {interrupted}"] if interrupted else []))
@@ -149,8 +157,10 @@ def junit(runs: list["ScriptRun"], errors: list[str]) -> str:
                 el = ET.SubElement(case, tag, message=_clean(r.message),
                                    type={"expect": "expectation", "syntax": "script"}.get(
                                      r.kind, "command"))
-                el.text = _clean(f"{r.file}:{r.line}: {r.text}\nexpected: {r.expected}\n"
-                                 f"actual:   {r.actual}\n")
+                # a script that cannot run has no expected and actual values: no empty lines
+                el.text = _clean(f"{r.file}:{r.line}: {r.text}\n" + (
+                    f"expected: {r.expected}\nactual:   {r.actual}\n"
+                    if r.expected or r.actual else f"{r.message}\n"))
         if run.output:
             ET.SubElement(suite, "system-out").text = _clean(run.output)
     if errors:

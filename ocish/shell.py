@@ -62,6 +62,7 @@ class Shell:
         # terminal the process may be interactive, its output goes straight to the terminal
         self.commands.capture_exec = not sys.stdin.isatty()
         self.failures: list[int] = []   # input line numbers of failed commands
+        self.log = None                 # runtime.cli.Log of the global --log: errors too
         self.lineno = 0
         self._last_repeatable = ""
         self._confirm_session = None
@@ -101,6 +102,8 @@ class Shell:
             self.show(obj, err=True)
 
     def error(self, msg: str) -> None:
+        if self.log is not None:
+            self.log.write("error", msg)
         if self._console is None:
             sys.stdout.flush()
             print(f"error: {msg}", file=sys.stderr, flush=True)
@@ -196,7 +199,23 @@ class Shell:
         session = PromptSession(history=FileHistory(HISTORY), completer=ShellCompleter(self),
                                 bottom_toolbar=self.toolbar, complete_while_typing=False,
                                 refresh_interval=0.5)  # the toolbar follows a death while idle
-        return lambda: session.prompt(PROMPT)
+
+        def watch() -> None:  # a task of the prompt's own event loop, cancelled when it ends
+            session.app.create_background_task(self._watch_news())
+        return lambda: session.prompt(PROMPT, pre_run=watch)
+
+    async def _watch_news(self) -> None:
+        """While the user is idle at the prompt, the container's death (and exec'd processes
+        that end) is told at once, above the prompt (as gdb reports a stop while it waits);
+        run_in_terminal then draws the prompt and toolbar anew below it, also clearing what
+        the container's own output left on the screen."""
+        import asyncio
+        from prompt_toolkit.application import run_in_terminal
+        while True:
+            await asyncio.sleep(0.5)
+            news = self.dbg.news()
+            if news:
+                await run_in_terminal(lambda: [self._news(n) for n in news])
 
     def _confirm(self, question: str) -> bool:
         """gdb's query(): asked on a terminal only; EOF answers yes."""
@@ -358,9 +377,10 @@ class _ArgParser(argparse.ArgumentParser):
         raise OcishError(f"{self.prog}: {message}")
 
 
-def main(argv: list[str], command: str) -> int:
+def main(argv: list[str], command: str, log=None) -> int:
     """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit] [--quiet]."""
+    [--root R] [--plain] [--errexit] [--quiet]. `log` (runtime.cli.Log, from the global --log,
+    --debug) gets the session's errors and, with --debug, its steps with their times."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
@@ -387,6 +407,11 @@ def main(argv: list[str], command: str) -> int:
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit, quiet=a.quiet)
+    if log is not None:
+        shell.log = log
+        if log.debug_on:
+            from runtime.cli import StepLog
+            shell.dbg.step_log = StepLog(log)
     # SIGTERM and SIGHUP (the terminal went away) unwind through the teardown below, in this
     # process only: a forked helper (pyroute2's netns child, the tracer) inherits the handler,
     # and must never tear down the container it shares with us.
@@ -410,6 +435,8 @@ def main(argv: list[str], command: str) -> int:
             except OcishError as e:
                 if temp:
                     shutil.rmtree(temp, ignore_errors=True)
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 if not shell.dbg.load_error:
                     return 1
@@ -426,6 +453,8 @@ def main(argv: list[str], command: str) -> int:
             try:
                 shell.dbg.attach(a.id)
             except OcishError as e:
+                if shell.log is not None:
+                    shell.log.write("error", str(e))
                 sys.stderr.write(f"ocish: {e}\n")
                 return 1
             shell.commands.note_attach()

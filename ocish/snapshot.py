@@ -9,7 +9,9 @@ every fact is written as one of:
 - a relation, for what every run draws anew: pids (> 0), cgroup usage (>= 0), counters (== 0,
   or > 0 once they count), peer groups and pipe inodes (matches), creation times (matches);
 - nothing, for what only describes this host: the block device under the rootfs, mount ids,
-  filesystem options, a veth's random MAC, the cgroup hierarchies a cgroup mount shows.
+  filesystem options, a veth's random MAC, the cgroup hierarchies a cgroup mount shows, the
+  keys of a process's cgroup membership (v1 controllers, the v2 tree: `matches "${id}"` when
+  the cgroups are the container's own) and the caller's own cgroup.
 Paths of this machine (the bundle, the rootfs, the --root, the container id) become $bundle,
 $rootfs, $root and $id, so the script is portable. Model: the redactions and matchers of
 snapshot-testing tools (insta's redactions, syrupy's matchers, Jest's expect.any).
@@ -42,6 +44,26 @@ def _positive(path: str, value: Any) -> str | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None if value is None else f"{path} == {facts.format_value(value)}"
     return f"{path} > 0" if value > 0 else f"{path} >= 0"
+
+
+def _pid(path: str, value: Any) -> str:
+    """A pid is drawn anew by every run (`> 0`), but 0 (a stopped container's state) and
+    null (no process) are what every run shows then: relations true of the value seen."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return f"{path} > 0"
+    return f"{path} == {facts.format_value(value)}"
+
+
+def _membership(membership: dict[str, str], subst: Subst) -> list[str]:
+    """The process's cgroups as one relation to $id: which hierarchies (v1 controllers, the
+    v2 tree) a host mounts decides the keys, so none is written; a cgroup that is not the
+    container's own (the caller's, while setup has not joined one) is the host's: nothing."""
+    if not membership:
+        return ["cgroup.membership.count == 0"]  # the process is gone
+    marked = {subst(p) for p in membership.values()}
+    if all("${id}" in p for p in marked):
+        return ['cgroup.membership matches "${id}"']
+    return []
 
 
 def _counter(path: str, value: Any) -> str | None:
@@ -135,7 +157,7 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
         return [_literal(path, value, subst)]
     if topic == "proc":
         if field in ("pid", "ppid"):
-            return [f"{path} > 0"]
+            return [_pid(path, value)]
         if field == "nspid" and isinstance(value, list) and value:
             return [f"{path}.count == {len(value)}", f"{path}[-1] " + (
                 f"== {value[-1]}" if len(value) > 1 else "> 0")]
@@ -159,16 +181,20 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
         return [_matches(path, _pattern(value))]
     if topic == "exit":
         if field == "pid":
-            return [f"{path} > 0"]
+            return [_pid(path, value)]
         if field == "how" and isinstance(value, str) and value.startswith("running"):
             return [_matches(path, "^running")]
+        if field == "when" and isinstance(value, str) and value.endswith("after start"):
+            # "at once, right after start" or "after start": whether a short-lived process
+            # had ended when `start` returned is a race
+            return [_matches(path, "after start$")]
         if field in COUNTERS or field == "forks_refused":
             return [_counter(path, value)]
     if topic == "net" and field == "mac" and value and value != "00:00:00:00:00:00":
         return [_matches(path, _MAC)]
     if topic == "state":
         if field == "pid":
-            return [f"{path} > 0"]
+            return [_pid(path, value)]
         if field == "created":
             return [_matches(path, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T")]
     return [_literal(path, value, subst)]
@@ -189,6 +215,9 @@ def expectations(topic: str, view: Any, host_view: Any, subst: Subst,
         return [f"expect stages.{name}.status == {row['status']}" for name, row in view.items()]
     host = dict(facts.flatten(host_view, topic)) if host_view is not None else {}
     out = []
+    if topic == "cgroup" and isinstance(view, dict) and "membership" in view:
+        out += [f"expect {c}" for c in _membership(view["membership"], subst)]
+        view = {k: v for k, v in view.items() if k != "membership"}
     for path, value in facts.flatten(view, topic):
         if isinstance(value, dict):  # an empty object: nothing to compare inside
             out.append(f"expect {path}.count == 0")

@@ -109,6 +109,7 @@ GLOBAL = [
     Opt("systemd-cgroup", help="(refused: no systemd on this host)"),
     Opt("rootless", str, default="auto", help="accepted for compatibility"),
     Opt("criu", str, default="criu", help="path to criu"),
+    Opt("version", short="v", help="print the version (as `version`)"),
 ]
 _CREATE = [
     Opt("bundle", str, "b", ".", "bundle directory (config.json and rootfs)"),
@@ -182,6 +183,7 @@ COMMANDS = [
         Opt("interval", str, default="5s", help="time between stats (default 5s)"),
     ], ("id",)),
     Command("features", "print what this runtime supports, as JSON"),
+    Command("version", "print the version of ocish, the OCI spec, python and libseccomp"),
     Command("checkpoint", "checkpoint a running container with criu", [
         Opt("image-path", str, help="directory for the criu images (default ./checkpoint)"),
         Opt("work-path", str, help="directory for criu's log and work files (default: image path)"),
@@ -231,8 +233,6 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
         with open(path, "w") as f:
             f.write(jsonfast.dumps(default_spec(a.rootless), indent=2))
         return 0
-    if getattr(a, "preserve_fds", 0):
-        _check_preserve_fds(a.preserve_fds)
     if command in ("create", "run"):
         opts = dict(no_pivot=a.no_pivot, no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds,
                     console_socket=a.console_socket, pid_file=a.pid_file,
@@ -288,10 +288,12 @@ def dispatch(g: Parsed, command: str, a: Parsed, log: Log) -> int:
     return 0
 
 
-def _check_preserve_fds(n: int) -> None:
-    """fds 3 to 3+N-1 must be open (runc fails on a closed one with "bad file descriptor"
-    when it starts the process; we say which, before anything is made), so N is at most the
-    open-file limit, which is checked first: runc loops over N, whatever its size."""
+def check_preserve_fds(n: int) -> None:
+    """fds 3 to 3+N-1 must all be open, and checked before this process opens any fd of its
+    own (--log): one of ours would fill a gap and reach the container. runc 1.1.5 does not
+    check: its process fails with "bad file descriptor" where nothing fills a gap, and where
+    runc's own fds do (its /sys/fs/cgroup handle) the container gets them. N is at most the
+    open-file limit, checked first: runc loops over N, whatever its size."""
     import resource
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if limit != resource.RLIM_INFINITY and n > limit - 3:
@@ -300,7 +302,10 @@ def _check_preserve_fds(n: int) -> None:
         try:
             os.fstat(fd)
         except OSError:
-            raise OcishError(f"--preserve-fds {n}: fd {fd} is not open") from None
+            why = ("fd 3 is passed to the process: it must be open" if n == 1 else
+                   f"fds 3 to {2 + n} are passed to the process, each must be open: a gap in "
+                   f"the numbers is not allowed")
+            raise OcishError(f"--preserve-fds {n}: fd {fd} is not open ({why})") from None
 
 
 def _exec(root: str, a: Parsed) -> int:
@@ -319,7 +324,23 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(None, "text", False)
     try:
         g, cmd, a = parse("ocish", GLOBAL, COMMANDS, argv)
+        if g.version or (cmd is not None and cmd.name == "version"):
+            # runc's five lines (urfave/cli prints them before its Before hook: no --log)
+            from runtime.version import text
+            print(text())
+            return 0
+        bad_fds = None
+        if getattr(a, "preserve_fds", 0):  # before --log takes an fd that could fill a gap
+            try:
+                check_preserve_fds(a.preserve_fds)
+            except OcishError as e:
+                bad_fds = e
         log = Log(g.log, g.log_format, g.debug)
+        if bad_fds is not None and cmd.name == "exec":  # as every exec failure: status 255
+            from runtime.execprocess import ExecFailed
+            raise ExecFailed(str(bad_fds))
+        if bad_fds is not None:
+            raise bad_fds
         if cmd is not None and cmd.name in ("run", "start", "delete"):
             from runtime import hooks  # poststart/poststop failures warn into --log too
             hooks.on_warning = log.warning

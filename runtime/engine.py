@@ -282,8 +282,30 @@ class Engine:
             elif isinstance(msg, sync.Err):
                 raise StageError.from_dict(msg.error)
             else:
-                raise StageError(stage, "sync", "", 0, "",
-                                 "container process exited during setup")
+                raise self._died(stage)
+
+    def _died(self, stage: str) -> StageError:
+        """EOF from the container side: it died. Say how, from its wait status, read without
+        reaping it (waitid WNOWAIT: the debugger, or abort, reaps it), when it is our child (C1,
+        or init once C1 is gone: create, run and exec are subreapers); and, for SIGKILL, whether
+        its memory cgroup recorded an OOM kill. runc says only "read init-p: connection reset"."""
+        why = "container process exited during setup"
+        pointer = ""
+        status = _peek_status(self.ctx.pid)
+        if status is not None and status.si_code == os.CLD_EXITED:
+            why += f": exit status {status.si_status}"
+        elif status is not None:
+            why += f": killed by {sig.name(status.si_status)}"
+            try:
+                ooms = self.ctx.cgroup.oom_kills() if self.ctx.cgroup is not None else 0
+            except StageError:
+                ooms = 0
+            if ooms and status.si_status == sig.SIGKILL:
+                limit = ((self.ctx.linux.get("resources") or {}).get("memory") or {}).get("limit")
+                why += (f" (an OOM kill: the memory cgroup counts {ooms}"
+                        + (f", limit {limit} bytes)" if limit else ")"))
+                pointer = "/linux/resources/memory/limit" if limit else ""
+        return StageError(stage, "sync", "", 0, pointer, why)
 
     def close(self) -> None:
         """Stop talking to the container side (it exits on EOF unless already handed off)."""
@@ -301,6 +323,24 @@ class Engine:
             except ProcessLookupError:
                 pass
             _reap(pid)
+
+
+def _peek_status(pid: int, timeout: float = 2.0):
+    """How child `pid` ended (os.waitid's result), left for its reaper; None when it is not our
+    child or has not ended within `timeout` s (its socket closes as it exits, a little before
+    it is a zombie)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        import select  # a C module, imported only on this failure path
+        select.select([pidfd], [], [], timeout)
+        return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except OSError:  # ChildProcessError: not ours
+        return None
+    finally:
+        os.close(pidfd)
 
 
 def _reap(pid: int) -> None:

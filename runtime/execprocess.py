@@ -253,9 +253,7 @@ def exec_process(root: str, cid: str, process: dict, detach: bool = False,
     """Everything `ocish exec` does once the process spec is built. on_start(pid) is called
     once the process runs (the debugger tracks the pids it will have to reap); `source`: see
     start()."""
-    if not detach:
-        from runtime.linux import syscalls as S
-        S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # C2 comes back to us when C1 exits
+    # run_setup makes us a subreaper: C2 comes back to us when C1 exits
     pid, attach = start(ExecSetup(root, cid, process, **opts), detach, stdin_fd, own_group,
                         source)
     if on_start is not None:

@@ -22,6 +22,11 @@ warnings (`on_warning`), and the remaining hooks still run, as the spec asks.
 Each hook is posix_spawn(2)ed (no `subprocess` on the hot path) with exactly its `args` (args[0]
 is argv[0]; the path alone when absent) and `env`, the state JSON on stdin, stdout and stderr
 captured, signal dispositions reset, and killed with SIGKILL once `timeout` seconds have passed.
+Its working directory: the bundle for the runtime's kinds (runc chdirs into the bundle before it
+creates, so prestart and createRuntime run there; crun's do_hooks passes the bundle for every
+kind, poststart and poststop included), the rootfs for createContainer (runc's prepareRootfs
+chdirs there just before), the process's cwd for startContainer (runc runs them after
+finalizeNamespace's chdir).
 We wait for the hook's own exit (a pidfd), not for EOF on its output, so a daemon it leaves behind
 holding stdout cannot hang the runtime.
 
@@ -129,14 +134,15 @@ def describe(hook: dict) -> str:
 
 
 def run_all(kind: str, hooks: list[dict], state_json: str, warn_only: bool = False,
-            close_fds: tuple = (), watch_fd: int = -1) -> list[HookError]:
-    """Run the hooks of `kind` in order. Failures raise the first HookError, or with `warn_only`
-    (poststart, poststop) go to `on_warning` and are returned while the rest still run.
-    `watch_fd`: see run()."""
+            close_fds: tuple = (), watch_fd: int = -1, cwd: str | None = None
+            ) -> list[HookError]:
+    """Run the hooks of `kind` in order, in directory `cwd` (ours when None). Failures raise the
+    first HookError, or with `warn_only` (poststart, poststop) go to `on_warning` and are
+    returned while the rest still run. `watch_fd`: see run()."""
     errors = []
     for i, hook in enumerate(hooks):
         try:
-            run(hook, kind, i, state_json, close_fds, watch_fd)
+            run(hook, kind, i, state_json, close_fds, watch_fd, cwd)
         except HookError as err:
             if not warn_only:
                 raise
@@ -146,8 +152,9 @@ def run_all(kind: str, hooks: list[dict], state_json: str, warn_only: bool = Fal
 
 
 def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (),
-        watch_fd: int = -1) -> None:
-    """Run one hook to completion; raise HookError unless it exits with status 0 in time.
+        watch_fd: int = -1, cwd: str | None = None) -> None:
+    """Run one hook to completion in directory `cwd` (ours when None); raise HookError unless it
+    exits with status 0 in time (a `cwd` it cannot enter fails it, as crun's do_hooks does).
     `watch_fd` (the container side's sync channel, on which nothing arrives during a step):
     when it becomes readable or hangs up, the runtime is gone or gave up, and the hook is
     killed (a createContainer hook must not outlive a runtime killed during create)."""
@@ -175,11 +182,7 @@ def run(hook: dict, kind: str, index: int, state_json: str, close_fds: tuple = (
         actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
                    (os.POSIX_SPAWN_DUP2, err_w, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in close_fds]
-        try:
-            pid = os.posix_spawn(path, argv, env, file_actions=actions, setpgroup=0,
-                                 setsigdef=_DEFAULT_SIGNALS, setsigmask=())
-        except OSError as e:
-            raise HookError(kind, index, path, "" if e.errno else str(e), e.errno or 0) from None
+        pid = _spawn(kind, index, path, argv, env, actions, cwd)
         for fd in (in_r, out_w, err_w):
             os.close(fd)
             fds.remove(fd)
@@ -219,6 +222,33 @@ def _kill(pid: int) -> None:
             return
         except ProcessLookupError:
             pass
+
+
+def _spawn(kind: str, index: int, path: str, argv: list[str], env: dict, actions: list,
+           cwd: str | None) -> int:
+    """posix_spawn(2) the hook in `cwd`: os.posix_spawn has no chdir action (glibc's
+    posix_spawn_file_actions_addchdir_np is not exposed), so this single-threaded process
+    enters `cwd` for the spawn and returns to where it was (relative --pid-file paths are
+    resolved later)."""
+    here = -1
+    try:
+        if cwd is not None:
+            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.chdir(cwd)
+            except OSError as e:
+                raise HookError(kind, index, path, f"chdir {cwd}: "
+                                f"{os.strerror(e.errno or 0).lower()}", e.errno or 0) from None
+        try:
+            return os.posix_spawn(path, argv, env, file_actions=actions,
+                                  setpgroup=0, setsigdef=_DEFAULT_SIGNALS,
+                                  setsigmask=())
+        except OSError as e:
+            raise HookError(kind, index, path, "" if e.errno else str(e), e.errno or 0) from None
+    finally:
+        if here >= 0:
+            os.fchdir(here)
+            os.close(here)
 
 
 def _wait(pid: int, in_w: int, out_r: int, err_r: int, data: bytes,

@@ -179,6 +179,13 @@ def run_setup(setup, detach: bool, stdin_fd: int | None = None, own_group: bool 
     and the console socket; on any failure undo everything. Returns the terminal Attach that
     holds the pty master when the caller lends its own terminal, else None. stdin_fd and
     own_group go to Engine.spawn (the debugger's choices)."""
+    from runtime.linux import syscalls as S
+    # The container process stays ours to wait on: what C1 forks (init, exec's process) comes
+    # back to us when C1 exits, so a death during setup is told by its wait status (the
+    # engine's _died) and `run` reaps its init; once we exit, it goes on to our own subreaper
+    # (conmon, containerd-shim), where runc's init goes (nsexec's CLONE_PARENT makes it runc's
+    # child).
+    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
     ctx, attach = setup.ctx, None
     try:
         if ctx.process.get("terminal") or ctx.console_socket:
@@ -235,9 +242,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, keep: bool = Fal
         create(root, cid, bundle, **opts)
         start(root, cid)
         return 0
-    from runtime.linux import syscalls as S
-    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)  # the orphaned init comes back to us to be reaped
-    st, tty = _create(root, cid, bundle, False, opts)
+    st, tty = _create(root, cid, bundle, False, opts)  # a subreaper: init is ours to reap
     try:
         return wait_foreground(st["pid"], tty, begin=lambda: start(root, cid))
     finally:
@@ -253,11 +258,12 @@ def wait_foreground(pid: int, attach=None, keep: tuple[int, ...] = (), begin=Non
     relay = lambda num, _frame: _signal(pid, num)  # noqa: E731
     old = {n: sig.signal(n, relay) for n in sig.FORWARDED if n not in keep}
     try:
+        if attach is not None:  # the pty follows our size; the kernel tells the process
+            attach.receive()  # sent by stage `terminal`: there already, sized before `begin`
+            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
         if begin is not None:
             begin()
-        if attach is not None:  # the pty follows our size; the kernel tells the process
-            attach.receive()
-            sig.signal(sig.SIGWINCH, lambda _num, _frame: attach.resize())
+        if attach is not None:
             attach.pump(pid)
         _, status = os.waitpid(pid, 0)
     finally:
@@ -294,17 +300,28 @@ def list_states(root: str, warn=None) -> list[dict]:
     return out
 
 
-def kill(root: str, cid: str, sig: int, all_: bool = False) -> None:
+def kill(root: str, cid: str, signum: int, all_: bool = False) -> None:
+    """Send `signum` to the container's init, or with `all_` to every process of its cgroup.
+
+    A SIGKILLed process in a frozen cgroup (v1 freezer) dies only once thawed: as runc's
+    Signal does, a paused container is thawed after SIGKILL, so it is stopped at once and
+    `delete` works (v2 frozen tasks do die, but the cgroup would stay frozen; runc thaws
+    both). Other signals leave a paused container paused (Manager.kill_all)."""
     st = state.load(root, cid)
     if not state.alive(st):
         if all_:
             return
         raise OcishError("container not running")
-    if all_ and st.get("cgroup"):
+    manager = None
+    if st.get("cgroup") and (all_ or signum == sig.SIGKILL):
         from runtime import cgroups
-        cgroups.from_state(st["cgroup"]).kill_all(sig)
-    else:
-        os.kill(st["pid"], sig)
+        manager = cgroups.from_state(st["cgroup"])
+    if all_ and manager is not None:
+        manager.kill_all(signum)
+        return
+    os.kill(st["pid"], signum)
+    if manager is not None and manager.frozen():
+        manager.thaw()
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
@@ -383,7 +400,8 @@ def _later_hooks(st: dict, kind: str, status: str) -> None:
     from runtime import hooks
     pid = st["pid"] if status == "running" else 0
     hooks.run_all(kind, st["hooks"][kind], hooks.state(st["id"], status, pid, st["bundle"],
-                                                      st.get("annotations")), warn_only=True)
+                                                      st.get("annotations")), warn_only=True,
+                  cwd=st["bundle"])  # crun's do_hooks: the bundle, as for create's hooks
 
 
 def _unthrottle(pids: list[int]) -> None:

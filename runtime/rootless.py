@@ -147,4 +147,7 @@ class RootlessCgroup(Cgroup):
                                  f"gets none")
             ctx.notes["cgroup"] = f"none: {blocked[0]} is not writable (not delegated)"
             return
-        self.join(ctx, manager, limits)
+        self.join(ctx, manager)
+
+    def resources(self, ctx: Context) -> dict:
+        return _limits(ctx)

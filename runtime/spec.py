@@ -39,7 +39,7 @@ namespace type is inherited): its rootfs and mounts are made in the runtime's mo
 import os
 
 from runtime import jsonfast
-from runtime.errors import ConfigNotJson, OcishError, SpecError
+from runtime.errors import STRICT, ConfigNotJson, OcishError, SpecError
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
@@ -554,16 +554,40 @@ def _validate(spec, bundle: str) -> str:
         _linux(linux, ns, maps)
     with _each:
         _cross(spec, maps, ns)
-    # the security modules own their name tables; the create path imports them anyway
-    from runtime.linux.capabilities import validate_caps
-    from runtime.linux.seccomp import validate_seccomp
+    # the name tables are runtime/linux's; the create path imports them anyway
+    from runtime.spec_seccomp import validate_seccomp
     with _each:
-        validate_caps(spec, _each)
+        _validate_caps(spec, _each)
     with _each:
         validate_seccomp(spec, _each)
     with _each:
         return _rootfs(root["path"], bundle)
     return ""  # lint's mode: the rootfs problem is recorded
+
+
+def cap_masks(caps: dict, pointer: str = "/process/capabilities", each=STRICT) -> dict[str, int]:
+    """{"bounding": [...], ...} -> {"bounding": mask, ...}, an absent set an empty mask. An
+    unknown name raises SpecError at pointer/SET/INDEX, each inside the guard `each` (lint's
+    mode records it and goes on); names this kernel lacks are left out, as runc does."""
+    from runtime.linux import capabilities as C
+    masks = {}
+    for s in C.SETS:
+        mask = 0
+        for i, c in enumerate(caps.get(s) or ()):
+            if type(c) is str and c in C.NUMBERS:
+                mask |= C.to_mask((c,))
+            else:
+                with each:
+                    raise SpecError(f"{pointer}/{s}/{i}", f"unknown capability {_got(c)}")
+        masks[s] = mask
+    return masks
+
+
+def _validate_caps(spec: dict, each=STRICT) -> None:
+    """Unknown capability names (sets that are not arrays are reported elsewhere)."""
+    proc = spec.get("process")
+    if type(proc) is dict and type(proc.get("capabilities")) is dict:
+        cap_masks({s: v for s, v in proc["capabilities"].items() if type(v) is list}, each=each)
 
 
 def _enum(v, p: str, choices, what: str = "") -> str:

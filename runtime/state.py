@@ -36,8 +36,11 @@ STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 MAX_STATE = 1 << 20  # a state.json larger than this was not written by us
 
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
-_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# runc's validateID: letters, digits and "_", "+", "-", "." anywhere, the first character
+# included; never "." or "..". runc 1.1.5 used the regexp `^[\w+-\.]+$`, whose `+-\.` is a range
+# that lets "," through too; runc 1.2 (b44da4c05, "validateID: stop using regexp") lists the
+# characters instead, and we follow the fix.
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 _ID_MAX = 255  # the id names the state directory: NAME_MAX
 
 
@@ -55,9 +58,10 @@ class Unreadable(OcishError):
 
 
 def validate_id(container_id: str) -> None:
-    """Reject ids that are empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.+-]*` (so never "/",
-    ".", ".." or a leading "-"): the id names a directory under the state root. Every command
-    checks it (runc's validateID), so that no id reaches outside the root."""
+    """Refuse ids that are empty, longer than NAME_MAX, "." or "..", or hold a character other
+    than letters, digits, "_", "+", "-" and "." (runc's validateID, as fixed in 1.2): the id
+    names a directory under the state root, so no id reaches outside it. Every command checks
+    it. Raises OcishError (never SpecError: the id comes from the command line)."""
     if type(container_id) is not str:
         raise OcishError(f"invalid container id: must be a string, got {container_id!r}")
     if not container_id:
@@ -71,11 +75,8 @@ def validate_id(container_id: str) -> None:
         for ch in container_id:
             if ch not in _ID_CHARS:
                 why = (f'character {jsonfast.quote(ch)} is not allowed; use letters, digits and '
-                       f'"_", ".", "+", "-"')
+                       f'"_", "+", "-", "."')
                 break
-        else:
-            if container_id[0] not in _ID_FIRST:
-                why = "must start with a letter or a digit"
     if why:
         shown = container_id if len(container_id) <= 80 else container_id[:77] + "..."
         raise OcishError(f"invalid container id {jsonfast.quote(shown)}: {why}")
@@ -204,7 +205,7 @@ def list_ids(root: str) -> list[str]:
         return []
     out = []
     for e in entries:
-        if e.name[:1] in _ID_FIRST and e.is_dir(follow_symlinks=False):
+        if e.is_dir(follow_symlinks=False):
             try:
                 validate_id(e.name)
             except OcishError:

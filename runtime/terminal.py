@@ -19,13 +19,15 @@ The socket is connected by the runtime on the host, before the container side is
 inherits the socket): its path is resolved in the runtime's view and with the runtime's credentials (a user-namespaced init might
 not be allowed to reach it), as runc does.
 
-Terminal options are checked like runc's `checkTerminal`: `create` (and `run -d`) with a terminal
-needs --console-socket ("cannot allocate tty if runc will detach without setting console socket"),
-and --console-socket without a terminal, or with `run` in the foreground, is refused. `run` in the
-foreground with a terminal and no socket gives the container a pty whose master stays with us
-(`Attach`): our stdin goes raw and the bytes are copied both ways until the container exits, window
-size changes follow; when our stdin is not a terminal there is nothing to attach and the container
-simply inherits our stdio.
+Terminal options are checked like runc's `checkTerminal`: `create` (and `run -d`, `exec -d`) with
+a terminal needs --console-socket, and --console-socket without a terminal, or in the foreground,
+is refused. In the foreground with a terminal and no socket, the process always gets a pty of its
+own whose master stays with us (`Attach`, runc's tty.go recvtty): the bytes are copied both ways,
+stdin to the pty and the pty to stdout, until the process exits, whatever our stdio is (a
+terminal, pipes, files, /dev/null). As runc does, the pty's ONLCR is cleared (a piped stdout gets
+the process's own "\n", not "\r\n"); when our stdin is a terminal it goes raw (output processing
+kept, as containerd/console's SetRaw keeps OPOST) and the pty follows its window size. runc 1.1.5
+fails when none of our stdio is a terminal and /dev/tty does not open; ocish copies all the same.
 
 Container side, this module runs after pivot_root: it imports all it needs at import time (ctypes
 for ioctl(2), so no `fcntl` on the runtime's start-up path).
@@ -47,8 +49,16 @@ TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
-ERR_DETACH = "cannot allocate tty if runc will detach without setting console socket"
-ERR_SOCKET = "cannot use console socket if runc will not detach or allocate tty"
+# runc's checkTerminal refusals ("cannot allocate tty if runc will detach without setting
+# console socket", "cannot use console socket if runc will not detach or allocate tty"), in words
+# that name what to change
+ERR_DETACH = ("cannot allocate a tty for a detached process without --console-socket "
+              "(the pty master needs a receiver)")
+ERR_SOCKET_NO_TTY = "cannot use --console-socket without a tty (process.terminal or exec -t)"
+ERR_SOCKET_FOREGROUND = ("cannot use --console-socket in the foreground: the pty is copied to "
+                         "our stdio (add -d)")
+TCGETS, TCSETS = 0x5401, 0x5402
+ONLCR = 0o4  # <asm-generic/termbits.h>, c_oflag
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -140,16 +150,16 @@ def prepare(ctx, detach: bool) -> "Attach | None":
     `run` in the foreground keeps the master itself."""
     want = bool(ctx.process.get("terminal"))
     if ctx.console_socket:
-        if not detach or not want:
-            raise OcishError(ERR_SOCKET)
+        if not want:
+            raise OcishError(ERR_SOCKET_NO_TTY)
+        if not detach:
+            raise OcishError(ERR_SOCKET_FOREGROUND)
         ctx.console_sock = connect(ctx.console_socket)
         return None
     if not want:
         return None
     if detach:
         raise OcishError(ERR_DETACH)
-    if not os.isatty(0):
-        return None  # no terminal of ours to lend: the container inherits our stdio
     attach = Attach()
     ctx.console_sock = attach.peer
     return attach
@@ -169,14 +179,28 @@ def recv_fd(sock: _socket.socket) -> tuple[int, str]:
     return fds[0], data.decode(errors="replace")
 
 
+def clear_onlcr(fd: int) -> None:
+    """Clear ONLCR on the pty behind `fd` (runc's console.ClearONLCR on the master its foreground
+    `run`/`exec` keeps): the process's "\n" reaches our stdout as "\n". Container side, in stage
+    `terminal`, before the process can write. Raises OSError."""
+    buf = ctypes.create_string_buffer(64)  # struct termios (60 bytes on Linux)
+    _ioctl(fd, TCGETS, buf)
+    oflag = int.from_bytes(buf.raw[4:8], sys.byteorder) & ~ONLCR
+    buf[4:8] = oflag.to_bytes(4, sys.byteorder)
+    _ioctl(fd, TCSETS, buf)
+
+
 class Attach:
-    """`run` in the foreground with a terminal: the container's pty master, copied to and from
-    our own terminal until the container's init exits."""
+    """A foreground process with a terminal: the pty master it sends back, copied to and from
+    our stdio until the process exits (runc's tty.go)."""
 
     def __init__(self) -> None:
         self.sock, self.peer = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.master = -1
         self.name = ""
+        # ours that is a terminal, for the window size (runc's initHostConsole tries stderr,
+        # stdout, stdin); -1 when none is
+        self.host = next((fd for fd in (2, 1, 0) if os.isatty(fd)), -1)
 
     def close_peer(self) -> None:
         """The container side has its copy (forked): ours must go, or recv never sees EOF."""
@@ -192,10 +216,10 @@ class Attach:
 
     def resize(self) -> None:
         """Give the pty our terminal's size (at start and on SIGWINCH)."""
-        if self.master < 0:
+        if self.master < 0 or self.host < 0:
             return
         try:
-            set_size(self.master, *get_size(0))
+            set_size(self.master, *get_size(self.host))
         except OSError:
             pass
 
@@ -207,61 +231,118 @@ class Attach:
             self.master = -1
 
     def pump(self, pid: int) -> None:
-        """Copy stdin -> master and master -> stdout, stdin raw, until `pid` exits."""
+        """Copy stdin -> master and master -> stdout until `pid` exits; stdin goes raw when it
+        is a terminal. Neither side can block the other: stdin is read only when what was read
+        before is in the pty, which is written as it drains."""
         import select
-        import termios
-        import tty
-        saved = None
-        try:
-            saved = termios.tcgetattr(0)
-            tty.setraw(0, termios.TCSANOW)
-        except termios.error:
-            pass
+        saved = self._raw()
         pidfd = os.pidfd_open(pid)
         os.set_blocking(self.master, False)
         poller = select.poll()
-        poller.register(0, select.POLLIN)
-        poller.register(self.master, select.POLLIN)
+        reading = _open(0)
+        if reading:
+            poller.register(0, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
+        pending = b""  # read from stdin, not yet in the pty
+        out_ok = True  # our stdout takes what the process writes (else it is dropped)
+        master_open = True
         try:
             while True:
-                events = poller.poll()
-                if any(fd == pidfd for fd, _ in events):
-                    self._drain()
-                    return
-                for fd, ev in events:
+                if master_open:  # (registering again changes the events asked for)
+                    poller.register(self.master, select.POLLIN | (select.POLLOUT if pending else 0))
+                for fd, ev in poller.poll():
+                    if fd == pidfd:
+                        if master_open:
+                            self._drain(out_ok)
+                        return
                     if fd == 0:
-                        data = os.read(0, 65536)
+                        data = b""
+                        if ev & (select.POLLIN | select.POLLHUP):
+                            try:
+                                data = os.read(0, 65536)
+                            except OSError:
+                                data = b""
                         if data:
-                            _write_all(self.master, data)
-                        else:  # EOF on our stdin: nothing more to type
+                            pending = data
+                            poller.unregister(0)  # until the pty took it
+                        else:  # EOF (or no stdin at all): nothing more to type
                             poller.unregister(0)
+                            reading = False
                     elif fd == self.master:
-                        if not self._copy_out():
-                            poller.unregister(self.master)
+                        if ev & select.POLLOUT and pending:
+                            try:
+                                pending = pending[os.write(self.master, pending):]
+                            except BlockingIOError:
+                                pass
+                            except OSError:  # the pty is gone: nothing to type into
+                                pending, reading = b"", False
+                            if not pending and reading:
+                                poller.register(0, select.POLLIN)
+                        if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                            more, out_ok = self._copy_out(out_ok)
+                            if not more:
+                                poller.unregister(self.master)
+                                master_open = False
         finally:
             os.close(pidfd)
             if saved is not None:
+                import termios
                 termios.tcsetattr(0, termios.TCSADRAIN, saved)
             self.close()
 
-    def _copy_out(self) -> bool:
-        """Master -> stdout; False once the pty has no more to give (EIO: every slave closed)."""
+    def _raw(self):
+        """Our stdin raw when it is a terminal: keystrokes (Ctrl-C too) go to the process's pty,
+        which echoes and interprets them; output processing stays on (containerd/console's
+        SetRaw keeps OPOST). Returns the attributes to restore, None when untouched. A stdin
+        that is not a terminal leaves every terminal of ours as it is (runc makes one raw even
+        then, which takes Ctrl-C from a user whose keyboard the process does not read)."""
+        if not os.isatty(0):
+            return None
+        import termios
+        import tty
+        try:
+            saved = termios.tcgetattr(0)
+            mode = termios.tcgetattr(0)
+        except termios.error:
+            return None
+        tty.setraw(0, termios.TCSANOW)
+        raw = termios.tcgetattr(0)
+        raw[tty.OFLAG] = mode[tty.OFLAG]  # keep OPOST
+        termios.tcsetattr(0, termios.TCSANOW, raw)
+        return saved
+
+    def _copy_out(self, out_ok: bool) -> tuple[bool, bool]:
+        """Master -> stdout: (whether the pty may give more, whether stdout still takes it);
+        the pty gives no more once every slave is closed (EIO). What a closed or broken stdout
+        cannot take is read and dropped, so the process never blocks on its terminal."""
         try:
             data = os.read(self.master, 65536)
         except BlockingIOError:
-            return True
+            return True, out_ok
         except OSError:
-            return False
+            return False, out_ok
         if not data:
-            return False
-        _write_all(1, data)
-        return True
+            return False, out_ok
+        if out_ok:
+            try:
+                _write_all(1, data)
+            except OSError:
+                out_ok = False
+        return True, out_ok
 
-    def _drain(self) -> None:
-        """What the container wrote just before exiting; never waits for more."""
-        while _readable(self.master) and self._copy_out():
-            pass
+    def _drain(self, out_ok: bool) -> None:
+        """What the process wrote just before exiting; never waits for more."""
+        more = True
+        while more and _readable(self.master):
+            more, out_ok = self._copy_out(out_ok)
+
+
+def _open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _readable(fd: int) -> bool:

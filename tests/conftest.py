@@ -83,7 +83,7 @@ class Runtime:
         if not os.path.isdir(self.root):
             return
         for cid in os.listdir(self.root):
-            self("delete", "-f", cid)
+            self("delete", "-f", "--", cid)
         shutil.rmtree(self.root, ignore_errors=True)
         reap_orphans()
 

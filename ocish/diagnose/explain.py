@@ -416,16 +416,6 @@ def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,
         return Finding(code, ERROR, DRYRUN, title or f"stage {stage}: {op} {target}: {why}"
                        .replace("  ", " "), cause, stage, op, n, ptr, evidence, fix)
 
-    if stage == "unshare" and n == errno.EAGAIN:
-        limit = (((spec.get("linux") or {}).get("resources") or {}).get("pids") or {}).get("limit")
-        ptr = "/linux/resources/pids/limit"
-        if isinstance(limit, int) and limit > 0:
-            f = finding("pids-limit-setup", f"fork(2) of the container's init failed with EAGAIN: "
-                        f"the pids limit {limit} counts the runtime's container side and the "
-                        "init it forks", Fix("raise the pids limit, e.g. to 64",
-                                             [{"op": "replace", "path": ptr, "value": 64}]))
-            f.pointer = ptr
-            return f
     if stage == "mounts" and op == "mount" and n == errno.EINVAL and ptr.startswith("/mounts/"):
         return _bad_options(finding, spec, ptr)
     if stage == "mounts" and n == errno.EPERM and ptr.startswith("/mounts/"):

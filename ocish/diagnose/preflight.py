@@ -72,7 +72,7 @@ class Preflight:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
                       self.hooks, self.namespace_paths, self.rlimits, self.oom_score_adj,
                       self.scheduler, self.realtime_runtime, self.capabilities,
-                      self.security_modules, self.sysctls, self.pids, self.cpusets,
+                      self.security_modules, self.sysctls, self.cpusets,
                       self.cgroups_path, self.cgroup_resources, self.proc_mounted,
                       self.seccomp, self.terminal):
             try:
@@ -701,17 +701,6 @@ class Preflight:
                       "read-only"],
                      Fix(f"remove it (set it on the host, if the host should have it)",
                          [{"op": "remove", "path": ptr}]))
-
-    def pids(self) -> None:
-        limit = _dict(_dict(self.linux.get("resources")).get("pids")).get("limit")
-        if isinstance(limit, int) and 0 < limit < 2:
-            self.add("pids-limit-setup", ERROR, f"pids limit {limit} leaves no room for the "
-                     "container's init", "during setup the runtime's container side forks the "
-                     "container's init inside the cgroup: two processes at once, so fork(2) "
-                     "fails with EAGAIN", "unshare", "fork", errno.EAGAIN,
-                     "/linux/resources/pids/limit", [f"pids.max would be {limit}"],
-                     Fix("allow at least 2 processes plus what the program starts, e.g. 64",
-                         [{"op": "replace", "path": "/linux/resources/pids/limit", "value": 64}]))
 
     def cpusets(self) -> None:
         """cpuset.cpus and cpuset.mems take only CPUs and memory nodes that are online."""

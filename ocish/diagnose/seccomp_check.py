@@ -54,9 +54,11 @@ def blocks(action: int) -> str:
 
 def findings(sc: dict, proc: dict) -> list[Finding]:
     """Findings for a /linux/seccomp object that stops the process before or at execve(2)."""
+    from runtime.errors import SpecError
+    from runtime.spec_seccomp import compile_profile
     try:
-        prof = S.compile_profile(sc)
-    except S.SeccompError:
+        prof = compile_profile(sc)
+    except SpecError:
         return []  # lint's finding
     nnp = proc.get("noNewPrivileges") is True
     stopped = []
@@ -125,9 +127,11 @@ def unblock(sc: dict, names: list[str]) -> list[dict]:
         else:
             ops.append({"op": "remove", "path": where})
             del calls[i]
+    from runtime.errors import SpecError
+    from runtime.spec_seccomp import compile_profile
     try:
-        prof = S.compile_profile(after)
-    except S.SeccompError:
+        prof = compile_profile(after)
+    except SpecError:
         return ops
     still = [n for n in names if (a := action_for(prof, n)) is not None and blocks(a)]
     if still:

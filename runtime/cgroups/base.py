@@ -244,6 +244,11 @@ class Manager(ABC):
             write(f"{d}/cgroup.procs", str(pid))
 
     @abstractmethod
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer has killed in the cgroup (the oom_kill
+        count of v1 memory.oom_control, v2 memory.events); 0 without a memory controller."""
+
+    @abstractmethod
     def freeze(self) -> None:
         """Freeze every process, returning once the kernel reports them frozen."""
 

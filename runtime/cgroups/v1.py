@@ -275,6 +275,10 @@ class V1Manager(Manager):
                 out["throttling"] = throttling
         return out
 
+    def oom_kills(self) -> int:
+        d = self._paths.get("memory")
+        return read_keyed(f"{d}/memory.oom_control").get("oom_kill", 0) if d else 0
+
     def _memory_stats(self) -> dict:
         d = self._paths.get("memory")
         if d is None:

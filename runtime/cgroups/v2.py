@@ -234,6 +234,9 @@ class V2Manager(Manager):
     def _pids_dir(self) -> str:
         return self._path
 
+    def oom_kills(self) -> int:
+        return read_keyed(f"{self._path}/memory.events").get("oom_kill", 0)
+
     def stats(self) -> dict:
         d = self._path
         out: dict = {}

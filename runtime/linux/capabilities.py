@@ -2,8 +2,9 @@
 
 Container-side code calls these after pivot_root, so libc is loaded and every module imported
 here at import time (as in `runtime.linux.syscalls`, whose prctl(2) wrapper and PR_* constants
-this module reuses). Everything raises OSError(errno) like the os module, except the pure
-parsing helpers, which raise `CapError` naming the JSON pointer of the bad entry.
+this module reuses). Everything raises OSError(errno) like the os module; the name lookups
+raise KeyError. Config mistakes (an unknown name at /process/capabilities/...) are
+runtime/spec.py's to report (cap_masks).
 
 How a container's sets are applied (runc's order, see runtime.stages.security):
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import os
 
-from runtime.errors import STRICT, SpecError
 from runtime.linux.syscalls import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
                                     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_CAPBSET_READ,
                                     PR_GET_NO_NEW_PRIVS, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS,
@@ -59,10 +59,6 @@ LAST_CAP = _read_last_cap()
 ALL = (1 << (LAST_CAP + 1)) - 1  # every capability this kernel knows
 
 
-class CapError(SpecError):
-    """An unknown capability name; `pointer` is e.g. /process/capabilities/bounding/2."""
-
-
 # ---------------------------------------------------------------------------------------------
 # names and masks (pure)
 
@@ -86,18 +82,14 @@ def names(mask: int) -> list[str]:
     return out
 
 
-def to_mask(cap_names, pointer: str = "", each=STRICT) -> int:
-    """A list of CAP_ names -> bit mask. Unknown names raise CapError at `pointer`/index, each
-    inside the guard `each` (runtime.spec's lint mode records it and goes on).
-
-    Names that exist but that this kernel lacks (above cap_last_cap) are left out, as runc does."""
+def to_mask(cap_names) -> int:
+    """A list of CAP_ names -> bit mask; KeyError for an unknown name (runtime/spec.py names
+    config mistakes). Names that exist but that this kernel lacks (above cap_last_cap) are left
+    out, as runc does."""
     mask = 0
-    for i, c in enumerate(cap_names):
-        n = NUMBERS.get(c) if type(c) is str else None
-        if n is None:
-            with each:
-                raise CapError(f"{pointer}/{i}", f"unknown capability {_quote(c)}")
-        elif n <= LAST_CAP:
+    for c in cap_names:
+        n = NUMBERS[c]
+        if n <= LAST_CAP:
             mask |= 1 << n
     return mask
 
@@ -112,19 +104,6 @@ def unsupported(caps: dict) -> list[str]:
     return out
 
 
-def parse(caps: dict, pointer: str = "/process/capabilities", each=STRICT) -> dict[str, int]:
-    """{"bounding": [...], ...} -> {"bounding": mask, ...}; an absent set is an empty mask."""
-    return {s: to_mask(caps.get(s) or (), f"{pointer}/{s}", each) for s in SETS}
-
-
-def validate_caps(spec: dict, each=STRICT) -> None:
-    """For spec validation: raise SpecError at an unknown capability name, inside `each` (sets
-    that are not arrays are runtime.spec's to report)."""
-    proc = spec.get("process")
-    if type(proc) is dict and type(proc.get("capabilities")) is dict:
-        parse({s: v for s, v in proc["capabilities"].items() if type(v) is list}, each=each)
-
-
 def from_hex(text: str) -> int:
     """A CapEff-style hex string from /proc/<pid>/status -> mask."""
     return int(text, 16)
@@ -133,12 +112,6 @@ def from_hex(text: str) -> int:
 def to_hex(mask: int) -> str:
     """mask -> the 16-digit form /proc/<pid>/status uses."""
     return f"{mask:016x}"
-
-
-def _quote(v) -> str:
-    if type(v) is str:
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,6 +252,9 @@ class RecordingSyscalls:
     def umask(self, mask: int) -> None:
         self._record("umask", mask)
 
+    def link_up(self, name: str) -> None:
+        self._record("link_up", name)
+
     def write_file(self, path: str, data: str, dir_fd: int | None = None) -> None:
         self._record("write_file", path, data)
 

@@ -1,26 +1,25 @@
-"""Seccomp through libseccomp (ctypes): compile config.json's /linux/seccomp, prepare, load late.
+"""Seccomp through libseccomp (ctypes): build a filter from a compiled profile, load it late.
 
-Three layers, each usable alone (the debugger shows the first two without loading anything):
+Three layers (the debugger shows the first two without loading anything):
 
-1. `compile_profile(seccomp)` -> `Profile`: pure Python, no libseccomp. Validates the profile and
-   translates it into numbers the way runc does: actions and errnoRet into SCMP_ACT_* values
-   (ERRNO and TRACE default to EPERM), operators into `enum scmp_compare`, one rule per syscall
-   name, a rule whose action is the default action dropped, and a rule with two conditions on the
-   same argument split into one rule per condition (libseccomp refuses to AND them). Unknown
-   actions, operators, arches and flags raise `SeccompError` naming the JSON pointer, e.g.
-   /linux/seccomp/syscalls/3/action. `validate_seccomp(spec)` runs it for spec validation.
+1. `Profile` of `Rule`s: a profile in numbers (SCMP_ACT_* values, `enum scmp_compare`
+   operators), compiled from config.json's /linux/seccomp by runtime/spec_seccomp.py, which
+   validates it: this module knows no config. Each item carries the tag (config pointer) the
+   compiler gave it, for errors.
 2. `Filter(profile)`: a libseccomp context with every rule added; syscall names this libseccomp
    does not know are skipped, as runc does (`skipped`). `export_pfc`/`export_bpf` show it.
-3. `prepare(profile, ...)` keeps one Filter as *the* filter of this process and, for
+3. `prepare(profile, payload)` keeps one Filter as *the* filter of this process and, for
    SCMP_ACT_NOTIFY, connects to listenerPath while the host's paths are still reachable (before
-   pivot_root) and builds the containerProcessState payload. `load_prepared()` then only calls
-   seccomp_load(3), and with a listener sends it the notify fd with sendmsg(2) (SCM_RIGHTS): no
-   import, no path lookup, and no allocation beyond the fd array happens after the filter is on.
+   pivot_root). `load_prepared()` then only calls seccomp_load(3), and with a listener sends it
+   the notify fd and the payload with sendmsg(2) (SCM_RIGHTS): no import, no path lookup, and
+   no allocation beyond the fd array happens after the filter is on.
+
+What libseccomp or the listener refuses raises `SeccompError`, an OSError.
 
 libseccomp is dlopen'ed at import time: the container side imports this module before pivot_root,
 after which the host's libraries are out of reach. When libseccomp is missing, only a config that
 asks for seccomp fails. This module imports nothing heavy (no re, json, dataclasses, nor `socket`:
-`_socket` is enough, as in runtime.sync).
+`_socket` is enough, as in runtime.sync), and nothing above runtime/linux.
 
 libseccomp sets no_new_privs itself on load unless told not to: we clear SCMP_FLTATR_CTL_NNP, so
 no_new_privs stays what /process/noNewPrivileges says (runc does the same).
@@ -31,9 +30,6 @@ import _socket
 import ctypes
 import os
 import sys
-
-from runtime import jsonfast
-from runtime.errors import STRICT, SpecError
 
 try:
     _lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
@@ -96,17 +92,19 @@ U64 = 2**64 - 1
 _EEXIST = 17
 
 
-class SeccompError(SpecError):
-    """A profile we or libseccomp cannot take; `op`, `target`, `errno` say which call failed."""
+class SeccompError(OSError):
+    """libseccomp (or the listener's socket) refused a compiled Profile: `op` and `target` name
+    the call, `errno` its error (0 when it is no errno), `pointer` the Profile's tag for the item
+    involved (whoever compiled the Profile set them: runtime/spec_seccomp.py, config pointers)."""
 
     def __init__(self, pointer: str, message: str, op: str = "", target: str = "",
                  errno: int = 0) -> None:
-        super().__init__(pointer, message)
-        self.op, self.target, self.errno = op, target, errno
+        super().__init__(errno, message)
+        self.pointer, self.message, self.op, self.target = pointer, message, op, target
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. translation (pure)
+# 1. a profile in numbers
 
 class Rule:
     """One libseccomp rule: (action value, syscall name, conditions) and where it came from.
@@ -131,9 +129,11 @@ class Rule:
 class Profile:
     """A compiled /linux/seccomp: everything libseccomp needs, in numbers."""
     __slots__ = ("default_action", "arches", "flags", "rules", "listener_path",
-                 "listener_metadata", "notify")
+                 "listener_metadata", "notify", "pointer", "listener_pointer")
 
-    def __init__(self) -> None:
+    def __init__(self, pointer: str = "", listener_pointer: str = "") -> None:
+        # tags for errors: the profile's, and its listener's (config pointers, from the compiler)
+        self.pointer, self.listener_pointer = pointer, listener_pointer
         self.default_action = ACT_ALLOW
         self.arches: list[tuple[str, str, str]] = []   # (spec name, libseccomp name, pointer)
         self.flags: list[tuple[str, int, str]] = []    # (flag, attribute, pointer)
@@ -164,155 +164,6 @@ def action_value(name: str, errno_ret: int | None = None) -> int:
     if value in (ACT_ERRNO, ACT_TRACE):
         value |= (EPERM if errno_ret is None else errno_ret) & 0xFFFF
     return value
-
-
-def _q(v) -> str:
-    """A value as the messages show it: JSON for scalars, "an array"/"an object" otherwise."""
-    t = type(v)
-    if t is list:
-        return "an array"
-    if t is dict:
-        return "an object"
-    if t is str:
-        return jsonfast.quote(v)
-    return jsonfast.dumps(v)
-
-
-def _str(v, p: str, what: str = "a string") -> str:
-    if type(v) is not str:
-        raise SeccompError(p, f"must be {what}, got {_q(v)}")
-    return v
-
-
-def _uint(v, p: str, hi: int) -> int:
-    if type(v) is not int or not 0 <= v <= hi:
-        raise SeccompError(p, f"must be an integer from 0 to {hi}, got {_q(v)}")
-    return v
-
-
-def _list(v, p: str) -> list:
-    if type(v) is not list:
-        raise SeccompError(p, f"must be an array, got {_q(v)}")
-    return v
-
-
-def _action(d: dict, key: str, p: str, errno_key: str) -> int:
-    if key not in d:
-        raise SeccompError(f"{p}/{key}", "missing, expected an action like \"SCMP_ACT_ERRNO\"")
-    name = d[key]
-    if type(name) is not str or name not in _ACTION_VALUE:
-        raise SeccompError(f"{p}/{key}", f"unknown action {_q(name)}, expected one of "
-                                          + ", ".join(ACTIONS))
-    errno_ret = None
-    if errno_key in d:
-        errno_ret = _uint(d[errno_key], f"{p}/{errno_key}", 0xFFFF)
-    return action_value(name, errno_ret)
-
-
-def compile_profile(sc: dict, base: str = "/linux/seccomp", each=STRICT) -> Profile:
-    """Validate and translate one /linux/seccomp object; raises SeccompError(pointer, ...).
-    Each architecture, flag, syscall entry and listener field is checked inside the guard `each`
-    (runtime.spec's lint mode records a problem there and goes on)."""
-    if type(sc) is not dict:
-        raise SeccompError(base, "must be an object")
-    prof = Profile()
-    with each:
-        prof.default_action = _action(sc, "defaultAction", base, "defaultErrnoRet")
-        if prof.default_action == ACT_NOTIFY:
-            raise SeccompError(base + "/defaultAction",
-                               "SCMP_ACT_NOTIFY cannot be the default action")
-
-    for key, table, what in (("architectures", ARCHES, "architecture"), ("flags", FLAGS, "flag")):
-        with each:
-            for i, name in enumerate(_list(sc.get(key, []), f"{base}/{key}")):
-                with each:
-                    p = f"{base}/{key}/{i}"
-                    if type(name) is not str or name not in table:
-                        raise SeccompError(p, f"unknown {what} {_q(name)}, expected one of "
-                                              + ", ".join(table))
-                    (prof.arches if key == "architectures" else prof.flags).append(
-                        (name, table[name], p))
-
-    with each:
-        for i, call in enumerate(_list(sc.get("syscalls", []), base + "/syscalls")):
-            with each:
-                _syscall(prof, call, f"{base}/syscalls/{i}")
-
-    with each:
-        if "listenerPath" in sc:
-            prof.listener_path = _str(sc["listenerPath"], base + "/listenerPath",
-                                      "an absolute path")
-            if not prof.listener_path.startswith("/"):
-                raise SeccompError(base + "/listenerPath",
-                                   f"must be an absolute path, got {_q(prof.listener_path)}")
-    with each:
-        if "listenerMetadata" in sc:
-            prof.listener_metadata = _str(sc["listenerMetadata"], base + "/listenerMetadata")
-    if prof.notify and not prof.listener_path:
-        raise SeccompError(base + "/listenerPath",
-                           "missing: SCMP_ACT_NOTIFY rules need a listener to answer them")
-    return prof
-
-
-def _syscall(prof: Profile, call, p: str) -> None:
-    """One /linux/seccomp/syscalls entry into prof's rules."""
-    if type(call) is not dict:
-        raise SeccompError(p, "must be an object")
-    if "names" not in call:
-        raise SeccompError(p + "/names", "missing, expected an array of syscall names")
-    names = _list(call["names"], p + "/names")
-    if not names:
-        raise SeccompError(p + "/names", "must not be empty")
-    for j, n in enumerate(names):
-        _str(n, f"{p}/names/{j}", "a syscall name")
-    action = _action(call, "action", p, "errnoRet")
-    groups = _conditions(call, p)
-    if action == ACT_NOTIFY:
-        prof.notify = True
-        if "sendmsg" in names:  # we send the listener its fd with sendmsg(2) after loading
-            raise SeccompError(f"{p}/names/{names.index('sendmsg')}",
-                               "SCMP_ACT_NOTIFY cannot be used for sendmsg: the runtime "
-                               "needs it to hand the notify fd to the listener")
-    if action == prof.default_action:
-        return  # runc skips these; libseccomp would refuse them (EACCES)
-    for n in names:
-        for conds in groups:
-            prof.rules.append(Rule(action, n, conds, p))
-
-
-def _conditions(call: dict, p: str) -> list[tuple]:
-    """The condition groups of one syscall entry: one group with every condition, or, when an
-    argument is compared twice, one group per condition (runc: "revert to old behavior")."""
-    conds, seen, repeated = [], set(), False
-    for j, a in enumerate(_list(call.get("args", []), p + "/args")):
-        ap = f"{p}/args/{j}"
-        if type(a) is not dict:
-            raise SeccompError(ap, "must be an object")
-        for key in ("index", "value", "op"):
-            if key not in a:
-                raise SeccompError(f"{ap}/{key}", "missing")
-        index = _uint(a["index"], ap + "/index", MAX_ARGS - 1)
-        op = a["op"]
-        if type(op) is not str or op not in OPERATORS:
-            raise SeccompError(ap + "/op", f"unknown operator {_q(op)}, expected one of "
-                                           + ", ".join(OPERATORS))
-        value = _uint(a["value"], ap + "/value", U64)
-        value2 = _uint(a.get("valueTwo", 0), ap + "/valueTwo", U64)
-        opn = OPERATORS[op]
-        conds.append((index, opn, value, value2 if opn == CMP_MASKED_EQ else 0))
-        repeated |= index in seen
-        seen.add(index)
-    if repeated:
-        return [(c,) for c in conds]
-    return [tuple(conds)]
-
-
-def validate_seccomp(spec: dict, each=STRICT) -> None:
-    """For spec validation: raise SpecError (a SeccompError) at a problem in /linux/seccomp,
-    inside `each`. Needs no libseccomp (arches this libseccomp lacks are found at prepare)."""
-    linux = spec.get("linux")
-    if type(linux) is dict and "seccomp" in linux:
-        compile_profile(linux["seccomp"], each=each)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +231,7 @@ class Filter:
 
     def __init__(self, profile: Profile) -> None:
         if _lib is None:
-            raise SeccompError("/linux/seccomp", "libseccomp.so.2 is not installed on this host",
+            raise SeccompError(profile.pointer, "libseccomp.so.2 is not installed on this host",
                                "dlopen", "libseccomp.so.2")
         self.profile = profile
         self.skipped: list[str] = []
@@ -388,7 +239,7 @@ class Filter:
         self.loaded = False
         self.ctx = _lib.seccomp_init(profile.default_action)
         if not self.ctx:
-            raise SeccompError("/linux/seccomp/defaultAction", "seccomp_init failed",
+            raise SeccompError(profile.pointer, "seccomp_init failed",
                                "seccomp_init", action_name(profile.default_action))
         try:
             self._build(profile)
@@ -400,11 +251,11 @@ class Filter:
         # no_new_privs is /process/noNewPrivileges' business, not libseccomp's
         rc = _lib.seccomp_attr_set(self.ctx, ATTR_CTL_NNP, 0)
         if rc < 0:
-            raise SeccompError("/linux/seccomp", _err(rc), "seccomp_attr_set", "CTL_NNP", -rc)
+            raise SeccompError(prof.pointer, _err(rc), "seccomp_attr_set", "CTL_NNP", -rc)
         _lib.seccomp_attr_set(self.ctx, ATTR_API_SYSRAWRC, 1)  # older libseccomp: ignored
         if prof.notify and api_level() < 5:
-            raise SeccompError("/linux/seccomp", f"SCMP_ACT_NOTIFY needs libseccomp API level 5 "
-                                                 f"(kernel 5.0 or later), have {api_level()}")
+            raise SeccompError(prof.pointer, f"SCMP_ACT_NOTIFY needs libseccomp API level 5 "
+                                             f"(kernel 5.0 or later), have {api_level()}")
         for spec_name, lib_name, p in prof.arches:
             token = _lib.seccomp_arch_resolve_name(lib_name.encode())
             if token == 0:
@@ -468,37 +319,22 @@ class Filter:
 # 3. this process's filter: prepared early, loaded late
 
 class Prepared:
-    """The filter this (container) process will load, and its listener connection if any."""
-    __slots__ = ("filter", "listener", "payload", "state", "metadata")
+    """The filter this (container) process will load, its listener connection if any, and what
+    the listener is sent with the notify fd (`payload`: the caller's containerProcessState)."""
+    __slots__ = ("filter", "listener", "payload")
 
-    def __init__(self, flt: Filter, listener: _socket.socket | None, state: dict, pid: int,
-                 metadata: str) -> None:
-        self.filter, self.listener = flt, listener
-        self.state, self.metadata = state, metadata
-        self.payload = b""
-        self.set_pid(pid)
-
-    def set_pid(self, pid: int) -> None:
-        """The pid the listener is told (as the runtime sees it), when the process that loads
-        the filter is not the one that prepared it (a fork in between, as `exec`'s join does)."""
-        if self.listener is not None:
-            state = dict(self.state, pid=pid) if "pid" in self.state else self.state
-            self.payload = container_process_state(state, pid, self.metadata)
+    def __init__(self, flt: Filter, listener: _socket.socket | None, payload: bytes) -> None:
+        self.filter, self.listener, self.payload = flt, listener, payload
 
 
 _prepared: Prepared | None = None
 
 
-def container_process_state(state: dict, pid: int, metadata: str) -> bytes:
-    """runtime-spec's containerProcessState, sent with the notify fd to the listener."""
-    return jsonfast.dumps({"ociVersion": state.get("ociVersion", ""), "fds": ["seccompFd"],
-                           "pid": pid, "metadata": metadata, "state": state}).encode()
-
-
-def prepare(profile: Profile, state: dict | None = None, pid: int = 0) -> Prepared:
+def prepare(profile: Profile, payload: bytes = b"") -> Prepared:
     """Build the filter and, for NOTIFY, connect to the listener now (its path may be gone from
-    view after pivot_root). `state` is the OCI state sent to the listener; `pid` the container's
-    pid as the listener sees it. Replaces (and releases) any filter prepared before."""
+    view after pivot_root); `payload` is what the listener gets with the notify fd (the
+    runtime-spec containerProcessState, built by the caller). Replaces (and releases) any
+    filter prepared before. Raises SeccompError."""
     global _prepared
     discard()
     flt = Filter(profile)
@@ -511,9 +347,9 @@ def prepare(profile: Profile, state: dict | None = None, pid: int = 0) -> Prepar
             if listener is not None:
                 listener.close()
             flt.release()
-            raise SeccompError("/linux/seccomp/listenerPath", os.strerror(e.errno or 0).lower(),
+            raise SeccompError(profile.listener_pointer, os.strerror(e.errno or 0).lower(),
                                "connect", f'"{profile.listener_path}"', e.errno or 0) from None
-    _prepared = Prepared(flt, listener, state or {}, pid, profile.listener_metadata)
+    _prepared = Prepared(flt, listener, payload)
     return _prepared
 
 

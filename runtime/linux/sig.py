@@ -28,3 +28,12 @@ def number(name: str) -> int:
     if not isinstance(value, int) or upper.startswith("SIG_"):
         raise KeyError(name)
     return value
+
+
+def name(num: int) -> str:
+    """The name of signal `num` ("SIGKILL"; the first alphabetically where there are aliases,
+    SIGABRT before SIGIOT), else "signal N"."""
+    for attr in sorted(dir(_signal)):
+        if attr.startswith("SIG") and not attr.startswith("SIG_") and getattr(_signal, attr) == num:
+            return attr
+    return f"signal {num}"

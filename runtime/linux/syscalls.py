@@ -12,6 +12,8 @@ import errno
 import os
 import resource
 
+from runtime.linux import netlink
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # <linux/sched.h>
@@ -306,6 +308,12 @@ def setrlimit(res: int, soft: int, hard: int) -> None:
 
 def umask(mask: int) -> None:
     os.umask(mask)
+
+
+def link_up(name: str) -> None:
+    """Set network link `name` of our network namespace up: rtnetlink RTM_NEWLINK with IFF_UP
+    (runtime/linux/netlink.py). OSError: ENODEV, EPERM."""
+    netlink.link_up(name)
 
 
 def write_file(path: str, data: str, dir_fd: int | None = None) -> None:

@@ -5,11 +5,12 @@ import os
 
 from runtime.engine import Stage
 from runtime.stages.attributes import Attributes, Lsm
-from runtime.stages.cgroup import Cgroup
+from runtime.stages.cgroup import Cgroup, Limits
 from runtime.stages.exec import Exec
 from runtime.stages.hooks import ContainerHooks, Hooks
 from runtime.stages.idmap import Idmap
 from runtime.stages.mounts import Mounts
+from runtime.stages.network import Network
 from runtime.stages.paths import Paths
 from runtime.stages.pivot import Pivot
 from runtime.stages.process import Process, User
@@ -19,11 +20,13 @@ from runtime.stages.unshare import Unshare
 
 
 def pipeline() -> list[Stage]:
-    return [_cgroup(), Unshare(), Idmap(), Lsm(), Mounts(), Hooks(), ContainerHooks(), Seccomp(),
-            Pivot(), Terminal(), Process(), Paths(), Attributes(), Bounding(), User(), Caps(), Exec()]
+    cgroup = _cgroup()
+    return [cgroup, Unshare(), Idmap(), Network(), Lsm(), Mounts(), Limits(cgroup), Hooks(),
+            ContainerHooks(), Seccomp(), Pivot(), Terminal(), Process(), Paths(), Attributes(),
+            Bounding(), User(), Caps(), Exec()]
 
 
-def _cgroup() -> Stage:
+def _cgroup() -> Cgroup:
     """An unprivileged runtime uses a cgroup only where it is delegated (runtime/rootless.py)."""
     if os.geteuid() != 0:
         from runtime.rootless import RootlessCgroup

@@ -120,6 +120,8 @@ class Exec(Stage):
             os.write(fd, b"0")
         args = ctx.process["args"]
         env = dict(e.split("=", 1) for e in ctx.process.get("env") or [])
+        if "home" in ctx.notes:  # stage `user` found no HOME in process.env (runc's setupUser)
+            env["HOME"] = ctx.notes["home"]
         path = ctx.notes["exec_path"]
         try:
             os.execve(path, args, env)

@@ -4,8 +4,9 @@
                   prestart, createRuntime:     createContainer: spawned by init, so in the
                   spawned by the runtime, in   container's namespaces (its mount namespace
                   the runtime namespace, with  included), path resolved before pivot_root,
-                  the container's namespaces   i.e. in the runtime's view of the filesystem
-                  and mounts already made
+                  the container's namespaces   i.e. in the runtime's view of the filesystem;
+                  and mounts already made;     cwd: the rootfs
+                  cwd: the bundle
 
 Both stages run "after the runtime environment has been created and before pivot_root", the moment
 runc runs them (its procHooks sync inside prepareRootfs). The other kinds are not part of `create`:
@@ -42,7 +43,7 @@ class Hooks(Stage):
         return [k for k in HOST_KINDS if hooks.hooks_of(ctx.spec, k)]
 
     def describe(self, ctx: Context) -> str:
-        return _describe(ctx, HOST_KINDS, "from the runtime on the host")
+        return _describe(ctx, HOST_KINDS, f"from the runtime on the host, in {ctx.bundle}")
 
     def run(self, ctx: Context, item: str = "") -> None:
         st = None
@@ -52,7 +53,7 @@ class Hooks(Stage):
                 continue
             st = st or hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
             try:
-                hooks.run_all(kind, todo, st)
+                hooks.run_all(kind, todo, st, cwd=ctx.bundle)  # runc: create chdirs there
             except hooks.HookError as err:
                 raise err.stage_error(self.name) from None
 
@@ -66,7 +67,8 @@ class ContainerHooks(Stage):
         return ["createContainer"] if hooks.hooks_of(ctx.spec, "createContainer") else []
 
     def describe(self, ctx: Context) -> str:
-        return _describe(ctx, ("createContainer",), "from the container's init, in its namespaces")
+        return _describe(ctx, ("createContainer",),
+                         f"from the container's init, in its namespaces, in {ctx.rootfs}")
 
     def run(self, ctx: Context, item: str = "") -> None:
         # Our pid as the host sees it, while /proc is still the host's: the state that the
@@ -77,8 +79,9 @@ class ContainerHooks(Stage):
             return
         st = hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
         try:
-            # the channel: a runtime killed meanwhile must not leave the hook running
-            hooks.run_all("createContainer", todo, st,
+            # the channel: a runtime killed meanwhile must not leave the hook running;
+            # in the rootfs, as runc's prepareRootfs runs them
+            hooks.run_all("createContainer", todo, st, cwd=ctx.rootfs,
                           watch_fd=ctx.chan.fileno() if ctx.chan is not None else -1)
         except hooks.HookError as err:
             raise err.stage_error(self.name) from None

@@ -2,7 +2,8 @@
 
 `process`: hostname, domainname, sysctl, rlimits and a fresh session keyring, while
 the process is still root with every capability. `user` (after `paths`, which still needs to
-mount): stdio ownership, cwd, groups, gid, uid, umask, in the order runc's init applies them.
+mount): stdio ownership, cwd, groups, gid, uid, umask, in the order runc's init applies them,
+and HOME when process.env has none (runc's setupUser, from the container's /etc/passwd).
 """
 from __future__ import annotations
 
@@ -18,6 +19,46 @@ from runtime.stages.unshare import has_new
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 STDIO = (0, 1, 2)  # the fds the process user is handed, as in runc's fixStdioPermissions
+PASSWD = "/etc/passwd"
+_PASSWD_MAX = 16 << 20  # a passwd file larger than this is not read (the default HOME applies)
+
+
+def env_value(env: list[str], name: str) -> str:
+    """The value execve(2) would pass for `name` ("" when absent): the last entry wins, as in
+    the dict Exec builds and in runc's populateProcessEnvironment (os.Setenv in order)."""
+    value = ""
+    for entry in env:
+        key, eq, rest = entry.partition("=")
+        if eq and key == name:
+            value = rest
+    return value
+
+
+def passwd_home(uid: int, path: str = PASSWD) -> str:
+    """The home directory of the first entry of `path` (an /etc/passwd) whose uid is `uid`, "/"
+    when there is none or it is empty; the default, as runc's setupUser falls back to
+    ExecUser{Home: "/"}, when the file is missing, unreadable or not a regular file (a FIFO in
+    the rootfs would block the setup). Lines are name:password:uid:gid:gecos:home:shell."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = bytearray()
+        while len(data) < _PASSWD_MAX and (chunk := os.read(fd, 1 << 16)):
+            data += chunk
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    want = str(uid).encode()
+    for line in data.splitlines():
+        fields = line.strip().split(b":")
+        if len(fields) >= 6 and fields[2] == want:
+            return fields[5].decode(errors="surrogateescape") or "/"
+    return "/"
 
 
 class Process(Stage):
@@ -109,12 +150,18 @@ class User(Process):
                 f"setresuid {user.get('uid', 0)} (config /process/user).\n"
                 f"umask {oct(user.get('umask', 0o022))} (config /process/user/umask), "
                 f"chdir {p.get('cwd', '/')} (config /process/cwd) as root before the switch, "
-                f"as the user after it if root may not (runc).")
+                f"as the user after it if root may not (runc)."
+                + ("" if env_value(p.get("env") or [], "HOME") else
+                   f"\nHOME: none in config /process/env, so the home of uid "
+                   f"{user.get('uid', 0)} in the container's {PASSWD}, else \"/\" (as runc)."))
 
     def run(self, ctx: Context, item: str = "") -> None:
         user = ctx.process.get("user") or {}
         uid, gid = user.get("uid", 0), user.get("gid", 0)
         groups = user.get("additionalGids") or []
+        if not env_value(ctx.process.get("env") or [], "HOME"):
+            # runc's setupUser: read as root, before the switch; Exec's handoff puts it in env
+            ctx.notes["home"] = passwd_home(uid)
         self._hand_stdio(ctx, uid)
         cwd = ctx.process.get("cwd") or "/"
         # runc's finalizeNamespace: chdir as root first, so a cwd only root can enter works;

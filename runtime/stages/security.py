@@ -24,11 +24,14 @@ from __future__ import annotations
 import errno
 import os
 
+from runtime import jsonfast
 from runtime.defaults import OCI_VERSION
 from runtime.engine import CONTAINER, Context, Stage
-from runtime.errors import StageError
+from runtime.errors import SpecError, StageError
 from runtime.linux import capabilities as C
 from runtime.linux import seccomp as S
+from runtime.spec import cap_masks
+from runtime.spec_seccomp import compile_profile
 
 CAPS_PTR = "/process/capabilities"
 
@@ -41,8 +44,8 @@ def _caps(ctx: Context) -> dict:
 
 def _masks(stage: str, caps: dict) -> dict[str, int]:
     try:
-        return C.parse(caps, CAPS_PTR)
-    except C.CapError as e:
+        return cap_masks(caps, CAPS_PTR)
+    except SpecError as e:
         raise StageError(stage, "parse", "capabilities", 0, e.pointer, e.message) from None
 
 
@@ -66,8 +69,8 @@ class Bounding(Stage):
             lines.append("load the seccomp filter now, while CAP_SYS_ADMIN is held: "
                          "noNewPrivileges is false (config /process/noNewPrivileges).")
         try:
-            keep = C.to_mask(caps.get("bounding") or (), CAPS_PTR + "/bounding")
-        except C.CapError as e:
+            keep = cap_masks({"bounding": caps.get("bounding") or ()}, CAPS_PTR)["bounding"]
+        except SpecError as e:
             return f"{self.summary}.\nconfig {e.pointer}: {e.message}."
         lines.append(f"keep in the bounding set: {_list(keep)} (config {CAPS_PTR}/bounding).")
         lines.append(f"prctl(PR_CAPBSET_DROP) every other capability: {_list(C.ALL & ~keep)}.")
@@ -185,8 +188,8 @@ class Seccomp(Stage):
         if sc is None:
             return "no /linux/seccomp: no filter."
         try:
-            prof = S.compile_profile(sc)
-        except S.SeccompError as e:
+            prof = compile_profile(sc)
+        except SpecError as e:
             return f"{self.summary}.\nconfig {e.pointer}: {e.message}."
         names = {r.name for r in prof.rules}
         lines = [f"compile /linux/seccomp with libseccomp {S.version()}: default action "
@@ -212,19 +215,28 @@ class Seccomp(Stage):
         if sc is None:
             return
         try:
-            prof = S.compile_profile(sc)
-            pid = _host_pid()
-            state = {"ociVersion": OCI_VERSION, "id": ctx.id, "status": "creating", "pid": pid,
-                     "bundle": ctx.bundle}
-            if ctx.spec.get("annotations"):
-                state["annotations"] = ctx.spec["annotations"]
-            prep = S.prepare(prof, state, pid)
-        except S.SeccompError as e:
-            if e.op:
-                raise StageError(self.name, e.op, e.target, e.errno, e.pointer,
-                                 "" if e.errno else e.message) from None
+            prof = compile_profile(sc)
+        except SpecError as e:
             raise StageError(self.name, "parse", "profile", 0, e.pointer, e.message) from None
+        pid = _host_pid()
+        state = {"ociVersion": OCI_VERSION, "id": ctx.id, "status": "creating", "pid": pid,
+                 "bundle": ctx.bundle}
+        if ctx.spec.get("annotations"):
+            state["annotations"] = ctx.spec["annotations"]
+        payload = container_process_state(state, pid, prof.listener_metadata) \
+            if prof.notify else b""
+        try:
+            prep = S.prepare(prof, payload)
+        except S.SeccompError as e:
+            raise StageError(self.name, e.op or "prepare", e.target or "profile", e.errno,
+                             e.pointer, "" if e.errno else e.message) from None
         ctx.notes["seccomp_skipped"] = list(prep.filter.skipped)
+
+
+def container_process_state(state: dict, pid: int, metadata: str) -> bytes:
+    """runtime-spec's containerProcessState, sent with the notify fd to the seccomp listener."""
+    return jsonfast.dumps({"ociVersion": state.get("ociVersion", ""), "fds": ["seccompFd"],
+                           "pid": pid, "metadata": metadata, "state": state}).encode()
 
 
 def _host_pid() -> int:

@@ -3,8 +3,9 @@
 Runs after `pivot`, where runc sets its console up (after prepareRootfs, before the rootfs is made
 read-only): /dev/ptmx is then the container's devpts instance, so the pts belongs to the
 container, and /dev/console can still be created. See runtime/terminal.py for the whole path.
-Nothing to do without `process.terminal`, or when `run` in the foreground has no terminal of its
-own to lend (the container then keeps the caller's stdio).
+Nothing to do without `process.terminal`. The runtime always has a socket for it (--console-socket,
+or its own end when `run`/`exec` copy the pty in the foreground); only a debugger session that
+gives the process its own stdio has none, and `describe` says so.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ class Terminal(Stage):
             return ("process.terminal is false: the process keeps the stdio it inherits "
                     "(config /process/terminal).")
         if ctx.console_sock is None:
-            return ("process.terminal is true, but there is no console socket: the process keeps "
-                    "the stdio it inherits (config /process/terminal).")
+            return ("process.terminal is true, but this session has no console socket to send a "
+                    "pty master to: no pty, the process keeps the stdio it inherits "
+                    "(config /process/terminal).")
         size = ctx.process.get("consoleSize") or {}
         lines = [self.summary + ".",
                  "open /dev/ptmx (the container's devpts), unlock the pts.",
@@ -71,6 +73,10 @@ class Terminal(Stage):
                 self._do(ctx.sys.mount, (pts, "/dev/console", None, S.MS_BIND), "mount",
                          f'"{pts}" on "/dev/console"', PTR)
             self._do(terminal.dup_stdio, (slave,), "dup2", pts, PTR)
+            if ctx.console_socket is None:  # the master goes to our own Attach (foreground)
+                # runc's recvtty clears ONLCR on the master it keeps, once received (racing the
+                # process's first output); here it is cleared before the process can write
+                self._do(terminal.clear_onlcr, (master,), "ioctl TCSETS", pts, PTR)
             self._do(terminal.send_fd, (sock, master, pts), "sendmsg", "console socket", PTR)
         finally:
             os.close(master)

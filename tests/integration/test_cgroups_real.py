@@ -235,3 +235,26 @@ def test_v2_controller_missing_is_a_clear_error(v2):
     assert (err.errno, err.pointer, err.target) == (
         2, "/linux/resources/memory/limit", f"{v2.paths()['']}/memory.max")
     assert "controller is not enabled here" in str(err)
+
+
+@needs_unified
+def test_sigkill_to_a_frozen_v2_container_thaws_it(v2, procs, tmp_path):
+    """`kill ID KILL` of a container whose cgroup is a frozen cgroup2 (runc's Signal thaws
+    after SIGKILL on v2 too): the process dies and the cgroup is thawed, not left frozen."""
+    from runtime import lifecycle, state
+    from runtime.linux import procfs
+    v2.create()
+    p = procs.spin()
+    v2.add(p.pid)
+    v2.freeze()
+    assert not runs(p.pid)
+    root = str(tmp_path / "root")
+    os.makedirs(f"{root}/c2")
+    state.save(root, {"id": "c2", "pid": p.pid, "start_time": procfs.start_time(p.pid),
+                      "bundle": "", "rootfs": "", "created": state.rfc3339_now(), "owner": "",
+                      "cgroup": v2.to_state()})
+    assert state.status(root, state.load(root, "c2")) == "paused"
+    lifecycle.kill(root, "c2", signal.SIGKILL)
+    assert p.wait(timeout=10) == -signal.SIGKILL
+    assert read(f"{v2.paths()['']}/cgroup.freeze") == "0" and not v2.frozen()
+    assert state.status(root, state.load(root, "c2")) == "stopped"

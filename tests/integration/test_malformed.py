@@ -171,7 +171,7 @@ def test_list_skips_nothing_and_survives_garbage(ocish, make_bundle):
     b = make_bundle(["true"])
     c = cid()
     ocish("create", "-b", str(b), c, check=True)
-    os.makedirs(os.path.join(ocish.root, ".hidden"))
+    os.makedirs(os.path.join(ocish.root, "not an id"))
     open(os.path.join(ocish.root, "afile"), "w").close()
     os.makedirs(os.path.join(ocish.root, "half"))  # a create killed before its first write
     p = ocish("list", "-f", "json")

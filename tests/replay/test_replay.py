@@ -28,7 +28,7 @@ EXPECTED = {
     "first-steps": (0, 17, 0, 0, 0),
     "namespaces": (0, 8, 0, 0, 0),
     "mounts": (0, 10, 0, 0, 0),
-    "cgroup-limits": (0, 7, 0, 0, 0),
+    "cgroup-limits": (0, 8, 0, 0, 0),
     "user-and-caps": (0, 10, 0, 0, 0),
     "userns": (0, 6, 0, 0, 0),
     "expected-failure": (0, 5, 0, 0, 0),
@@ -181,11 +181,45 @@ def test_an_unreadable_script_runs_nothing_and_exits_2(replay, name):
         if fmt == "tap":
             assert p.stdout.splitlines()[-1].startswith(f"Bail out! {script(name)}:4: ")
         elif fmt == "json":
-            assert json.loads(p.stdout)["errors"][0].startswith(f"{script(name)}:4: ")
+            doc = json.loads(p.stdout)
+            assert doc["errors"][0].startswith(f"{script(name)}:4: ")
+            # the script is listed, with its error, and counted
+            assert doc["exit_status"] == 2 and doc["summary"]["errors"] == 1
+            [run] = doc["scripts"]
+            assert (run["file"], run["status"]) == (script(name), "error")
+            assert [(r["kind"], r["line"]) for r in run["results"]] == [("syntax", 4)]
         else:
-            case = check_junit(p.stdout).find("testsuite/testcase/error")
-            assert case.get("message").startswith(f"{script(name)}:4: ")
+            suite = check_junit(p.stdout).find("testsuite")
+            assert suite.get("name") == script(name) and suite.get("errors") == "1"
+            error = suite.find("testcase/error")
+            assert error.get("message").startswith("the script cannot run: ")
+            # FILE:LINE and why; no empty expected:/actual: lines
+            assert error.text.startswith(f"{script(name)}:4: "), error.text
+            assert "expected:" not in error.text and "actual:" not in error.text
     assert not os.listdir(replay.tmp)  # not even the bundle of line 2 was built
+
+
+def test_what_cannot_run_is_reported_in_every_format(replay, tmp_path):
+    """A missing --bundle, no script, an unknown option: the error on stderr and the report
+    on stdout (a TAP `Bail out!`, a JSON errors document, a JUnit <error>), exit 2."""
+    missing = f"ocish replay: --bundle {tmp_path}/nothing: no config.json there"
+    cases = [((script("namespaces"), "--bundle", f"{tmp_path}/nothing"), missing),
+             ((), "ocish replay: no script given; usage: "),
+             ((script("namespaces"), "--bogus"), "ocish replay: unrecognized arguments: --bogus")]
+    for args, error in cases:
+        for fmt in ("tap", "json", "junit"):
+            p = replay(*args, "--format", fmt)
+            assert p.returncode == 2 and p.stderr.startswith(error), p.stderr
+            if fmt == "tap":
+                assert p.stdout.splitlines() == ["TAP version 13", f"Bail out! {p.stderr.strip()}"]
+            elif fmt == "json":
+                doc = json.loads(p.stdout)
+                assert doc["exit_status"] == 2 and doc["errors"] == [p.stderr.strip()]
+                assert doc["scripts"] == [] and doc["summary"]["errors"] == 1
+            else:
+                error_el = check_junit(p.stdout).find("testsuite/testcase/error")
+                assert error_el.get("message") == p.stderr.strip()
+    replay.assert_clean()
 
 
 def test_an_unreadable_script_does_not_stop_the_others(replay):
@@ -270,6 +304,32 @@ def test_junit_of_several_scripts(replay):
     replay.assert_clean()
 
 
+def test_a_plain_exec_keeps_its_output_in_the_report(replay, tmp_path):
+    """`exec` outside `expect`: what it printed is the script's output (JSON `output`, JUnit
+    <system-out>), as the container's own is."""
+    sc = tmp_path / "plain-exec.ocish"
+    sc.write_text("bundle init -- sleep 100\nload $bundle\ncontinue\nstart\n"
+                  "exec sh -c 'echo plain-out; echo plain-err >&2'\n"
+                  "expect status == running\n")
+    p = replay(str(sc), "--format", "json")
+    assert p.returncode == 0, p.stdout
+    output = json.loads(p.stdout)["scripts"][0]["output"]
+    assert "plain-out\n" in output and "plain-err\n" in output, output
+    p = replay(str(sc), "--format", "junit")
+    assert "plain-out" in check_junit(p.stdout).find("testsuite/system-out").text
+    replay.assert_clean()
+
+
+def test_a_bad_regular_expression_is_a_syntax_error(replay, tmp_path):
+    sc = tmp_path / "bad-regex.ocish"
+    sc.write_text("bundle init -- sleep 100\ncontinue\nexpect state.id matches \"(unclosed\"\n")
+    p = replay(str(sc))
+    assert p.returncode == 2, p.stdout
+    assert f"{sc}:3: expect: the pattern '(unclosed' is not a regular expression" in p.stderr
+    assert p.stdout.splitlines()[-1].startswith(f"Bail out! {sc}:3: ")
+    replay.assert_clean()
+
+
 def test_bundle_option_and_variables(replay, make_bundle, tmp_path):
     b = make_bundle(["sleep", "100"])
     sc = tmp_path / "vars.ocish"
@@ -312,8 +372,9 @@ def test_a_stop_signal_removes_everything(replay, tmp_path, sig):
     sc.write_text(SLOW)
     before_kids, before_mounts = children(), mount_count()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(replay.cmd(str(sc)), stdout=out, stderr=err, env=replay.env(),
-                                stdin=subprocess.DEVNULL)
+        fmt = "json" if sig == signal.SIGTERM else "tap"  # the JSON's status: the exit status
+        proc = subprocess.Popen(replay.cmd(str(sc), "--format", fmt), stdout=out, stderr=err,
+                                env=replay.env(), stdin=subprocess.DEVNULL)
         c = replay.ids[-1]
         deadline = time.monotonic() + 30
         while True:  # until `exec sleep 30` runs in the container's cgroup
@@ -330,7 +391,11 @@ def test_a_stop_signal_removes_everything(replay, tmp_path, sig):
         out.seek(0)
         err.seek(0)
         report, errors = out.read(), err.read()
-    assert report.splitlines()[-1] == f"Bail out! interrupted by {sig.name}"
+    if fmt == "tap":
+        assert report.splitlines()[-1] == f"Bail out! interrupted by {sig.name}"
+    else:
+        doc = json.loads(report)
+        assert (doc["exit_status"], doc["interrupted"]) == (128 + sig, sig.name)
     assert f"interrupted by {sig.name}: everything it made is removed" in errors
     assert "Traceback" not in errors
     assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
@@ -363,7 +428,8 @@ def test_record_replays_to_the_same_stops_on_other_runs(session, make_bundle, tm
     assert "expect ns.mnt != host" in text and "expect ns.user == host" in text
     assert "expect cgroup.memory.limit == 67108864" in text
     assert "expect cgroup.memory.usage > 0" in text and "expect proc.pid > 0" in text
-    assert "expect cgroup.membership.memory == /ocish/${id}" in text
+    assert 'expect cgroup.membership matches "${id}"' in text
+    assert "cgroup.membership." not in text and "cgroup.membership[" not in text
     assert 'expect mounts[/proc].propagation == private' in text
     # the host's cgroup hierarchies under the config's cgroup mount are this host's: not kept
     assert "mounts[/sys/fs/cgroup/" not in text and "mounts[/sys/fs/cgroup].fstype" not in text
@@ -400,6 +466,60 @@ def test_debug_record_flag_writes_the_session_at_its_end(ocish, tmp_path, replay
     replay.assert_clean()
 
 
+def test_record_expect_of_a_stopped_container_replays(ocish, session, make_bundle, tmp_path,
+                                                      replay):
+    """A container that ran `true` and was waited for: its state's pid 0 is recorded as `== 0`,
+    not `> 0`; `start` (the process may or may not still run when it returns: a race) as a plain
+    command and `wait` with the exit status; after the process is gone its cgroup membership is
+    empty. The same after `ocish attach` of the stopped container. Ten replays, all green."""
+    b = make_bundle(["true"])
+    s = session(b)
+    for line in ("continue", "start", "wait", "state", "inspect cgroup", "inspect exit"):
+        s.cmd(line)
+    snap = tmp_path / "stopped.ocish"
+    s.cmd(f"record --expect {snap}")
+    s.quit()
+    text = snap.read_text()
+    assert "expect state.pid == 0" in text and "expect state.status == stopped" in text, text
+    assert "\nstart\n" in text and "expect start" not in text, text
+    assert 'expect wait -> how == "exit status 0"' in text, text
+    assert "expect cgroup.membership.count == 0" in text, text
+    stopped = cid()
+    ocish("create", "-b", str(b), stopped, check=True)
+    ocish("start", stopped, check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while json.loads(ocish("state", stopped, check=True).stdout)["status"] != "stopped":
+            assert time.monotonic() < deadline, "`true` did not end within 60 s"
+            time.sleep(0.1)
+        a = session(None, stopped, command="attach")
+        a.cmd("state")
+        attached = tmp_path / "attached.ocish"
+        a.cmd(f"record --expect {attached}")
+        a.quit()
+    finally:
+        ocish("delete", "-f", stopped)
+    assert "expect state.pid == 0" in attached.read_text()
+    for path in [attached] + [snap] * 10:
+        p = replay(str(path))
+        assert p.returncode == 0, p.stdout
+    replay.assert_clean()
+
+
+def test_record_expect_leaves_the_callers_cgroup_out(session, make_bundle, tmp_path, replay):
+    """`inspect cgroup` before stage cgroup has run shows the cgroups the container side
+    inherited (the caller's): a fact of this host, not recorded; nor are the hierarchy keys."""
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("inspect cgroup")
+    snap = tmp_path / "early.ocish"
+    s.cmd(f"record --expect {snap}")
+    s.quit()
+    text = snap.read_text()
+    assert "membership" not in text, text
+    p = replay(str(snap))
+    assert p.returncode == 0, p.stdout
+
+
 def test_record_after_attach_replays(ocish, session, make_bundle, tmp_path, replay):
     """A session opened with `ocish attach ID` (and one that types `attach ID`) records a
     script that sets a new container up from the attached one's bundle to the status it had,
@@ -420,7 +540,7 @@ def test_record_after_attach_replays(ocish, session, make_bundle, tmp_path, repl
             f"# attached to container {created} (created): replayed as a new container from "
             "its bundle, set up to the same status", f"load ${{bundle:-{b}}}", "continue"], text
         assert "expect state.status == created" in text and "expect state.id == ${id}" in text
-        assert "expect start -> running == true" in text
+        assert "\nstart\n" in text and "expect start" not in text
         assert "expect exec echo hi -> status == 0, stdout == hi" in text
         assert created not in text.replace(f"container {created} (created)", "")
         # typed, in a shell: a running container is replayed up to `start`

@@ -117,11 +117,11 @@ def test_a_death_the_user_caused_is_not_news_for_diagnose(ocish, session, make_b
     s.cmd("restart")
     s.cmd("continue")  # created, never started: a `kill` before start is the user's too
     pid = s.json("state --json")["pid"]
-    s.cmd("kill KILL")
+    killed = s.cmd("kill KILL")  # it waits for the death (no race with a `delete` after it)
     deadline = time.monotonic() + 5
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    out = s.cmd("state")
+    out = killed + s.cmd("state")
     assert f"the container process {pid} ended before start: killed by SIGKILL (sent by `kill`)" \
         in out and "diagnose" not in out
     s.quit()

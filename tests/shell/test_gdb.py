@@ -27,10 +27,10 @@ def test_next_runs_the_rest_of_the_stage(session, make_bundle):
     assert _ran(out) == [f"mounts {i}" for i in items[:2]]
     out = s.cmd("n")
     assert _ran(out) == [f"mounts {i}" for i in items[2:]]  # only the items left
-    assert out.splitlines()[-1].startswith("next: hooks -- ")
+    assert out.splitlines()[-1].startswith("next: limits -- ")
     # the pipeline agrees: mounts done, hooks next
     rows = {r["name"]: r for r in s.json("info stages --json")}
-    assert rows["mounts"]["status"] == "done" and rows["hooks"]["status"] == "next"
+    assert rows["mounts"]["status"] == "done" and rows["limits"]["status"] == "next"
 
 
 def test_until_and_tbreak(session, make_bundle):
@@ -40,6 +40,11 @@ def test_until_and_tbreak(session, make_bundle):
     assert "ran mounts /mounts/1" in out
     assert "is not ahead" in s.cmd("until cgroup")
     assert "no stage 'nope'" in s.cmd("until nope")
+    # a typo of a stage gets gdb's "did you mean", as a command does
+    assert s.cmd("until mount").startswith("error: no stage 'mount': did you mean mounts? "
+                                           "(stages are cgroup, ")
+    assert "no stage 'capz': did you mean caps? " in s.cmd("break capz")
+    assert "no stage 'pivt': did you mean pivot? " in s.cmd("explain pivt")
     assert s.json("info breakpoints --json") == []  # until leaves no breakpoint behind
     assert s.cmd("tbreak pivot") == "temporary breakpoint 1 before pivot (first step)\n"
     out = s.cmd("continue")

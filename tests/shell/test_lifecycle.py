@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
-from tests.conftest import needs_root
+from tests.conftest import REPO, needs_root, ocish_cmd
 from tests.shell.conftest import alive, cgroup_dirs
 
 pytestmark = needs_root
@@ -78,6 +79,32 @@ def test_quit_keep_leaves_a_created_or_started_container(ocish, session, make_bu
         assert _cli_status(ocish, s.cid) == status and alive(pid)
         ocish("delete", "-f", s.cid, check=True)
         assert not cgroup_dirs(s.cid)
+
+
+def test_quit_keep_refuses_a_container_still_being_set_up(ocish, session, make_bundle):
+    """Not yet created: nothing an OCI runtime could keep. `quit --keep` says so and how to
+    get there, the session goes on (the container and its cgroup are still there); piped, the
+    session's exit status says a command failed."""
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("step")
+    out = s.cmd("quit --keep")
+    assert out == (f"error: quit --keep: container {s.cid} is still being set up (next: "
+                   "unshare), not yet created: `continue` finishes the setup, then "
+                   "`quit --keep` keeps it; `quit` removes it\n"), out
+    assert cgroup_dirs(s.cid)  # stage cgroup's work is still there: nothing was torn down
+    assert "setup complete" in s.cmd("continue")
+    pid = s.json("state")["pid"]
+    assert f"container {s.cid} kept (created, pid {pid})" in s.quit("quit --keep")
+    assert s.proc.returncode == 1  # the refused `quit --keep`
+    assert _cli_status(ocish, s.cid) == "created"
+    ocish("delete", "-f", s.cid, check=True)
+    # piped to its end: refused, then EOF quits as `quit` does, removing it; exit 1
+    p = subprocess.run(ocish_cmd() + ["debug", str(make_bundle(["true"])), "--root",
+                                      ocish.root, "--plain"], input="step\nquit --keep\n",
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 1 and "quit --keep: container" in p.stderr, p.stderr
+    assert ocish("list", "-q", check=True).stdout.strip() == ""
 
 
 def test_attach_takes_over_a_kept_container_and_leaves_it(ocish, session, make_bundle):

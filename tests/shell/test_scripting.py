@@ -136,8 +136,10 @@ def test_json_everywhere(ocish, session, make_bundle):
     assert (ran["status"], ran["stdout"], ran["stderr"]) == (3, "ocish\n", "oops\n")
     assert ran["pid"] > 0 and not alive(ran["pid"])
     assert s.json("set --json")[0] == {"name": "errexit", "value": "off"}
-    assert s.json("kill --json KILL") == {"id": s.cid, "signal": "SIGKILL", "all": False,
-                                          "init_alive": False}
+    # kill KILL waits for the death, whose news (stderr, merged here) comes before the data
+    out = s.cmd("kill --json KILL")
+    assert json.loads(out[out.index("{"):]) == {"id": s.cid, "signal": "SIGKILL", "all": False,
+                                                "init_alive": False}
     # a command that cannot honour a flag says so
     assert "quit returns no data: --json does not apply to it" in s.cmd("quit --json")
     assert "inspect: unknown flag --jsno (it takes --pid, --paths, --json)" in s.cmd("inspect ns --jsno")

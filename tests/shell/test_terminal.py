@@ -185,6 +185,35 @@ def test_the_toolbar_shows_a_death(ocish, make_bundle, tmp_path):
         _cleanup(ocish, t, c)
 
 
+def test_a_death_while_idle_at_the_prompt_is_told_at_once(ocish, make_bundle, tmp_path):
+    """The container prints and exits while the user sits at the prompt: the news comes at
+    once, above a prompt drawn anew, with no Enter; one toolbar, the new status in it (not a
+    stale `running` one left above by the container's output)."""
+    b = make_bundle(["sh", "-c", "while [ ! -e /go ]; do sleep 0.1; done; echo hello-from-c1"])
+    c = cid()
+    t = _session(ocish, b, c, tmp_path / "home")
+    try:
+        t.wait_for("stage cgroup", timeout=60)
+        t.keys("continue", "Enter")
+        t.wait_for("setup complete", timeout=60)
+        t.keys("start", "Enter")
+        t.wait_for(f"started container {c}", timeout=60)
+        t.wait_for("status running", timeout=60)  # idle at the prompt, the process waits
+        (b / "rootfs" / "go").write_text("")      # now it prints and exits: no key pressed
+        screen = t.wait_for("exited after start: exit status 0", timeout=60)
+        screen = t.wait_for("status stopped: exit status 0", timeout=30)
+        lines = [x for x in screen.splitlines() if x.strip()]
+        assert screen.count(f" ocish | id {c} |") == 1, screen
+        assert lines[-1].startswith(f" ocish | id {c} | status stopped: exit status 0"), screen
+        assert lines[-2] == "(ocish)", screen  # a fresh prompt, below the news
+        assert "exited after start: exit status 0" in lines[-3], screen
+        assert "hello-from-c1" in screen
+        t.keys("quit", "Enter")  # nothing alive: no question
+        t.wait_for("OCISH-EXITED 0", timeout=30)
+    finally:
+        _cleanup(ocish, t, c)
+
+
 def test_record_expect_of_an_exec_on_a_terminal(ocish, make_bundle, tmp_path):
     """On a terminal exec's output goes to it, uncaptured: record --expect keeps the status
     and says, in a comment, that the output was not kept (and how to check it)."""

@@ -778,6 +778,27 @@ def test_v2_sigterm_goes_to_every_pid(v2root, kills):
     assert kills == [(5, signal.SIGTERM)] and not m.frozen()
 
 
+@pytest.mark.parametrize("layout", ["v1root", "v2root"])
+def test_kill_thaws_a_paused_container_after_sigkill_only(layout, request, kills, tmp_path):
+    """lifecycle.kill (runc's Signal): SIGKILL to the init of a frozen cgroup thaws it after
+    the signal; any other signal leaves it frozen."""
+    from runtime import lifecycle, state
+    from runtime.linux import procfs
+    m = made(request.getfixturevalue(layout))
+    if layout == "v2root":
+        put(f"{m.paths()['']}/cgroup.events", "frozen 1\n")
+    root = str(tmp_path / "root")
+    os.makedirs(f"{root}/c")
+    me = os.getpid()  # alive, with a start time: the "init"
+    state.save(root, {"id": "c", "pid": me, "start_time": procfs.start_time(me), "bundle": "",
+                      "rootfs": "", "created": "", "owner": "", "cgroup": m.to_state()})
+    m.freeze()
+    lifecycle.kill(root, "c", signal.SIGTERM)
+    assert m.frozen() and kills == [(me, signal.SIGTERM)]
+    lifecycle.kill(root, "c", signal.SIGKILL)
+    assert not m.frozen() and kills[-1] == (me, signal.SIGKILL)
+
+
 # -- stats
 
 

@@ -74,8 +74,14 @@ def test_a_comment_ends_the_expectation():
     ("status not == created", "or `not` before"),
     ("mounts[/proc.fstype == x", "a [ without its ]"),
     ("caps.effective == [a, b", "a list's items are separated by commas"),
+    ('state.id matches "(unclosed"', "the pattern '(unclosed' is not a regular expression: "
+                                     "missing ), unterminated subpattern"),
+    ('exec id -> stdout matches "a[" , status == 0', "the pattern 'a[' is not a regular"),
+    ("--json state.id == x", "expect takes no options ('--json'): what it returns is a check"),
 ])
 def test_syntax_errors_say_what_and_where(text, message):
+    """... a bad regular expression too: found when the script is read (FILE:LINE, exit 2),
+    not when the line runs."""
     with pytest.raises(ExpectSyntaxError) as e:
         parse(text)
     assert message in str(e.value)
@@ -276,6 +282,23 @@ def test_snapshot_rlimits_and_caps_follow_the_stage_that_sets_them():
 
 
 # -- bundle set / unset ---------------------------------------------------------------------------
+
+def test_edit_config_dash_appends_creating_the_list(tmp_path):
+    """`-` appends: to a list that is not there yet a one-item list, made with the objects on
+    the way (a hook array: `load` reads it); on an object it is refused, config unchanged."""
+    (tmp_path / "config.json").write_text(json.dumps({"process": {"args": ["sh"]}}))
+    edit_config(str(tmp_path), "/hooks/createRuntime/-", '{"path": "/bin/true"}')
+    edit_config(str(tmp_path), "/hooks/createRuntime/-", '{"path": "/bin/false"}')
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert spec["hooks"] == {"createRuntime": [{"path": "/bin/true"}, {"path": "/bin/false"}]}
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(OcishError) as e:
+        edit_config(str(tmp_path), "/hooks/-", '{"path": "/bin/true"}')
+    assert str(e.value).startswith("config /hooks: `-` appends to a list, and this is an object")
+    with pytest.raises(OcishError, match="config /process/args/-: '-' is not an index"):
+        edit_config(str(tmp_path), "/process/args/-/x", "1")
+    assert (tmp_path / "config.json").read_text() == before
+
 
 def test_edit_config_by_json_pointer(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"mounts": [{"destination": "/a"}],

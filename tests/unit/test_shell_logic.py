@@ -177,8 +177,18 @@ def test_cgroup_reader_v2(tmp_path):
     assert cgroupmod.human_size(1536) == "1.5 KiB" and cgroupmod.human_size(1000) == "1000 B"
 
 
-def test_root_written_first_reaches_the_shell_commands():
-    from ocish.__main__ import _root_first
-    assert _root_first(["--root", "/r", "attach", "web"]) == ["attach", "web", "--root", "/r"]
-    assert _root_first(["--root=/r", "debug", "b"]) == ["debug", "b", "--root", "/r"]
-    assert _root_first(["--root", "/r", "list"]) == ["--root", "/r", "list"]  # the runtime's
+def test_global_flags_written_first_reach_the_shell_commands(monkeypatch):
+    """The runtime's global flags before a debugger command: counted with their values, and
+    --root handed to the commands that have one, ahead of their own (which win)."""
+    import ocish.__main__ as entry
+    import ocish.shell
+    assert entry._leading_globals(["--root", "/r", "--debug", "--log=/l", "attach", "web"]) == 4
+    assert entry._leading_globals(["-root", "/r", "list"]) == 2
+    assert entry._leading_globals(["debug", "--root", "/r"]) == 0
+    seen = []
+    monkeypatch.setattr(ocish.shell, "main", lambda argv, command, log: seen.append(
+        (argv, command, log.debug_on)) or 0)
+    assert entry.main(["--root", "/r", "--debug", "attach", "web"]) == 0
+    assert entry.main(["--root=/r", "debug", "b", "--root", "/own"]) == 0
+    assert seen == [(["--root", "/r", "web"], "attach", True),
+                    (["--root", "/r", "b", "--root", "/own"], "debug", False)]

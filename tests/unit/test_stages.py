@@ -11,6 +11,7 @@ import errno
 import os
 import resource
 import stat
+import sys
 
 import pytest
 
@@ -23,7 +24,7 @@ from runtime.linux import syscalls as S
 from runtime.linux.fake import RecordingSyscalls, flag_names, named_calls
 from runtime.linux.procfs import MountEntry
 from runtime.stages import pipeline
-from runtime.stages.cgroup import Cgroup, device_rules
+from runtime.stages.cgroup import Cgroup, Limits, device_rules
 from runtime.stages.exec import DEFAULT_PATH, Exec, env_path, look_path
 from runtime.stages.idmap import Idmap
 from runtime.stages.mounts import DEFAULT_DEVICES, DEV_LINKS, READONLY_LATER, Mounts
@@ -179,7 +180,7 @@ def test_fake_names_flags_modes_and_resources():
 def test_every_stage_describes_its_config(ctx):
     text = {s.name: s.describe(ctx) for s in pipeline()}
     assert all(t.strip() for t in text.values())
-    assert "/linux/cgroupsPath" in text["cgroup"] and "devices" in text["cgroup"]
+    assert "/linux/cgroupsPath" in text["cgroup"] and "devices" in text["limits"]
     assert "pid, network, ipc, uts, mount, cgroup" in text["unshare"]
     assert "nothing to map" in text["idmap"]
     for i, m in enumerate(default_spec()["mounts"]):
@@ -226,12 +227,17 @@ class FakeManager:
 
     def apply(self, resources):
         self.log.append(("apply", resources))
+        if resources.get("pids", {}).get("limit") == -2:  # the drivers' own stage name
+            raise StageError("cgroup", "write", "/x/pids.max", errno.EINVAL,
+                             "/linux/resources/pids/limit")
 
     def add(self, pid):
         self.log.append(("add", pid))
 
 
-def test_cgroup_stage_applies_rules_and_adds_pid(ctx, monkeypatch):
+def test_cgroup_stage_adds_the_pid_and_limits_write_the_rules_later(ctx, monkeypatch):
+    """`cgroup` makes the cgroups and moves C1 in; `limits`, after `mounts`, writes the
+    resources (runc: Apply at start, Set at procHooks)."""
     manager = FakeManager()
     opened = []
     monkeypatch.setattr(cgroups, "open_manager",
@@ -239,16 +245,30 @@ def test_cgroup_stage_applies_rules_and_adds_pid(ctx, monkeypatch):
     ctx.pid = 4321
     ctx.spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
                                     {"path": "/dev/p", "type": "p"}]
-    assert Cgroup.side == HOST
-    Cgroup().run(ctx)
+    assert Cgroup.side == Limits.side == HOST
+    cgroup = Cgroup()
+    cgroup.run(ctx)
     assert opened == [(None, "t1")] and ctx.cgroup is manager
-    assert [e[0] for e in manager.log] == ["create", "apply", "add"]
-    rules = manager.log[1][1]["devices"]
+    assert manager.log == [("create",), ("add", 4321)]
+    Limits(cgroup).run(ctx)
+    assert [e[0] for e in manager.log] == ["create", "add", "apply"]
+    rules = manager.log[2][1]["devices"]
     assert rules == device_rules(ctx)
     assert rules[0] == {"allow": False, "access": "rwm"}
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
     assert rules[-1] == {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
-    assert manager.log[2] == ("add", 4321)
+    names = [s.name for s in pipeline()]
+    assert names.index("mounts") + 1 == names.index("limits") == names.index("hooks") - 1
+
+
+def test_limits_errors_name_their_stage_and_nothing_without_a_cgroup(ctx):
+    ctx.spec["linux"]["resources"] = {"pids": {"limit": -2}}
+    ctx.cgroup = FakeManager()
+    err = stage_error(Limits(Cgroup()).run, ctx)
+    assert str(err) == ("stage limits: write /x/pids.max (config /linux/resources/pids/limit): "
+                        "invalid argument")
+    ctx.cgroup = None  # rootless without a delegated cgroup: nothing to write
+    Limits(Cgroup()).run(ctx)
 
 
 def test_cgroup_stage_error_points_at_cgroups_path(ctx, monkeypatch):
@@ -1207,3 +1227,45 @@ def test_pipeline_order_and_sides():
     sides = {s.name: s.side for s in stages}
     assert [n for n in ours if sides[n] == HOST] == ["cgroup", "idmap"]
     assert all(s.side in (HOST, CONTAINER) for s in stages)
+
+
+# --- network ---------------------------------------------------------------------------------------
+
+def test_network_sets_lo_up_only_in_a_new_network_namespace(make_ctx):
+    from runtime.stages.network import Network
+    ctx = make_ctx()
+    Network().run(ctx)
+    assert ctx.sys.calls == [("link_up", "lo")]
+    i = [n["type"] for n in ctx.linux["namespaces"]].index("network")
+    assert f"(config /linux/namespaces/{i})" in Network().describe(ctx)
+    ctx.sys.fail("link_up", errno.EPERM)
+    err = stage_error(Network().run, ctx)
+    assert str(err) == (f"stage network: set link up lo (config /linux/namespaces/{i}): "
+                        "operation not permitted")
+    for joined in (True, False):  # a joined namespace, or the runtime's own: left alone
+        spec = default_spec()
+        nss = spec["linux"]["namespaces"]
+        if joined:
+            nss[i] = {"type": "network", "path": "/proc/1/ns/net"}
+        else:
+            del nss[i]
+        ctx = make_ctx(spec)
+        Network().run(ctx)
+        assert ctx.sys.calls == [] and "left as it is" in Network().describe(ctx)
+
+
+def test_netlink_setlink_request_and_ack():
+    from runtime.linux import netlink
+    msg = netlink.setlink_request("lo", netlink.IFF_UP, netlink.IFF_UP, seq=7)
+    u = lambda b: int.from_bytes(b, sys.byteorder)  # noqa: E731
+    assert u(msg[0:4]) == len(msg) == 16 + 16 + 8  # header, ifinfomsg, IFLA_IFNAME "lo\0" + pad
+    assert (u(msg[4:6]), u(msg[6:8]), u(msg[8:12])) == (netlink.RTM_NEWLINK, 0x5, 7)
+    assert (u(msg[20:24]), u(msg[24:28]), u(msg[28:32])) == (0, 1, 1)  # index 0, IFF_UP, mask
+    assert msg[32:] == (7).to_bytes(2, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + b"lo\0\0"
+    ack = lambda err, seq=7: ((36).to_bytes(4, sys.byteorder) + (2).to_bytes(2, sys.byteorder)  # noqa: E731
+                              + b"\0\0" + seq.to_bytes(4, sys.byteorder) + b"\0" * 4
+                              + err.to_bytes(4, sys.byteorder, signed=True) + msg[:16])
+    assert netlink.ack_errno(ack(0), 7) == 0
+    assert netlink.ack_errno(ack(-errno.ENODEV), 7) == errno.ENODEV
+    with pytest.raises(ValueError):
+        netlink.ack_errno(ack(0, seq=8), 7)

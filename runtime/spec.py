@@ -55,6 +55,13 @@ MAP_LINES_MAX = 340
 # cpu.shares: the kernel clamps to [2, 262144] (MIN_SHARES, MAX_SHARES) without an error; runc
 # reads it back and fails ("the maximum allowed cpu-shares is 262144"), so a config asks within
 CPU_SHARES_MIN, CPU_SHARES_MAX = 2, 262144
+# cpu.cfs_period_us and cpu.cfs_quota_us (cgroup v2: cpu.max), in microseconds: the kernel's
+# tg_set_cfs_bandwidth() refuses with EINVAL a period outside [1 ms, 1 s]
+# (min/max_cfs_quota_period), a quota below 1 ms or above max_cfs_runtime (2^44 - 1 us). runc
+# 1.1.5 and crun 1.8 write the value and report that EINVAL with no pointer; checking the same
+# bounds here refuses the config before a cgroup is made, with its pointer (lint agrees)
+CFS_PERIOD_MIN, CFS_PERIOD_MAX = 1000, 1000000
+CFS_QUOTA_MIN, CFS_QUOTA_MAX = 1000, 2**44 - 1
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 RLIMITS = frozenset(f"RLIMIT_{n}" for n in (
@@ -1000,10 +1007,12 @@ def _resources(res: dict, update: bool = False) -> None:
             cp = rp + "/cpu"
             cpu = _obj(res["cpu"], cp)
             _opt(cpu, "shares", cp, _shares)
-            for k in ("period", "realtimePeriod", "burst"):
+            for k in ("realtimePeriod", "burst"):
                 _opt(cpu, k, cp, _int, 0, U64)
-            for k in ("quota", "realtimeRuntime", "idle"):
+            for k in ("realtimeRuntime", "idle"):
                 _opt(cpu, k, cp, _int, I64_MIN, I64_MAX)
+            _opt(cpu, "period", cp, _cfs_period)
+            _opt(cpu, "quota", cp, _cfs_quota)
             _opt(cpu, "cpus", cp, _cpulist)
             _opt(cpu, "mems", cp, _cpulist)
 
@@ -1055,6 +1064,26 @@ def _shares(v, p: str) -> int:
     if v and not CPU_SHARES_MIN <= v <= CPU_SHARES_MAX:
         raise SpecError(p, f"cpu shares must be from {CPU_SHARES_MIN} to {CPU_SHARES_MAX} (the "
                            f"kernel's range, as runc checks; 0: not set), got {v}")
+    return v
+
+
+def _cfs_period(v, p: str) -> int:
+    """cpu.cfs_period_us: 0 (not set, as in runc) or within the kernel's bounds."""
+    _int(v, p, 0, U64)
+    if v and not CFS_PERIOD_MIN <= v <= CFS_PERIOD_MAX:
+        raise SpecError(p, f"cpu period must be from {CFS_PERIOD_MIN} to {CFS_PERIOD_MAX} "
+                           f"microseconds (the kernel's bounds; 0: not set), got {v}")
+    return v
+
+
+def _cfs_quota(v, p: str) -> int:
+    """cpu.cfs_quota_us: 0 (not set), negative (no limit: the kernel reads any negative value
+    as "max"), or from the kernel's 1 ms up to its largest runtime."""
+    _int(v, p, I64_MIN, I64_MAX)
+    if 0 < v < CFS_QUOTA_MIN or v > CFS_QUOTA_MAX:
+        raise SpecError(p, f"cpu quota must be from {CFS_QUOTA_MIN} to {CFS_QUOTA_MAX} "
+                           f"microseconds, or -1 for no limit (the kernel's bounds; 0: not set), "
+                           f"got {v}")
     return v
 
 

@@ -26,27 +26,28 @@ import time
 from ocish.diagnose.model import ERROR, INFO, WARNING, DiagnoseError, Outcome, Report
 
 DEFAULT_WINDOW = 1.5
+MAX_WINDOW = 3600.0  # an hour: diagnose watches a process's first moments, not its life
 SETUP_DEADLINE = 10.0
 _ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
 
-def read_config(bundle: str) -> dict:
-    """config.json of `bundle` as far as JSON can read it ({} when it is not JSON: lint says
-    why). Raises DiagnoseError when there is no bundle or config.json cannot be read."""
+def read_config(bundle: str):
+    """config.json of `bundle` as far as JSON can read it (None when it is not JSON: lint says
+    why), whatever its type. Raises DiagnoseError when there is no bundle or config.json cannot
+    be read (as lint: a FIFO, a directory, too large)."""
+    from runtime import spec as specmod
+    from runtime.errors import ConfigNotJson, OcishError
     if not os.path.isdir(bundle):
         why = "not a directory" if os.path.exists(bundle) else "no such file or directory"
         raise DiagnoseError(f"bundle {bundle}: {why}")
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DiagnoseError(f"{path}: {os.strerror(e.errno or 0).lower()}") from None
-    try:
-        doc = json.loads(raw.decode("utf-8-sig"))
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    try:  # the runtime's own reading: a regular file only (a FIFO would block), size-capped
+        doc = specmod.read(bundle)
+    except ConfigNotJson:
+        return None
+    except OcishError as e:  # as lint says it
+        why = str(e).split("config.json: ", 1)[-1]
+        raise DiagnoseError(f"{os.path.join(bundle, 'config.json')}: {why}") from None
+    return doc
 
 
 def rootfs_of(spec: dict, bundle: str) -> str | None:
@@ -77,8 +78,9 @@ def diagnose(bundle: str, window: float = DEFAULT_WINDOW, trace: bool = True,
     from ocish.diagnose.preflight import Preflight
     t0 = time.monotonic()
     bundle = os.path.abspath(bundle)
-    spec = read_config(bundle)
-    report = Report(bundle, spec=spec)
+    doc = read_config(bundle)
+    spec = doc if isinstance(doc, dict) else {}
+    report = Report(bundle, spec=doc)
     report.findings += lint_step.findings(bundle)
     report.lint_ok = not report.errors
     rootfs = rootfs_of(spec, bundle)
@@ -94,7 +96,8 @@ def diagnose(bundle: str, window: float = DEFAULT_WINDOW, trace: bool = True,
             _traced_rerun(report.outcome, bundle, window, setup_deadline(spec))
     else:
         report.outcome = Outcome(reason="`create` refuses this config (see lint): fix that first")
-    report.findings += explain.outcome_findings(report.outcome, spec, rootfs or "", predicted)
+    report.findings += explain.outcome_findings(report.outcome, spec, rootfs or "", predicted,
+                                                bundle)
     report.findings.sort(key=lambda f: (_ORDER.get(f.severity, 3), not f.confirmed,
                                         f.source != "dry run"))
     if against:
@@ -119,12 +122,12 @@ def _could_not_run(message: str, argv: list[str]) -> int:
     """Exit status 2: one line on stderr; with --format json, a document on stdout too, for
     the tool that reads it."""
     sys.stderr.write(f"ocish: diagnose: {message}\n")
-    if _wants_json(argv):
+    if wants_json(argv):
         sys.stdout.write(json.dumps({"error": message, "exit_status": 2}) + "\n")
     return 2
 
 
-def _wants_json(argv: list[str]) -> bool:
+def wants_json(argv: list[str]) -> bool:
     """--format json, read from the words (the parser may be what failed)."""
     return any(a == "--format=json" or (a == "--format" and argv[i + 1:i + 2] == ["json"])
                for i, a in enumerate(argv))
@@ -151,8 +154,9 @@ def main(argv: list[str]) -> int:
                    help="do not re-run a dying process under strace")
     try:
         a = p.parse_args(argv)
-        if a.timeout <= 0:
-            raise DiagnoseError(f"--timeout must be positive, got {a.timeout:g}")
+        if not 0 < a.timeout <= MAX_WINDOW:  # nan and inf too
+            raise DiagnoseError(f"--timeout must be a number of seconds from 0 (excluded) to "
+                                f"{MAX_WINDOW:g}, got {a.timeout:g}")
         dryrun.install_stop_handlers()
         result = diagnose(a.bundle, a.timeout, not a.no_trace, a.against)
     except DiagnoseError as e:

@@ -22,6 +22,7 @@ import difflib
 import errno
 import json
 import os
+import shlex
 
 from ocish.diagnose.model import (DRYRUN, ERROR, LINT, WARNING, Finding, Fix, Outcome,
                                   append_ops, resolve_pointer)
@@ -52,6 +53,71 @@ def spec_finding(pointer: str, message: str, spec: dict, rootfs: str | None = No
         [f"config.json has no {pointer}"]
     return Finding(code, ERROR, LINT, f"config {pointer or '/'}: {message}", message, "validate",
                    "validate", 0, pointer, evidence, fix)
+
+
+def _value_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix] | None:
+    """The edit for a SpecError whose right value is clear from the config itself: the later of
+    two duplicates removed, a value clamped into its range, the limit a swap or a soft limit
+    must reach, the known name closest to an unknown one; None for the others."""
+    from runtime import spec as specmod
+    parts = ptr.split("/")
+    parent = "/".join(parts[:-1])
+    if msg.startswith(("duplicate namespace", "duplicate rlimit")):
+        return "config-duplicate", Fix(f"remove {parent}, the later of the two",
+                                       [{"op": "remove", "path": parent}])
+    if "must not exceed hard limit" in msg and parts[-1] == "soft":
+        hard = resolve_pointer(spec, parent + "/hard")[1]
+        return "rlimit-soft-above-hard", Fix(f"lower the soft limit to the hard limit {hard}",
+                                             [{"op": "replace", "path": ptr, "value": hard}])
+    if ptr.startswith("/process/rlimits/") and parts[-1] == "type" and "RLIMIT_" in msg:
+        have = {r.get("type") for r in (spec.get("process") or {}).get("rlimits") or []
+                if isinstance(r, dict)}
+        names = {n.removeprefix("RLIMIT_"): n for n in specmod.RLIMITS - have}
+        close = difflib.get_close_matches(str(value).upper().removeprefix("RLIMIT_"),
+                                          sorted(names), 1, 0.7)  # the names, not the prefix
+        if close:
+            name = names[close[0]]
+            return "rlimit-unknown", Fix(f"did you mean {name}?",
+                                         [{"op": "replace", "path": ptr, "value": name}])
+        return "rlimit-unknown", Fix(f"remove {parent}", [{"op": "remove", "path": parent}])
+    if ptr == "/linux/resources/memory/swap" and "memory+swap limit must be at least" in msg:
+        limit = resolve_pointer(spec, "/linux/resources/memory/limit")[1]
+        return "memory-swap-below-limit", Fix(f"raise the swap limit (memory+swap) to the memory "
+                                              f"limit {limit} (or -1: no limit)",
+                                              [{"op": "replace", "path": ptr, "value": limit}])
+    if ptr.startswith("/process/env/") and '"KEY=value"' in msg and isinstance(value, str):
+        if value and not value.startswith("="):
+            return "env-no-equals", Fix(f"set it to the empty string: {value}=",
+                                        [{"op": "replace", "path": ptr, "value": value + "="}])
+        return "env-no-equals", Fix("remove it (a variable needs a name)",
+                                    [{"op": "remove", "path": ptr}])
+    if ptr == "/process/oomScoreAdj" and "from -1000 to 1000" in msg and type(value) is int:
+        near = min(max(value, -1000), 1000)
+        own = _own_oom_score_adj()
+        if near < own:  # lowering below the runtime's own needs CAP_SYS_RESOURCE (preflight)
+            near = own
+        return "oom-score-adj-range", Fix(f"use {near}, the nearest the kernel (and this "
+                                          "runtime) takes", [{"op": "replace", "path": ptr,
+                                                              "value": near}])
+    if ptr.startswith("/linux/resources/blockIO/") and parts[-1] in ("weight", "leafWeight") \
+            and "from 10 to 1000" in msg and type(value) is int:
+        near = min(max(value, 10), 1000)
+        return "blkio-weight-range", Fix(f"use {near}, the nearest the kernel takes",
+                                         [{"op": "replace", "path": ptr, "value": near}])
+    if ptr == "/ociVersion" and msg.startswith("unsupported version"):
+        from runtime.defaults import OCI_VERSION
+        return "oci-version", Fix(f"use {OCI_VERSION}, the runtime-spec version this runtime "
+                                  "implements", [{"op": "replace", "path": ptr,
+                                                  "value": OCI_VERSION}])
+    return None
+
+
+def _own_oom_score_adj() -> int:
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1000
 
 
 def _absolute_fix(ptr: str, path: str, spec: dict, rootfs: str | None) -> Fix:
@@ -93,6 +159,15 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return code, Fix(
             "point it at an existing namespace (/proc/<pid>/ns/<kind> of a running process), or "
             "drop the path to create a new namespace", [{"op": "remove", "path": ptr}])
+    if "add {" in msg and "to /linux/namespaces" in msg and \
+            ptr in ("/linux/uidMappings", "/linux/gidMappings"):
+        # a user namespace added would need both maps and a rootfs its root can reach: the
+        # edit that surely gives a config create takes is the maps' removal
+        linux = spec.get("linux") or {}
+        return "namespace-needed", Fix("remove the id maps (or add a user namespace, "
+                                       '{"type": "user"}, with both maps)',
+                                       [{"op": "remove", "path": f"/linux/{k}"}
+                                        for k in ("uidMappings", "gidMappings") if k in linux])
     if "add {" in msg and "to /linux/namespaces" in msg:
         kind = msg.split('"type": "', 1)[1].split('"', 1)[0]
         return "namespace-needed", Fix(f"add a {kind} namespace",
@@ -113,8 +188,8 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
                                               "size": 65536}]}])
     if ptr == "/linux/resources/memory/limit" and "the runtime's own setup" in msg:
         return "memory-limit-too-low", Fix("give the container room for the runtime's setup and "
-                                           "its program, e.g. 64 MiB",
-                                           [{"op": "replace", "path": ptr, "value": 64 * MIB}])
+                                           "its program, e.g. 64 MiB" + _swap_too(spec, 64 * MIB),
+                                           raise_memory(spec, 64 * MIB))
     if ptr == "/linux/resources/cpu/shares" and "the kernel's range" in msg and \
             isinstance(value, int):
         from runtime.spec import CPU_SHARES_MAX, CPU_SHARES_MIN
@@ -122,6 +197,18 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
         return "cpu-shares-range", Fix(f"use {near}, the nearest the kernel takes (1024 is the "
                                        "default weight)",
                                        [{"op": "replace", "path": ptr, "value": near}])
+    if ptr in ("/linux/resources/cpu/period", "/linux/resources/cpu/quota") and \
+            "the kernel's bounds" in msg and isinstance(value, int):
+        from runtime.spec import CFS_PERIOD_MAX, CFS_PERIOD_MIN, CFS_QUOTA_MAX, CFS_QUOTA_MIN
+        lo, hi = (CFS_PERIOD_MIN, CFS_PERIOD_MAX) if ptr.endswith("period") else \
+            (CFS_QUOTA_MIN, CFS_QUOTA_MAX)
+        near = min(max(value, lo), hi)
+        return "cpu-bandwidth-range", Fix(f"use {near}, the nearest the kernel takes (in "
+                                          "microseconds)",
+                                          [{"op": "replace", "path": ptr, "value": near}])
+    found = _value_fix(ptr, msg, value, spec)
+    if found is not None:
+        return found
     if "rootfs" in msg and ptr == "/root/path":
         return "rootfs-missing", Fix("unpack the image into the rootfs directory, or point "
                                      "/root/path at it")
@@ -148,10 +235,11 @@ def _spec_fix(ptr: str, msg: str, value, spec: dict, rootfs: str | None = None
 # ---------------------------------------------------------------------------------------------
 # the dry run
 
-def outcome_findings(out: Outcome, spec: dict, rootfs: str,
-                     predicted: list[Finding]) -> list[Finding]:
+def outcome_findings(out: Outcome, spec: dict, rootfs: str, predicted: list[Finding],
+                     bundle: str = ".") -> list[Finding]:
     """Findings for the dry run's outcome; confirms (mutates) the preflight findings that
-    predicted it and returns the ones nobody predicted."""
+    predicted it and returns the ones nobody predicted. `bundle`: the bundle's path, for the
+    commands a fix names."""
     if out.phase == "not run":
         return []
     if out.healthy:
@@ -161,7 +249,7 @@ def outcome_findings(out: Outcome, spec: dict, rootfs: str,
                 f.evidence.append("dry run: the container started anyway "
                                   f"({out.summary()}), so this did not stop it")
         return _pressure(out)
-    found = _explain(out, spec, rootfs)
+    found = _explain(out, spec, rootfs, bundle)
     if found is None:
         return []
     match = next((f for f in predicted if f.severity == ERROR and _matches(f, found, out)), None)
@@ -217,7 +305,7 @@ def _matches(pred: Finding, found: Finding, out: Outcome) -> bool:
     return bool(a and b) and (a == b or a.startswith(b + "/") or b.startswith(a + "/"))
 
 
-def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
+def _explain(out: Outcome, spec: dict, rootfs: str, bundle: str) -> Finding | None:
     evidence = _dry_evidence(out)
     c = out.counters
     limit_ptr = "/linux/resources/memory/limit"
@@ -237,7 +325,7 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                        evidence + [f"memory cgroup: limit {limit}, peak "
                                    f"{c.get('memory_peak')}, oom_kill {c['oom_kill']}"],
                        Fix(f"raise the memory limit above what the program needs, e.g. "
-                           f"{_mib(new)}", [{"op": "replace", "path": limit_ptr, "value": new}]))
+                           f"{_mib(new)}" + _swap_too(spec, new), raise_memory(spec, new)))
     if out.signal == "SIGSYS":
         from ocish.diagnose.dryrun import syscall_name
         name = syscall_name(out.last_syscall)
@@ -265,10 +353,10 @@ def _explain(out: Outcome, spec: dict, rootfs: str) -> Finding | None:
                             for i in untimed]) if hooks else None)
     if out.error is not None and out.error.get("op") != "sync":
         return _stage_finding(out.error, out, spec, rootfs, evidence)
-    return _death_finding(out, spec, evidence)
+    return _death_finding(out, spec, evidence, bundle)
 
 
-def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
+def _death_finding(out: Outcome, spec: dict, evidence: list[str], bundle: str) -> Finding:
     """The process ended by itself: during setup, before exec (start failed), or after."""
     c = out.counters
     err_lines = "\n".join(out.stderr)
@@ -311,8 +399,9 @@ def _death_finding(out: Outcome, spec: dict, evidence: list[str]) -> Finding:
                    f"the container's process ended {where} ({how})"
                    + (f"; its last words: {last!r}" if last else ", without a word on stderr"),
                    out.stage if out.phase == "setup" else "start", "", 0, "/process/args",
-                   evidence, Fix("run it by hand to see why: ocish debug BUNDLE, then continue "
-                                 "and start; or give the program what its error asks for"))
+                   evidence, Fix(f"run it by hand to see why: ocish debug {shlex.quote(bundle)}, "
+                                 "then continue and start; or give the program what its error "
+                                 "asks for"))
 
 
 def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,
@@ -345,7 +434,7 @@ def _stage_finding(err: dict, out: Outcome, spec: dict, rootfs: str,
     if stage == "mounts" and op == "setresuid":
         return finding("userns-root-unmapped", "the runtime works as the user namespace's root "
                        "while it sets the mounts up, and uid or gid 0 is not mapped",
-                       Fix("map container id 0", _map_zero(spec)))
+                       Fix("map container id 0", map_zero(spec)))
     if stage == "exec" and op == "open" and "/proc" in target:
         from ocish.diagnose.preflight import proc_mount_ops
         return finding("no-proc", why, Fix("mount proc on /proc", proc_mount_ops(spec)))
@@ -417,7 +506,28 @@ def _dry_evidence(out: Outcome) -> list[str]:
     return ev
 
 
-def _map_zero(spec: dict) -> list[dict]:
+def raise_memory(spec: dict, new: int) -> list[dict]:
+    """Patch operations setting /linux/resources/memory/limit to `new` bytes, and the swap
+    limit (memory+swap, runc's and the kernel's memsw) with it when it would fall below the new
+    limit: runtime/spec.py refuses a swap below the memory limit. The swap keeps what it gave
+    beyond the old limit."""
+    mem = ((spec.get("linux") or {}).get("resources") or {}).get("memory") or {}
+    mp = "/linux/resources/memory"
+    ops = [{"op": "replace" if "limit" in mem else "add", "path": mp + "/limit", "value": new}]
+    limit, swap = mem.get("limit"), mem.get("swap")
+    if type(swap) is int and 0 < swap < new:
+        extra = swap - limit if type(limit) is int and 0 < limit < swap else 0
+        ops.append({"op": "replace", "path": mp + "/swap", "value": new + extra})
+    return ops
+
+
+def _swap_too(spec: dict, new: int) -> str:
+    """The words for raise_memory's second operation, when it makes one."""
+    return ", and the swap limit (memory+swap) with it" if len(raise_memory(spec, new)) > 1 \
+        else ""
+
+
+def map_zero(spec: dict) -> list[dict]:
     """Patch operations mapping container id 0 (uid and gid) to a host id above the ranges
     mapped already."""
     linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}

@@ -47,14 +47,19 @@ class Finding:
     def errno_text(self) -> str:
         return os.strerror(self.errno).lower() if self.errno else ""
 
-    def to_dict(self, spec: dict | None = None) -> dict:
+    def to_dict(self, spec=None) -> dict:
+        """The finding as JSON data; `value` is what config.json (`spec`, the parsed document
+        whatever its type) has at the pointer, the whole document for the root pointer, and
+        null when there is nothing there (a missing member, a file that is not JSON)."""
         d = asdict(self)
         d["errno_name"], d["errno_text"] = self.errno_name, self.errno_text
-        if spec is not None and self.pointer:
-            found, value = resolve_pointer(spec, self.pointer)
-            if found:
-                d["value"] = value
+        d["value"] = self.value_in(spec)[1]
         return d
+
+    def value_in(self, spec) -> tuple[bool, object]:
+        """(found, value) at the finding's pointer in the parsed config.json `spec` (None: it
+        did not parse)."""
+        return resolve_pointer(spec, self.pointer) if spec is not None else (False, None)
 
 
 @dataclass
@@ -120,7 +125,7 @@ class Report:
     outcome: Outcome = field(default_factory=Outcome)
     against: dict | None = None                          # --against runc: runc's outcome
     seconds: float = 0.0
-    spec: dict | None = None                             # config.json, when it could be read
+    spec: object = None                                  # config.json parsed, when it is JSON
 
     @property
     def errors(self) -> list[Finding]:

@@ -41,8 +41,14 @@ NS_NAMES = {"net": "network", "mnt": "mount", "pid": "pid", "ipc": "ipc", "uts":
 NS_FILES = {v: k for k, v in NS_NAMES.items()}
 # fs types mounted on a real directory only (stage mounts refuses a symlinked destination)
 NO_SYMLINK_TYPES = ("proc", "sysfs")
+# the sysctls a container may set (runtime/spec.py's _sysctl): the namespaces they live in
+NAMESPACED_SYSCTLS = ("net.", "kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.",
+                      "kernel.domainname")
 # fs types the runtime handles itself rather than passing to mount(2) as they are
 RUNTIME_TYPES = ("bind", "cgroup")
+# pseudo filesystems that need no device and take any source: what an unknown type may be a
+# typo of, as a fix that works (a block filesystem's source would have to be a device)
+DEVICELESS_TYPES = ("tmpfs", "ramfs", "proc", "sysfs", "mqueue", "devpts", "cgroup2")
 
 
 class Preflight:
@@ -65,8 +71,8 @@ class Preflight:
     def run(self) -> None:
         for check in (self.rootfs_reachable, self.entrypoint, self.cwd, self.mount_checks,
                       self.hooks, self.namespace_paths, self.rlimits, self.oom_score_adj,
-                      self.scheduler, self.capabilities, self.security_modules, self.sysctls,
-                      self.cpusets,
+                      self.scheduler, self.realtime_runtime, self.capabilities,
+                      self.security_modules, self.sysctls, self.cpusets,
                       self.cgroups_path, self.cgroup_resources, self.proc_mounted,
                       self.seccomp, self.terminal):
             try:
@@ -111,17 +117,15 @@ class Preflight:
 
     def _root_unmapped(self, creds) -> None:
         """The runtime becomes the namespace's root (uid and gid 0) to set the mounts up."""
+        from ocish.diagnose.explain import map_zero
         key = "uidMappings" if creds.uid is None else "gidMappings"
         maps = creds.uid_map if creds.uid is None else creds.gid_map
-        free = max((outside + count for _, outside, count in maps or []), default=100000)
         self.add("userns-root-unmapped", ERROR, f"id 0 is not mapped in the user namespace "
                  f"(/linux/{key})", "the runtime's container side becomes the user "
                  "namespace's root (uid and gid 0) to set up the mounts, and the maps give 0 "
                  "no host id: setresuid(2)/setresgid(2) fail with EINVAL", "mounts",
                  "setresuid", errno.EINVAL, f"/linux/{key}", [f"/linux/{key}: {maps}"],
-                 Fix("map container id 0 too", append_ops(
-                     self.spec, f"/linux/{key}", {"containerID": 0, "hostID": free,
-                                                  "size": 1})))
+                 Fix("map container id 0 too (uid and gid)", map_zero(self.spec)))
 
     def entrypoint(self) -> None:
         checker = Checker(self.spec, self.view, process_creds(self.spec))
@@ -239,7 +243,10 @@ class Preflight:
         if not isinstance(kind, str) or not kind or kind in RUNTIME_TYPES:
             return
         if kind not in known:
-            close = difflib.get_close_matches(kind, list(known), 1, 0.6)
+            # only a type that can take this mount's place: one the kernel has that needs no
+            # device (squashfs for "nosuchfs" would fail on its source: ENOENT)
+            fitting = [t for t in DEVICELESS_TYPES if t in known and not known[t]]
+            close = difflib.get_close_matches(kind, fitting, 1, 0.6)
             fix = Fix(f"use {close[0]!r}", [{"op": "replace", "path": f"{ptr}/type",
                                              "value": close[0]}]) if close else \
                 Fix("use a filesystem type this kernel has, or remove the mount",
@@ -515,6 +522,57 @@ class Preflight:
                  Fix("use SCHED_OTHER (or give the container's cgroup, and its parent, realtime "
                      "runtime)", other))
 
+    def realtime_runtime(self) -> None:
+        """cpu.rt_runtime_us of a new v1 cpu cgroup: the kernel (tg_rt_schedulable) refuses
+        with EINVAL a runtime its parent cannot give (the children's runtime/period
+        ratios may not add up to more than the parent's), and a parent the runtime makes (the
+        default "ocish" included, until something gives it some) has none: 0. runc 1.1.5 fails
+        the same (it writes the value, as stage cgroup does). Read from the parent."""
+        cpu = _dict(_dict(self.linux.get("resources")).get("cpu"))
+        want = cpu.get("realtimeRuntime")
+        if type(want) is not int or want <= 0:
+            return
+        path = self.linux.get("cgroupsPath")
+        if _read("/proc/sys/kernel/sched_rt_runtime_us") in (None, "-1"):
+            return
+        try:
+            own = cgroups.open_manager(path if isinstance(path, str) and path else None,
+                                       "lint").paths().get("cpu")
+        except StageError:
+            return  # cgroups_path() reports it
+        if own is None or not os.path.exists(os.path.join(_existing(own), "cpu.rt_runtime_us")):
+            return
+        period = cpu.get("realtimePeriod") if type(cpu.get("realtimePeriod")) is int and \
+            cpu.get("realtimePeriod") > 0 else _read_int("/proc/sys/kernel/sched_rt_period_us")
+        parent = os.path.dirname(own)
+        if os.path.isdir(parent):
+            p_runtime = _read_int(f"{parent}/cpu.rt_runtime_us")
+            p_period = _read_int(f"{parent}/cpu.rt_period_us")
+            if p_runtime is None or p_runtime < 0 or not p_period or not period:
+                return
+            given = sum(_rt_ratio(os.path.join(parent, c)) for c in os.listdir(parent)
+                        if os.path.isdir(os.path.join(parent, c))
+                        and os.path.join(parent, c) != own)
+            free = p_runtime / p_period - given
+            evidence = [f"{parent}/cpu.rt_runtime_us: {p_runtime} (period {p_period})"]
+        else:
+            free, p_runtime = 0.0, 0
+            evidence = [f"{parent}: made by the runtime, with cpu.rt_runtime_us 0"]
+        if want / period <= free + 1e-12:
+            self.checked.append(f"realtimeRuntime {want}: the parent cgroup has room for it")
+            return
+        ptr = "/linux/resources/cpu/realtimeRuntime"
+        self.add("realtime-runtime", ERROR, f"realtimeRuntime {want} is more than the parent "
+                 f"cgroup can give ({int(free * period)} of {period} us)",
+                 f"the kernel lets a cgroup's children have no more realtime time than it has "
+                 f"itself: {parent} has {p_runtime} us per period"
+                 + (f", and its other children use {round(given * period)}" if
+                    os.path.isdir(parent) and given else "")
+                 + ", so writing cpu.rt_runtime_us fails with EINVAL (runc fails the same)",
+                 "cgroup", "write", errno.EINVAL, ptr, evidence,
+                 Fix("remove it (or first give the parent cgroup, and each of its ancestors, "
+                     "realtime runtime in cpu.rt_runtime_us)", [{"op": "remove", "path": ptr}]))
+
     def capabilities(self) -> None:
         caps = _dict(self.proc.get("capabilities"))
         held = _own_caps()
@@ -566,6 +624,7 @@ class Preflight:
     def sysctls(self) -> None:
         sysctls = _dict(self.linux.get("sysctl"))
         self._net_sysctls([k for k in sysctls if isinstance(k, str) and k.startswith("net.")])
+        self._sysctl_values(sysctls)
         for key, value in sysctls.items():
             path = "/proc/sys/" + key.replace(".", "/")
             if os.path.exists(path):
@@ -582,6 +641,37 @@ class Preflight:
                          [{"op": "remove", "path": ptr}] + (
                              [{"op": "add", "path": "/linux/sysctl/" + esc(close[0]),
                                "value": value}] if close else [])))
+
+    def _sysctl_values(self, sysctls: dict) -> None:
+        """Each namespaced sysctl's value written for real in throwaway namespaces of its kind
+        (new network, ipc and uts namespaces of a child process, gone with it): the kernel's
+        own handler judges it (a word for an integer sysctl is EINVAL, as is a value out of
+        range for some)."""
+        keys = {k: v for k, v in sysctls.items() if isinstance(k, str) and isinstance(v, str)
+                and k.replace("/", ".").startswith(NAMESPACED_SYSCTLS)
+                and os.path.exists("/proc/sys/" + k.replace(".", "/"))}
+        if not keys:
+            return
+        try:
+            refused = _refused_sysctls(keys)
+        except OSError as e:
+            self.checked.append(f"sysctl values: not checked ({os.strerror(e.errno or 0).lower()})")
+            return
+        for key, (err, default) in refused.items():
+            if err in (errno.EACCES, errno.EPERM, errno.ENOENT):
+                continue  # read-only in a namespace (_net_sysctls says so), or missing
+            ptr = "/linux/sysctl/" + esc(key)
+            self.add("sysctl-value", ERROR, f"sysctl {key}: the kernel refuses the value "
+                     f"{keys[key]!r}", f"writing {keys[key]!r} to /proc/sys/"
+                     f"{key.replace('.', '/')} fails with {errno.errorcode.get(err, err)} "
+                     f"({os.strerror(err).lower()}): the kernel's handler for it does not take "
+                     "that value (an integer sysctl takes only numbers)", "process", "write",
+                     err, ptr, [f"written in a new namespace: {os.strerror(err).lower()}",
+                                f"its value there: {default!r}"],
+                     Fix(f"use a value the kernel takes, e.g. its default {default!r}",
+                         [{"op": "replace", "path": ptr, "value": default}]) if default else
+                     Fix("use a value the kernel takes, or remove it",
+                         [{"op": "remove", "path": ptr}]))
 
     def _net_sysctls(self, keys: list[str]) -> None:
         """A net.* sysctl that is not kept per network namespace (net.core.rmem_max ...) is
@@ -702,7 +792,9 @@ class Preflight:
             title = f"{e.target}: {e.detail}" if e.target else e.detail
             cause, evidence = f"stage cgroup cannot apply {ptr}: {title}", []
         self.add("cgroup-unsupported", ERROR, title, cause, "cgroup", e.op, e.errno, ptr,
-                 evidence, Fix(f"remove {ptr} on this host", [{"op": "remove", "path": ptr}]))
+                 evidence, Fix(f"remove {_unsupported_setting(ptr, self.linux)} on this host",
+                               [{"op": "remove",
+                                 "path": _unsupported_setting(ptr, self.linux)}]))
 
     def _block_devices(self, res: dict) -> None:
         """blkio rules name block devices by major:minor: one the host lacks is refused."""
@@ -829,6 +921,72 @@ def _rt_group_cpu(cgroups_path) -> str | None:
     while d != "/" and not os.path.isdir(d):
         d = os.path.dirname(d)  # the nearest cgroup that exists: the files are alike
     return d if os.path.exists(os.path.join(d, "cpu.rt_runtime_us")) else None
+
+
+def _unsupported_setting(ptr: str, linux: dict) -> str:
+    """What to remove for a cgroup setting the host lacks at `ptr`: the whole setting (a list
+    of rules, /linux/resources/blockIO/weightDevice, not its first item: the driver stops at
+    the first item and the file is missing for all of them), and the whole section when that
+    leaves it empty or without its required member (pids.limit)."""
+    tokens = ptr.split("/")[1:]
+    if len(tokens) < 3 or tokens[:2] != ["linux", "resources"]:
+        return ptr
+    section = "/" + "/".join(tokens[:3])
+    value = _dict(linux.get("resources")).get(tokens[2])
+    if not isinstance(value, dict) or len(tokens) < 4 or tokens[2] == "pids" \
+            or set(value) <= {tokens[3]}:
+        return section
+    return section + "/" + tokens[3]
+
+
+def _rt_ratio(cgroup: str) -> float:
+    """A v1 cpu cgroup's realtime runtime per period (0 when it has none or cannot be read)."""
+    runtime, period = _read_int(f"{cgroup}/cpu.rt_runtime_us"), \
+        _read_int(f"{cgroup}/cpu.rt_period_us")
+    return runtime / period if runtime and runtime > 0 and period else 0.0
+
+
+def _refused_sysctls(values: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """{key: (errno, the value it had)} for the sysctls whose value the kernel refuses, each
+    written (as stage process writes it: one write(2)) by a child process in new network, ipc
+    and uts namespaces, which end with it. Raises OSError when the namespaces cannot be made."""
+    from runtime.linux import syscalls as S
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: new namespaces, try each value, answer, _exit
+        code = 1
+        try:
+            os.close(r)
+            S.unshare(S.CLONE_NEWNET | S.CLONE_NEWIPC | S.CLONE_NEWUTS)
+            out = []
+            for key, value in values.items():
+                path, before = "/proc/sys/" + key.replace(".", "/"), ""
+                try:
+                    with open(path) as f:
+                        before = f.read().strip()
+                    S.write_file(path, value)
+                except OSError as e:
+                    out.append(f"{key}\t{e.errno or 0}\t{before}")
+            os.write(w, "\n".join(out).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(errno.EPERM, "cannot make new namespaces")
+    found = {}
+    for line in b"".join(chunks).decode().split("\n"):
+        if line:
+            key, err, before = line.split("\t", 2)
+            found[key] = (int(err), before)
+    return found
 
 
 def _read_only_sysctls(keys: list[str], join: str | None) -> set[str]:

@@ -45,7 +45,7 @@ def lines(report: Report) -> list[Line]:
     return out
 
 
-def finding_lines(n: int, f: Finding, spec: dict | None) -> list[Line]:
+def finding_lines(n: int, f: Finding, spec) -> list[Line]:
     tag = f.severity + (", confirmed by the dry run" if f.confirmed else "") + \
         (f", from {f.source}" if not f.confirmed else "")
     out: list[Line] = [(f"{n}. {f.title}  [{tag}]", _SEVERITY_STYLE.get(f.severity, ""))]
@@ -57,8 +57,8 @@ def finding_lines(n: int, f: Finding, spec: dict | None) -> list[Line]:
     if where:
         out.append((_field("stage", "; ".join(where)), ""))
     if f.pointer:
-        value = f.to_dict(spec).get("value", _MISSING) if spec is not None else _MISSING
-        shown = f.pointer if value is _MISSING else f"{f.pointer} = {_json(value)}"
+        found, value = f.value_in(spec)
+        shown = f"{f.pointer} = {_json(value)}" if found else f.pointer
         out.append((_field("config", shown), ""))
     if f.cause:
         out.append((_field("cause", f.cause), ""))
@@ -112,8 +112,6 @@ def render_text(report: Report, styled: bool) -> str | None:
         console.print(Text(text, style=style or ""))
     return None
 
-
-_MISSING = object()
 
 
 def _patch_text(op: dict) -> str:

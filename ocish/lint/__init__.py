@@ -19,20 +19,29 @@ _STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 
 
 class _ArgParser(argparse.ArgumentParser):
+    def __init__(self, *args, argv: list[str], **kw) -> None:
+        super().__init__(*args, **kw)
+        self.argv = argv
+
     def error(self, message: str):
-        raise SystemExit(_usage_error(self.prog, message))
+        raise SystemExit(_usage_error(self.prog, message, self.argv))
 
 
-def _usage_error(prog: str, message: str) -> int:
+def _usage_error(prog: str, message: str, argv: list[str]) -> int:
+    """One line on stderr, exit status 2; with --format json a document on stdout too, as for
+    every other failure (and as diagnose does)."""
+    from ocish.diagnose import wants_json
     sys.stderr.write(f"{prog}: {message}\n")
+    if wants_json(argv):
+        sys.stdout.write(json.dumps({"error": message, "exit_status": 2}) + "\n")
     return 2
 
 
 def main(argv: list[str]) -> int:
     from ocish.lint.checks import LintError, lint
-    p = _ArgParser(prog="ocish lint", description="Check a bundle's config.json against the "
-                   "runtime's own rules, the runtime-spec 1.2 schema, this host and the rootfs; "
-                   "nothing is run.")
+    p = _ArgParser(argv=argv, prog="ocish lint", description="Check a bundle's config.json "
+                   "against the runtime's own rules, the runtime-spec 1.2 schema, this host and "
+                   "the rootfs; nothing is run.")
     p.add_argument("target", nargs="?", default=".", metavar="BUNDLE | CONFIG.json",
                    help="a bundle directory or a config.json (default: .)")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -71,18 +80,17 @@ def summary(report) -> str:
 def text_lines(report) -> list[tuple[str, str]]:
     """(text, rich style) lines: a summary, then each finding."""
     out = [(summary(report), "bold")]
-    spec = report.spec if isinstance(report.spec, dict) else None
     for f in report.findings:
-        out += finding_lines(f, spec)
+        out += finding_lines(f, report.spec)
     return out
 
 
-def finding_lines(f: Finding, spec: dict | None, indent: str = "") -> list[tuple[str, str]]:
+def finding_lines(f: Finding, spec, indent: str = "") -> list[tuple[str, str]]:
     """One finding: severity and pointer (with the value there), what is wrong, why, the fix."""
     from ocish.diagnose.report import _json, _patch_text
     head = f"{indent}{f.severity:<8}{f.pointer or '/'}"
-    value = f.to_dict(spec).get("value", _NOTHING) if spec is not None else _NOTHING
-    if value is not _NOTHING and f.pointer:
+    found, value = f.value_in(spec)
+    if found and f.pointer:
         head += f" = {_json(value)}"
     pad = indent + " " * 8
     out = [(head, _STYLE.get(f.severity, "")), (pad + f.title, "")]
@@ -112,5 +120,3 @@ def _print(lines: list[tuple[str, str]], styled: bool) -> None:
     for text, style in lines:
         console.print(Text(text, style=style))
 
-
-_NOTHING = object()

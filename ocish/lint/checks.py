@@ -61,7 +61,7 @@ class Report:
         return bool(self.count(ERROR) or strict and self.count(WARNING))
 
     def to_dict(self) -> dict:
-        spec = self.spec if isinstance(self.spec, dict) else None
+        spec = self.spec
         return {"target": self.target, "bundle": self.bundle, "config": self.config,
                 "errors": self.count(ERROR), "warnings": self.count(WARNING),
                 "info": self.count(INFO),

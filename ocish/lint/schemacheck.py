@@ -103,6 +103,11 @@ STRICTER: list[tuple[str, str, str]] = [
     ("/linux/resources/cpu/shares", "from 2 to 262144", "the kernel's cpu.shares range (runc "
                                                         "checks it)"),
     ("/linux/resources/cpu/mems", "cpu list", "cpuset.mems' syntax"),
+    ("/linux/resources/cpu/period", "from 1000 to 1000000 microseconds",
+     "the kernel's cfs period bounds (tg_set_cfs_bandwidth: 1 ms to 1 s)"),
+    ("/linux/resources/cpu/quota", "or -1 for no limit",
+     "the kernel's cfs quota bounds (tg_set_cfs_bandwidth: at least 1 ms, at most "
+     "max_cfs_runtime)"),
     ("/linux/resources/blockIO/**", "from 10 to 1000", "the kernel's blkio weights"),
     ("/linux/resources/blockIO/*/*/rate", "missing", 'the spec\'s prose: "rate ... REQUIRED"'),
     ("/linux/resources/blockIO/*/*/*", "non-negative integer", "device numbers are not "

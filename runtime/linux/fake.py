@@ -194,6 +194,9 @@ class RecordingSyscalls:
         self._record("personality", persona)
         return 0
 
+    def sched_setaffinity(self, pid: int, cpus: set[int]) -> None:
+        self._record("sched_setaffinity", pid, sorted(cpus))
+
     def ioprio_set(self, ioclass: int, data: int) -> None:
         self._record("ioprio_set", ioclass, data)
 

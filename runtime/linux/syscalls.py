@@ -199,6 +199,12 @@ def personality(persona: int) -> int:
     return _check(_libc.personality(ctypes.c_ulong(persona)))
 
 
+def sched_setaffinity(pid: int, cpus: set[int]) -> None:
+    """sched_setaffinity(2) of process `pid` to the CPU numbers `cpus` (os's own wrapper: the C
+    library's, no ctypes needed). OSError EINVAL when none of them is online and allowed."""
+    os.sched_setaffinity(pid, cpus)
+
+
 def ioprio_set(ioclass: int, data: int) -> None:
     """ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(class, data)) for the calling process."""
     _check(_libc.syscall(ctypes.c_long(_SYSCALL_NR["ioprio_set"]), ctypes.c_int(IOPRIO_WHO_PROCESS),

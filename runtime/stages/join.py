@@ -2,7 +2,10 @@
 
 `cgroup-join` (host side) runs first, while C1 is still blocked before any setns(2): it writes C1's
 pid into the container's cgroups (and, with `exec --cgroup`, into a sub-cgroup of them), so that
-everything C1 forks is born inside, as with `create`'s stage `cgroup`.
+everything C1 forks is born inside, as with `create`'s stage `cgroup`. The process's
+execCPUAffinity (runtime-spec 1.2, exec'd processes only) is applied around that write as runc
+1.2 does: `initial` before it (the process's affinity while it joins: a v1 cpuset then resets
+it to the cgroup's CPUs), `final` after it; C2 inherits C1's affinity through fork(2).
 
 `join` (container side, in C1) enters every namespace of the container's init that differs from
 its own, read from /proc/<init>/ns/*: all of them are opened first, while the host's /proc is still
@@ -27,6 +30,16 @@ from runtime.stages.unshare import Unshare, describe_oom, oom_score_adj
 JOIN_ORDER = (("user", S.CLONE_NEWUSER), ("ipc", S.CLONE_NEWIPC), ("uts", S.CLONE_NEWUTS),
               ("net", S.CLONE_NEWNET), ("pid", S.CLONE_NEWPID), ("cgroup", S.CLONE_NEWCGROUP),
               ("time", S.CLONE_NEWTIME), ("mnt", S.CLONE_NEWNS))
+
+
+def cpu_set(text: str) -> set[int]:
+    """A CPU list as the kernel writes it ("0-2,4", already validated by runtime/spec.py) as
+    the set of its CPU numbers."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def differing_namespaces(pid: int, self_ref: str = "self") -> list[str]:
@@ -74,6 +87,23 @@ class CgroupJoin(Stage):
         return list(targets.values())
 
     def run(self, ctx: Context, item: str = "") -> None:
+        affinity = ctx.spec["process"].get("execCPUAffinity") or {}
+        self._affinity(ctx, affinity, "initial")
+        self._join(ctx)
+        self._affinity(ctx, affinity, "final")
+
+    def _affinity(self, ctx: Context, affinity: dict, which: str) -> None:
+        """sched_setaffinity(2) of C1 to execCPUAffinity's `which` list, when it has one."""
+        text = affinity.get(which)
+        if not text:
+            return
+        try:
+            ctx.sys.sched_setaffinity(ctx.pid, cpu_set(text))
+        except OSError as e:
+            raise StageError(self.name, "sched_setaffinity", text, e.errno or 0,
+                             f"/process/execCPUAffinity/{which}") from None
+
+    def _join(self, ctx: Context) -> None:
         if not self.manager_state:
             return
         # here, not at the top: a host stage, and the container side never needs the drivers

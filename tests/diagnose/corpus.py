@@ -222,6 +222,10 @@ CASES: list[Case] = [
     Case("mount of an unknown filesystem type", "mount-unknown-type", "mounts", "/mounts/7",
          "ENODEV", "patch:/mounts/7/type",
          _mount(destination="/scratch", type="tmpfss", source="tmpfs")),
+    # nothing the kernel has is like it: no type to suggest (squashfs would need a device)
+    Case("mount of a filesystem type nothing is like", "mount-unknown-type", "mounts",
+         "/mounts/7", "ENODEV", "patch:/mounts/7",
+         _mount(destination="/scratch", type="nosuchfs", source="tmpfs")),
     Case("mount with a bad option", "mount-bad-option", "mounts", "/mounts/7/options/1",
          "size=lots", "patch:/mounts/7/options/1",
          _mount(destination="/scratch", type="tmpfs", source="tmpfs",
@@ -240,7 +244,7 @@ CASES: list[Case] = [
     Case("memory limit too small: OOM kill", "oom-kill", "", "/linux/resources/memory/limit",
          "OOM", "patch:/linux/resources/memory/limit",
          _both(_res("memory", {"limit": 8 * MIB, "swap": 8 * MIB}),
-               _args("awk", 'BEGIN { s = sprintf("%200000000s", ""); print length(s) }'))),
+               _args("awk", 'BEGIN { s = sprintf("%20000000s", ""); print length(s) }'))),
     # below 4 MiB the runtime's own setup would be OOM-killed: runtime/spec.py refuses it
     Case("memory limit too small for setup: refused", "memory-limit-too-low", "validate",
          "/linux/resources/memory/limit", "setup", "patch:/linux/resources/memory/limit",

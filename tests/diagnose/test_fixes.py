@@ -6,7 +6,8 @@ bundle, with the fix's command too when it only touches that copy (mkdir in its 
 symlink there; never the host's directories), and the bundle is checked again the way the
 finding was found: lint for lint's and preflight's findings, diagnose for the dry run's. The
 finding must be gone, and no error may be left at its pointer (a fix that trades one problem
-for another there, as a cwd made absolute that the rootfs lacks, fails).
+for another there, as a cwd made absolute that the rootfs lacks, fails) nor appear anywhere the
+bundle had none (a memory limit raised above the swap limit, which create refuses).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def check_fixes(findings: list[dict], base: Path, recheck) -> int:
             FIGURES["not automatic"] += 1
             continue
         to = base.parent / f"{base.name}-fix{n}"
+        removals = [op["path"] for op in f["fix"]["patch"] if op["op"] in ("remove", "move")]
         after = recheck(_apply(f, base, to), f)
         # the same problem: its code, at its pointer, about the same value there (a fix that
         # removes an item of a list brings the next one to its index)
@@ -93,9 +95,31 @@ def check_fixes(findings: list[dict], base: Path, recheck) -> int:
                                    and g["pointer"] == f["pointer"]]
         assert not left, (f"the fix of {f['code']} at {f['pointer']} leaves an error there:\n"
                           f"{json.dumps(f['fix'], indent=1)}\nafter: {json.dumps(left, indent=1)}")
+        # nor anywhere else: an error the bundle did not have (a memory limit raised above the
+        # swap limit, which create then refuses)
+        new = [g for g in after if g["severity"] == "error" and not _had(g, findings, removals)]
+        assert not new, (f"the fix of {f['code']} at {f['pointer']} brings a new error:\n"
+                         f"{json.dumps(f['fix'], indent=1)}\nafter: {json.dumps(new, indent=1)}")
         shutil.rmtree(to, ignore_errors=True)
         applied += 1
     return applied
+
+
+def _had(g: dict, before: list[dict], removals: list[str]) -> bool:
+    """Whether finding `g` (after a fix) was there before: the same code at the same pointer,
+    or at the pointer it had before an item of the same list was removed (the items after it
+    move up one index)."""
+    if any(b["code"] == g["code"] and b["pointer"] == g["pointer"] for b in before):
+        return True
+    for path in removals:
+        parent, _, index = path.rpartition("/")
+        rest = g["pointer"][len(parent) + 1:].split("/", 1) \
+            if g["pointer"].startswith(parent + "/") else [""]
+        if index.isdigit() and rest[0].isdigit() and int(rest[0]) >= int(index):
+            moved = f"{parent}/{int(rest[0]) + 1}" + ("/" + rest[1] if len(rest) > 1 else "")
+            if any(b["code"] == g["code"] and b["pointer"] == moved for b in before):
+                return True
+    return False
 
 
 def _lint_findings(bundle: Path) -> list[dict]:
@@ -133,6 +157,24 @@ def test_the_reviewers_seccomp_case(rootfs_template, bundle_dir, tmp_path):
     fixed = _apply(first, base, base.parent / "fixed")
     after = _diagnose(fixed, tmp_path / "tmp")
     assert after["healthy"] is True, json.dumps(after["findings"], indent=1)
+
+
+def test_unknown_type_fix_needs_no_device(rootfs_template, bundle_dir):
+    """An unknown filesystem type gets a type to use only when that one needs no device (the
+    reviewer's "nosuchfs" got squashfs, whose mount then fails on its source): tmpfss is tmpfs,
+    nosuchfs has no such neighbour and the fix removes the mount."""
+    fixes = {}
+    for name in ("mount of an unknown filesystem type",
+                 "mount of a filesystem type nothing is like"):
+        case = next(c for c in CASES if c.name == name)
+        base = bundle_dir(False) / name.replace(" ", "-")
+        build(case, base, rootfs_template)
+        f = next(f for f in _lint_findings(base / "bundle") if f["code"] == "mount-unknown-type")
+        fixes[name] = f["fix"]["patch"]
+    assert fixes["mount of an unknown filesystem type"] == [
+        {"op": "replace", "path": "/mounts/7/type", "value": "tmpfs"}]
+    assert fixes["mount of a filesystem type nothing is like"] == [
+        {"op": "remove", "path": "/mounts/7"}]
 
 
 def test_figures():

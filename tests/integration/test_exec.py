@@ -121,6 +121,25 @@ def test_exec_process_json(ocish, make_bundle, tmp_path):
     assert p.returncode == 255 and p.stderr.startswith("ocish: exec failed: ") and "/cwd" in p.stderr
 
 
+def test_exec_cpu_affinity(ocish, make_bundle, tmp_path):
+    """process.execCPUAffinity (runtime-spec 1.2) is applied to the exec'd process as runc 1.2
+    applies it: `final` is its affinity once in the container's cgroup; an `initial` list the
+    kernel refuses (CPUs that are not online) fails the exec with its pointer."""
+    c, _ = running(ocish, make_bundle)
+    f = tmp_path / "process.json"
+    base = {"terminal": False, "cwd": "/", "args": ["grep", "Cpus_allowed_list",
+                                                     "/proc/self/status"]}
+    f.write_text(json.dumps(base))
+    online = open("/sys/devices/system/cpu/online").read().strip()
+    assert ocish("exec", "-p", str(f), c, check=True).stdout.split()[1] == online
+    f.write_text(json.dumps({**base, "execCPUAffinity": {"initial": online, "final": "0"}}))
+    assert ocish("exec", "-p", str(f), c, check=True).stdout.split()[1] == "0"
+    f.write_text(json.dumps({**base, "execCPUAffinity": {"initial": "1000"}}))
+    p = ocish("exec", "-p", str(f), c)
+    assert p.returncode == 255 and "/execCPUAffinity/initial): invalid argument" in p.stderr, \
+        p.stderr
+
+
 def test_exit_status_passes_through(ocish, make_bundle):
     c, _ = running(ocish, make_bundle)
     assert ocish("exec", c, "sh", "-c", "exit 3").returncode == 3

@@ -230,6 +230,24 @@ OWN = [
         destination="/bin/sh/x", type="tmpfs", source="tmpfs"), None),
     ("createRuntime hook executable but not a program", _hook_script(
         "createRuntime", 0o755, body="just text, no #! line\n"), None),
+    # found by the second review: the kernel's cfs bandwidth bounds (runtime/spec.py), realtime
+    # runtime the parent cgroup does not have, a sysctl value the kernel refuses (preflight)
+    ("cpu period 100 (below the kernel's 1000)", _set("/linux/resources/cpu",
+                                                     {"quota": 50000, "period": 100}), None),
+    ("cpu period 2000000 (above the kernel's 1000000)",
+     _set("/linux/resources/cpu", {"period": 2000000}), None),
+    ("cpu period 1000000", _set("/linux/resources/cpu", {"period": 1000000}), None),
+    ("cpu quota 500 (below the kernel's 1000)", _set("/linux/resources/cpu", {"quota": 500}),
+     None),
+    ("cpu quota 1000", _set("/linux/resources/cpu", {"quota": 1000}), None),
+    ("cpu quota -1 (no limit)", _set("/linux/resources/cpu", {"quota": -1}), None),
+    ("cpu realtime runtime the parent cgroup lacks", _set("/linux/resources/cpu", {
+        "realtimeRuntime": 1000, "realtimePeriod": 1000000}), None),
+    ("sysctl net.ipv4.ip_forward banana", _set("/linux/sysctl",
+                                                {"net.ipv4.ip_forward": "banana"}), None),
+    ("sysctl kernel.shmmni not a number", _set("/linux/sysctl", {"kernel.shmmni": "lots"}),
+     None),
+    ("sysctl kernel.shmmni 4096", _set("/linux/sysctl", {"kernel.shmmni": "4096"}), None),
     ("healthy: the template", None, None),
 ]
 
@@ -346,8 +364,11 @@ def test_lint_fixes_work(rootfs_template, bundle_dir, name, mutate, rootfs_edit)
     """Each lint finding's fix that is a JSON patch, applied (with its command when that only
     touches the bundle), removes the finding and leaves no error at its pointer
     (tests/diagnose/test_fixes.py does the same for diagnose's)."""
+    from tests.diagnose.corpus import Case
     from tests.diagnose.test_fixes import _lint_findings, check_fixes
-    bundle = _build(mutate, rootfs_edit, bundle_dir(getattr(mutate, "open_dir", False)),
-                    rootfs_template)
+    # in a world-searchable directory, unless the case is about that: a fix that gives a user
+    # namespace its maps must not fail on pytest's 0700 tmp_path, which is the test's doing
+    open_ = mutate.open_dir if isinstance(mutate, Case) else True
+    bundle = _build(mutate, rootfs_edit, bundle_dir(open_), rootfs_template)
     FIXED["applied"] += check_fixes(_lint_findings(bundle), bundle.parent,
                                     lambda b, f: _lint_findings(b))

@@ -110,6 +110,26 @@ def test_cannot_run_with_json_prints_a_json_error():
     assert p.stderr == "ocish: lint: /no/such/bundle: no such file or directory\n"
 
 
+def test_bad_arguments_with_json_print_a_json_error():
+    p = lint("--format", "json", "--bogus", "/no/such/bundle")
+    assert p.returncode == 2
+    assert json.loads(p.stdout) == {"error": "unrecognized arguments: --bogus",
+                                    "exit_status": 2}
+    assert p.stderr == "ocish lint: unrecognized arguments: --bogus\n"
+
+
+@pytest.mark.parametrize("text,value", [("[]", []), ('{"ociVersion": "1.2.0",\n}', None)])
+def test_root_findings_have_a_value_too(bundle, text, value):
+    """Every finding of --format json has `value`: the whole document for the root pointer,
+    null when the file is not JSON."""
+    (bundle / "config.json").write_text(text)
+    p = lint("--format", "json", str(bundle))
+    assert p.returncode == 1
+    findings = json.loads(p.stdout)["findings"]
+    assert findings and all("value" in f for f in findings), findings
+    assert [f["value"] for f in findings if f["pointer"] == ""] == [value]
+
+
 def test_unreadable_config_is_exit_2(tmp_path):
     (tmp_path / "config.json").mkdir()
     p = lint(str(tmp_path))

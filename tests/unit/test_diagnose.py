@@ -203,3 +203,80 @@ def test_a_healthy_run_demotes_preflight_errors():
     out = Outcome(phase="running", window=1.0)
     assert explain.outcome_findings(out, {}, "", [pre]) == []
     assert pre.severity == "warning" and "started anyway" in pre.evidence[-1]
+
+
+def test_a_death_nothing_explains_names_the_bundle_to_debug():
+    """The fix's command is one to paste: the bundle's real path, not a placeholder."""
+    out = Outcome(phase="exited", exit_status=3, seconds=0.1, window=1.0)
+    [found] = explain.outcome_findings(out, {}, "", [], "/srv/my bundle")
+    assert found.code == "process-died"
+    assert "ocish debug '/srv/my bundle', then continue" in found.fix.text
+    assert "BUNDLE" not in found.fix.text
+
+
+def test_memory_fix_raises_the_swap_limit_with_it():
+    """A memory limit raised above the swap limit (memory+swap) is one create refuses: the
+    swap limit goes up with it, keeping what it gave beyond the old limit."""
+    def spec(**mem):
+        return {"linux": {"resources": {"memory": mem}}}
+    mp = "/linux/resources/memory"
+    assert explain.raise_memory(spec(limit=8 << 20, swap=8 << 20), 64 << 20) == [
+        {"op": "replace", "path": mp + "/limit", "value": 64 << 20},
+        {"op": "replace", "path": mp + "/swap", "value": 64 << 20}]
+    assert explain.raise_memory(spec(limit=8 << 20, swap=10 << 20), 64 << 20)[1] == \
+        {"op": "replace", "path": mp + "/swap", "value": 66 << 20}
+    for swap in (-1, 0, 128 << 20):  # unlimited, not set, already above
+        assert len(explain.raise_memory(spec(limit=8 << 20, swap=swap), 64 << 20)) == 1
+
+
+def _fix_of(spec: dict) -> list[tuple[str, list[dict]]]:
+    """(pointer, patch) of each SpecError lint finds in `spec`, the patch its fix proposes."""
+    from runtime import spec as specmod
+    return [(e.pointer, explain.spec_finding(e.pointer, e.message, spec).fix.patch)
+            for e in specmod.collect(spec, "/nonexistent-bundle")]
+
+
+@pytest.mark.parametrize("edit,pointer,patch", [
+    (lambda s: s["linux"]["namespaces"].append({"type": "pid"}), "/linux/namespaces/6/type",
+     [{"op": "remove", "path": "/linux/namespaces/6"}]),
+    (lambda s: s["process"].__setitem__("rlimits", [{"type": "RLIMIT_CORE", "soft": 5,
+                                                     "hard": 1}]),
+     "/process/rlimits/0/soft", [{"op": "replace", "path": "/process/rlimits/0/soft",
+                                  "value": 1}]),
+    (lambda s: s["process"].__setitem__("rlimits", [{"type": "RLIMIT_NOFLIE", "soft": 1,
+                                                     "hard": 1}]),
+     "/process/rlimits/0/type", [{"op": "replace", "path": "/process/rlimits/0/type",
+                                  "value": "RLIMIT_NOFILE"}]),
+    (lambda s: s["process"].__setitem__("rlimits", [{"type": "RLIMIT_BANANA", "soft": 1,
+                                                     "hard": 1}]),
+     "/process/rlimits/0/type", [{"op": "remove", "path": "/process/rlimits/0"}]),
+    (lambda s: s["linux"].__setitem__("resources", {"memory": {"limit": 8 << 20,
+                                                               "swap": 5 << 20}}),
+     "/linux/resources/memory/swap", [{"op": "replace", "path": "/linux/resources/memory/swap",
+                                       "value": 8 << 20}]),
+    (lambda s: s["process"]["env"].append("NOEQ"), "/process/env/2",
+     [{"op": "replace", "path": "/process/env/2", "value": "NOEQ="}]),
+    (lambda s: s["process"]["env"].append("=x"), "/process/env/2",
+     [{"op": "remove", "path": "/process/env/2"}]),
+    (lambda s: s["process"].__setitem__("oomScoreAdj", 5000), "/process/oomScoreAdj",
+     [{"op": "replace", "path": "/process/oomScoreAdj", "value": 1000}]),
+    (lambda s: s["linux"].__setitem__("resources", {"blockIO": {"weight": 5000}}),
+     "/linux/resources/blockIO/weight", [{"op": "replace", "value": 1000,
+                                          "path": "/linux/resources/blockIO/weight"}]),
+    (lambda s: s["linux"].__setitem__("resources", {"blockIO": {"leafWeight": 1}}),
+     "/linux/resources/blockIO/leafWeight", [{"op": "replace", "value": 10,
+                                              "path": "/linux/resources/blockIO/leafWeight"}]),
+    (lambda s: s.__setitem__("ociVersion", "2.0"), "/ociVersion",
+     [{"op": "replace", "path": "/ociVersion", "value": "1.2.0"}]),
+    (lambda s: s["linux"].__setitem__("resources", {"cpu": {"period": 100}}),
+     "/linux/resources/cpu/period", [{"op": "replace", "value": 1000,
+                                      "path": "/linux/resources/cpu/period"}]),
+])
+def test_lint_fixes_with_a_clear_value_are_patches(edit, pointer, patch):
+    """A SpecError whose right value the config itself gives is answered with that patch, not
+    with its own message again."""
+    from runtime.defaults import default_spec
+    spec = default_spec()
+    edit(spec)
+    found = dict(_fix_of(spec))
+    assert found.get(pointer) == patch, found

@@ -86,12 +86,28 @@ def _leading_globals(argv: list[str]) -> int:
     return min(i, len(argv))
 
 
+def _stdio_open() -> None:
+    """Open /dev/null on whichever of fds 0, 1 and 2 we were started without, as Go's runtime
+    does for runc: else the first file the runtime opens (exec.fifo's O_PATH fd) would take
+    fd 0 and be handed to the container as its stdin, and a closed stdout would leave Python's
+    sys.stdout None."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if os.open("/dev/null", os.O_RDWR) != fd:  # the lowest free fd: this one
+                raise SystemExit(f"ocish: cannot open /dev/null on fd {fd}")
+            stream = open(fd, "r" if fd == 0 else "w", closefd=False)
+            setattr(sys, ("stdin", "stdout", "stderr")[fd], stream)
+
+
 def run() -> None:
     """Entry point of bin/ocish and `python -m ocish`: exit without interpreter teardown.
 
     Runtime commands have nothing left to clean up when main() returns; skipping Python's
     finalisation (module and object teardown) saves milliseconds at every runtime call.
     """
+    _stdio_open()
     try:
         code = main()
         sys.stdout.flush()

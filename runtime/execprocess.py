@@ -103,6 +103,10 @@ def merge_cli(base: dict, args: list[str], *, cwd: str | None = None, env: list[
         sets = p["capabilities"] = sets if isinstance(sets, dict) else {}
         for name in ("bounding", "effective", "permitted", "ambient"):
             sets[name] = list(sets.get(name) or []) + list(caps)
+    for entry in env:  # named as the user wrote it, not as an index of the merged env
+        if entry.find("=") <= 0:
+            raise ExecFailed(f"--env {jsonfast.quote(entry)}: must be \"KEY=value\" with a "
+                             "non-empty KEY")
     p["env"] = list(p.get("env") or []) + list(env)
     p["terminal"] = bool(tty)
     if no_new_privs:

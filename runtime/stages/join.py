@@ -173,7 +173,7 @@ class Join(Stage):
         ctx.notes["joined"] = [kind for kind, _, _ in opened]
         # until execve(2), no process of the container may ptrace us or open /proc/<pid>/exe
         ctx.sys.prctl(S.PR_SET_DUMPABLE, 0)
-        Unshare()._fork_init(ctx)
+        Unshare()._fork_init(ctx, self.name)
 
     def _open_root(self) -> int:
         """The init's root when it is not ours while its mount namespace is (a container

@@ -8,6 +8,7 @@ the runtime's `create`.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from runtime import sync
@@ -136,10 +137,24 @@ class Unshare(Stage):
                 raise StageError(self.name, "write", "/proc/self/timens_offsets", e.errno or 0,
                                  "/linux/timeOffsets") from None
 
-    def _fork_init(self, ctx: Context) -> None:
+    def _fork_init(self, ctx: Context, stage: str = "") -> None:
+        """Fork the container's process (C2) and exit in C1; `stage`: whose fork it is (stage
+        join's for an exec). StageError when fork(2) fails: EAGAIN in the container's cgroup is
+        its pids limit (the kernel's pids controller), named as such."""
         # C2 waits for C1 to exit (EOF on the pipe) so that Pid always reaches the host before Ok.
         r, w = os.pipe()
-        pid = ctx.sys.fork()
+        try:
+            pid = ctx.sys.fork()
+        except OSError as e:
+            os.close(r)
+            os.close(w)
+            limit = ((ctx.linux.get("resources") or {}).get("pids") or {}).get("limit")
+            if e.errno == errno.EAGAIN and isinstance(limit, int) and limit > 0:
+                raise StageError(stage or self.name, "fork", "", e.errno,
+                                 "/linux/resources/pids/limit",
+                                 f"the container's pids limit {limit} is reached: fork(2) "
+                                 "fails with EAGAIN") from None
+            raise StageError(stage or self.name, "fork", "", e.errno or 0) from None
         if pid:
             os.close(r)
             ctx.chan.send(sync.Pid(pid))

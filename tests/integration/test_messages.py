@@ -16,6 +16,9 @@ def test_exec_and_update_messages(ocish, make_bundle, tmp_path):
     ocish("run", "-d", "-b", str(make_bundle(["sleep", "100"])), c, check=True)
     assert one_line(ocish("exec", "-u", ":", c, "true"), 255) == (
         'ocish: exec failed: invalid user ":": uid "" is not a number (-u takes UID or UID:GID)')
+    # --env is named as written, not as an index of the env merged with config.json's
+    assert one_line(ocish("exec", "--env", "=x", c, "true"), 255) == (
+        'ocish: exec failed: --env "=x": must be "KEY=value" with a non-empty KEY')
     assert one_line(ocish("exec", "-u", "0:g", c, "true"), 255).endswith(
         'invalid user "0:g": gid "g" is not a number (-u takes UID or UID:GID)')
     proc = tmp_path / "process.json"
@@ -37,3 +40,15 @@ def test_exec_and_update_messages(ocish, make_bundle, tmp_path):
     if limit:
         assert open(limit[0]).read() == before
     assert ocish.state(c)["status"] == "running"
+
+
+def test_exec_refused_by_the_pids_limit_names_it(ocish, make_bundle):
+    """The exec's fork in stage join meets the container's pids limit (runc aborts with a Go
+    stack dump here): the limit is named, with its pointer."""
+    c = cid()
+    b = make_bundle(["sleep", "100"], mutate=lambda s: s["linux"]["resources"].update(
+        pids={"limit": 1}))
+    ocish("run", "-d", "-b", str(b), c, check=True)
+    assert one_line(ocish("exec", c, "true"), 255) == (
+        "ocish: exec failed: stage join: fork (config /linux/resources/pids/limit): the "
+        "container's pids limit 1 is reached: fork(2) fails with EAGAIN")

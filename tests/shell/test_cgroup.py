@@ -27,7 +27,7 @@ def test_a_pids_limit_the_container_is_at(session, make_bundle):
     assert "setup complete" in s.cmd("continue")
     s.cmd("start")
     out = s.cmd("exec true")  # exec's C1 joins the cgroup, its fork of the process is refused
-    assert "resource temporarily unavailable" in out
+    assert "pids limit 1 is reached" in out and "/linux/resources/pids/limit" in out
     events = dict(ln.split() for ln in _read(f"{CG}/pids/ocish/{s.cid}/pids.events").splitlines())
     refused = int(events["max"])
     assert refused >= 1

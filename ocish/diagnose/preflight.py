@@ -18,6 +18,7 @@ import resource
 import shlex
 import stat
 import tempfile
+from typing import Callable
 
 from ocish.diagnose.creds import X, namespace_root, process_creds
 from ocish import elf
@@ -946,28 +947,19 @@ def _rt_ratio(cgroup: str) -> float:
     return runtime / period if runtime and runtime > 0 and period else 0.0
 
 
-def _refused_sysctls(values: dict[str, str]) -> dict[str, tuple[int, str]]:
-    """{key: (errno, the value it had)} for the sysctls whose value the kernel refuses, each
-    written (as stage process writes it: one write(2)) by a child process in new network, ipc
-    and uts namespaces, which end with it. Raises OSError when the namespaces cannot be made."""
-    from runtime.linux import syscalls as S
+def _in_namespaces(enter: Callable[[], None], look: Callable[[], list[str]], what: str
+                   ) -> list[str]:
+    """The lines `look()` returns in a child process that first runs `enter()` (unshare or
+    setns: namespaces that end with the child, so this process keeps its own). Raises OSError
+    (EPERM, "cannot WHAT") when the child fails."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: new namespaces, try each value, answer, _exit
+    if pid == 0:  # the child: enter, look, answer, _exit
         code = 1
         try:
             os.close(r)
-            S.unshare(S.CLONE_NEWNET | S.CLONE_NEWIPC | S.CLONE_NEWUTS)
-            out = []
-            for key, value in values.items():
-                path, before = "/proc/sys/" + key.replace(".", "/"), ""
-                try:
-                    with open(path) as f:
-                        before = f.read().strip()
-                    S.write_file(path, value)
-                except OSError as e:
-                    out.append(f"{key}\t{e.errno or 0}\t{before}")
-            os.write(w, "\n".join(out).encode())
+            enter()
+            os.write(w, "\n".join(look()).encode())
             code = 0
         finally:
             os._exit(code)
@@ -980,12 +972,33 @@ def _refused_sysctls(values: dict[str, str]) -> dict[str, tuple[int, str]]:
         os.close(r)
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError(errno.EPERM, "cannot make new namespaces")
+        raise OSError(errno.EPERM, f"cannot {what}")
+    return [line for line in b"".join(chunks).decode().split("\n") if line]
+
+
+def _refused_sysctls(values: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """{key: (errno, the value it had)} for the sysctls whose value the kernel refuses, each
+    written (as stage process writes it: one write(2)) by a child process in new network, ipc
+    and uts namespaces, which end with it. Raises OSError when the namespaces cannot be made."""
+    from runtime.linux import syscalls as S
+
+    def look() -> list[str]:
+        out = []
+        for key, value in values.items():
+            path, before = "/proc/sys/" + key.replace(".", "/"), ""
+            try:
+                with open(path) as f:
+                    before = f.read().strip()
+                S.write_file(path, value)
+            except OSError as e:
+                out.append(f"{key}\t{e.errno or 0}\t{before}")
+        return out
     found = {}
-    for line in b"".join(chunks).decode().split("\n"):
-        if line:
-            key, err, before = line.split("\t", 2)
-            found[key] = (int(err), before)
+    for line in _in_namespaces(lambda: S.unshare(S.CLONE_NEWNET | S.CLONE_NEWIPC
+                                                 | S.CLONE_NEWUTS), look,
+                               "make new namespaces"):
+        key, err, before = line.split("\t", 2)
+        found[key] = (int(err), before)
     return found
 
 
@@ -993,34 +1006,17 @@ def _read_only_sysctls(keys: list[str], join: str | None) -> set[str]:
     """Of the net.* sysctls `keys`, those that exist but cannot be written in a new network
     namespace (or the one at `join`): looked at by a child process that enters it."""
     from runtime.linux import syscalls as S
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: enter the namespace, look, answer, _exit
-        code = 1
-        try:
-            os.close(r)
-            if join:
-                S.setns(os.open(join, os.O_RDONLY | os.O_CLOEXEC), S.CLONE_NEWNET)
-            else:
-                S.unshare(S.CLONE_NEWNET)
-            paths = {k: "/proc/sys/" + k.replace(".", "/") for k in keys}
-            found = [k for k, p in paths.items() if os.path.exists(p)
-                     and not os.access(p, os.W_OK)]
-            os.write(w, "\n".join(found).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    try:
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError(errno.EPERM, "cannot enter a network namespace")
-    return {k for k in b"".join(chunks).decode().split("\n") if k}
+
+    def enter() -> None:
+        if join:
+            S.setns(os.open(join, os.O_RDONLY | os.O_CLOEXEC), S.CLONE_NEWNET)
+        else:
+            S.unshare(S.CLONE_NEWNET)
+
+    def look() -> list[str]:
+        paths = {k: "/proc/sys/" + k.replace(".", "/") for k in keys}
+        return [k for k, p in paths.items() if os.path.exists(p) and not os.access(p, os.W_OK)]
+    return set(_in_namespaces(enter, look, "enter a network namespace"))
 
 
 def _own_caps() -> set[str]:

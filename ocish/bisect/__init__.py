@@ -63,9 +63,12 @@ def load(arg: str, which: str) -> tuple[str, dict]:
     try:
         doc = specmod.read(bundle, name)
     except OcishError as e:
-        raise BisectError(f"{which} {arg}: {str(e).split(': ', 1)[-1]}") from None
+        why = str(e).split(": ", 1)[-1]  # the file's name, then why
+        raise BisectError(f"{which} {arg}: {why if bundle == path else why.split(': ', 1)[-1]}"
+                          ) from None
     if not isinstance(doc, dict):
-        raise BisectError(f"{which} {arg}: {name}: not a JSON object")
+        raise BisectError(f"{which} {arg}: {'config.json: ' if bundle == path else ''}"
+                          "not a JSON object")
     return path, absolute_paths(doc, bundle)
 
 
@@ -87,10 +90,11 @@ def absolute_paths(spec: dict, bundle: str) -> dict:
 
 def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
            root_dir: str | None = None, any_failure: bool = False, trace: bool = True,
-           progress_mode: str = "off"):
-    """Bisect GOOD against BAD; returns a report.Result. Raises BisectError (with the exit
-    status) when it cannot or there is nothing to bisect, dryrun.Interrupted on a stop signal
-    (after removing everything)."""
+           progress_mode: str = "off", save: str | None = None):
+    """Bisect GOOD against BAD; returns a report.Result. `save`: a new directory where GOOD
+    with the minimal change is written as a bundle (and diagnosed). Raises BisectError (with
+    the exit status) when it cannot or there is nothing to bisect, dryrun.Interrupted on a
+    stop signal (after removing everything)."""
     from ocish.bisect import delta
     from ocish.bisect.ddmin import ddmin
     from ocish.bisect.progress import Progress
@@ -100,12 +104,22 @@ def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
     t0 = time.monotonic()
     good_path, good = load(good_arg, "good")
     bad_path, bad = load(bad_arg, "bad")
+    if save is not None:
+        save = os.path.abspath(save)
+        if os.path.exists(save) and (not os.path.isdir(save) or os.listdir(save)):
+            raise BisectError(f"--save {save}: exists and is not an empty directory")
     changes = delta.changes(good, bad)
     if not changes:
         raise BisectError(f"good {good_arg} and bad {bad_arg} are the same config: nothing to "
                           "bisect", IDENTICAL)
-    if root_dir is not None:
-        os.makedirs(root_dir, exist_ok=True)
+    made_root = root_dir is not None and not os.path.exists(root_dir)
+    if root_dir is not None and not made_root and not os.path.isdir(root_dir):
+        raise BisectError(f"--root {root_dir}: not a directory")
+    if made_root:
+        try:
+            os.mkdir(root_dir)
+        except OSError as e:
+            raise BisectError(f"--root {root_dir}: {os.strerror(e.errno or 0).lower()}") from None
     progress = Progress(len(changes), progress_mode)
     label = [""]
     trials = Trials(window, root_dir, lambda t: progress.tried(t, label[0]))
@@ -130,17 +144,50 @@ def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
         minimal = [changes[i] for i in ddmin(range(len(changes)), test)]
         final = delta.candidate(good, bad, {c.uid for c in minimal})
         progress.close()
-        trials.write(final)
-        report = diagnose(trials.bundle, window, trace, root_dir=root_dir)
+        trials.write(final, save)
+        report = diagnose(save or trials.bundle, window, trace, root_dir=root_dir)
     finally:
         progress.close()
         trials.close()
+        if made_root:
+            try:
+                os.rmdir(root_dir)  # empty again: each dry run removed its own --root
+            except OSError:
+                pass
     result = Result(good_path, bad_path, changes, failure, minimal, delta.patch(good, final),
                     report, trials.tries, trials.hits, time.monotonic() - t0)
+    if save:
+        result.notes.append(f"good with the patch is the bundle {save} (its rootfs by absolute "
+                            "path)")
+    elif rename(report, trials.bundle, PATCHED):
+        result.notes.append(f"{PATCHED}: good's config with the patch applied, as a bundle "
+                            "(--save DIR writes one)")
     if not result.reproduced:
         result.notes.append("the minimal change did not fail when diagnosed again: the failure "
                             "comes and goes (try a longer --timeout)")
     return result
+
+
+PATCHED = "GOOD+PATCH"
+
+
+def rename(report, old: str, new: str) -> bool:
+    """Replace the path `old` (the temporary bundle, gone when bisect ends) by `new` in the
+    words of `report`'s findings (commands of fixes, causes, evidence); True when one had it."""
+    seen = False
+
+    def sub(text: str) -> str:
+        nonlocal seen
+        seen = seen or old in text
+        return text.replace(old, new)
+    for f in report.findings:
+        f.title, f.cause, f.evidence = sub(f.title), sub(f.cause), [sub(e) for e in f.evidence]
+        if f.fix is not None:
+            f.fix.text, f.fix.command = sub(f.fix.text), sub(f.fix.command)
+    o = report.outcome
+    o.reason, o.error_text, o.start_error = sub(o.reason), sub(o.error_text), sub(o.start_error)
+    o.notes = [sub(n) for n in o.notes]
+    return seen
 
 
 class _ArgParser(argparse.ArgumentParser):
@@ -149,8 +196,8 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str]) -> int:
-    """`ocish bisect GOOD BAD [--json] [--root R] [--timeout S] [--any-failure] [--no-trace]
-    [--quiet]`; the exit statuses are in the module's docstring."""
+    """`ocish bisect GOOD BAD [--json] [--root R] [--timeout S] [--any-failure] [--save DIR]
+    [--no-trace] [--quiet]`; the exit statuses are in the module's docstring."""
     from ocish.bisect import progress, report as render
     from ocish.diagnose import dryrun
     p = _ArgParser(prog="ocish bisect", description="The smallest set of config.json changes "
@@ -172,6 +219,8 @@ def main(argv: list[str]) -> int:
                    "BAD's (same stage, operation, errno, exit status)")
     p.add_argument("--no-trace", action="store_true", help="diagnose the result without "
                    "re-running a dying process under strace")
+    p.add_argument("--save", metavar="DIR", help="write good with the minimal change as a "
+                   "bundle in DIR (new or empty; the rootfs by absolute path)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     as_json = "--json" in argv
     try:
@@ -181,7 +230,7 @@ def main(argv: list[str]) -> int:
                               f"{MAX_WINDOW:g}, got {a.timeout:g}")
         dryrun.install_stop_handlers()
         result = bisect(a.good, a.bad, a.timeout, a.root, a.any_failure, not a.no_trace,
-                        progress.mode_for(sys.stderr, a.quiet))
+                        progress.mode_for(sys.stderr, a.quiet), a.save)
     except BisectError as e:
         return _fail(str(e), e.status, as_json)
     except dryrun.Interrupted as e:

@@ -17,7 +17,8 @@ Line = tuple[str, str]
 class Result:
     """What bisect found: every difference, BAD's failure, the 1-minimal set of changes (as
     found, pointers into BAD) and its patch (RFC 6902 on GOOD), the diagnosis of GOOD with that
-    patch, and the cost: `tries` containers run, `cached` answers from the cache, seconds."""
+    patch, and the cost: `tries` containers run (GOOD, BAD and the candidates; the diagnosis
+    not counted), `cached` answers from the cache, seconds in all."""
     good: str
     bad: str
     differences: list[Change]
@@ -57,13 +58,15 @@ def lines(r: Result) -> list[Line]:
     out: list[Line] = [(f"ocish bisect {r.good} {r.bad}", "bold"),
                        (_row("differences", f"{n} (JSON pointers into bad's config)"), ""),
                        (_row("bad", r.failure), ""),
-                       (_row("tries", f"{r.tries} containers, {r.cached} answers from the cache,"
-                                      f" {r.seconds:.1f}s"), ""),
+                       (_row("tries", f"{r.tries} containers (good, bad, candidates), "
+                                      f"{r.cached} answers from the cache; {r.seconds:.1f}s in "
+                                      "all"), ""),
                        (_row("minimal", f"{m} of {n} change{'s' if n != 1 else ''}: "
                              + ("this one alone makes good fail as bad does" if m == 1 else
                                 "together they make good fail as bad does; without any one of "
                                 "them it does not")), "bold")]
-    out += [(_row("", f"{c.op} {c.pointer}"), "") for c in r.minimal]
+    out += [(_row("", f"{c.op} {c.pointer} (in {'good' if c.op == 'remove' else 'bad'}'s "
+                      "config)"), "") for c in r.minimal]
     out += [(_row("note", note), "dim") for note in r.notes]
     out += [("", ""), ("the change, as a JSON patch (RFC 6902) on good's config.json:", "bold"),
             ("[", "")]

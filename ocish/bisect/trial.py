@@ -98,9 +98,12 @@ class Trials:
             return FAIL
         return UNRESOLVED
 
-    def write(self, config: dict) -> None:
-        """`config` as the temporary bundle's config.json."""
-        with open(os.path.join(self.bundle, "config.json"), "w") as f:
+    def write(self, config: dict, bundle: str | None = None) -> None:
+        """`config` as the config.json of `bundle` (made when missing; default the temporary
+        bundle)."""
+        bundle = bundle or self.bundle
+        os.makedirs(bundle, exist_ok=True)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f, indent=2)
 
     def close(self) -> None:

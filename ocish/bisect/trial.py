@@ -1,8 +1,8 @@
 """Each candidate config tried once, in a throwaway container, by diagnose's dry run.
 
-    candidate config ──► <temp bundle>/config.json ──► ocish.diagnose.dryrun.run ──► Outcome
-                         (root.path absolute: the         (ocish.debugger, the runtime's engine,
-                          rootfs of GOOD or BAD)           its own temp --root, torn down)
+    candidate ──► <temp bundle>/config.json ──► ocish.diagnose.dryrun.run ──► Outcome
+                  (root.path absolute: the        (ocish.debugger, the runtime's engine,
+                   rootfs of GOOD or BAD)          its own temp --root, torn down)
 
 Nothing here sets a container up: the dry run does, as `ocish diagnose` does (DESIGN.md, one
 way of setting up a container). Answers are cached by the candidate's canonical JSON, so a

@@ -122,8 +122,7 @@ def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
             raise BisectError(f"--root {root_dir}: {os.strerror(e.errno or 0).lower()}") from None
     progress = Progress(len(changes), progress_mode)
     label = [""]
-    trials = Trials(window, root_dir, lambda t: progress.tried(t, label[0]))
-    trials.any_failure = any_failure
+    trials = Trials(window, root_dir, any_failure, lambda t: progress.tried(t, label[0]))
     try:
         label[0] = "good"
         out = trials.run(good).outcome

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +37,6 @@ class Tried:
     size: int
     verdict: str
     outcome: Outcome
-    seconds: float
     cached: bool = False
 
 
@@ -60,20 +58,19 @@ class Trials:
     rewrites (removed by `close`), the throwaway containers' --roots in `root_dir` (default:
     the system's temp dir), `window` seconds of watching each started process."""
 
-    def __init__(self, window: float, root_dir: str | None,
+    def __init__(self, window: float, root_dir: str | None, any_failure: bool = False,
                  on_try: Callable[[Tried], None] = lambda _t: None) -> None:
         self.window, self.root_dir, self.on_try = window, root_dir, on_try
+        self.any_failure = any_failure
         self.bundle = tempfile.mkdtemp(prefix="ocish-bisect-")
         self.cache: dict[str, Outcome] = {}
         self.tries = self.hits = 0
         self.failure: tuple | None = None   # BAD's signature, once known
-        self.any_failure = False
 
     def run(self, config: dict, size: int = 0, judge: bool = False) -> Tried:
         """`config` tried (or answered from the cache); `judge`: give it a verdict against
         BAD's failure. Raises dryrun.Interrupted on a stop signal (the container removed)."""
         key = canonical(config)
-        t0 = time.monotonic()
         out = self.cache.get(key)
         cached = out is not None
         if out is None:
@@ -85,7 +82,7 @@ class Trials:
         else:
             self.hits += 1
         tried = Tried(0 if cached else self.tries, size, self.verdict(out) if judge else "",
-                      out, time.monotonic() - t0, cached)
+                      out, cached)
         self.on_try(tried)
         return tried
 

@@ -209,3 +209,48 @@ def test_errors_are_one_line_with_their_exit_status(make_bundle, tmp_path, tmpdi
     run = bisect(str(good), str(tmp_path / "list.json"), "--json", tmpdir=tmpdir_empty)
     assert run.rc == 2 and run.result == {"error": f"bad {tmp_path / 'list.json'}: not a JSON "
                                                    "object", "exit_status": 2}
+
+
+def test_a_failure_that_goes_away_is_reported_flaky(make_bundle, tmpdir_empty):
+    """BAD's program fails its first two runs (a counter in the rootfs), then exits 0: bad
+    fails, the search finds /process/args, and the diagnosis sees it start: exit status 1."""
+    script = "n=$(cat /n 2>/dev/null || echo 0); echo $((n+1)) > /n; [ $n -lt 2 ] && exit 3; exit 0"
+    good = make_bundle(["true"], mutate=lambda c: c["root"].update(readonly=False))
+    bad_config = _config(good)
+    bad_config["process"]["args"] = ["sh", "-c", script]
+    bad_config["hostname"] = "flaky"
+    run = bisect(str(good), str(_beside(good, "bad", bad_config)), "--json", "--timeout", WINDOW,
+                 tmpdir=tmpdir_empty)
+    assert run.rc == 1, (run.out, run.err)
+    r = run.result
+    assert [op["path"] for op in r["patch"]] == ["/process/args"]
+    assert r["reproduced"] is False and "comes and goes" in r["notes"][0]
+    assert (good / "rootfs" / "n").read_text() == "3\n"  # bad, args alone, the diagnosis
+
+
+def test_the_containers_state_goes_under_root(make_bundle, tmp_path, tmpdir_empty):
+    """--root R (new): each dry run's temporary --root is made in R while it runs (seen
+    there); R is removed at the end."""
+    good = make_bundle(["sleep", "5"])
+    bad_config = _config(good)
+    bad_config["mounts"].append({"destination": "/cache", "type": "bind",
+                                 "source": "/nonexistent/cache", "options": ["rbind"]})
+    root = tmp_path / "r"
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmpdir_empty))
+    proc = subprocess.Popen([sys.executable, "-m", "ocish", "--root", str(root), "bisect", "-q",
+                             "--timeout", "1", str(good), str(_beside(good, "bad", bad_config))],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    try:
+        while proc.poll() is None:
+            if root.is_dir():
+                seen |= {p.name.split("-")[1] for p in root.iterdir()}
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert seen == {"diagnose"}, seen
+    assert not root.exists() and list(tmpdir_empty.iterdir()) == []
+    reap_orphans()

@@ -10,7 +10,7 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from ocish.bisect import delta
+from ocish.bisect import absolute_paths, delta
 from ocish.bisect.ddmin import FAIL, PASS, UNRESOLVED, ddmin, split
 from ocish.bisect.trial import signature
 from ocish.diagnose.model import Outcome
@@ -179,3 +179,17 @@ def test_a_failure_is_the_same_whichever_index_it_blames():
     assert signature(Outcome(phase="exited", exit_status=0)) == ("healthy",)
     assert signature(Outcome(phase="exited", exit_status=1)) != \
         signature(Outcome(phase="exited", exit_status=2))
+
+
+def test_paths_relative_to_a_bundle_are_made_absolute():
+    """root.path and relative bind sources, as the runtime resolves them; other sources (a
+    tmpfs's "tmpfs", an absolute bind) stay as they are."""
+    spec = {"root": {"path": "rootfs"},
+            "mounts": [{"destination": "/a", "type": "bind", "source": "data"},
+                       {"destination": "/b", "source": "conf", "options": ["rbind"]},
+                       {"destination": "/c", "type": "tmpfs", "source": "tmpfs"},
+                       {"destination": "/d", "type": "bind", "source": "/srv"}]}
+    got = absolute_paths(spec, "/x/b")
+    assert got["root"]["path"] == "/x/b/rootfs"
+    assert [m["source"] for m in got["mounts"]] == ["/x/b/data", "/x/b/conf", "tmpfs", "/srv"]
+    assert absolute_paths({"root": {"path": "../r/./fs"}}, "/x/b")["root"]["path"] == "/x/r/fs"

@@ -254,3 +254,37 @@ def test_the_containers_state_goes_under_root(make_bundle, tmp_path, tmpdir_empt
     assert seen == {"diagnose"}, seen
     assert not root.exists() and list(tmpdir_empty.iterdir()) == []
     reap_orphans()
+
+
+def test_progress_on_a_terminal_is_a_rich_bar(make_bundle, tmp_path, tmpdir_empty):
+    """stderr a terminal: rich's bar (changes ruled out), no plain lines; stdout (a file here)
+    gets the plain result."""
+    good = make_bundle(["true"])
+    bad_config = _config(good)
+    bad_config["process"]["args"] = ["/bin/no-such-tool"]
+    bad_config["hostname"] = "other"
+    master, slave = os.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmpdir_empty), TERM="xterm",
+               COLUMNS="120")
+    with open(tmp_path / "out", "w+") as out:
+        p = subprocess.run([sys.executable, "-m", "ocish", "bisect", "--timeout", WINDOW,
+                            str(good), str(_beside(good, "bad", bad_config))], env=env,
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=slave, timeout=60)
+        os.close(slave)
+        out.seek(0)
+        result = out.read()
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the writer is gone
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    text = screen.decode("utf-8", "replace")
+    assert p.returncode == 0, (result, text)
+    assert "ruled out" in text and "bisect: try" not in text, text
+    assert "\x1b[" in text  # drawn (and cleared: transient) with escape sequences
+    assert result.startswith("ocish bisect ") and "\x1b[" not in result, result

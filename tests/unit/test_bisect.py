@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from ocish.bisect import absolute_paths, delta
 from ocish.bisect.ddmin import FAIL, PASS, UNRESOLVED, ddmin, split
-from ocish.bisect.trial import signature
+from ocish.bisect.trial import Trials, signature
 from ocish.diagnose.model import Outcome
 from runtime.defaults import default_spec
 from tests.diagnose.jsonpatch import apply
@@ -193,3 +193,16 @@ def test_paths_relative_to_a_bundle_are_made_absolute():
     assert got["root"]["path"] == "/x/b/rootfs"
     assert [m["source"] for m in got["mounts"]] == ["/x/b/data", "/x/b/conf", "tmpfs", "/srv"]
     assert absolute_paths({"root": {"path": "../r/./fs"}}, "/x/b")["root"]["path"] == "/x/r/fs"
+
+
+def test_another_failure_is_unresolved_unless_any_failure_counts():
+    bad = Outcome(phase="setup", stage="mounts", error={"op": "stat", "errno": 2})
+    other = Outcome(phase="exited", exit_status=1)
+    for any_failure, want in ((False, UNRESOLVED), (True, FAIL)):
+        trials = Trials(1.0, None, any_failure)
+        try:
+            trials.failure = signature(bad)
+            assert trials.verdict(bad) == FAIL and trials.verdict(other) == want
+            assert trials.verdict(Outcome(phase="running")) == PASS
+        finally:
+            trials.close()

@@ -112,6 +112,7 @@ def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
     if not changes:
         raise BisectError(f"good {good_arg} and bad {bad_arg} are the same config: nothing to "
                           "bisect", IDENTICAL)
+    root_dir = os.path.abspath(root_dir) if root_dir is not None else None
     made_root = root_dir is not None and not os.path.exists(root_dir)
     if root_dir is not None and not made_root and not os.path.isdir(root_dir):
         raise BisectError(f"--root {root_dir}: not a directory")
@@ -163,7 +164,7 @@ def bisect(good_arg: str, bad_arg: str, window: float = DEFAULT_WINDOW,
                             "(--save DIR writes one)")
     if not result.reproduced:
         result.notes.append("the minimal change did not fail when diagnosed again: the failure "
-                            "comes and goes (try a longer --timeout)")
+                            "comes and goes")
     return result
 
 

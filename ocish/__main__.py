@@ -1,11 +1,11 @@
 """`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, attach,
-bundle, diagnose, lint, replay)."""
+bundle, diagnose, bisect, lint, replay)."""
 from __future__ import annotations
 
 import os
 import sys
 
-SHELL_COMMANDS = {"attach", "bundle", "debug", "diagnose", "lint", "replay", "shell"}
+SHELL_COMMANDS = {"attach", "bisect", "bundle", "debug", "diagnose", "lint", "replay", "shell"}
 HELP_FLAGS = ("-h", "--help", "-help")
 DEBUGGER_HELP = """
 DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
@@ -15,13 +15,14 @@ DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
    bundle       build a bundle to experiment with (`bundle init DIR`)
    lint         check a bundle's config.json: every finding, with its fix
    diagnose     why a bundle does not start, and what to change
+   bisect       the smallest config change that makes a good bundle fail like a bad one
    replay       run .ocish scripts without a terminal (TAP, JSON, JUnit)
    help         this text; `ocish help COMMAND`: one command's
 
 Inside the debugger, `help` lists its own commands (step, next, break, continue, inspect,
 trace, diff, expect, record ...) and `help COMMAND` explains one with examples."""
 # the ones with a state directory: a global --root is theirs too
-ROOTED = {"attach", "debug", "lint", "replay", "shell"}
+ROOTED = {"attach", "bisect", "debug", "lint", "replay", "shell"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "diagnose":
         from ocish.diagnose import main as diagnose_main
         return diagnose_main(rest)
+    if command == "bisect":
+        from ocish.bisect import main as bisect_main
+        return bisect_main(rest)
     if command == "replay":
         from ocish.replay import main as replay_main
         return replay_main(rest)

@@ -71,9 +71,10 @@ def setup_deadline(spec: dict) -> float:
 
 
 def diagnose(bundle: str, window: float = DEFAULT_WINDOW, trace: bool = True,
-             against: str | None = None) -> Report:
-    """Lint, preflight and dry-run `bundle`; raises DiagnoseError when it cannot, and
-    dryrun.Interrupted (after removing everything) on a stop signal."""
+             against: str | None = None, root_dir: str | None = None) -> Report:
+    """Lint, preflight and dry-run `bundle` (the throwaway container's --root a temporary
+    directory in `root_dir`, default the system's temp dir); raises DiagnoseError when it
+    cannot, and dryrun.Interrupted (after removing everything) on a stop signal."""
     from ocish.diagnose import dryrun, explain, lint_step
     from ocish.diagnose.preflight import Preflight
     t0 = time.monotonic()
@@ -91,9 +92,9 @@ def diagnose(bundle: str, window: float = DEFAULT_WINDOW, trace: bool = True,
         report.checked += pre.checked
     predicted = [f for f in report.findings if f.source == "preflight"]
     if report.lint_ok:
-        report.outcome = dryrun.run(bundle, window, setup_deadline(spec))
+        report.outcome = dryrun.run(bundle, window, setup_deadline(spec), root_dir=root_dir)
         if trace and report.outcome.died and not report.outcome.healthy and shutil.which("strace"):
-            _traced_rerun(report.outcome, bundle, window, setup_deadline(spec))
+            _traced_rerun(report.outcome, bundle, window, setup_deadline(spec), root_dir)
     else:
         report.outcome = Outcome(reason="`create` refuses this config (see lint): fix that first")
     report.findings += explain.outcome_findings(report.outcome, spec, rootfs or "", predicted,
@@ -107,11 +108,12 @@ def diagnose(bundle: str, window: float = DEFAULT_WINDOW, trace: bool = True,
     return report
 
 
-def _traced_rerun(out: Outcome, bundle: str, window: float, deadline: float) -> None:
+def _traced_rerun(out: Outcome, bundle: str, window: float, deadline: float,
+                  root_dir: str | None = None) -> None:
     """Run again under strace -f, for the last system call of a process that died; kept only
     when the traced run died the same way."""
     from ocish.diagnose import dryrun
-    traced = dryrun.run(bundle, window, deadline, trace=True)
+    traced = dryrun.run(bundle, window, deadline, trace=True, root_dir=root_dir)
     if (traced.signal, traced.exit_status, traced.phase) == (out.signal, out.exit_status,
                                                              out.phase):
         out.trace, out.last_syscall = traced.trace, traced.last_syscall

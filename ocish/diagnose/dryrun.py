@@ -55,13 +55,16 @@ class SetupTimeout(Exception):
     """Setup did not finish within the deadline (a hook without a timeout that hangs ...)."""
 
 
-def run(bundle: str, window: float, setup_timeout: float, trace: bool = False) -> Outcome:
+def run(bundle: str, window: float, setup_timeout: float, trace: bool = False,
+        root_dir: str | None = None) -> Outcome:
     """Set the bundle up and start it in a throwaway container; watch it for `window` seconds.
     With `trace`, strace follows the container process from its first fork (the last system
-    calls go to Outcome.trace). Removes everything it made before returning, whatever happens;
-    raises Interrupted (after the teardown) when a stop signal came."""
+    calls go to Outcome.trace). The container's --root is a new temporary directory, in
+    `root_dir` when given (else the system's temp dir). Removes everything it made before
+    returning, whatever happens; raises Interrupted (after the teardown) when a stop signal
+    came."""
     out = Outcome(window=window)
-    root = tempfile.mkdtemp(prefix="ocish-diagnose-")
+    root = tempfile.mkdtemp(prefix="ocish-diagnose-", dir=root_dir)
     cid = f"diagnose-{uuid.uuid4().hex[:10]}"
     stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     dbg: Debugger | None = None

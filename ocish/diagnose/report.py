@@ -102,7 +102,12 @@ def against_lines(report: Report) -> list[Line]:
 
 def render_text(report: Report, styled: bool) -> str | None:
     """Plain text (returned), or printed through rich when `styled`, returning None."""
-    ls = lines(report)
+    return render_lines(lines(report), styled)
+
+
+def render_lines(ls: list[Line], styled: bool) -> str | None:
+    """(text, style) lines as plain text (returned), or printed through rich when `styled`,
+    returning None."""
     if not styled:
         return "\n".join(text for text, _ in ls) + "\n"
     from rich.console import Console

@@ -25,7 +25,7 @@ def test_help_lists_the_runtime_and_the_debugger(args):
     assert out.startswith("usage: ocish [global options] command")
     assert "   create       create a container" in out
     debugger = out[out.index("DEBUGGER COMMANDS"):]
-    for name in ("debug", "shell", "attach", "bundle", "lint", "diagnose", "replay"):
+    for name in ("debug", "shell", "attach", "bundle", "lint", "diagnose", "bisect", "replay"):
         assert f"\n   {name:<12} " in debugger, name
     assert "Inside the debugger, `help` lists its own commands" in debugger
 

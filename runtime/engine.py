@@ -148,7 +148,11 @@ class Stage:
 
 
 class Observer:
-    """Told about every step; the runtime's observer does nothing, the debugger's records."""
+    """Told about every step; the runtime's observer does nothing, the debugger's records.
+    `one_by_one`: whether the setup must go one step at a time, as the debugger's may stop
+    between any two; an observer that never does (the runtime's, --debug's step log) lets
+    Engine.run send runs of container-side steps as one Batch. Without the attribute: True."""
+    one_by_one = False
 
     def before(self, engine: "Engine", stage: Stage, item: str) -> None:
         pass
@@ -298,10 +302,10 @@ class Engine:
         return stage, item
 
     def run(self) -> None:
-        """Run every remaining step. With the plain Observer (the runtime: nobody stops
-        between steps) a run of container-side steps goes as one sync.Batch, one round trip
-        instead of one per step; any other observer (the debugger's) gets one Run per step."""
-        batching = type(self.observer) is Observer
+        """Run every remaining step. When the observer never stops between steps (the
+        runtime's) a run of container-side steps goes as one sync.Batch, one round trip
+        instead of one per step; the debugger's gets one Run per step."""
+        batching = not getattr(self.observer, "one_by_one", True)
         while not self.done:
             if batching and self.steps[self.pos][0].side == CONTAINER and not self.failed:
                 self._batch()

@@ -151,6 +151,8 @@ KILL_WAIT = 5.0
 
 
 class Debugger(Observer):
+    one_by_one = True  # it may stop between any two steps (engine.Observer)
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.cid = ""

@@ -77,16 +77,19 @@ class Log:
 
 
 class StepLog:
-    """--debug: the engine's observer on the plain path, one line per setup step with its time."""
+    """--debug: the engine's observer on the plain path, one line per setup step with its time:
+    from the step's start, or in a batch (engine.Engine.run) from the answer before it."""
+    one_by_one = False  # a batch of container-side steps stays one
 
     def __init__(self, log: Log) -> None:
-        self.log, self.start = log, 0.0
+        self.log, self.last = log, 0.0
 
     def before(self, engine, stage, item: str) -> None:
-        self.start = time.perf_counter()
+        self.last = time.perf_counter()
 
     def after(self, engine, stage, item: str) -> None:
-        ms = (time.perf_counter() - self.start) * 1000
+        now = time.perf_counter()
+        ms, self.last = (now - self.last) * 1000, now
         self.log.debug(f"stage {stage.name} {item}".rstrip() + f" ({stage.side}): {ms:.2f} ms")
 
     def failed(self, engine, stage, item: str, err) -> None:

@@ -22,7 +22,7 @@ import time
 
 from runtime import crashpoint, sync
 from runtime.errors import StageError
-from runtime.linux import exeseal, procfs, sig, syscalls
+from runtime.linux import cgroupwarm, exeseal, procfs, sig
 
 HOST = "host"
 CONTAINER = "container"
@@ -33,7 +33,9 @@ class Context:
 
     def __init__(self, id: str, bundle: str, spec: dict, rootfs: str, state_dir: str,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 console_socket: str | None = None, sys: object = syscalls, fifo_fd: int = -1) -> None:
+                 console_socket: str | None = None, sys: object = None, fifo_fd: int = -1) -> None:
+        if sys is None:  # imported here, not with this module: ctypes costs milliseconds that
+            from runtime.linux import syscalls as sys  # `create` spends once C1 is started
         self.id, self.bundle, self.spec, self.rootfs = id, bundle, spec, rootfs
         self.state_dir = state_dir
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
@@ -54,38 +56,43 @@ class Context:
 
     def to_wire(self) -> dict:
         """What the container side rebuilds this context from (sync.Init): the fields set
-        before it starts, fds by number (it inherits them, see inherited_fds)."""
-        return {"id": self.id, "bundle": self.bundle, "spec": self.spec, "rootfs": self.rootfs,
+        before it starts. exec.fifo and the console socket go with Init as SCM_RIGHTS
+        (sent_fds, in that order): C1 may be started before they exist (launch)."""
+        sent = 0
+        wire = {"id": self.id, "bundle": self.bundle, "spec": self.spec, "rootfs": self.rootfs,
                 "state_dir": self.state_dir, "no_pivot": self.no_pivot,
                 "no_new_keyring": self.no_new_keyring, "preserve_fds": self.preserve_fds,
-                "console_socket": self.console_socket, "sys": self.sys.__name__,
-                "fifo_fd": self.fifo_fd,
-                "console_fd": self.console_sock.fileno() if self.console_sock is not None else -1}
+                "console_socket": self.console_socket, "sys": self.sys.__name__}
+        for name, fd in (("fifo_fd", self.fifo_fd), ("console_fd", self._console_fd())):
+            wire[name] = sent if fd >= 0 else -1
+            sent += fd >= 0
+        return wire
+
+    def _console_fd(self) -> int:
+        return self.console_sock.fileno() if self.console_sock is not None else -1
+
+    def sent_fds(self) -> list[int]:
+        """The fds Init carries (to_wire gives their positions): exec.fifo, the console socket."""
+        return [fd for fd in (self.fifo_fd, self._console_fd()) if fd >= 0]
 
     @classmethod
-    def from_wire(cls, d: dict) -> "Context":
-        """Container side: the Context to_wire() described; its fds become close-on-exec again."""
+    def from_wire(cls, d: dict, fds: list[int] = ()) -> "Context":
+        """Container side: the Context to_wire() described, with `fds` the ones Init carried
+        (received close-on-exec)."""
         __import__(d["sys"])
+        fifo_fd = fds[d["fifo_fd"]] if d["fifo_fd"] >= 0 else -1
         ctx = cls(d["id"], d["bundle"], d["spec"], d["rootfs"], d["state_dir"], d["no_pivot"],
                   d["no_new_keyring"], d["preserve_fds"], d["console_socket"],
-                  sys.modules[d["sys"]], d["fifo_fd"])
-        if ctx.fifo_fd >= 0:
-            os.set_inheritable(ctx.fifo_fd, False)
+                  sys.modules[d["sys"]], fifo_fd)
         if d["console_fd"] >= 0:
             import _socket
-            os.set_inheritable(d["console_fd"], False)
-            ctx.console_sock = _socket.socket(fileno=d["console_fd"])
+            ctx.console_sock = _socket.socket(fileno=fds[d["console_fd"]])
         return ctx
 
     def inherited_fds(self) -> set[int]:
-        """The fds the container side inherits: stdio, the --preserve-fds ones and our own
-        (exec.fifo, the console socket); it gets no other."""
-        keep = set(range(3 + self.preserve_fds))
-        if self.fifo_fd >= 0:
-            keep.add(self.fifo_fd)
-        if self.console_sock is not None:
-            keep.add(self.console_sock.fileno())
-        return keep
+        """The fds the container side inherits at its spawn: stdio and the --preserve-fds
+        ones; it gets no other (sent_fds come with Init)."""
+        return set(range(3 + self.preserve_fds))
 
     @property
     def process(self) -> dict:
@@ -101,6 +108,10 @@ class Stage:
     name = ""
     side = CONTAINER
     summary = ""
+    # A sync.Batch ends after this stage: the container side then receives the next steps with
+    # a call of its own, as it does when stepped (bounding: the seccomp filter it may load
+    # applies to that call too, and `create` must fail or pass as the debugger's steps do)
+    ends_batch = False
 
     def items(self, ctx: Context) -> list[str]:
         """Finer steps a breakpoint can name (e.g. mount destinations); [] for a single step."""
@@ -122,6 +133,14 @@ class Stage:
     def handoff(self, ctx: Context) -> None:
         """Container side, after the host was told the stage succeeded; only exec overrides it."""
 
+    def preload(self, ctx: Context) -> list[str]:
+        """Container side, before any namespace changes: the modules run() will need for this
+        config beyond its own module's imports (container_main imports them: after
+        pivot_root the host's files are out of reach). Stage modules import what only some
+        configs use (seccomp, terminal, hooks) inside the functions that use it, so that
+        neither the host nor a container side whose config has none pays for it."""
+        return []
+
     def exit_hint(self, ctx: Context) -> str:
         """Host side: why the container side may die without a word once this stage has run
         ("" for most; bounding: the seccomp filter it loads applies to the runtime too)."""
@@ -129,7 +148,11 @@ class Stage:
 
 
 class Observer:
-    """Told about every step; the runtime's observer does nothing, the debugger's records."""
+    """Told about every step; the runtime's observer does nothing, the debugger's records.
+    `one_by_one`: whether the setup must go one step at a time, as the debugger's may stop
+    between any two; an observer that never does (the runtime's, --debug's step log) lets
+    Engine.run send runs of container-side steps as one Batch. Without the attribute: True."""
+    one_by_one = False
 
     def before(self, engine: "Engine", stage: Stage, item: str) -> None:
         pass
@@ -149,11 +172,57 @@ def build(factory: str, args: list) -> list[Stage]:
     return getattr(sys.modules[module], name)(*args)
 
 
+class Launched:
+    """A container side (C1) started before its Context exists (`launch`): `create` starts it
+    first, so that the interpreter's start-up overlaps reading the config, the state dir and
+    the cgroups. `kill()` when the create fails before an Engine adopts it."""
+
+    def __init__(self, pid: int, chan: sync.Channel) -> None:
+        self.pid, self.chan = pid, chan
+
+    def kill(self) -> None:
+        self.chan.close()
+        try:
+            os.kill(self.pid, sig.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(self.pid)
+
+
+def launch(preserve_fds: int = 0, stdin_fd: int | None = None,
+           own_group: bool = False) -> Launched:
+    """Start C1, a fresh interpreter from a sealed copy of ours (`ocish init`, see
+    container_main and runtime/linux/exeseal.py), with stdio, `preserve_fds` fds from 3 on and
+    its end of the sync channel; it waits for sync.Init. `stdin_fd` and `own_group`: see
+    Engine.spawn. StageError (stage "exeseal") when it cannot be started.
+
+    The cgroup stages' first write to cgroup.procs waits for an RCU grace period: it starts
+    now (runtime/linux/cgroupwarm.py), and elapses while C1 starts."""
+    cgroupwarm.start_grace_period()
+    host, child = sync.pair()
+    keep = set(range(3 + preserve_fds)) | {child.fileno()}
+    old = sig.signal(sig.SIGINT, sig.SIG_IGN) if own_group else None  # C1 inherits SIG_IGN
+    try:
+        pid = exeseal.spawn(INIT_ARGV + [str(child.fileno())], _init_env(), keep, stdin_fd,
+                            own_group)
+    except OSError as e:  # exeseal's own words (vm.memfd_noexec) replace strerror's
+        host.close()
+        own = e.strerror if e.errno and e.strerror != os.strerror(e.errno) else ""
+        raise StageError("exeseal", "spawn a sealed copy of", "/proc/self/exe",
+                         e.errno or 0, "", own) from None
+    finally:
+        child.close()
+        if old is not None:
+            sig.signal(sig.SIGINT, old)
+    return Launched(pid, host)
+
+
 class Engine:
-    """Runs the pipeline `factory(*args)` (see `build`) on `ctx`, one step at a time."""
+    """Runs the pipeline `factory(*args)` (see `build`) on `ctx`, one step at a time;
+    `launched`: a C1 already started for it (`launch`), else spawn starts one."""
 
     def __init__(self, ctx: Context, factory: str, args: list | tuple = (),
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, launched: Launched | None = None) -> None:
         self.ctx = ctx
         self.factory, self.args = factory, list(args)
         self.observer = observer or Observer()
@@ -162,6 +231,7 @@ class Engine:
         self.pos = 0
         self.chan: sync.Channel | None = None
         self.failed: StageError | None = None
+        self.launched = launched
 
     @property
     def stages(self) -> list[Stage]:
@@ -188,37 +258,25 @@ class Engine:
 
     def spawn(self, stdin_fd: int | None = None, own_group: bool = False,
               wait_ready: bool = False) -> int:
-        """Start the container side (C1) and send it sync.Init; returns its pid.
+        """Start the container side (C1), unless `launched` already did, and send it
+        sync.Init with exec.fifo and the console socket; returns its pid.
 
-        C1 is a fresh interpreter spawned from a sealed copy of ours (`ocish init`, see
-        container_main and runtime/linux/exeseal.py); it starts while we go on with the host
-        stages (the cgroup stage's first write to cgroup.procs waits for an RCU grace period).
-        The debugger gives it a stdin of its own and its own process group, so the shell's
-        terminal and Ctrl-C never reach the container, and waits (`wait_ready`) until C1 runs
-        container_main, so that it inspects and traces that process. StageError (stage
-        "exeseal") when C1 cannot be started, or exits before it is ready.
+        C1 starts while we go on with the host stages (the cgroup stage's first write to
+        cgroup.procs waits for an RCU grace period). The debugger gives it a stdin of its
+        own and its own process group, so the shell's terminal and Ctrl-C never reach the
+        container, and waits (`wait_ready`) until C1 runs container_main, so that it
+        inspects and traces that process. StageError (stage "exeseal") when C1 cannot be
+        started, or exits before it is ready.
         """
-        host, child = sync.pair()
-        keep = self.ctx.inherited_fds() | {child.fileno()}
-        old = sig.signal(sig.SIGINT, sig.SIG_IGN) if own_group else None  # C1 inherits SIG_IGN
-        try:
-            pid = exeseal.spawn(INIT_ARGV + [str(child.fileno())], _init_env(), keep, stdin_fd,
-                                own_group)
-        except OSError as e:  # exeseal's own words (vm.memfd_noexec) replace strerror's
-            host.close()
-            own = e.strerror if e.errno and e.strerror != os.strerror(e.errno) else ""
-            raise StageError("exeseal", "spawn a sealed copy of", "/proc/self/exe",
-                             e.errno or 0, "", own) from None
-        finally:
-            child.close()
-            if old is not None:
-                sig.signal(sig.SIGINT, old)
-        self.chan = host
-        self.ctx.pid = pid
-        self._send(sync.Init(self.ctx.to_wire(), self.factory, self.args, _init_path()))
+        c1 = self.launched or launch(self.ctx.preserve_fds, stdin_fd, own_group)
+        self.launched = None
+        self.chan = c1.chan
+        self.ctx.pid = c1.pid
+        self._send(sync.Init(self.ctx.to_wire(), self.factory, self.args, _init_path()),
+                   self.ctx.sent_fds())
         if wait_ready:
             self._receive("exeseal", until_ready=True)
-        return pid
+        return c1.pid
 
     def step(self) -> tuple[Stage, str]:
         """Run the next step; raises StageError (and stays on that step) when it fails."""
@@ -244,8 +302,65 @@ class Engine:
         return stage, item
 
     def run(self) -> None:
+        """Run every remaining step. When the observer never stops between steps (the
+        runtime's) a run of container-side steps goes as one sync.Batch, one round trip
+        instead of one per step; the debugger's gets one Run per step."""
+        batching = not getattr(self.observer, "one_by_one", True)
         while not self.done:
-            self.step()
+            if batching and self.steps[self.pos][0].side == CONTAINER and not self.failed:
+                self._batch()
+            else:
+                self.step()
+
+    def _batch(self) -> None:
+        """Send the container-side steps from self.pos on (up to the next host stage, or as
+        many as sync.MAX_FDS of host fds allow) as one Batch, then take their answers one
+        by one, as step() would: pos, crash points and the observer move per step, and the
+        first Err raises (the container side runs nothing after it)."""
+        if self.chan is None:
+            self.spawn()
+        batch: list[list] = []
+        fds: list[int] = []
+        try:
+            for stage, item in self.steps[self.pos:]:
+                if stage.side != CONTAINER:
+                    break
+                try:
+                    more = stage.host_fds(self.ctx, item)
+                except StageError:
+                    if not batch:
+                        raise  # the step's own failure: step() below would raise the same
+                    break  # the batch so far runs first; this step comes again, first
+                if batch and len(fds) + len(more) > sync.MAX_FDS:
+                    for fd in more:
+                        os.close(fd)  # opened again as the next batch's first
+                    break
+                crashpoint.reached("before:" + stage.name)
+                self.observer.before(self, stage, item)
+                batch.append([stage.name, item, len(more)])
+                fds += more
+                if stage.ends_batch:
+                    break
+            self._send(sync.Batch(batch), fds)
+        except StageError as err:
+            stage, item = self.steps[self.pos]
+            self.failed = err
+            self.observer.failed(self, stage, item, err)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        for _ in batch:
+            stage, item = self.steps[self.pos]
+            try:
+                self._receive(stage.name)
+            except StageError as err:
+                self.failed = err
+                self.observer.failed(self, stage, item, err)
+                raise
+            self.pos += 1
+            crashpoint.reached("after:" + stage.name)
+            self.observer.after(self, stage, item)
 
     def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None
@@ -322,6 +437,9 @@ class Engine:
 
     def kill(self) -> None:
         """Tear down a half-set-up container process; used on failure and by the debugger."""
+        if self.launched is not None:  # started, never given its Init
+            self.launched.kill()
+            self.launched = None
         pid = self.ctx.pid
         self.close()
         if pid > 0:
@@ -402,15 +520,18 @@ def container_main() -> None:
     returns."""
     try:
         import _socket
+        from runtime.linux import syscalls
         syscalls.set_name(INIT_ARGV[0])  # comm: the exec went through /proc/self/fd/N, so "N"
         fd = int(sys.argv[1])
         os.set_inheritable(fd, False)
         chan = sync.Channel(_socket.socket(fileno=fd))
-        init = chan.recv()
+        init = chan.recv(fds=True)
         if isinstance(init, sync.Init):
             sys.path[:] = init.path
-            ctx = Context.from_wire(init.context)
+            ctx = Context.from_wire(init.context, chan.take_fds())
             stages = build(init.factory, init.args)  # every import before any namespace changes
+            for name in {m for s in stages for m in s.preload(ctx)}:
+                __import__(name)
             chan.send(sync.Ready())
             serve(ctx, chan, stages)
     except (BrokenPipeError, ConnectionResetError):
@@ -436,10 +557,16 @@ def serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
 SECCOMP_CAUSE = "the seccomp filter refuses a call the runtime makes after loading it"
 
 
+def seccomp_module():
+    """runtime.linux.seccomp once stage seccomp has imported it (a config with /linux/seccomp,
+    Seccomp.preload), else None: then no filter is prepared or loaded in this process."""
+    return sys.modules.get("runtime.linux.seccomp")
+
+
 def blame_filter(err: StageError) -> StageError:
     """`err` with the seccomp filter named as its cause, when one is loaded in this process
     and answers calls with err's errno (runtime.linux.seccomp.refuses)."""
-    sc = sys.modules.get("runtime.linux.seccomp")  # imported by stage seccomp when it is used
+    sc = seccomp_module()
     if not err.errno or sc is None or not sc.refuses(err.errno) or SECCOMP_CAUSE in err.detail:
         return err
     return StageError(err.stage, err.op, err.target, err.errno, "/linux/seccomp",
@@ -465,30 +592,46 @@ def _serve(ctx: Context, chan: sync.Channel, stages: list[Stage]) -> None:
             err = blame_filter(StageError(name, f"sync {call}", "", exc.errno or 0))
             chan.send(sync.Err(name, err.to_dict()))
             return
-        if not isinstance(msg, sync.Run):
+        fds = chan.take_fds()
+        if isinstance(msg, sync.Run):
+            steps = [(msg.stage, msg.item, len(fds))]
+        elif isinstance(msg, sync.Batch):
+            steps = msg.steps
+        else:
             return
-        stage = by_name[msg.stage]
-        pos = order[stage.name]
-        ctx.fds = chan.take_fds()
-        try:
-            _run_item(stage, ctx, msg.item)
-        except StageError as err:
-            chan.send(sync.Err(stage.name, blame_filter(err).to_dict()))
-            continue
-        except OSError as exc:
-            chan.send(sync.Err(stage.name, blame_filter(StageError(stage.name, "run", msg.item,
-                                                             exc.errno or 0)).to_dict()))
-            continue
-        except Exception as exc:  # a bug of ours: report it through the same channel
-            detail = f"internal error: {type(exc).__name__}: {exc}"
-            chan.send(sync.Err(stage.name, StageError(stage.name, "run", msg.item, 0, "",
-                                                      detail).to_dict()))
-            continue
-        chan.send(sync.Ok(stage.name))
-        if type(stage).handoff is not Stage.handoff:
-            chan.close()
-            stage.handoff(ctx)  # never returns
-            os._exit(1)
+        for name, item, count in steps:
+            stage = by_name[name]
+            pos = order[name]
+            ctx.fds, fds = fds[:count], fds[count:]
+            if not _answer(stage, ctx, chan, item):
+                break
+        for fd in fds:  # those of the steps after a failed one
+            os.close(fd)
+
+
+def _answer(stage: Stage, ctx: Context, chan: sync.Channel, item: str) -> bool:
+    """Run one item and answer Ok or Err; False when it failed. After Ok, a stage with a
+    handoff (exec) takes over this process and never returns."""
+    try:
+        _run_item(stage, ctx, item)
+    except StageError as err:
+        chan.send(sync.Err(stage.name, blame_filter(err).to_dict()))
+        return False
+    except OSError as exc:
+        chan.send(sync.Err(stage.name, blame_filter(StageError(stage.name, "run", item,
+                                                         exc.errno or 0)).to_dict()))
+        return False
+    except Exception as exc:  # a bug of ours: report it through the same channel
+        detail = f"internal error: {type(exc).__name__}: {exc}"
+        chan.send(sync.Err(stage.name, StageError(stage.name, "run", item, 0, "",
+                                                  detail).to_dict()))
+        return False
+    chan.send(sync.Ok(stage.name))
+    if type(stage).handoff is not Stage.handoff:
+        chan.close()
+        stage.handoff(ctx)  # never returns
+        os._exit(1)
+    return True
 
 
 def _run_item(stage: Stage, ctx: Context, item: str) -> None:

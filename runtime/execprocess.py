@@ -176,7 +176,9 @@ class ExecSetup:
 
     def __init__(self, root: str, cid: str, process: dict, observer=None, preserve_fds: int = 0,
                  console_socket: str | None = None, cgroup: list[tuple[str, str]] = (),
-                 ignore_paused: bool = False, spec: dict | None = None, st: dict | None = None) -> None:
+                 ignore_paused: bool = False, spec: dict | None = None, st: dict | None = None,
+                 launched=None) -> None:
+        """`launched`: the container side, already started (engine.launch) by `exec`."""
         from runtime.engine import Context, Engine
         st = st or load_running(root, cid, ignore_paused)
         if spec is None:
@@ -188,7 +190,7 @@ class ExecSetup:
                            preserve_fds=preserve_fds, console_socket=console_socket)
         # by reference: the container side, a fresh interpreter, builds the same stages
         self.engine = Engine(self.ctx, "runtime.execprocess:pipeline",
-                             (st, [list(c) for c in cgroup]), observer)
+                             (st, [list(c) for c in cgroup]), observer, launched)
 
     def finish(self) -> int:
         """The process runs: stop talking to it, return its host pid."""
@@ -253,15 +255,14 @@ def exec_source(process_file: str | None, flags: dict):
     return source
 
 
-def exec_process(root: str, cid: str, process: dict, detach: bool = False,
+def exec_process(setup: "ExecSetup", detach: bool = False,
                  pid_file: str | None = None, stdin_fd: int | None = None, own_group: bool = False,
-                 on_start=None, keep_signals: tuple[int, ...] = (), source=None, **opts) -> int:
-    """Everything `ocish exec` does once the process spec is built. on_start(pid) is called
-    once the process runs (the debugger tracks the pids it will have to reap); `source`: see
-    start()."""
+                 on_start=None, keep_signals: tuple[int, ...] = (), source=None) -> int:
+    """Everything `ocish exec` does once the process spec is built into `setup`. on_start(pid)
+    is called once the process runs (the debugger tracks the pids it will have to reap);
+    `source`: see start()."""
     # run_setup makes us a subreaper: C2 comes back to us when C1 exits
-    pid, attach = start(ExecSetup(root, cid, process, **opts), detach, stdin_fd, own_group,
-                        source)
+    pid, attach = start(setup, detach, stdin_fd, own_group, source)
     if on_start is not None:
         on_start(pid)
     if pid_file:
@@ -299,18 +300,30 @@ def run(root: str, cid: str, args: list[str], *, process_file: str | None = None
     """`ocish exec` (the CLI's and the debugger's): check the container, build the process,
     run it; in the foreground, its exit status. Every failure before the process runs is
     ExecFailed ("exec failed: ...", status 255), as runc's are."""
+    launched = None
     try:
+        if stdin_fd is None and not own_group:
+            # the command line's exec: C1 starts first, and its interpreter's start-up overlaps
+            # reading the state and the config (as `create` does; the debugger's exec spawns
+            # its own after, with its stdin and process group)
+            from runtime import engine
+            launched = engine.launch(preserve_fds)
         st = load_running(root, cid, ignore_paused)
         process = build_process(root, cid, st, args, process_file, **flags)
-        return exec_process(root, cid, process, detach=detach, pid_file=pid_file,
-                            stdin_fd=stdin_fd, own_group=own_group, on_start=on_start,
-                            keep_signals=keep_signals, preserve_fds=preserve_fds,
-                            console_socket=console_socket, cgroup=parse_cgroup_flags(cgroup),
-                            st=st, source=exec_source(process_file, flags))
+        setup = ExecSetup(root, cid, process, preserve_fds=preserve_fds,
+                          console_socket=console_socket, cgroup=parse_cgroup_flags(cgroup),
+                          st=st, launched=launched)
+        launched = None  # the setup's engine has it
+        return exec_process(setup, detach=detach, pid_file=pid_file, stdin_fd=stdin_fd,
+                            own_group=own_group, on_start=on_start, keep_signals=keep_signals,
+                            source=exec_source(process_file, flags))
     except ExecFailed:
         raise
-    except OcishError as e:
+    except OcishError as e:  # a StageError too: C1 could not be started
         raise ExecFailed(str(e)) from None
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         raise ExecFailed(where + (os.strerror(e.errno).lower() if e.errno else str(e))) from None
+    finally:
+        if launched is not None:
+            launched.kill()

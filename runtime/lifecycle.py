@@ -7,7 +7,6 @@ itself, then calls `finish()` exactly as `create` does.
 from __future__ import annotations
 
 import os
-import select
 import time
 
 from runtime import crashpoint, jsonfast, state
@@ -21,7 +20,20 @@ class Setup:
 
     def __init__(self, root: str, cid: str, bundle: str, observer=None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 console_socket: str | None = None, pid_file: str | None = None) -> None:
+                 console_socket: str | None = None, pid_file: str | None = None,
+                 launched=None) -> None:
+        """`launched`: the container side, already started (engine.launch) by `create`;
+        killed here when the setup cannot begin."""
+        try:
+            self._begin(root, cid, bundle, observer, no_pivot, no_new_keyring, preserve_fds,
+                        console_socket, pid_file, launched)
+        except BaseException:
+            if launched is not None:
+                launched.kill()
+            raise
+
+    def _begin(self, root, cid, bundle, observer, no_pivot, no_new_keyring, preserve_fds,
+               console_socket, pid_file, launched) -> None:
         # Imported here: state, kill, delete and list never need the engine or the stages.
         from runtime import spec as specmod
         from runtime.engine import Context, Engine
@@ -53,7 +65,7 @@ class Setup:
         if not any(n.get("type") == "mount" for n in self.ctx.linux.get("namespaces") or []):
             self._record_host_mounts()
         self.ctx.journal = self.journal
-        self.engine = Engine(self.ctx, "runtime.stages:pipeline", (), observer)
+        self.engine = Engine(self.ctx, "runtime.stages:pipeline", (), observer, launched)
 
     def _record_host_mounts(self) -> None:
         """No mount namespace: the container's mounts will be made in ours; record what
@@ -165,9 +177,14 @@ def create(root: str, cid: str, bundle: str, **opts) -> dict:
 
 
 def _create(root: str, cid: str, bundle: str, detach: bool, opts: dict):
-    """create; returns (state, a runtime.terminal.Attach when `run` keeps the pty master)."""
-    setup = Setup(root, cid, bundle, **opts)
+    """create; returns (state, a runtime.terminal.Attach when `run` keeps the pty master).
+    The container side is started first (engine.launch): its interpreter's start-up then
+    overlaps reading the config, making the state dir and the cgroups (issue 11)."""
+    from runtime import engine
+    state.validate_id(cid)  # nothing started for an id that cannot be one
     try:
+        setup = Setup(root, cid, bundle, launched=engine.launch(opts.get("preserve_fds", 0)),
+                      **opts)
         attach = run_setup(setup, detach)
     except StageError as exc:
         raise OcishError(f"create failed: {exc}") from None
@@ -217,6 +234,7 @@ def start(root: str, cid: str) -> None:
         raise OcishError("cannot start an already running container")
     fifo = os.path.join(state.container_dir(root, cid), state.FIFO)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    import select  # a shared library to load: only `start` and `run` need it
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)

@@ -340,7 +340,7 @@ def status(root: str, st: dict) -> str:
         return "stopped"
     if st.get("cgroup"):
         from runtime import cgroups  # only when alive: `state` of a stopped container skips it
-        if cgroups.from_state(st["cgroup"]).frozen():
+        if cgroups.frozen(st["cgroup"]):
             return "paused"
     if os.path.exists(os.path.join(container_dir(root, st["id"]), FIFO)):
         return "created"

@@ -18,6 +18,8 @@
        detached mounts, see Stage.host_fds)                 resolved with the host's rights)
                         ◄──────────────────────────  Ok{stage: mounts}  |  Err{error: StageError}
     ... one Run per stage item (pivot, process, ...) ...
+      (the runtime, which never stops between steps, sends a run of container-side items
+       as one Batch{steps} and reads one answer per item: one round trip, not one each)
     Run{stage: exec} ─────────────────────────────►  C2: resolves args[0], closes fds
                         ◄──────────────────────────  Ok{stage: exec}; C2 blocks opening exec.fifo
     host writes state.json and returns (create done)
@@ -79,6 +81,17 @@ class Run(Message):
         self.stage, self.item = stage, item
 
 
+class Batch(Message):
+    """host -> container: run these steps in order, as one Run each would, and stop at the
+    first that fails; `steps` are [stage, item, fds]: `fds` is how many of the message's fds
+    (in order) are that step's. The runtime sends one when nobody stops between steps (one
+    round trip for a run of container-side steps instead of one each); the debugger never."""
+    type, fields = "batch", ("steps",)
+
+    def __init__(self, steps: list[list]) -> None:
+        self.steps = steps
+
+
 class Ok(Message):
     """container -> host: the requested stage item finished."""
     type, fields = "ok", ("stage", "data")
@@ -103,10 +116,10 @@ class Pid(Message):
         self.pid = pid
 
 
-_TYPES = {m.type: m for m in (Init, Ready, Run, Ok, Err, Pid)}
+_TYPES = {m.type: m for m in (Init, Ready, Run, Batch, Ok, Err, Pid)}
 
 
-_MAX_FDS = 16  # fds one message may carry
+MAX_FDS = 16  # fds one message may carry
 _FD_SIZE = 4   # an int in SCM_RIGHTS
 
 
@@ -151,7 +164,7 @@ class Channel:
             try:
                 if fds:
                     chunk, anc, _flags, _addr = self.sock.recvmsg(
-                        65536, _socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC)
+                        65536, _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC)
                 else:
                     chunk, anc = self.sock.recv(65536), []
             except ConnectionResetError:  # the peer exited with our last message unread

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 
-from runtime.cgroups.base import STAGE, Manager
-from runtime.cgroups.v1 import V1Manager
-from runtime.cgroups.v2 import V2Manager
 from runtime.errors import StageError
 
-__all__ = ["Manager", "V1Manager", "V2Manager", "open_manager", "from_state"]
+# The drivers are imported on first use (open_manager, from_state, or these names): `state`
+# and `list` only ask `frozen` of a running container, and a millisecond of imports would be
+# most of what they cost beyond the interpreter's start.
+__all__ = ["Manager", "V1Manager", "V2Manager", "open_manager", "from_state", "frozen"]
+STAGE = "cgroup"  # base.STAGE
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_SELF_CGROUP = "/proc/self/cgroup"
@@ -30,15 +31,33 @@ _V1_CONTROLLERS = {"cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "
 _POINTER = "/linux/cgroupsPath"
 
 
+def __getattr__(name: str):
+    """Manager, V1Manager and V2Manager, imported when first named (PEP 562)."""
+    if name == "Manager":
+        from runtime.cgroups.base import Manager
+        return Manager
+    if name in ("V1Manager", "V2Manager"):
+        return _driver(int(name[1]))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _driver(version: int) -> type:
+    if version == 1:
+        from runtime.cgroups.v1 import V1Manager
+        return V1Manager
+    from runtime.cgroups.v2 import V2Manager
+    return V2Manager
+
+
 def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP_ROOT,
-                 proc_self_cgroup: str = PROC_SELF_CGROUP) -> Manager:
+                 proc_self_cgroup: str = PROC_SELF_CGROUP) -> "Manager":
     """The manager of a container's cgroup; nothing is made until create()."""
     inner, absolute = _inner_path(cgroups_path, container_id)
     root = root.rstrip("/") or "/"
     own = _OwnCgroups(proc_self_cgroup)
     if os.path.exists(f"{root}/cgroup.controllers"):
         paths = {"": _join(root, "" if absolute else own.path(""), inner)}
-        manager: Manager = V2Manager(paths, root)
+        manager = _driver(2)(paths, root)
     else:
         paths = {ctrl: _join(mount, "" if absolute else own.path(ctrl), inner)
                  for ctrl, mount in _v1_mounts(root).items()}
@@ -46,7 +65,7 @@ def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP
             raise StageError(STAGE, "open", root, 0, detail="no cgroup hierarchy is mounted here")
         if os.path.exists(f"{root}/unified/cgroup.controllers"):
             paths["unified"] = _join(f"{root}/unified", "" if absolute else own.path(""), inner)
-        manager = V1Manager(paths, root)
+        manager = _driver(1)(paths, root)
     if not cgroups_path:
         # The default parent "ocish" is the runtime's own, shared by its containers: whoever
         # leaves it empty removes it (destroy() leaves a busy parent alone), not only its maker.
@@ -57,13 +76,32 @@ def open_manager(cgroups_path: str | None, container_id: str, root: str = CGROUP
     return manager
 
 
-def from_state(d: dict) -> Manager:
+def from_state(d: dict) -> "Manager":
     """Rebuild a manager from Manager.to_state(), for the commands after create."""
-    cls = {1: V1Manager, 2: V2Manager}.get(d.get("version"))
-    if cls is None:
+    if d.get("version") not in (1, 2):
         raise StageError(STAGE, "load", "", 0,
                          detail=f"unknown cgroup driver version {d.get('version')!r}")
-    return cls(d["paths"], d.get("root", CGROUP_ROOT), d.get("created", []))
+    return _driver(d["version"])(d["paths"], d.get("root", CGROUP_ROOT), d.get("created", []))
+
+
+def frozen(d: dict) -> bool:
+    """from_state(d).frozen(), read without importing the drivers: v1, the freezer's
+    freezer.state is FROZEN (no freezer: never); v2, cgroup.freeze holds 1. False when the
+    file cannot be read."""
+    version, paths = d.get("version"), d.get("paths") or {}
+    if version == 1:
+        if "freezer" not in paths:
+            return False
+        path, frozen_value = f"{paths['freezer']}/freezer.state", "FROZEN"
+    elif version == 2:
+        path, frozen_value = f"{paths.get('', '')}/cgroup.freeze", "1"
+    else:
+        return from_state(d).frozen()  # raises, saying why
+    try:
+        with open(path) as f:
+            return f.read().strip() == frozen_value
+    except OSError:
+        return False
 
 
 def _inner_path(cgroups_path: str | None, container_id: str) -> tuple[str, bool]:

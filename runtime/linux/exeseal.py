@@ -34,11 +34,9 @@ libseccomp, is in the same place).
 """
 from __future__ import annotations
 
-import ctypes
 import errno
+import fcntl  # a C module: not ctypes, which costs milliseconds before the container side starts
 import os
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 # <linux/memfd.h>
 MFD_CLOEXEC = 0x0001
@@ -60,22 +58,14 @@ EXEC_DENIED = ("permission denied (executing a memfd is refused: vm.memfd_noexec
                "6.3 to 6.5 report this late, or a security module)")
 
 
-def _fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-    ret = _libc.fcntl(ctypes.c_int(fd), ctypes.c_int(cmd), ctypes.c_int(arg))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
-
-
 def get_seals(fd: int) -> int:
     """fcntl(F_GET_SEALS): the seals of a memfd; EINVAL for a file that is not one."""
-    return _fcntl(fd, F_GET_SEALS)
+    return fcntl.fcntl(fd, F_GET_SEALS)
 
 
 def add_seals(fd: int, seals: int) -> None:
     """fcntl(F_ADD_SEALS); EPERM once F_SEAL_SEAL is set, EINVAL for an unknown seal."""
-    _fcntl(fd, F_ADD_SEALS, seals)
+    fcntl.fcntl(fd, F_ADD_SEALS, seals)
 
 
 def executable_memfd(name: str = MEMFD_NAME) -> int:

@@ -13,13 +13,17 @@ import errno
 import os
 import stat
 
-from runtime import hooks
 from runtime.engine import CONTAINER, SECCOMP_CAUSE, Context, Stage, blame_filter
+from runtime.engine import seccomp_module as _seccomp
 from runtime.errors import StageError
-from runtime.linux import seccomp, sig
+from runtime.linux import sig
 from runtime.linux.syscalls import PR_SET_DUMPABLE
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _start_hooks(ctx: Context) -> bool:
+    return bool((ctx.spec.get("hooks") or {}).get("startContainer"))
 
 
 def env_path(env: list[str]) -> str:
@@ -66,6 +70,9 @@ class Exec(Stage):
                 + f"execve(2) {args} with "
                 f"{len(ctx.process.get('env') or [])} environment variables (config /process/env).")
 
+    def preload(self, ctx: Context) -> list[str]:
+        return ["runtime.hooks"] if _start_hooks(ctx) else []  # run after pivot_root
+
     def run(self, ctx: Context, item: str = "") -> None:
         args = ctx.process.get("args") or []
         env = ctx.process.get("env") or []
@@ -87,10 +94,11 @@ class Exec(Stage):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
                              "no procfs handle could be made and the container has no /proc "
                              "mounted: one is needed to reach exec.fifo")
-        elif seccomp.prepared() is not None and not seccomp.pending():
-            self._try_fifo(ctx)
-        elif seccomp.pending():
-            self._try_handoff(ctx)
+        elif (seccomp := _seccomp()) is not None and seccomp.prepared() is not None:
+            if seccomp.pending():
+                self._try_handoff(ctx)
+            else:
+                self._try_fifo(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -129,8 +137,8 @@ class Exec(Stage):
         calls (the open without blocking: ENXIO, no reader yet), so that a filter that
         refuses them fails `create` with its cause, not the container before `start`. Not with
         SCMP_ACT_NOTIFY rules (the listener must see the one real load only)."""
-        prep = seccomp.prepared()
-        if prep is None or prep.filter.notify:
+        prep = _seccomp().prepared()
+        if prep.filter.notify:
             return
         try:
             r, w = os.pipe()
@@ -176,14 +184,17 @@ class Exec(Stage):
                 except (OSError, ValueError):
                     pass
         sig.pthread_sigmask(sig.SIG_SETMASK, [])
-        seccomp.load_or_exit()  # as late as possible: only the fifo, startContainer hooks, execve follow
+        if (seccomp := _seccomp()) is not None:
+            seccomp.load_or_exit()  # as late as possible: the fifo, startContainer hooks, execve
         if self.wait_start:
             # exec.fifo is an O_PATH fd from the host, reopened for writing through /proc (a
             # FIFO's O_WRONLY open blocks until `start` opens it for reading)
             fd = -1
             try:
                 fd = self._open_fifo(ctx)
-                hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
+                if _start_hooks(ctx):
+                    from runtime import hooks  # preloaded
+                    hooks.start_container(ctx, fd)  # exits, telling `start` why, if one fails
                 os.write(fd, b"0")
             except OSError as e:  # nobody to answer: one line on the process's stderr
                 err = blame_filter(StageError(self.name, "open exec.fifo" if fd < 0 else

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 
-from runtime import hooks
 from runtime.engine import CONTAINER, HOST, Context, Stage
+
+# runtime.hooks is imported where it is used: a container side without hooks never loads it
+# (stage container-hooks runs before pivot_root, while the host's files are still in reach)
 
 HOST_KINDS = ("prestart", "createRuntime")
 
 
 def _describe(ctx: Context, kinds: tuple, where: str) -> str:
+    from runtime import hooks
     lines = []
     for kind in kinds:
         for i, h in enumerate(hooks.hooks_of(ctx.spec, kind)):
@@ -40,12 +43,14 @@ class Hooks(Stage):
     summary = "run the prestart and createRuntime hooks in the runtime namespace"
 
     def items(self, ctx: Context) -> list[str]:
+        from runtime import hooks
         return [k for k in HOST_KINDS if hooks.hooks_of(ctx.spec, k)]
 
     def describe(self, ctx: Context) -> str:
         return _describe(ctx, HOST_KINDS, f"from the runtime on the host, in {ctx.bundle}")
 
     def run(self, ctx: Context, item: str = "") -> None:
+        from runtime import hooks
         st = None
         for kind in (item,) if item else HOST_KINDS:
             todo = hooks.hooks_of(ctx.spec, kind)
@@ -64,6 +69,7 @@ class ContainerHooks(Stage):
     summary = "run the createContainer hooks inside the container's namespaces, before pivot_root"
 
     def items(self, ctx: Context) -> list[str]:
+        from runtime import hooks
         return ["createContainer"] if hooks.hooks_of(ctx.spec, "createContainer") else []
 
     def describe(self, ctx: Context) -> str:
@@ -74,9 +80,10 @@ class ContainerHooks(Stage):
         # Our pid as the host sees it, while /proc is still the host's: the state that the
         # createContainer and (after pivot_root) startContainer hooks get must name it.
         ctx.pid = _host_pid()
-        todo = hooks.hooks_of(ctx.spec, "createContainer")
+        todo = (ctx.spec.get("hooks") or {}).get("createContainer")
         if not todo:
             return
+        from runtime import hooks
         st = hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
         try:
             # the channel: a runtime killed meanwhile must not leave the hook running;

@@ -26,12 +26,13 @@ import os
 
 from runtime import jsonfast
 from runtime.defaults import OCI_VERSION
-from runtime.engine import CONTAINER, Context, Stage
+from runtime.engine import CONTAINER, Context, Stage, seccomp_module
 from runtime.errors import SpecError, StageError
 from runtime.linux import capabilities as C
-from runtime.linux import seccomp as S
 from runtime.spec import cap_masks
-from runtime.spec_seccomp import compile_profile
+
+# runtime.linux.seccomp (libseccomp) and runtime.spec_seccomp are imported by stage seccomp
+# for a config that has /linux/seccomp (Seccomp.preload), by nobody else
 
 CAPS_PTR = "/process/capabilities"
 
@@ -61,6 +62,7 @@ class Bounding(Stage):
     name = "bounding"
     side = CONTAINER
     summary = "drop the capability bounding set and keep capabilities across the uid switch"
+    ends_batch = True  # the seccomp filter loaded here without noNewPrivileges
 
     def describe(self, ctx: Context) -> str:
         caps = _caps(ctx)
@@ -86,7 +88,7 @@ class Bounding(Stage):
 
     def run(self, ctx: Context, item: str = "") -> None:
         masks = _masks(self.name, _caps(ctx))  # every set: an unknown name fails here, first
-        if not _nnp(ctx) and S.pending():
+        if not _nnp(ctx) and (S := seccomp_module()) is not None and S.pending():
             try:
                 S.load_prepared()
             except OSError as e:
@@ -189,10 +191,17 @@ class Seccomp(Stage):
     side = CONTAINER
     summary = "compile the seccomp profile into a filter, ready to load just before execve(2)"
 
+    def preload(self, ctx: Context) -> list[str]:
+        if ctx.linux.get("seccomp") is None:
+            return []
+        return ["runtime.linux.seccomp", "runtime.spec_seccomp"]
+
     def describe(self, ctx: Context) -> str:
         sc = ctx.linux.get("seccomp")
         if sc is None:
             return "no /linux/seccomp: no filter."
+        from runtime.linux import seccomp as S
+        from runtime.spec_seccomp import compile_profile
         try:
             prof = compile_profile(sc)
         except SpecError as e:
@@ -217,10 +226,13 @@ class Seccomp(Stage):
         return "\n".join(lines)
 
     def run(self, ctx: Context, item: str = "") -> None:
-        S.discard()
+        if (S := seccomp_module()) is not None:
+            S.discard()  # a filter prepared before in this process
         sc = ctx.linux.get("seccomp")
         if sc is None:
             return
+        from runtime.linux import seccomp as S
+        from runtime.spec_seccomp import compile_profile
         try:
             prof = compile_profile(sc)
         except SpecError as e:

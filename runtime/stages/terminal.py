@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-from runtime import terminal
 from runtime.engine import CONTAINER, Context, Stage
 from runtime.errors import StageError
 from runtime.linux import syscalls as S
@@ -48,10 +47,14 @@ class Terminal(Stage):
                             f"columns (config /process/consoleSize).")
         return "\n".join(line for line in lines if line)
 
+    def preload(self, ctx: Context) -> list[str]:
+        return ["runtime.terminal"] if ctx.process.get("terminal") else []
+
     def run(self, ctx: Context, item: str = "") -> None:
         sock = ctx.console_sock
         if not ctx.process.get("terminal") or sock is None:
             return
+        from runtime import terminal  # preloaded
         try:
             master, pts = terminal.open_pty()
         except OSError as e:

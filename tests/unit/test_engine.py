@@ -300,9 +300,39 @@ def test_container_stages_run_in_the_child(ctx, log, engines):
     me = str(os.getpid())
     assert log.lines() == [["cg", "-", me], ["m", "/a", str(child)], ["m", "/b", str(child)],
                            ["h", "-", me], ["p", "-", str(child)]]
-    assert [e[0] for e in obs.events] == ["before", "after"] * 5
+    # run(): the observer never stops, so /a and /b go as one Batch (both told before either
+    # answers); a host stage ends a batch
+    assert [e[0] for e in obs.events] == ["before", "after", "before", "before", "after", "after",
+                                          "before", "after", "before", "after"]
     engine.close()
     assert wait_exit(child) == 1  # the container side exits on EOF of the channel
+
+
+class OneByOne(Events):
+    one_by_one = True  # as the debugger's: it may stop between any two steps
+
+
+def test_an_observer_that_may_stop_gets_one_step_at_a_time(ctx, log, engines):
+    obs = OneByOne()
+    engine = engines(ctx, rec("m", CONTAINER, items=["/a", "/b", "/c"]), observer=obs)
+    engine.run()
+    assert [e[0] for e in obs.events] == ["before", "after"] * 3
+    assert [line[1] for line in log.lines()] == ["/a", "/b", "/c"]
+
+
+def test_a_batch_stops_at_its_first_failure(ctx, log, engines):
+    obs = Events()
+    engine = engines(ctx, rec("m", CONTAINER, items=["/a", "/b", "/c"], fail_on="/b",
+                              fail="mount-error"), rec("p", CONTAINER), observer=obs)
+    with pytest.raises(StageError) as err:
+        engine.run()
+    assert engine.failed is err.value and engine.pos == 1 and err.value.stage == "m"
+    assert [line[1] for line in log.lines()] == ["/a", "/b"]  # nothing after the failure ran
+    assert [e[:3] for e in obs.events if e[0] != "before"] == [("after", "m", "/a"),
+                                                               ("failed", "m", "/b")]
+    with pytest.raises(StageError):
+        engine.run()  # stays failed, as step() does
+    assert [line[1] for line in log.lines()] == ["/a", "/b"]
 
 
 def test_container_side_runs_from_a_sealed_copy(tmp_path, ctx, log, engines):

@@ -48,6 +48,13 @@ class Report:
     def mismatches(self) -> list[Item]:
         return [i for i in self.items if i.verdict == MISMATCH]
 
+    def mismatch_text(self, most: int = 5) -> str:
+        """"3 mismatches: a, b, c" (the first `most` items named, then how many more)."""
+        names = [i.item for i in self.mismatches]
+        more = f" (and {len(names) - most} more)" if len(names) > most else ""
+        return (f"{len(names)} mismatch{'es' if len(names) != 1 else ''}"
+                + (": " + ", ".join(names[:most]) + more if names else ""))
+
     def counts(self) -> dict[str, int]:
         out = {OK: 0, MISMATCH: 0, SKIP: 0}
         for i in self.items:

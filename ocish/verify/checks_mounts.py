@@ -123,7 +123,7 @@ def _mount(s, m: dict, pointer: str, dest: str, entry: procfs.MountEntry | None,
         for e in entries:  # runc's v1 layout: one hierarchy per mount under the tmpfs
             if e.parent_id == entry.mount_id and e.fstype == "cgroup":
                 problems += [f"{e.mountpoint}: {p}" for p in _flag_problems(opts, False, e)]
-    problems += _data_problems(mountopts.parse(opts).data, data)
+    problems += _data_problems(mountopts.parse(opts).data, data, s)
     props = [o for o in opts if o in mountopts.PROPAGATION]
     if props and _prop_kind(entry.optional) != _kind(props[-1]):
         problems.append(f"propagation {props[-1]} asked, {propagation(entry.optional)} holds")
@@ -191,13 +191,18 @@ def _number(key: str, value: str) -> int | None:
         return None
 
 
-def _data_problems(asked: list[str], shown: dict[str, str]) -> list[str]:
+def _data_problems(asked: list[str], shown: dict[str, str], s) -> list[str]:
+    """The asked key=value data the kernel shows otherwise. uid= and gid= are shown as the
+    host sees them (tmpfs and devpts print them in the initial user namespace): the asked
+    ones are mapped through the process's maps first."""
     out = []
     for opt in asked:
         key, eq, value = opt.partition("=")
         if not eq or key not in shown:
             continue  # not shown back by the kernel (a default, or no key=value option)
         a, b = _number(key, value), _number(key, shown[key])
+        if key in ("uid", "gid") and a is not None:
+            a = s.host_id(a, key)
         if (a, b) == (None, None) and value != shown[key] or a != b:
             out.append(f"{opt} asked, {key}={shown[key]} holds")
     return out

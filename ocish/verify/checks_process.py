@@ -155,21 +155,11 @@ def _oom(s, proc: dict) -> list[Item]:
     return [judge("oom_score_adj", proc["oomScoreAdj"], have, "/process/oomScoreAdj")]
 
 
-def _host_id(ident: int, map_file: str) -> int | None:
-    """A container id as the host sees it, through `map_file` (a uid_map or gid_map)."""
-    with open(map_file) as f:
-        for line in f:
-            inside, outside, count = ints(line)
-            if inside <= ident < inside + count:
-                return outside + ident - inside
-    return None
-
-
 def _user(s, st: dict, proc: dict) -> list[Item]:
     user = proc.get("user") or {}
     out = []
-    for key, row, file in (("uid", "Uid", "uid_map"), ("gid", "Gid", "gid_map")):
-        want = _host_id(user.get(key, 0), f"/proc/{s.pid}/{file}")
+    for key, row in (("uid", "Uid"), ("gid", "Gid")):
+        want = s.host_id(user.get(key, 0), key)
         have = ints(st[row])  # real, effective, saved, filesystem
         out.append(judge(f"user {key}", f"{user.get(key, 0)} (host {want})",
                          "/".join(map(str, have)), f"/process/user/{key}",
@@ -184,7 +174,7 @@ def _user(s, st: dict, proc: dict) -> list[Item]:
                            "setgroups only with additionalGids in a new user namespace",
                            "/process/user/additionalGids"))
     else:
-        want = sorted(_host_id(g, f"/proc/{s.pid}/gid_map") for g in groups)
+        want = sorted(s.host_id(g, "gid") for g in groups)
         out.append(judge("user groups", want, have, "/process/user/additionalGids"))
     umask = user.get("umask", 0o022)
     have_umask = int(st.get("Umask", "-1"), 8)

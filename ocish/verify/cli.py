@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     except (OcishError, OSError) as e:
         why = str(e) if isinstance(e, OcishError) or not e.errno else \
             f"{e.filename + ': ' if e.filename else ''}{os.strerror(e.errno).lower()}"
-        sys.stderr.write(f"ocish: verify {a.id}: {why}\n")
+        sys.stderr.write(f"ocish: verify: {why}\n")
         if a.json:
             sys.stdout.write(json.dumps({"error": why, "exit_status": 2}) + "\n")
         return 2

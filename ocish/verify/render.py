@@ -15,10 +15,7 @@ def title(r: Report) -> str:
 
 def summary(r: Report) -> str:
     c = r.counts()
-    text = f"{c[OK]} ok, {c[MISMATCH]} mismatch{'es' if c[MISMATCH] != 1 else ''}, {c['skip']} skipped"
-    if r.mismatches:
-        text += ": " + ", ".join(i.item for i in r.mismatches)
-    return text
+    return f"{c[OK]} ok, {c['skip']} skipped, {r.mismatch_text(len(r.items))}"
 
 
 def _cut(text: str) -> str:

@@ -50,6 +50,16 @@ class Subject:
         """`path` of the container, reached from the host through /proc/PID/root."""
         return f"/proc/{self.pid}/root/{path.lstrip('/')}"
 
+    def host_id(self, ident: int, kind: str) -> int | None:
+        """Container uid or gid (`kind`) `ident` as the host sees it, through the process's
+        uid_map or gid_map; None when the map has no such id."""
+        with open(f"/proc/{self.pid}/{kind}_map") as f:
+            for line in f:
+                inside, outside, count = map(int, line.split())
+                if inside <= ident < inside + count:
+                    return outside + ident - inside
+        return None
+
     def alive(self) -> bool:
         if self.start_time is None:
             return procfs.proc_state(self.pid) not in ("", "Z", "X")
@@ -68,7 +78,7 @@ def find(ident: str, runtime: str = "ocish", root: str = "", bundle: str = "") -
         return by_pid(int(ident), bundle)
     subject = (_ocish if runtime == "ocish" else _runc)(root, ident)
     if bundle:
-        subject.spec, subject.config_path = _config(bundle)
+        subject.spec, subject.config_path = config(bundle)
         subject.bundle = os.path.abspath(bundle)
     if not subject.alive():
         raise OcishError(f"container {ident}: its process {subject.pid} is gone (status "
@@ -82,12 +92,12 @@ def by_pid(pid: int, bundle: str) -> Subject:
         raise OcishError(f"pid {pid}: give the config to compare with: --bundle DIR")
     if procfs.proc_state(pid) in ("", "Z", "X"):
         raise OcishError(f"pid {pid}: no such process")
-    spec, path = _config(bundle)
+    spec, path = config(bundle)
     return Subject(pid, spec, path, os.path.abspath(bundle), str(pid), "pid", "running",
                    procfs.start_time(pid))
 
 
-def _config(bundle: str) -> tuple[dict, str]:
+def config(bundle: str) -> tuple[dict, str]:
     """The bundle's config.json, parsed (not validated: a config another runtime accepted is
     compared as it is); OcishError when there is none or it is not JSON."""
     spec = specmod.read(bundle)
@@ -97,7 +107,10 @@ def _config(bundle: str) -> tuple[dict, str]:
 
 
 def _ocish(root: str, cid: str) -> Subject:
-    st = state.load(root, cid)
+    try:
+        st = state.load(root, cid)
+    except state.NotExist:
+        raise OcishError(f"container {cid} does not exist under {root}") from None
     status = state.status(root, st)
     path = os.path.join(state.container_dir(root, cid), state.CONFIG_COPY)
     try:
@@ -116,16 +129,16 @@ def _runc(root: str, cid: str) -> Subject:
     try:
         with open(os.path.join(d, "state.json")) as f:
             st = json.load(f)
-        pid, config = st["init_process_pid"], st["config"]
+        pid, lc = st["init_process_pid"], st["config"]
     except FileNotFoundError:
         raise OcishError(f"container {cid} does not exist under {root}") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise OcishError(f"container {cid}: {d}/state.json: not runc's state ({e})") from None
-    labels = dict(x.split("=", 1) for x in config.get("labels") or [] if "=" in x)
+    labels = dict(x.split("=", 1) for x in lc.get("labels") or [] if "=" in x)
     bundle = labels.get("bundle", "")
     spec, path = ({}, "")
     if bundle:
-        spec, path = _config(bundle)
+        spec, path = config(bundle)
     status = "created" if os.path.exists(os.path.join(d, "exec.fifo")) else "running"
     return Subject(pid, spec, path, bundle, cid, "runc", status, st.get("init_process_start"),
                    {})

@@ -32,14 +32,14 @@ from runtime.linux import syscalls as S
 from runtime.stages import mountopts
 from runtime.stages.mounts import DEFAULT_DEVICES, is_bind
 
-# flag bit -> (word when set, word when clear): what mountinfo's per-mount options say
-_WORDS = {S.MS_RDONLY: ("ro", "rw"), S.MS_NOSUID: ("nosuid", ""), S.MS_NODEV: ("nodev", ""),
-          S.MS_NOEXEC: ("noexec", ""), S.MS_NODIRATIME: ("nodiratime", "")}
+# flag bit -> (word when set, word when clear); mountinfo shows the first, and of the
+# second only rw
+_WORDS = {S.MS_RDONLY: ("ro", "rw"), S.MS_NOSUID: ("nosuid", "suid"),
+          S.MS_NODEV: ("nodev", "dev"), S.MS_NOEXEC: ("noexec", "exec"),
+          S.MS_NODIRATIME: ("nodiratime", "diratime")}
 _ATIME = {"noatime": "noatime", "rnoatime": "noatime", "relatime": "relatime",
           "rrelatime": "relatime", "strictatime": "", "rstrictatime": ""}
-_BIT_OF = {w: bit for bit, (on, off) in _WORDS.items() for w in (on, off) if w}
-_BIT_OF.update({"suid": S.MS_NOSUID, "dev": S.MS_NODEV, "exec": S.MS_NOEXEC,
-                "diratime": S.MS_NODIRATIME})
+_BIT_OF = {w: bit for bit, words in _WORDS.items() for w in words}
 _DEV_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
@@ -164,8 +164,7 @@ def _flag_problems(opts: list[str], bind: bool, e: procfs.MountEntry) -> list[st
     for bit, on in want.items():
         word, off = _WORDS[bit]
         if (word in have) != on:
-            not_word = off or "no " + word
-            out.append(f"{word if on else not_word} asked, {not_word if on else word} holds")
+            out.append(f"{word if on else off} asked, {off if on else word} holds")
     atime = [_ATIME[o] for o in opts if o in _ATIME]
     if atime:
         got = "noatime" if "noatime" in have else "relatime" if "relatime" in have else ""

@@ -9,8 +9,8 @@ _CELL = 48  # plain cells longer than this are cut with "..." (--json has every 
 
 
 def title(r: Report) -> str:
-    who = f"container {r.id} ({r.runtime})" if r.runtime != "pid" else f"pid {r.pid}"
-    return f"{who}, pid {r.pid}, {r.status}: against {r.config}"
+    who = f"container {r.id} ({r.runtime}), " if r.runtime != "pid" else ""
+    return f"{who}pid {r.pid}, {r.status}: against {r.config}"
 
 
 def summary(r: Report) -> str:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from ocish.inspect.cgroup import CGROUP_ROOT, V1_UNLIMITED, Membership, dirs_of
 from ocish.verify import Item, judge, skipped
+from ocish.verify.subject import Subject
 from runtime.cgroups import V1Manager, V2Manager, base, v1, v2
 from runtime.errors import StageError
 
@@ -66,7 +67,9 @@ def planned_writes(resources: dict, paths: dict[str, str], root: str = CGROUP_RO
     return writes
 
 
-def check(s, root: str = CGROUP_ROOT) -> list[Item]:
+def check(s: Subject, root: str = CGROUP_ROOT) -> list[Item]:
+    """Items for each cgroup file the driver writes for /linux/resources (none without
+    resources), under the cgroup hierarchies mounted at `root`."""
     resources = (s.spec.get("linux") or {}).get("resources")
     if not isinstance(resources, dict) or not resources:
         return []

@@ -27,6 +27,7 @@ import stat
 
 from ocish.inspect.mounts import propagation
 from ocish.verify import Item, judge, skipped
+from ocish.verify.subject import Subject
 from runtime.linux import procfs
 from runtime.linux import syscalls as S
 from runtime.stages import mountopts
@@ -43,7 +44,9 @@ _BIT_OF = {w: bit for bit, words in _WORDS.items() for w in words}
 _DEV_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-def check(s) -> list[Item]:
+def check(s: Subject) -> list[Item]:
+    """Items for the root, each config mount, maskedPaths, readonlyPaths and the device nodes.
+    Raises OSError when the process is gone."""
     entries = procfs.mountinfo(s.pid)
     at: dict[str, list[procfs.MountEntry]] = {}
     for e in entries:
@@ -76,7 +79,7 @@ def _flags(options: str) -> set[str]:
     return set(options.split(","))
 
 
-def _root(s, entries: list[procfs.MountEntry]) -> list[Item]:
+def _root(s: Subject, entries: list[procfs.MountEntry]) -> list[Item]:
     root, linux = s.spec.get("root") or {}, s.spec.get("linux") or {}
     if not entries:
         return [skipped("root /", "", "", "no mount at / in its mount namespace")]
@@ -107,7 +110,7 @@ def _prop_kind(optional: list[str]) -> str:
     return "unbindable" if "unbindable" in tags else "private"
 
 
-def _mount(s, m: dict, pointer: str, dest: str, entry: procfs.MountEntry | None,
+def _mount(s: Subject, m: dict, pointer: str, dest: str, entry: procfs.MountEntry | None,
            entries: list[procfs.MountEntry]) -> Item:
     opts = [o for o in m.get("options") or [] if isinstance(o, str)]
     typ = m.get("type") or ("bind" if is_bind(m) else "")
@@ -131,7 +134,7 @@ def _mount(s, m: dict, pointer: str, dest: str, entry: procfs.MountEntry | None,
                  note="; ".join(problems))
 
 
-def _type(s, m: dict, typ: str, dest: str, entry: procfs.MountEntry,
+def _type(s: Subject, m: dict, typ: str, dest: str, entry: procfs.MountEntry,
           entries: list[procfs.MountEntry]) -> list[str]:
     if typ == "bind" or is_bind(m):
         src = m.get("source") or ""
@@ -190,7 +193,7 @@ def _number(key: str, value: str) -> int | None:
         return None
 
 
-def _data_problems(asked: list[str], shown: dict[str, str], s) -> list[str]:
+def _data_problems(asked: list[str], shown: dict[str, str], s: Subject) -> list[str]:
     """The asked key=value data the kernel shows otherwise. uid= and gid= are shown as the
     host sees them (tmpfs and devpts print them in the initial user namespace): the asked
     ones are mapped through the process's maps first."""
@@ -212,7 +215,7 @@ def _top(at: dict, path: str) -> procfs.MountEntry | None:
     return here[-1] if here else None
 
 
-def _masked(s, path: str, at: dict, pointer: str) -> Item:
+def _masked(s: Subject, path: str, at: dict, pointer: str) -> Item:
     where = s.root(path)
     if not os.path.lexists(where):
         return judge(f"masked {path}", "masked", "absent (skipped, as runc does)", pointer,
@@ -231,7 +234,7 @@ def _masked(s, path: str, at: dict, pointer: str) -> Item:
                  note="" if e is not None else "no mount over it")
 
 
-def _readonly(s, path: str, at: dict, pointer: str) -> Item:
+def _readonly(s: Subject, path: str, at: dict, pointer: str) -> Item:
     if not os.path.lexists(s.root(path)):
         return judge(f"readonly {path}", "ro", "absent (skipped, as runc does)", pointer,
                      same=True)
@@ -241,7 +244,7 @@ def _readonly(s, path: str, at: dict, pointer: str) -> Item:
                  same=e is not None and "ro" in _flags(e.options))
 
 
-def _devices(s) -> list[Item]:
+def _devices(s: Subject) -> list[Item]:
     linux = s.spec.get("linux") or {}
     given = [(f"/linux/devices/{i}", d) for i, d in enumerate(linux.get("devices") or [])
              if isinstance(d, dict) and isinstance(d.get("path"), str)]
@@ -256,7 +259,7 @@ def _devices(s) -> list[Item]:
     return [_device(s, ptr, d, userns) for ptr, d in given]
 
 
-def _device(s, pointer: str, d: dict, userns: bool) -> Item:
+def _device(s: Subject, pointer: str, d: dict, userns: bool) -> Item:
     path, kind = d["path"], d.get("type", "c")
     asked = f"{kind} {d.get('major', 0)}:{d.get('minor', 0)}"
     try:

@@ -14,12 +14,15 @@ import os
 from ocish.inspect.ids import _map
 from ocish.inspect.ns import inode
 from ocish.verify import Item, judge, skipped
+from ocish.verify.subject import Subject
 from runtime.spec import NAMESPACES
 
 PROC_NAME = {"network": "net", "mount": "mnt"}  # config.json type -> /proc/PID/ns file
 
 
-def check(s) -> list[Item]:
+def check(s: Subject) -> list[Item]:
+    """Items for each namespace type, the id maps of a new user namespace, hostname and
+    domainname. Raises OSError when the process is gone."""
     linux = s.spec.get("linux") or {}
     listed = {n.get("type"): (i, n.get("path")) for i, n in enumerate(linux.get("namespaces") or [])
               if isinstance(n, dict)}
@@ -62,7 +65,7 @@ def _namespace(pid: int, kind: str, listed: tuple[int, str | None] | None) -> It
                  same=actual == want, note="" if actual == want else "not the namespace of path")
 
 
-def _uts(s, own_uts: bool) -> list[Item]:
+def _uts(s: Subject, own_uts: bool) -> list[Item]:
     out = []
     asked = {k: s.spec[k] for k in ("hostname", "domainname") if isinstance(s.spec.get(k), str)}
     if not asked:

@@ -25,6 +25,7 @@ import os
 
 from ocish.inspect.status import ints, read_status
 from ocish.verify import Item, judge, skipped
+from ocish.verify.subject import Subject
 from runtime.errors import SpecError
 from runtime.linux import capabilities as C
 from runtime.spec import cap_masks
@@ -43,7 +44,9 @@ _STATUS_SETS = {"bounding": "CapBnd", "effective": "CapEff", "inheritable": "Cap
                 "permitted": "CapPrm", "ambient": "CapAmb"}
 
 
-def check(s) -> list[Item]:
+def check(s: Subject) -> list[Item]:
+    """Items for the capability sets, no_new_privs, seccomp, rlimits, oom_score_adj, user,
+    groups, umask, cwd and env. Raises OSError when the process is gone."""
     st = read_status(s.pid)
     proc = s.spec.get("process") or {}
     return (_caps(s, st, proc) + _nnp_seccomp(s, st, proc) + _rlimits(s, proc) + _oom(s, proc)
@@ -63,7 +66,7 @@ def expected_caps(asked: dict, runtime_bounding: int, uid: int, after_exec: bool
     return m
 
 
-def _caps(s, st: dict, proc: dict) -> list[Item]:
+def _caps(s: Subject, st: dict, proc: dict) -> list[Item]:
     asked = proc.get("capabilities") if isinstance(proc.get("capabilities"), dict) else {}
     uid = (proc.get("user") or {}).get("uid", 0)
     special = _exec_special(s.pid) if s.started else ""
@@ -102,7 +105,7 @@ def _exec_special(pid: int) -> str:
         return ""
 
 
-def _nnp_seccomp(s, st: dict, proc: dict) -> list[Item]:
+def _nnp_seccomp(s: Subject, st: dict, proc: dict) -> list[Item]:
     out = [judge("no_new_privs", bool(proc.get("noNewPrivileges")), st.get("NoNewPrivs") == "1",
                  "/process/noNewPrivileges")]
     ours = int(read_status(os.getpid()).get("Seccomp_filters", "0"))
@@ -129,7 +132,7 @@ def _limits(pid: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _rlimits(s, proc: dict) -> list[Item]:
+def _rlimits(s: Subject, proc: dict) -> list[Item]:
     asked = [(i, r) for i, r in enumerate(proc.get("rlimits") or []) if isinstance(r, dict)]
     if not asked:
         return []
@@ -147,7 +150,7 @@ def _pair(v) -> str:
     return "soft {} hard {}".format(*("unlimited" if x == RLIM_INFINITY else x for x in v))
 
 
-def _oom(s, proc: dict) -> list[Item]:
+def _oom(s: Subject, proc: dict) -> list[Item]:
     if not isinstance(proc.get("oomScoreAdj"), int):
         return []
     with open(f"/proc/{s.pid}/oom_score_adj") as f:
@@ -155,7 +158,7 @@ def _oom(s, proc: dict) -> list[Item]:
     return [judge("oom_score_adj", proc["oomScoreAdj"], have, "/process/oomScoreAdj")]
 
 
-def _user(s, st: dict, proc: dict) -> list[Item]:
+def _user(s: Subject, st: dict, proc: dict) -> list[Item]:
     user = proc.get("user") or {}
     out = []
     for key, row in (("uid", "Uid"), ("gid", "Gid")):
@@ -183,7 +186,7 @@ def _user(s, st: dict, proc: dict) -> list[Item]:
     return out
 
 
-def _cwd(s, proc: dict) -> list[Item]:
+def _cwd(s: Subject, proc: dict) -> list[Item]:
     cwd = proc.get("cwd") or "/"
     try:
         have = os.readlink(f"/proc/{s.pid}/cwd")
@@ -207,7 +210,7 @@ def expected_env(env: list[str], home: str) -> dict[str, str]:
     return out
 
 
-def _env(s, proc: dict) -> list[Item]:
+def _env(s: Subject, proc: dict) -> list[Item]:
     env = [e for e in proc.get("env") or [] if isinstance(e, str)]
     if not s.started:
         return [skipped("env", env, "", "set at the user's execve: start the container",

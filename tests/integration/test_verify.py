@@ -218,14 +218,7 @@ def test_a_runc_container_by_id_and_by_pid(ocish, rich_bundle, runc_root):
     root, made = runc_root
     c = cid()
     made.append(c)
-    with tempfile.TemporaryFile("w+") as err:  # a file: the container holds its stdio open
-        p = subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", str(rich_bundle),
-                            c], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                           timeout=60)
-        err.seek(0)
-        assert p.returncode == 0, err.read()
-    pid = json.loads(subprocess.run(["runc", "--root", root, "state", c], check=True,
-                                    capture_output=True, text=True).stdout)["pid"]
+    pid = _runc_run(root, rich_bundle, c)
     rc, report = _verify(c, "--runtime", "runc", "--root", root, root=None)
     bad = {i["item"]: i for i in report["items"] if i["verdict"] == "mismatch"}
     assert rc == 1 and set(bad) == {"domainname"}, bad
@@ -245,3 +238,31 @@ def test_a_runc_container_by_id_and_by_pid(ocish, rich_bundle, runc_root):
     assert rc2 == 1 and (by_pid["runtime"], by_pid["pid"]) == ("pid", pid)
     assert [(i["item"], i["verdict"]) for i in by_pid["items"]] == [
         (i["item"], i["verdict"]) for i in report["items"]]
+
+
+def _runc_run(root: str, bundle, c: str) -> int:
+    """`runc run -d`; the container's host pid."""
+    with tempfile.TemporaryFile("w+") as err:  # a file: the container holds its stdio open
+        p = subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", str(bundle), c],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                           timeout=60)
+        err.seek(0)
+        assert p.returncode == 0, err.read()
+    return json.loads(subprocess.run(["runc", "--root", root, "state", c], check=True,
+                                     capture_output=True, text=True).stdout)["pid"]
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_runc_leaves_the_v1_cgroup_tmpfs_read_write(make_bundle, runc_root):
+    """The default config's cgroup mount asks for ro; on a cgroup v1 host runc 1.1.5 mounts the
+    tmpfs holding the hierarchies with its default flags only (mountCgroupV1), read-write."""
+    root, made = runc_root
+    c = cid()
+    made.append(c)
+    pid = _runc_run(root, make_bundle(["sleep", "300"]), c)
+    rc, report = _verify(c, "--runtime", "runc", "--root", root, root=None)
+    bad = [i for i in report["items"] if i["verdict"] == "mismatch"]
+    assert rc == 1 and [i["item"] for i in bad] == ["mount /sys/fs/cgroup"], bad
+    fields = _mountinfo(pid, "/sys/fs/cgroup")
+    assert fields[-3] == "tmpfs" and fields[5].split(",")[0] == "rw"
+    assert bad[0]["note"] == "ro asked, rw holds"

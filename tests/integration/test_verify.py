@@ -266,3 +266,32 @@ def test_runc_leaves_the_v1_cgroup_tmpfs_read_write(make_bundle, runc_root):
     fields = _mountinfo(pid, "/sys/fs/cgroup")
     assert fields[-3] == "tmpfs" and fields[5].split(",")[0] == "rw"
     assert bad[0]["note"] == "ro asked, rw holds"
+
+
+def test_a_joined_namespace_is_the_one_its_path_names(ocish, make_bundle):
+    a, b = cid(), cid()
+    ocish("run", "-d", "--bundle", str(make_bundle(["sleep", "300"])), a, check=True)
+    pid_a = ocish.state(a)["pid"]
+    path = f"/proc/{pid_a}/ns/net"
+
+    def join(spec):
+        spec["linux"]["namespaces"] = [n if n["type"] != "network" else {"type": "network",
+                                                                         "path": path}
+                                       for n in spec["linux"]["namespaces"]]
+    bundle = make_bundle(["sleep", "300"], mutate=join)
+    ocish("run", "-d", "--bundle", str(bundle), b, check=True)
+    pid_b = ocish.state(b)["pid"]
+    rc, report = _verify(b, root=ocish.root)
+    net = _items(report)["namespace network"]
+    assert rc == 0 and net["verdict"] == "ok" and net["pointer"].endswith("/path")
+    assert net["actual"] == os.readlink(f"/proc/{pid_b}/ns/net") == os.readlink(path)
+    # a config that asks for the host's network namespace (this process's) instead
+    spec = json.loads((bundle / "config.json").read_text())
+    for n in spec["linux"]["namespaces"]:
+        if n["type"] == "network":
+            n["path"] = f"/proc/{os.getpid()}/ns/net"  # the host's
+    (bundle / "config.json").write_text(json.dumps(spec))
+    rc, report = _verify(b, "--bundle", str(bundle), root=ocish.root)
+    bad = [i for i in report["items"] if i["verdict"] == "mismatch"]
+    assert rc == 1 and [i["item"] for i in bad] == ["namespace network"]
+    assert bad[0]["note"] == "not the namespace of path"

@@ -61,6 +61,7 @@ class Subject:
         return None
 
     def alive(self) -> bool:
+        """Whether the process still runs (the same one: its start time when known)."""
         if self.start_time is None:
             return procfs.proc_state(self.pid) not in ("", "Z", "X")
         return state.running(self.pid, self.start_time)
@@ -76,10 +77,14 @@ def find(ident: str, runtime: str = "ocish", root: str = "", bundle: str = "") -
     root = os.path.abspath(root or DEFAULT_ROOTS[runtime])
     if not os.path.exists(os.path.join(root, ident, "state.json")) and ident.isdigit():
         return by_pid(int(ident), bundle)
+    state.validate_id(ident)  # a path of its own ("../x") is no container id
     subject = (_ocish if runtime == "ocish" else _runc)(root, ident)
     if bundle:
         subject.spec, subject.config_path = config(bundle)
         subject.bundle = os.path.abspath(bundle)
+    elif not subject.config_path:
+        raise OcishError(f"container {ident}: {runtime}'s state names no bundle: give the config "
+                         "to compare with: --bundle DIR")
     if not subject.alive():
         raise OcishError(f"container {ident}: its process {subject.pid} is gone (status "
                          f"stopped): nothing to verify")

@@ -629,6 +629,16 @@ class Commands:
                     for p, v in facts.flatten(facts.topic_view(t, d), t)]
         return out if topic == "all" else out[topic]
 
+    def do_verify(self, a: Args):
+        from ocish.verify import verify
+        from ocish.verify.session import subject_of
+        if len(a.pos) > 1:
+            raise OcishError(f"usage: {BY_NAME['verify'].usage}")
+        report = verify(subject_of(self.dbg, a.pos[0] if a.pos else ""))
+        if report.mismatches:
+            raise Failed(report, f"verify: {report.mismatch_text()}")
+        return report
+
     def do_diff(self, a: Args):
         lines, why = self.dbg.last_diff()
         stops = self.dbg.stops
@@ -982,6 +992,20 @@ COMMANDS: list[Command] = [
       flags=(("--pid", "pid", True), ("--paths", "paths", False)),
       complete=lambda d, b: list(TOPICS) + ["all"] if not b else ["--json", "--pid", "--paths"],
       repeat=True),
+    C("verify", (), "verify [BUNDLE] [--json]",
+      "compare what config.json asked for with what the kernel holds for the container",
+      "For a created or running container: each namespace (new, joined, inherited), the id\n"
+      "maps, hostname, every mount (type, flags, data, propagation, read-only), masked and\n"
+      "read-only paths, device nodes, cgroup limits, the five capability sets,\n"
+      "no_new_privs, seccomp mode and filter count, rlimits, oom_score_adj, user, groups,\n"
+      "umask, cwd and env: a table of item, asked, actual, verdict. What the runtime\n"
+      "normalises is compared as the config means it (capabilities after execve, HOME,\n"
+      "the default /dev nodes, limits rounded to pages). BUNDLE: compare with that\n"
+      "bundle's config.json instead of the one the container was created with. A\n"
+      "mismatch makes the command fail (`set errexit on` stops a script there).\n"
+      "`ocish verify ID` does the same from the command line, also for runc's containers.",
+      ("verify", "verify --json", "verify /tmp/changed-bundle"),
+      complete=lambda d, b: ["--json"]),
     C("diff", (), "diff",
       "what changed in the container's kernel state between the last two stops",
       examples=("diff", "diff --json"), repeat=True),

@@ -263,8 +263,9 @@ class Shell:
             if out.command in ("restart", "load") and self.dbg.bundle in self._refused:
                 self.still_wrong()  # a partial fix: what lint still finds
         else:
-            if isinstance(out.data, Run):
-                self._render(out)  # the stop line: the failure block came with the step
+            if isinstance(out.data, Run) or out.command == "verify" and out.data is not None:
+                self._render(out)  # the stop line (the failure block came with the step); the
+                # table of a verify with mismatches
             if not self._failure_shown:
                 self.error(out.error)
             if out.command in ("restart", "load") and self.dbg.refused:

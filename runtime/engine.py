@@ -287,19 +287,27 @@ class Engine:
             self.spawn()
         crashpoint.reached("before:" + stage.name)  # a test hook (runtime/crashpoint.py)
         self.observer.before(self, stage, item)
+        if stage.side == HOST:
+            self._complete(stage, item, lambda: stage.run(self.ctx, item))
+        else:
+            self._complete(stage, item, lambda: self._remote(stage, item))
+        return stage, item
+
+    def _complete(self, stage: Stage, item: str, work) -> None:
+        """Do `work`, the step at self.pos; a StageError leaves the engine failed on that step
+        (the observer is told, the error raised), else the engine moves past it."""
         try:
-            if stage.side == HOST:
-                stage.run(self.ctx, item)
-            else:
-                self._remote(stage, item)
+            work()
         except StageError as err:
-            self.failed = err
-            self.observer.failed(self, stage, item, err)
-            raise
+            self._fail(stage, item, err)
         self.pos += 1
         crashpoint.reached("after:" + stage.name)
         self.observer.after(self, stage, item)
-        return stage, item
+
+    def _fail(self, stage: Stage, item: str, err: StageError) -> None:
+        self.failed = err
+        self.observer.failed(self, stage, item, err)
+        raise err
 
     def run(self) -> None:
         """Run every remaining step. When the observer never stops between steps (the
@@ -342,25 +350,14 @@ class Engine:
                 if stage.ends_batch:
                     break
             self._send(sync.Batch(batch), fds)
-        except StageError as err:
-            stage, item = self.steps[self.pos]
-            self.failed = err
-            self.observer.failed(self, stage, item, err)
-            raise
+        except StageError as err:  # a step's host_fds: that step fails
+            self._fail(*self.steps[self.pos], err)
         finally:
             for fd in fds:
                 os.close(fd)
         for _ in batch:
             stage, item = self.steps[self.pos]
-            try:
-                self._receive(stage.name)
-            except StageError as err:
-                self.failed = err
-                self.observer.failed(self, stage, item, err)
-                raise
-            self.pos += 1
-            crashpoint.reached("after:" + stage.name)
-            self.observer.after(self, stage, item)
+            self._complete(stage, item, lambda: self._receive(stage.name))
 
     def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None

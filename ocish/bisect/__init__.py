@@ -36,7 +36,7 @@ import os
 import sys
 import time
 
-from ocish.diagnose import DEFAULT_WINDOW, MAX_WINDOW
+from ocish.diagnose import DEFAULT_WINDOW, check_window
 
 CANNOT_RUN, FLAKY, GOOD_FAILS, BAD_STARTS, IDENTICAL = 2, 1, 3, 4, 5
 
@@ -225,9 +225,7 @@ def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     try:
         a = p.parse_args(argv)
-        if not 0 < a.timeout <= MAX_WINDOW:  # nan and inf too
-            raise BisectError(f"--timeout must be a number of seconds from 0 (excluded) to "
-                              f"{MAX_WINDOW:g}, got {a.timeout:g}")
+        check_window(a.timeout, BisectError)
         dryrun.install_stop_handlers()
         result = bisect(a.good, a.bad, a.timeout, a.root, a.any_failure, not a.no_trace,
                         progress.mode_for(sys.stderr, a.quiet), a.save)

@@ -27,6 +27,13 @@ from ocish.diagnose.model import ERROR, INFO, WARNING, DiagnoseError, Outcome, R
 
 DEFAULT_WINDOW = 1.5
 MAX_WINDOW = 3600.0  # an hour: diagnose watches a process's first moments, not its life
+
+
+def check_window(seconds: float, error: type[Exception]) -> None:
+    """--timeout's value: `error` unless 0 < seconds <= MAX_WINDOW (nan and inf too)."""
+    if not 0 < seconds <= MAX_WINDOW:
+        raise error(f"--timeout must be a number of seconds from 0 (excluded) to "
+                    f"{MAX_WINDOW:g}, got {seconds:g}")
 SETUP_DEADLINE = 10.0
 _ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
@@ -156,9 +163,7 @@ def main(argv: list[str]) -> int:
                    help="do not re-run a dying process under strace")
     try:
         a = p.parse_args(argv)
-        if not 0 < a.timeout <= MAX_WINDOW:  # nan and inf too
-            raise DiagnoseError(f"--timeout must be a number of seconds from 0 (excluded) to "
-                                f"{MAX_WINDOW:g}, got {a.timeout:g}")
+        check_window(a.timeout, DiagnoseError)
         dryrun.install_stop_handlers()
         result = diagnose(a.bundle, a.timeout, not a.no_trace, a.against)
     except DiagnoseError as e:

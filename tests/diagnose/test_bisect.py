@@ -54,12 +54,6 @@ def bisect(*args: str, tmpdir: Path) -> Bisect:
     return Bisect(p, seconds)
 
 
-@pytest.fixture
-def tmpdir_empty(tmp_path) -> Path:
-    d = tmp_path / "tmpdir"
-    d.mkdir()
-    return d
-
 
 def _config(bundle: Path) -> dict:
     return json.loads((bundle / "config.json").read_text())

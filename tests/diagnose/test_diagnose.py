@@ -88,12 +88,6 @@ def diagnose(*args: str, tmpdir: Path, timeout: float = 120, **kw) -> Run:
     return Run(p, seconds)
 
 
-@pytest.fixture
-def tmpdir_empty(tmp_path) -> Path:
-    d = tmp_path / "tmpdir"
-    d.mkdir()
-    return d
-
 
 @pytest.fixture(scope="module", autouse=True)
 def timing_summary():

@@ -631,6 +631,9 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         if topic != "all":
             return [TOPIC_RENDERERS[topic](data, fancy)]
         return [x for t, d in data.items() for x in (f"== {t}", TOPIC_RENDERERS[t](d, fancy))]
+    if name == "seccomp":
+        from ocish.seccomp.render import render
+        return [render(data)]
     if isinstance(data, DiffResult):
         return [diff(data.lines, fancy) if data.lines else data.why]
     if isinstance(data, (Setting, list)):

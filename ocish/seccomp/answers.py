@@ -298,11 +298,11 @@ def startup(src: Source) -> list[Flag]:
     from ocish.diagnose.seccomp_check import AFTER_LOAD, AFTER_LOAD_NNP, LOADER, blocks
     if not src.filters:
         return []
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str]] = [("execve", "the program cannot be started (nor any "
+                                               "`exec` into the container)")]
     if src.mode == "profile":
         why = "the runtime calls it after loading the filter, before execve(2)"
         calls += [(n, why) for n in (AFTER_LOAD_NNP if src.no_new_privs else AFTER_LOAD)]
-    calls.append(("execve", "the program cannot be started (nor any `exec`)"))
     calls += [(n, "the dynamic loader (or a static program's start) calls it first")
               for n in LOADER]
     seen, out = set(), []

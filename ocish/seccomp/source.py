@@ -4,8 +4,8 @@ compiled the way the runtime compiles it, without running anything.
 - `from_pid(pid)`: /proc/PID/status's Seccomp mode and, in filter mode, every filter read with
   PTRACE_SECCOMP_GET_FILTER (ocish.inspect.seccomp.dump_filters: the program as it was loaded).
 - `from_container(root, id)`: the container's init pid from its state.json (ocish's, or runc's
-  and crun's `init_process_pid`/`pid` when --root is theirs) and, for ocish, the config.json it
-  was created with, to say whether the loaded filter is the profile's.
+  `init_process_pid` when --root is runc's) and the config.json it was created with (ocish keeps
+  it; runc's names its bundle), to say whether the loaded filter is the profile's.
 - `from_profile(sc)`: /linux/seccomp compiled by runtime/spec_seccomp.py and built by
   runtime/linux/seccomp.Filter (libseccomp), the same two calls stage seccomp makes, then
   exported with seccomp_export_bpf(3): the very program the kernel would be given.
@@ -127,30 +127,40 @@ def from_pid(pid: int, label: str = "") -> Source:
 
 def container_pid(root: str, cid: str) -> tuple[int, dict | None]:
     """The init pid of container `cid` under `root`, and the config.json it was created with
-    (ocish keeps it in its state dir; None for runc's and crun's state)."""
+    (ocish keeps it in its state dir; for runc's state, the bundle's config.json its
+    `bundle=` label names, as it is now; None when there is none)."""
     from runtime import state
     try:
         st = state.load(root, cid)
     except state.NotOurs:
-        return _foreign_pid(root, cid), None
+        return _foreign(root, cid)
     except OcishError as e:
         raise OcishError(f"container {cid} (root {root}): {e}") from None
     pid = int(st.get("pid") or 0)
+    return pid, _config(os.path.join(state.container_dir(root, cid), "config.json"))
+
+
+def _config(path: str) -> dict | None:
     try:
-        with open(os.path.join(state.container_dir(root, cid), "config.json")) as f:
-            return pid, json.load(f)
+        with open(path) as f:
+            doc = json.load(f)
     except (OSError, ValueError):
-        return pid, None
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
-def _foreign_pid(root: str, cid: str) -> int:
-    """runc's state.json has init_process_pid; crun's status file a pid."""
+def _foreign(root: str, cid: str) -> tuple[int, dict | None]:
+    """runc's state.json: init_process_pid, and the bundle in config.labels ("bundle=...")."""
     try:
         with open(os.path.join(root, cid, "state.json")) as f:
             st = json.load(f)
-        return int(st.get("init_process_pid") or st.get("pid") or 0)
-    except (OSError, ValueError, TypeError):
+        pid = int(st.get("init_process_pid") or st.get("pid") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
         raise OcishError(f"container {cid}: {root}/{cid}/state.json is unreadable") from None
+    labels = (st.get("config") or {}).get("labels") or []
+    bundle = next((lb[7:] for lb in labels if isinstance(lb, str) and lb.startswith("bundle=")),
+                  "")
+    return pid, _config(os.path.join(bundle, "config.json")) if bundle else None
 
 
 def from_container(root: str, cid: str) -> Source:

@@ -634,6 +634,7 @@ class Commands:
         if not a.pos:
             raise OcishError(f"usage: {BY_NAME['seccomp'].usage}")
         action = pick(a.pos[0], ("check", "explain"), "seccomp command")
+        seccomp.validate(action, a.pos[1:])
         return seccomp.answer(seccomp.session_source(self.dbg, a.opts), action, a.pos[1:])
 
     def do_diff(self, a: Args):

@@ -97,15 +97,19 @@ def main(argv: list[str]) -> int:
         given = [k for k in ("bundle", "pid") if k in o]
         if len(given) > 1:
             raise OcishError("give one of --bundle and --pid")
+        cid = ""
+        if not given:
+            if not pos:
+                raise OcishError("which filter? give --bundle B, --pid P or a container ID")
+            cid = pos.pop(0)
+        validate(action, pos)  # the words first: nothing is read for a mistyped command
         if "bundle" in o:
             src = source.from_bundle(o["bundle"])
         elif "pid" in o:
             src = source.from_pid(pid_number(o["pid"]))
         else:
-            if not pos:
-                raise OcishError("which filter? give --bundle B, --pid P or a container ID")
             from ocish.debugger import _default_root
-            src = source.from_container(o.get("root") or _default_root(), pos.pop(0))
+            src = source.from_container(o.get("root") or _default_root(), cid)
         data = answer(src, action, pos)
     except OcishError as e:
         sys.stderr.write(f"ocish: seccomp {action}: {e}\n")
@@ -119,15 +123,25 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def validate(action: str, pos: list[str]) -> None:
+    """The words after check|explain make sense (a known syscall, arguments that parse)."""
+    if action == "explain":
+        if pos:
+            raise OcishError(f"explain takes no syscall: {' '.join(pos)}")
+        return
+    if not pos:
+        raise OcishError("check: which syscall? (seccomp check SYSCALL [ARG...])")
+    from ocish.seccomp.answers import parse_args, resolve_syscall
+    resolve_syscall(pos[0])
+    parse_args(pos[1:])
+
+
 def answer(src, action: str, pos: list[str]):
     """The data of `check SYSCALL ARG...` or `explain` over a Source."""
+    validate(action, pos)
     if action == "check":
-        if not pos:
-            raise OcishError("check: which syscall? (seccomp check SYSCALL [ARG...])")
         from ocish.seccomp.answers import check
         return check(src, pos[0], pos[1:])
-    if pos:
-        raise OcishError(f"explain takes no syscall: {' '.join(pos)}")
     from ocish.seccomp.explain import explain
     return explain(src)
 

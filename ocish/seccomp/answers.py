@@ -98,6 +98,12 @@ def parse_arg(word: str, i: int) -> int:
     return total
 
 
+def parse_args(words: list[str]) -> list[int]:
+    if len(words) > 6:
+        raise OcishError("a syscall has at most 6 arguments")
+    return [parse_arg(w, i) for i, w in enumerate(words)]
+
+
 def resolve_syscall(word: str) -> tuple[str, int]:
     """A syscall name (or number) -> (name, native number)."""
     try:
@@ -212,10 +218,8 @@ def bpfrun_ret(ins: Insn, st: bpfrun.Step) -> int:
 def check(src: Source, syscall: str, args: list[str]) -> Check:
     """What `src` answers for `syscall` called with `args` (words: numbers or flag names) on
     this machine's architecture."""
-    if len(args) > 6:
-        raise OcishError("a syscall has at most 6 arguments")
     name, nr = resolve_syscall(syscall)
-    values = [parse_arg(w, i) for i, w in enumerate(args)]
+    values = parse_args(args)
     arch_name, arch = native_arch()
     names = _names()
     out = Check(src.label, src.mode, name, nr, arch_name, values, S.ACT_ALLOW, "", "", 0, "", "",

@@ -78,12 +78,15 @@ def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
 
 
 def pid_number(text: str) -> int:
+    """--pid's value as a process id; an OcishError otherwise."""
     if not text.isdigit() or int(text) < 1:
         raise OcishError(f"--pid must be a process id, not {text!r}")
     return int(text)
 
 
 def main(argv: list[str]) -> int:
+    """`ocish seccomp ...`: the answer on stdout (text or --json), exit status 0; a mistake
+    is one line on stderr and exit status 1."""
     from ocish.seccomp import source
     try:
         action, o, pos = parse(argv)

@@ -31,6 +31,7 @@ UNUSED_NR = 1000        # no syscall has it on x86_64 (x32's numbers carry bit 3
 
 
 def native_arch() -> tuple[str, int]:
+    """This machine's architecture: its uname name and AUDIT_ARCH_* value."""
     machine = os.uname().machine
     if machine not in NATIVE_ARCH:
         raise OcishError(f"seccomp answers: this architecture ({machine}) is not known here")
@@ -38,6 +39,7 @@ def native_arch() -> tuple[str, int]:
 
 
 def ret_name(ret: int) -> str:
+    """The kernel's name of a filter's action: SECCOMP_RET_ERRNO ..."""
     return RET_NAMES.get(ret & 0xFFFF0000, hex(ret & 0xFFFF0000))
 
 
@@ -99,6 +101,7 @@ def parse_arg(word: str, i: int) -> int:
 
 
 def parse_args(words: list[str]) -> list[int]:
+    """Up to six argument words as u64 values (parse_arg)."""
     if len(words) > 6:
         raise OcishError("a syscall has at most 6 arguments")
     return [parse_arg(w, i) for i, w in enumerate(words)]
@@ -206,12 +209,13 @@ def annotate(prog: list[Insn], steps: list[bpfrun.Step], names: dict[int, str]) 
                     what = f" ({AUDIT_ARCHES.get(ins.k, hex(ins.k))})"
             note = f"{st.taken}{what} -> {target:04d}"
         elif cls == 0x06:
-            note = f"return {S.action_name(bpfrun_ret(ins, st))}"
+            note = f"return {S.action_name(_ret_of(ins, st))}"
         out.append(PathLine(st.pc, text, note))
     return out
 
 
-def bpfrun_ret(ins: Insn, st: bpfrun.Step) -> int:
+def _ret_of(ins: Insn, st: bpfrun.Step) -> int:
+    """What a `ret` instruction returned: its constant, or the accumulator (`ret a`)."""
     return st.a if ins.code & 0x18 == 0x10 else ins.k
 
 

@@ -282,6 +282,7 @@ Intervals = list[tuple[int, int]]   # sorted, disjoint, inclusive
 
 
 def intersect(a: Intervals, b: Intervals) -> Intervals:
+    """The words in both interval sets."""
     out = []
     for lo1, hi1 in a:
         for lo2, hi2 in b:
@@ -292,6 +293,7 @@ def intersect(a: Intervals, b: Intervals) -> Intervals:
 
 
 def union(a: Intervals, b: Intervals) -> Intervals:
+    """The words in either interval set, adjacent intervals joined."""
     out: Intervals = []
     for lo, hi in sorted(a + b):
         if out and lo <= out[-1][1] + 1:

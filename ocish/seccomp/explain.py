@@ -110,10 +110,14 @@ def condition_text(a: dict) -> str:
 
 
 def number(v) -> str:
+    """A value as the rules show it: decimal when small, else hex."""
     return str(v) if not isinstance(v, int) or v < 4096 else hex(v)
 
 
 def from_profile(sc: dict, label: str, mode: str, how: str) -> Explain:
+    """The entries of /linux/seccomp `sc` (validated already) grouped by action, strongest
+    first, each with its pointer; entries with no effect (the default action, names
+    libseccomp does not know) say so."""
     default = S.action_value(sc["defaultAction"], sc.get("defaultErrnoRet"))
     out = Explain(label, mode, how, S.action_name(default))
     groups: dict[int, ActionGroup] = {}
@@ -241,6 +245,8 @@ def _merge(paths: list[dict[str, Cond]]) -> list[dict[str, Cond]]:
 
 
 def reconstruct(prog: list[Insn], label: str, mode: str, how: str) -> Explain:
+    """Rules rebuilt from a BPF program alone: each native syscall number run with its
+    arguments unknown; calls whose answer is the default are left out."""
     _, arch = native_arch()
     default = bpfrun.run(prog, bpfrun.seccomp_data(1000, arch)).ret
     out = Explain(label, mode, how, S.action_name(default), arches=arch_answers(prog))

@@ -24,11 +24,14 @@ def _source(label: str, mode: str, filters: int, matches: bool | None, note: str
 
 
 def flags(fl: list[Flag]) -> list[str]:
+    """One `!` line per call a process needs that the filter stops."""
     return [f"  ! {f.syscall}: {f.action}{'' if f.always else ' (for some arguments)'}: {f.why}"
             for f in fl]
 
 
 def check(c: Check) -> str:
+    """`seccomp check`: the call, where the answer comes from, the action, errno, effect,
+    the deciding rule, then each filter's path, one evaluated instruction a line."""
     args = ", ".join(hex(a) if a >= 4096 else str(a) for a in c.args) or "-"
     lines = [f"{c.syscall} (nr {c.nr} on {c.arch}), args: {args}"]
     lines += _source(c.source, c.mode, c.filters, c.matches_config, c.source_note)
@@ -54,6 +57,8 @@ def check(c: Check) -> str:
 
 
 def explain(items: list[Explain]) -> str:
+    """`seccomp explain`: per filter, the default action, then each action with its rules
+    (names, conditions, the config pointer), other ABIs, what is unresolved and flagged."""
     lines: list[str] = []
     for e in items:
         if lines:
@@ -85,4 +90,5 @@ def explain(items: list[Explain]) -> str:
 
 
 def render(data) -> str:
+    """A Check, or the list of Explain of `explain`, as text."""
     return check(data) if isinstance(data, Check) else explain(data)

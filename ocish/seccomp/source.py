@@ -98,6 +98,7 @@ def from_profile(doc: dict, label: str) -> Source:
 
 
 def from_bundle(path: str) -> Source:
+    """The profile of bundle `path` (a directory, or its config.json), compiled."""
     doc, cfg = read_config(path)
     return from_profile(doc, f"{cfg} (compiled, not loaded)")
 
@@ -164,6 +165,7 @@ def _foreign(root: str, cid: str) -> tuple[int, dict | None]:
 
 
 def from_container(root: str, cid: str) -> Source:
+    """The filters container `cid`'s init has loaded, compared with its config.json."""
     pid, doc = container_pid(root, cid)
     if pid <= 0:
         raise OcishError(f"container {cid} has no process (status stopped)")

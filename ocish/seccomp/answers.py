@@ -277,6 +277,10 @@ def deciding_rule(sc: dict, name: str, args: list[int], value: int) -> str:
     first entry naming the call whose conditions hold), or /linux/seccomp/defaultAction; "" when
     none of them has that action (the filter is not this profile)."""
     vals = (list(args) + [0] * 6)[:6]
+    try:
+        default = S.action_value(sc["defaultAction"], sc.get("defaultErrnoRet"))
+    except (KeyError, TypeError):
+        return ""
     for i, call in enumerate(sc.get("syscalls") or []):
         if not isinstance(call, dict) or name not in (call.get("names") or []):
             continue
@@ -287,12 +291,8 @@ def deciding_rule(sc: dict, name: str, args: list[int], value: int) -> str:
             hold = all(_cmp(op, vals[ix], v, v2) for ix, op, v, v2 in conds)
         except (KeyError, TypeError, IndexError):
             continue
-        if hold and action == value:
+        if hold and action == value and action != default:  # the default's: dropped
             return f"/linux/seccomp/syscalls/{i}"
-    try:
-        default = S.action_value(sc["defaultAction"], sc.get("defaultErrnoRet"))
-    except (KeyError, TypeError):
-        return ""
     return "/linux/seccomp/defaultAction" if default == value else ""
 
 

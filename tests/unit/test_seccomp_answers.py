@@ -223,3 +223,74 @@ def test_bad_profile_names_its_pointer():
                              "syscalls": [{"names": ["x"], "action": "BOGUS"}]}}}, "t")
     assert str(ei.value).startswith('config /linux/seccomp/syscalls/0/action: unknown action '
                                     '"BOGUS"')
+
+
+def _blocked_child(setup) -> tuple[int, int]:
+    """A child that runs setup() (ctypes calls only), then blocks in read(2) on a pipe: its
+    pid, and the pipe's write end (closing it lets the child's read return; it then exits)."""
+    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(w)
+        os.close(ready_r)
+        libc = ctypes.CDLL(None, use_errno=True)
+        setup(libc)
+        libc.write(ready_w, b"x", 1)
+        buf = ctypes.create_string_buffer(1)
+        libc.read(r, buf, 1)
+        libc.syscall(60, 0)  # exit: allowed even in strict mode
+    os.close(r)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    os.close(ready_r)
+    return pid, w
+
+
+def _end(pid: int, w: int) -> None:
+    os.close(w)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN")
+def test_a_process_with_two_filters():
+    """Read back from the kernel: both filters, newest first, answers combined as the kernel
+    combines them; the count is /proc/PID/status's."""
+    older = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 120}]}
+    newer = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"},
+        {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 121}]}
+
+    def setup(libc):
+        libc.prctl(38, 1, 0, 0, 0)
+        for prof in (older, newer):
+            S.Filter(compile_profile(prof)).load()
+    pid, w = _blocked_child(setup)
+    try:
+        src = source.from_pid(pid)
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(ln.rstrip("\n").split(":\t", 1) for ln in f if ":\t" in ln)
+        assert (src.mode, len(src.filters)) == ("filter", int(status["Seccomp_filters"])) == \
+            ("filter", 2)
+        assert src.filters == [source.export(newer)[0], source.export(older)[0]]
+        c = answers.check(src, "mkdir", [])
+        assert (c.action, c.decided_by, [r.action for r in c.runs]) == \
+            ("SCMP_ACT_KILL_PROCESS", 0, ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_ERRNO(120)"])
+        c = answers.check(src, "rmdir", [])
+        assert (c.errno, c.decided_by) == (121, 0)
+        assert [e.filter for e in explain.explain(src)] == [0, 1]
+    finally:
+        _end(pid, w)
+
+
+def test_strict_mode():
+    pid, w = _blocked_child(lambda libc: libc.prctl(22, 1, 0, 0, 0))  # PR_SET_SECCOMP strict
+    try:
+        src = source.from_pid(pid)
+        assert src.mode == "strict"
+        assert answers.check(src, "read", []).action == "SCMP_ACT_ALLOW"
+        c = answers.check(src, "mkdir", [])
+        assert (c.action, c.ret) == ("SCMP_ACT_KILL_THREAD", "SECCOMP_RET_KILL_THREAD")
+    finally:
+        _end(pid, w)

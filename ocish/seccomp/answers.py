@@ -259,6 +259,8 @@ def check(src: Source, syscall: str, args: list[str]) -> Check:
         out.errno = out.value & 0xFFFF
         out.errno_name = errnomod.errorcode.get(out.errno, "")
     out.effect = effect(out.value)
+    if src.mode == "strict" and out.value != S.ACT_ALLOW:
+        out.effect = "the process is killed by SIGKILL (strict mode has no SIGSYS)"
     if src.config is not None and src.mode in ("profile", "filter"):
         out.rule = deciding_rule(src.config, name, values, out.value)
     out.flags = [f for f in startup(src) if f.syscall == name]

@@ -227,7 +227,8 @@ def test_bad_profile_names_its_pointer():
 
 def _blocked_child(setup) -> tuple[int, int]:
     """A child that runs setup() (ctypes calls only), then blocks in read(2) on a pipe: its
-    pid, and the pipe's write end (closing it lets the child's read return; it then exits)."""
+    pid, and the pipe's write end (closing it lets the child's read return; it then calls
+    getpid(2) and exits)."""
     r, w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -239,7 +240,8 @@ def _blocked_child(setup) -> tuple[int, int]:
         libc.write(ready_w, b"x", 1)
         buf = ctypes.create_string_buffer(1)
         libc.read(r, buf, 1)
-        libc.syscall(60, 0)  # exit: allowed even in strict mode
+        libc.syscall(39)      # getpid
+        libc.syscall(60, 0)   # exit: allowed even in strict mode
     os.close(r)
     os.close(ready_w)
     assert os.read(ready_r, 1) == b"x"
@@ -247,9 +249,10 @@ def _blocked_child(setup) -> tuple[int, int]:
     return pid, w
 
 
-def _end(pid: int, w: int) -> None:
+def _end(pid: int, w: int) -> int:
+    """Let the child go on; its wait status."""
     os.close(w)
-    os.waitpid(pid, 0)
+    return os.waitpid(pid, 0)[1]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN")
@@ -290,7 +293,9 @@ def test_strict_mode():
         src = source.from_pid(pid)
         assert src.mode == "strict"
         assert answers.check(src, "read", []).action == "SCMP_ACT_ALLOW"
-        c = answers.check(src, "mkdir", [])
+        c = answers.check(src, "getpid", [])
         assert (c.action, c.ret) == ("SCMP_ACT_KILL_THREAD", "SECCOMP_RET_KILL_THREAD")
+        assert "SIGKILL" in c.effect
     finally:
-        _end(pid, w)
+        status = _end(pid, w)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9  # the kernel's answer to getpid

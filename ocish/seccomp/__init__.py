@@ -165,13 +165,5 @@ def session_source(dbg, opts: dict):
         return source.from_profile(cfg, f"config.json of container {dbg.cid} (compiled, "
                                         "not loaded)")
     t = dbg.readable("seccomp")
-    src = source.from_pid(t.pid, f"container {dbg.cid} (pid {t.pid})")
-    has_profile = (cfg.get("linux") or {}).get("seccomp") is not None
-    if src.mode == "filter":
-        source.compare(src, cfg)
-    elif src.mode == "disabled" and has_profile:
-        src = source.from_profile(cfg, f"config.json of container {dbg.cid} (compiled)")
-        src.note = (f"pid {t.pid} has no filter loaded yet (stage bounding, or exec's handoff "
-                    "with noNewPrivileges, loads it): answers from config.json's profile, "
-                    "compiled as stage seccomp compiles it")
-    return src
+    return source.of_container(source.from_pid(t.pid, f"container {dbg.cid} (pid {t.pid})"),
+                               cfg, dbg.cid)

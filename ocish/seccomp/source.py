@@ -137,6 +137,8 @@ def container_pid(root: str, cid: str) -> tuple[int, dict | None]:
         return _foreign(root, cid)
     except OcishError as e:
         raise OcishError(f"container {cid} (root {root}): {e}") from None
+    if state.status(root, st) == "stopped":  # its pid may be anyone's now
+        raise OcishError(f"container {cid} is stopped: it has no process to read")
     pid = int(st.get("pid") or 0)
     return pid, _config(os.path.join(state.container_dir(root, cid), "config.json"))
 
@@ -169,9 +171,22 @@ def from_container(root: str, cid: str) -> Source:
     pid, doc = container_pid(root, cid)
     if pid <= 0:
         raise OcishError(f"container {cid} has no process (status stopped)")
-    src = from_pid(pid, f"container {cid} (pid {pid})")
-    if doc is not None:
+    return of_container(from_pid(pid, f"container {cid} (pid {pid})"), doc or {}, cid)
+
+
+def of_container(src: Source, doc: dict, cid: str) -> Source:
+    """A container's init as read (`src`) with its config.json `doc`: a loaded filter is
+    compared with the profile; before one is loaded (during setup: stage bounding loads it, or
+    exec's handoff with noNewPrivileges), the profile answers, compiled, and says so."""
+    linux = doc.get("linux") if isinstance(doc.get("linux"), dict) else {}
+    if src.mode == "filter":
         compare(src, doc)
+    elif src.mode == "disabled" and linux.get("seccomp") is not None:
+        pid = src.pid
+        src = from_profile(doc, f"config.json of container {cid} (compiled)")
+        src.note = (f"pid {pid} has no filter loaded yet (stage bounding, or exec's handoff "
+                    "with noNewPrivileges, loads it): answers from config.json's profile, "
+                    "compiled as stage seccomp compiles it")
     return src
 
 

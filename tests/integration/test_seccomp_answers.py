@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -175,3 +176,27 @@ def test_bad_input_is_one_line(ocish, make_bundle, args, message):
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.count("\n") == 1
     assert p.stderr.startswith(message.replace("ROOT", ocish.root)), p.stderr
+
+
+def test_created_then_stopped(ocish, make_bundle):
+    """Created with noNewPrivileges, the init loaded the filter in exec's handoff before it
+    blocked on exec.fifo: the kernel's copy answers already; stopped, a clear error."""
+    def mutate(spec):
+        spec["process"]["noNewPrivileges"] = True
+        spec["linux"]["seccomp"] = PROFILE
+    b = make_bundle(["true"], mutate=mutate)
+    c = cid()
+    assert ocish("create", "-b", str(b), c).returncode == 0
+    pid = ocish.state(c)["pid"]
+    created = _check(ocish, c, "mkdir")
+    assert (_status(pid)["Seccomp"], created["mode"], created["matches_config"]) == \
+        ("2", "filter", True)
+    assert created["action"] == "SCMP_ACT_ERRNO(1)"
+    assert ocish("start", c).returncode == 0
+    for _ in range(100):
+        if ocish.state(c)["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    p = ocish("seccomp", "check", c, "mkdir")
+    assert (p.returncode, p.stderr) == (1, f"ocish: seccomp check: container {c} is stopped: "
+                                           "it has no process to read\n")

@@ -1,12 +1,12 @@
 """`ocish`: the runtime's command line, plus the debugger's own commands (debug, shell, attach,
-bundle, diagnose, bisect, lint, replay, verify)."""
+bundle, diagnose, bisect, lint, replay, seccomp, verify)."""
 from __future__ import annotations
 
 import os
 import sys
 
-SHELL_COMMANDS = {"attach", "bisect", "bundle", "debug", "diagnose", "lint", "replay", "shell",
-                  "verify"}
+SHELL_COMMANDS = {"attach", "bisect", "bundle", "debug", "diagnose", "lint", "replay", "seccomp",
+                  "shell", "verify"}
 HELP_FLAGS = ("-h", "--help", "-help")
 DEBUGGER_HELP = """
 DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
@@ -18,13 +18,15 @@ DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
    diagnose     why a bundle does not start, and what to change
    bisect       the smallest config change that makes a good bundle fail like a bad one
    replay       run .ocish scripts without a terminal (TAP, JSON, JUnit)
+   seccomp      what a seccomp filter does with a call (`seccomp check`), its rules
+                (`seccomp explain`): a running container's, or a bundle's
    verify       compare a running container's kernel state with its config.json
    help         this text; `ocish help COMMAND`: one command's
 
 Inside the debugger, `help` lists its own commands (step, next, break, continue, inspect,
 trace, diff, expect, record ...) and `help COMMAND` explains one with examples."""
 # the ones with a state directory: a global --root is theirs too
-ROOTED = {"attach", "bisect", "debug", "lint", "replay", "shell", "verify"}
+ROOTED = {"attach", "bisect", "debug", "lint", "replay", "seccomp", "shell", "verify"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "verify":
         from ocish.verify.cli import main as verify_main
         return verify_main(rest)
+    if command == "seccomp":
+        from ocish.seccomp import main as seccomp_main
+        return seccomp_main(rest)
     from ocish.shell import main as shell_main
     return shell_main(rest, command, log)
 

@@ -639,6 +639,14 @@ class Commands:
             raise Failed(report, f"verify: {report.mismatch_text()}")
         return report
 
+    def do_seccomp(self, a: Args):
+        from ocish import seccomp
+        if not a.pos:
+            raise OcishError(f"usage: {BY_NAME['seccomp'].usage}")
+        action = pick(a.pos[0], ("check", "explain"), "seccomp command")
+        seccomp.validate(action, a.pos[1:])
+        return seccomp.answer(seccomp.session_source(self.dbg, a.opts), action, a.pos[1:])
+
     def do_diff(self, a: Args):
         lines, why = self.dbg.last_diff()
         stops = self.dbg.stops
@@ -1006,6 +1014,27 @@ COMMANDS: list[Command] = [
       "`ocish verify ID` does the same from the command line, also for runc's containers.",
       ("verify", "verify --json", "verify /tmp/changed-bundle"),
       complete=lambda d, b: ["--json"]),
+
+    C("seccomp", (), "seccomp check SYSCALL [ARG...] | seccomp explain [--pid P | --bundle B "
+      "| --config]", "what the seccomp filter does with a call (action, errno, the BPF path), "
+      "or its rules by action",
+      "`check` runs the container process's loaded filters (read with\n"
+      "PTRACE_SECCOMP_GET_FILTER) in a classic-BPF interpreter over the call's seccomp_data\n"
+      "on this architecture: the action (SCMP_ACT_* and SECCOMP_RET_*), the errno, the\n"
+      "config.json rule that decided and each BPF instruction evaluated. ARG: a number\n"
+      "(decimal, 0x hex, -100) or flag names joined by | (CLONE_NEWUSER|CLONE_NEWNS,\n"
+      "PER_LINUX32). `explain` lists the rules grouped by action in config.json's terms\n"
+      "(reconstructed from the BPF when the filter is not what config.json compiles to).\n"
+      "Before the filter is loaded (stages seccomp to exec) both answer from config.json's\n"
+      "profile, compiled as stage seccomp does; --config always does; --pid P reads\n"
+      "another process, --bundle B compiles another bundle's profile. Calls the process\n"
+      "needs to start (execve, the dynamic loader's first calls) that the filter stops are\n"
+      "flagged.",
+      ("seccomp check mkdir", "seccomp check personality PER_LINUX32",
+       "seccomp check clone CLONE_NEWUSER", "seccomp explain", "seccomp check --config execve"),
+      flags=(("--pid", "pid", True), ("--bundle", "bundle", True), ("--config", "config", False)),
+      complete=lambda d, b: ["check", "explain"] if not b else ["--pid", "--bundle", "--config",
+                                                                "--json"]),
     C("diff", (), "diff",
       "what changed in the container's kernel state between the last two stops",
       examples=("diff", "diff --json"), repeat=True),

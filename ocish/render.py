@@ -634,6 +634,9 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
     if name == "verify":
         from ocish.verify.render import report
         return [report(data, fancy)]
+    if name == "seccomp":
+        from ocish.seccomp.render import render
+        return [render(data)]
     if isinstance(data, DiffResult):
         return [diff(data.lines, fancy) if data.lines else data.why]
     if isinstance(data, (Setting, list)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno as errnomod
 
-from ocish.diagnose.model import ERROR, PREFLIGHT, Finding, Fix
+from ocish.diagnose.model import ERROR, PREFLIGHT, WARNING, Finding, Fix
 from runtime.linux import seccomp as S
 
 # after the load, with noNewPrivileges: open exec.fifo, write the start byte, execve
@@ -26,6 +26,12 @@ AFTER_LOAD_NNP = ("openat", "write", "execve")
 AFTER_LOAD = ("prctl", "sendto", "recvfrom", "setgroups", "setresgid", "setresuid", "umask",
               "chdir", "capget", "capset", "newfstatat", "openat", "getdents64", "close",
               "ioctl", "fcntl", "rt_sigaction", "rt_sigprocmask", "write", "execve")
+# right after execve: the first calls of a dynamically linked program (ld.so, then libc's start)
+# and of a static one (busybox), as `strace /bin/true` and `strace busybox true` show them on
+# this host; a profile that fails or kills one may stop the program before main()
+LOADER = ("brk", "arch_prctl", "mmap", "access", "openat", "newfstatat", "read", "pread64",
+          "close", "mprotect", "munmap", "set_tid_address", "set_robust_list", "rseq",
+          "prlimit64", "readlink", "getrandom", "exit_group")
 PTR = "/linux/seccomp"
 
 
@@ -67,7 +73,7 @@ def findings(sc: dict, proc: dict) -> list[Finding]:
         if action is not None and blocks(action):
             stopped.append((name, action))
     if not stopped:
-        return []
+        return loader_findings(prof, sc)
     names = [n for n, _ in stopped]
     where = ("in exec's handoff, just before exec.fifo is opened (noNewPrivileges is true)"
              if nnp else "in stage bounding, before the user switch (noNewPrivileges is false)")
@@ -94,6 +100,26 @@ def findings(sc: dict, proc: dict) -> list[Finding]:
                     f"runtime still calls {', '.join(names)}, and {first} {blocks(action)}: the "
                     "process dies (or fails) before its program runs", "bounding" if not nnp
                     else "exec", first, errno_, PTR + "/defaultAction", evidence, fix)]
+
+
+def loader_findings(prof: S.Profile, sc: dict) -> list[Finding]:
+    """A warning for a profile that lets the runtime reach execve(2) but stops one of the first
+    calls of the program after it (LOADER): a kill is certain death, an errno may or may not be
+    survived (glibc shrugs off a refused rseq, not a refused mmap)."""
+    stopped = [(n, a) for n in LOADER if (a := action_for(prof, n)) is not None and blocks(a)]
+    if not stopped:
+        return []
+    names = [n for n, _ in stopped]
+    evidence = [f"{n}: {S.action_name(a)}" for n, a in stopped]
+    first, action = stopped[0]
+    errno_ = (action & 0xFFFF) if action & 0xFFFF0000 == S.ACT_ERRNO else 0
+    return [Finding("seccomp-loader", WARNING, PREFLIGHT, "the seccomp profile stops calls a "
+                    "program makes as it starts", f"right after execve(2) the dynamic loader "
+                    f"(or a static program's start-up) calls {', '.join(names)}; {first} "
+                    f"{blocks(action)}: the program may die or fail before main()", "exec",
+                    first, errno_, PTR, evidence,
+                    Fix("allow the program's start-up calls in /linux/seccomp",
+                        unblock(sc, names)))]
 
 
 def unblock(sc: dict, names: list[str]) -> list[dict]:

@@ -42,7 +42,10 @@ class _SockFilter(ctypes.Structure):
 
 
 def dump_filters(pid: int) -> list[list[bpf.Insn]]:
-    """The filters of `pid`, newest first; raises ptrace's PtraceError when it cannot."""
+    """The filters of `pid`, newest first (the order the kernel runs them in); raises ptrace's
+    PtraceError when it cannot. PTRACE_SECCOMP_GET_FILTER numbers them the other way: its
+    index 0 is the first filter installed (get_nth_filter in kernel/seccomp.c counts back
+    from the newest)."""
     from ptrace import PtraceError
     from ptrace.binding.func import PTRACE_DETACH, ptrace
     ptrace(PTRACE_SEIZE, pid, 0, 0)
@@ -57,7 +60,7 @@ def dump_filters(pid: int) -> list[list[bpf.Insn]]:
                 count = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(filters), 0)
             except PtraceError as e:
                 if e.errno == 2:  # ENOENT: no filter at this index
-                    return filters
+                    return filters[::-1]
                 raise
             prog = (_SockFilter * count)()
             ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(filters), ctypes.addressof(prog))

@@ -193,6 +193,7 @@ if _lib is not None:
     _proto("seccomp_arch_resolve_name", ctypes.c_uint32, ctypes.c_char_p)
     _proto("seccomp_arch_native", ctypes.c_uint32)
     _proto("seccomp_syscall_resolve_name", ctypes.c_int, ctypes.c_char_p)
+    _proto("seccomp_syscall_resolve_num_arch", ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int)
     _proto("seccomp_rule_add_array", ctypes.c_int, _ctx, ctypes.c_uint32, ctypes.c_int,
            ctypes.c_uint, ctypes.POINTER(_ArgCmp))
     _proto("seccomp_load", ctypes.c_int, _ctx)
@@ -221,6 +222,18 @@ def api_level() -> int:
 def syscall_number(name: str) -> int:
     """The native number of a syscall (negative for libseccomp's pseudo syscalls), or -1."""
     return _lib.seccomp_syscall_resolve_name(name.encode())
+
+
+def syscall_name(nr: int) -> str:
+    """The native name of syscall number `nr` as libseccomp knows it, or "" (the debugger's
+    seccomp answers name what a filter compares)."""
+    ptr = _lib.seccomp_syscall_resolve_num_arch(0, nr)  # 0: SCMP_ARCH_NATIVE
+    if not ptr:
+        return ""
+    try:
+        return ctypes.string_at(ptr).decode()
+    finally:
+        ctypes.CDLL(None).free(ctypes.c_void_p(ptr))
 
 
 def _err(rc: int) -> str:

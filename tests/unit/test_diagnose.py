@@ -137,6 +137,20 @@ def test_seccomp_check_finds_what_stops_the_runtime():
     assert seccomp_check.findings(conditional, {"noNewPrivileges": True}) == []
 
 
+def test_seccomp_check_warns_of_the_programs_first_calls():
+    """The runtime gets through to execve(2); the program's start-up calls (ld.so's mmap,
+    mprotect ...) do not: a warning, with the patch that lets them through."""
+    prof = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mprotect", "reboot"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["rseq"], "action": "SCMP_ACT_KILL_PROCESS"}]}
+    [f] = seccomp_check.findings(prof, {"noNewPrivileges": True})
+    assert (f.code, f.severity, f.op, f.errno) == ("seccomp-loader", "warning", "mprotect", 1)
+    assert f.evidence == ["mprotect: SCMP_ACT_ERRNO(1)", "rseq: SCMP_ACT_KILL_PROCESS"]
+    assert f.fix.patch == [
+        {"op": "remove", "path": "/linux/seccomp/syscalls/1"},
+        {"op": "replace", "path": "/linux/seccomp/syscalls/0/names", "value": ["reboot"]}]
+
+
 @pytest.mark.parametrize("pointer,message,spec,fix", [
     ("/linux/sysctl/kernel.pid_max", 'sysctl "kernel.pid_max" is not namespaced and would '
      "change the host", {"linux": {"sysctl": {"kernel.pid_max": "1"}}},

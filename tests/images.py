@@ -86,7 +86,7 @@ class PodmanStore:
     def __init__(self, base: Path) -> None:
         self.base = base
         conf, storage = base / "containers.conf", base / "storage.conf"
-        (base / "tmp").mkdir()
+        (base / "tmp").mkdir(parents=True)
         conf.write_text(f'[engine]\nevents_logger = "file"\n'
                         f'events_logfile_path = "{base}/events.log"\ntmp_dir = "{base}/tmp"\n')
         storage.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{base}/graph"\n'

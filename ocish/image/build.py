@@ -44,7 +44,8 @@ def build(directory: str, ref: str, command: list[str] | None = None, terminal: 
         try:
             layout = os.path.join(work, "layout")
             # --quiet: skopeo's progress lines are for people; we report one line at the end
-            tools.run([skopeo, "copy", "--quiet", source.skopeo, f"oci:{layout}:{TAG}"],
+            tools.run([skopeo, "copy", "--quiet", *source.flags, source.skopeo,
+                       f"oci:{layout}:{TAG}"],
                       f"image {ref}: skopeo copy")
             image = convert.image_config(layout, TAG)
             unpack = [umoci, "raw", "unpack"] + (["--rootless"] if os.geteuid() != 0 else [])

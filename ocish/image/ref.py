@@ -9,7 +9,8 @@
                                save`, whose Docker 25+ tars are OCI layouts too), else
                                oci-archive when it has oci-layout
     podman:NAME                an image in podman's store (containers-storage:NAME is the same)
-    docker:NAME                an image in the Docker daemon's store (docker-daemon:NAME too)
+    docker:NAME                an image in the Docker daemon's store (docker-daemon:NAME too;
+                               the daemon at $DOCKER_HOST when set, Docker contexts aside)
     NAME                       podman's store first, then Docker's
 
 A store's NAME is resolved to an image id by `podman image inspect` / `docker image inspect`
@@ -35,10 +36,12 @@ INSPECT_TIMEOUT = 60.0
 @dataclass(frozen=True)
 class Source:
     """Where an image is: `ref` as the user wrote it, `kind` (oci, oci-archive, docker-archive,
-    podman, docker) and `skopeo`, the `skopeo copy` source transport:reference."""
+    podman, docker), `skopeo`, the `skopeo copy` source transport:reference, and `flags`, what
+    `skopeo copy` needs besides to read it."""
     ref: str
     kind: str
     skopeo: str
+    flags: tuple[str, ...] = ()
 
 
 def parse(ref: str) -> Source | tuple[str, str]:
@@ -125,7 +128,11 @@ def _store_source(ref: str, store: str, name: str) -> Source:
     # docker-daemon:algo:digest is an image id (skopeo(1), containers-transports(5))
     if ":" not in image_id:
         image_id = f"sha256:{image_id}"
-    return Source(ref, "docker", f"docker-daemon:{image_id}")
+    # skopeo does not read DOCKER_HOST (containers/image asks for the daemon's host
+    # explicitly): the daemon `docker image inspect` answered from is named to it
+    host = os.environ.get("DOCKER_HOST")
+    return Source(ref, "docker", f"docker-daemon:{image_id}",
+                  ("--src-daemon-host", host) if host else ())
 
 
 def resolve(ref: str) -> Source:

@@ -10,7 +10,7 @@ ids (/proc/$$/status), $HOME and the mount at /data (the image's volume). Its us
                                     config), tagged TAG
     PodmanStore(base)               podman with its own storage (vfs: no mounts) and
                                     containers.conf under `base`; `import_image`, `save`, and
-                                    `close` (removes every image and the storage)
+                                    `close` (removes every image, then the storage)
 """
 from __future__ import annotations
 
@@ -109,7 +109,10 @@ class PodmanStore:
         return dest
 
     def close(self) -> None:
-        subprocess.run(["podman", "system", "reset", "--force"], env=dict(os.environ, **self.env),
+        """Every image of this store removed, then the store itself (vfs: nothing mounted).
+        Not `podman system reset`: that also removes the host's podman networks (CNI configs
+        are not in the store)."""
+        subprocess.run(["podman", "rmi", "--all", "--force"], env=dict(os.environ, **self.env),
                        capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
         shutil.rmtree(self.base, ignore_errors=True)
 

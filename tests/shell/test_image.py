@@ -33,7 +33,7 @@ def _bundle_of(banner: str) -> str:
     return m.group(1)
 
 
-def test_debug_image_steps_the_images_process(session, layout):
+def test_debug_image_steps_the_images_process(session, layout, ocish):
     s = session(None, "--image", f"oci:{layout}:{I.TAG}")
     assert f"building a bundle from image oci:{layout}:{I.TAG}" in s.banner
     bundle = _bundle_of(s.banner)
@@ -48,6 +48,13 @@ def test_debug_image_steps_the_images_process(session, layout):
     cwd, want = os.stat(f"/proc/{pid}/cwd"), os.stat(f"{bundle}/rootfs{I.WORKDIR}")
     assert (cwd.st_dev, cwd.st_ino) == (want.st_dev, want.st_ino)
     assert s.json("inspect proc --json")["cwd"] == I.WORKDIR
+    script = os.path.join(os.path.dirname(str(layout)), f"{s.cid}.ocish")
+    s.cmd(f"record {script}")  # the bundle is built again from the image, by `bundle init`
+    with open(script) as f:
+        assert [ln for ln in f.read().splitlines() if not ln.startswith("#")] == [
+            f"bundle init --image oci:{layout}:{I.TAG}", "load $bundle", "continue"]
+    r = ocish("replay", script, timeout=120)
+    assert r.returncode == 0 and "not ok" not in r.stdout, r.stdout + r.stderr
     out = s.cmd("start")
     assert "started container" in out
     deadline = time.monotonic() + 10  # the entrypoint reports and exits: then quit

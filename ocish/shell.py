@@ -456,6 +456,10 @@ def main(argv: list[str], command: str, log=None) -> int:
                 shell.failures.append(0)
                 if shell.commands.errexit:
                     return shell.exit_status()
+            except BaseException:  # Ctrl-C while an image unpacks: its temporary dir goes too
+                if temp and shell.dbg.temp_dir != temp and not (a.keep_bundle and bundle):
+                    shutil.rmtree(temp, ignore_errors=True)
+                raise
             else:
                 shell.commands.note_load(made=bool(temp), image=a.image or "")
                 shell.banner()

@@ -10,10 +10,10 @@ SHELL_COMMANDS = {"attach", "bisect", "bundle", "debug", "diagnose", "lint", "re
 HELP_FLAGS = ("-h", "--help", "-help")
 DEBUGGER_HELP = """
 DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
-   debug        step through a bundle's setup in the interactive debugger
+   debug        step through a bundle's (or an image's: --image REF) setup in the debugger
    shell        the debugger's shell, no container loaded (bare `ocish` on a terminal)
    attach       open the debugger on a container under --root
-   bundle       build a bundle to experiment with (`bundle init DIR`)
+   bundle       build a bundle to experiment with (`bundle init DIR [--image REF]`)
    lint         check a bundle's config.json: every finding, with its fix
    diagnose     why a bundle does not start, and what to change
    bisect       the smallest config change that makes a good bundle fail like a bad one

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Callable
 
 from ocish import elf
 from runtime.defaults import default_spec
@@ -258,12 +259,33 @@ def init_bundle(directory: str, args: list[str] | None = None, terminal: bool = 
     if args is not None and (not isinstance(args, (list, tuple))
                              or not all(isinstance(a, str) for a in args)):
         raise OcishError("bundle init: args must be a list of strings")
-    directory = os.path.abspath(directory)
     if busybox == AUTO:
         busybox = find_busybox()
     elif busybox is not None and not is_static_elf(busybox):
         raise OcishError(f"bundle init: {busybox} is not a statically linked executable")
 
+    spec = default_spec(rootless=rootless)
+    spec["process"]["args"] = list(args) if args else ["sh"]
+    spec["process"]["terminal"] = bool(terminal)
+    spec["hostname"] = HOSTNAME
+
+    def fill(staging: str) -> dict:
+        _populate_skeleton(staging)
+        if busybox is not None:
+            _install_busybox(staging, busybox)
+        else:
+            _install_host_binaries(staging)
+        return spec
+    return assemble(directory, force, fill)
+
+
+def assemble(directory: str, force: bool, fill: Callable[[str], dict]) -> str:
+    """Make the bundle `directory` (created when missing; when it has files, only with `force`):
+    `fill(staging)` populates a fresh 0755 directory beside the rootfs and returns the spec;
+    the staging directory then replaces DIR/<root.path> and the spec is written as
+    DIR/config.json. Nothing is left behind when `fill` raises (a DIR this call created is
+    removed). Returns the absolute path of the bundle."""
+    directory = os.path.abspath(directory)
     created = False
     if os.path.lexists(directory) and not os.path.isdir(directory):
         raise OcishError(f"bundle directory {directory} exists and is not a directory")
@@ -274,21 +296,11 @@ def init_bundle(directory: str, args: list[str] | None = None, terminal: bool = 
     else:
         os.makedirs(directory, mode=0o755)
         created = True
-
-    spec = default_spec(rootless=rootless)
-    spec["process"]["args"] = list(args) if args else ["sh"]
-    spec["process"]["terminal"] = bool(terminal)
-    spec["hostname"] = HOSTNAME
-
-    rootfs = os.path.join(directory, spec["root"]["path"])
     staging = tempfile.mkdtemp(prefix=".rootfs.", dir=directory)
     try:
         os.chmod(staging, 0o755)
-        _populate_skeleton(staging)
-        if busybox is not None:
-            _install_busybox(staging, busybox)
-        else:
-            _install_host_binaries(staging)
+        spec = fill(staging)
+        rootfs = os.path.join(directory, spec["root"]["path"])
         _remove_old(rootfs)
         os.rename(staging, rootfs)
         _write_config(directory, spec)
@@ -401,13 +413,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     init = sub.add_parser(
-        "init", usage="ocish bundle init DIR [--args 'CMD ...' | -- CMD...] [--force] [--terminal]"
-                      " [--rootless]",
-        epilog="CMD may also follow a literal --: ocish bundle init DIR -- sh -c 'echo hi'",
+        "init", usage="ocish bundle init DIR [--image REF] [--args 'CMD ...' | -- CMD...] [--force]"
+                      " [--terminal] [--rootless]",
+        epilog="CMD may also follow a literal --: ocish bundle init DIR -- sh -c 'echo hi'. "
+               "REF: oci:PATH[:TAG] (an OCI image layout), oci-archive:PATH, "
+               "docker-archive:PATH or a PATH (a `docker save`/`podman save` tar, an OCI "
+               "layout directory), podman:NAME, docker:NAME, or a NAME (podman's store, then "
+               "Docker's). With --image, CMD replaces the image's Cmd (as `docker run IMAGE "
+               "CMD`); skopeo and umoci unpack it.",
         help="create a bundle: a small rootfs and a default config.json",
-        description="Create DIR/rootfs (busybox-static, or host binaries and their libraries) "
-                    "and DIR/config.json running CMD (default: sh).")
+        description="Create DIR/rootfs (busybox-static, or host binaries and their libraries; "
+                    "with --image, the image's layers) and DIR/config.json running CMD (default: "
+                    "sh; with --image, the image's entrypoint and cmd).")
     init.add_argument("dir", metavar="DIR")
+    init.add_argument("--image", metavar="REF",
+                      help="the rootfs and process of this image, not busybox")
     init.add_argument("--args", metavar="'CMD ...'",
                       help="the container command, as one shell-quoted string")
     init.add_argument("--force", action="store_true",
@@ -419,7 +439,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """`ocish bundle init DIR [--args 'CMD ...' | -- CMD...] [--force] [--terminal]`."""
+    """`ocish bundle init DIR [--image REF] [--args 'CMD ...' | -- CMD...] [--force]
+    [--terminal] [--rootless]`."""
     try:
         # argparse cannot put a '*' positional after DIR and options, so split at "--" here.
         argv = list(argv)
@@ -433,7 +454,7 @@ def main(argv: list[str]) -> int:
             return e.code if isinstance(e.code, int) else 0
         if extra:  # named with the subcommand and what it takes, not argparse's "bundle: ..."
             raise _UsageError(f"ocish bundle {ns.cmd}: unknown argument {extra[0]} (it takes "
-                              "DIR, --args, --force, --terminal, --rootless; a command after --)")
+                              "DIR, --image, --args, --force, --terminal, --rootless; a command after --)")
         if ns.args is not None and command:
             raise _UsageError("ocish bundle init: give the command with --args or after --, "
                               "not both")
@@ -444,8 +465,13 @@ def main(argv: list[str]) -> int:
                 raise _UsageError(f"ocish bundle init: --args: {str(e).lower()}")
         else:
             args = command or None
-        path = init_bundle(ns.dir, args, terminal=ns.terminal, force=ns.force,
-                           rootless=ns.rootless)
+        if ns.image is not None:
+            from ocish.image.build import build
+            path = build(ns.dir, ns.image, args, terminal=ns.terminal, force=ns.force,
+                         rootless=ns.rootless)
+        else:
+            path = init_bundle(ns.dir, args, terminal=ns.terminal, force=ns.force,
+                               rootless=ns.rootless)
     except _UsageError as e:
         print(f"ocish: {str(e).removeprefix('ocish ')}", file=sys.stderr)
         return 1

@@ -488,15 +488,16 @@ class Commands:
             self.emit("news", News("removed", 0, f"{what} deleted: `{action}` replaces it"),
                       False)
         return ask_first
-    def note_load(self, made: bool) -> None:
+    def note_load(self, made: bool, image: str = "") -> None:
         """The session began with a load by `ocish debug` (not a typed command): kept for
         `record` as the commands that do the same (`bundle init`, when the shell built the
-        bundle, then `load`)."""
+        bundle, from `image` with --image, then `load`)."""
         d = self.dbg
         self.vars["bundle"] = d.bundle
         if made:
             self.made_bundles.add(d.bundle)
-            self.history.append(Outcome("bundle init -- sh", "bundle", Args(["init"]),
+            line = f"bundle init --image {shlex.quote(image)}" if image else "bundle init -- sh"
+            self.history.append(Outcome(line, "bundle", Args(["init"]),
                                         BundleResult("init", d.bundle)))
         self.history.append(Outcome(f"load {shlex.quote(d.bundle)}", "load", Args([d.bundle]),
                                     self.banner()))
@@ -722,7 +723,13 @@ class Commands:
         if action == "init":
             d = a.opts["dir"] or os.path.join(self.workdir(),
                                               f"bundle{len(self.made_bundles) + 1}")
-            path = bundle.init_bundle(d, a.opts["args"] or None, rootless=a.opts["rootless"])
+            if a.opts.get("image"):
+                from ocish.image.build import build
+                path = build(d, a.opts["image"], a.opts["args"] or None,
+                             rootless=a.opts["rootless"])
+            else:
+                path = bundle.init_bundle(d, a.opts["args"] or None,
+                                          rootless=a.opts["rootless"])
             self.made_bundles.add(path)
             self.vars["bundle"] = path
             return BundleResult("init", path)
@@ -787,12 +794,13 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     return out
 
 
-BUNDLE_USAGE = ("bundle init [DIR] [--rootless] [-- CMD ARGS...] | bundle set POINTER VALUE | "
-                "bundle unset POINTER")
+BUNDLE_USAGE = ("bundle init [DIR] [--image REF] [--rootless] [-- CMD ARGS...] | "
+                "bundle set POINTER VALUE | bundle unset POINTER")
 
 
 def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
-    """`init [DIR] [--rootless] [-- CMD...]`, `set POINTER VALUE`, `unset POINTER`."""
+    """`init [DIR] [--image REF] [--rootless] [-- CMD...]`, `set POINTER VALUE`, `unset
+    POINTER`."""
     if not args or args[0] not in ("init", "set", "unset"):
         raise OcishError(f"usage: {BUNDLE_USAGE}")
     action, rest = args[0], args[1:]
@@ -800,13 +808,18 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
     as_json = "--json" in rest[:cut]  # what it did, as data: every command with data takes it
     rest = [w for w in rest[:cut] if w != "--json"] + rest[cut:]
     if action == "init":
-        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False}
+        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False, "image": None}
         if "--" in rest:
             at = rest.index("--")
             rest, opts["args"] = rest[:at], rest[at + 1:]
-        for w in rest:
+        words = iter(rest)
+        for w in words:
             if w == "--rootless":
                 opts["rootless"] = True
+            elif w == "--image" or w.startswith("--image="):
+                opts["image"] = w.partition("=")[2] if "=" in w else next(words, None)
+                if not opts["image"]:
+                    raise OcishError(f"bundle init: --image needs a REF; usage: {BUNDLE_USAGE}")
             elif w.startswith("-") or opts["dir"]:
                 raise OcishError(f"bundle init: unexpected {w!r}; usage: {BUNDLE_USAGE}")
             else:
@@ -1113,11 +1126,14 @@ COMMANDS: list[Command] = [
       "build a busybox bundle (offline) and edit its config.json: scripts make what they need",
       "`bundle init` builds a bundle in the session's scratch directory ($tmp) or DIR, as\n"
       "`ocish bundle init` does, and sets $bundle to it; `load $bundle` sets it up.\n"
+      "--image REF builds it from an image (oci:DIR[:TAG], a docker/podman save tar,\n"
+      "podman:NAME, docker:NAME) with skopeo and umoci; a CMD replaces the image's Cmd.\n"
       "`bundle set POINTER VALUE` writes VALUE (JSON, or else a string) at the JSON\n"
       "pointer in its config.json (/mounts/- appends); `bundle unset POINTER` removes it.\n"
       "Only bundles made by `bundle init` in this session are edited; `restart` reads\n"
       "config.json again.",
-      ("bundle init -- sleep 100", "bundle set /linux/resources/pids/limit 32",
+      ("bundle init -- sleep 100", "bundle init --image oci:/srv/img:web",
+       "bundle set /linux/resources/pids/limit 32",
        "bundle set /hostname web", "bundle unset /linux/namespaces/4"),
       parse=parse_bundle, complete=_first(["init", "set", "unset"])),
 ]

@@ -81,7 +81,12 @@ def _bundle_init(out: "Outcome") -> str:
     words = split_words(out.line)
     rest, cmd = (words[2:], []) if "--" not in words else (
         words[2:words.index("--")], words[words.index("--"):])
-    flags = [w for w in rest if w.startswith("-")]
+    flags, it = [], iter(rest)
+    for w in it:
+        if w == "--image":  # its REF is kept: it is no DIR
+            flags += [w, next(it, "")]
+        elif w.startswith("-"):
+            flags.append(w)
     return shlex.join(["bundle", "init"] + flags + cmd)
 
 

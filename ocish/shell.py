@@ -379,13 +379,19 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str], command: str, log=None) -> int:
-    """`ocish debug [BUNDLE] [--id ID]`, `ocish shell` or `ocish attach ID`, each with
-    [--root R] [--plain] [--errexit] [--quiet]. `log` (runtime.cli.Log, from the global --log,
-    --debug) gets the session's errors and, with --debug, its steps with their times."""
+    """`ocish debug [BUNDLE | --image REF [--keep-bundle]] [--id ID]`, `ocish shell` or `ocish
+    attach ID`, each with [--root R] [--plain] [--errexit] [--quiet]. `log` (runtime.cli.Log,
+    from the global --log, --debug) gets the session's errors and, with --debug, its steps
+    with their times."""
     p = _ArgParser(prog=f"ocish {command}")
     if command == "debug":
         p.add_argument("bundle", nargs="?")
         p.add_argument("--id")
+        p.add_argument("--image", metavar="REF",
+                       help="a bundle from this image (as `ocish bundle init DIR --image REF`), "
+                            "in a temporary directory removed at quit")
+        p.add_argument("--keep-bundle", action="store_true",
+                       help="with --image: keep the temporary bundle at quit (its path is shown)")
     elif command == "attach":
         p.add_argument("id")
     p.add_argument("--root", default=default_root())
@@ -402,6 +408,10 @@ def main(argv: list[str], command: str, log=None) -> int:
                        help="the same, with what was inspected as expectations")
     try:
         a = p.parse_args(argv)
+        if command == "debug" and a.image is not None and a.bundle is not None:
+            raise OcishError("ocish debug: give BUNDLE or --image REF, not both")
+        if command == "debug" and a.keep_bundle and a.image is None:
+            raise OcishError("ocish debug: --keep-bundle keeps the bundle --image builds")
     except OcishError as e:
         sys.stderr.write(f"ocish: {e}\n")
         return 1
@@ -427,14 +437,14 @@ def main(argv: list[str], command: str, log=None) -> int:
     try:
         if command == "debug":
             bundle, temp = a.bundle, ""
-            if bundle is None:
-                temp = tempfile.mkdtemp(prefix="ocish-debug-")
-                from ocish.bundle import init_bundle
-                bundle = init_bundle(os.path.join(temp, "bundle"), args=["sh"], terminal=False)
             try:
-                shell.dbg.load(bundle, a.id, temp)
+                if bundle is None:
+                    temp = tempfile.mkdtemp(prefix="ocish-debug-")
+                    bundle = _session_bundle(shell, os.path.join(temp, "bundle"), a.image,
+                                             a.keep_bundle)
+                shell.dbg.load(bundle, a.id, "" if a.keep_bundle else temp)
             except OcishError as e:
-                if temp:
+                if temp and not (shell.dbg.load_error or a.keep_bundle and bundle):
                     shutil.rmtree(temp, ignore_errors=True)
                 if shell.log is not None:
                     shell.log.write("error", str(e))
@@ -447,8 +457,12 @@ def main(argv: list[str], command: str, log=None) -> int:
                 shell.failures.append(0)
                 if shell.commands.errexit:
                     return shell.exit_status()
+            except BaseException:  # Ctrl-C while an image unpacks: its temporary dir goes too
+                if temp and shell.dbg.temp_dir != temp and not (a.keep_bundle and bundle):
+                    shutil.rmtree(temp, ignore_errors=True)
+                raise
             else:
-                shell.commands.note_load(made=bool(temp))
+                shell.commands.note_load(made=bool(temp), image=a.image or "")
                 shell.banner()
         elif command == "attach":
             try:
@@ -476,6 +490,21 @@ def main(argv: list[str], command: str, log=None) -> int:
             shell.dbg.teardown()
         if os.getpid() == owner:
             shell.commands.close()
+
+
+def _session_bundle(shell: Shell, path: str, image: str | None, keep: bool) -> str:
+    """The bundle `ocish debug` builds when given none: busybox running sh, or with `image`
+    the image's (ocish.image.build), at `path`."""
+    if image is None:
+        from ocish.bundle import init_bundle
+        return init_bundle(path, args=["sh"], terminal=False)
+    from ocish.image.build import build
+    if not shell.quiet:
+        shell.note(f"building a bundle from image {image} (skopeo copy, umoci raw unpack)")
+    bundle = build(path, image)
+    if keep:
+        shell.note(f"bundle {bundle} is kept at quit (--keep-bundle)")
+    return bundle
 
 
 def _record_at_end(shell: Shell, plain: str | None, expect: str | None) -> None:

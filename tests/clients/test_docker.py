@@ -111,3 +111,36 @@ def test_stop(dockerd, rt, dk_name):
     dockerd.check("stop", "-t", "1", name2, timeout=30)
     assert 1 <= time.monotonic() - t < 10
     assert dockerd.check("inspect", "-f", "{{.State.ExitCode}}", name2).stdout.strip() == "137"
+
+
+def test_bundle_from_docker_image(dockerd, rootfs_template, ocish, tmp_path, monkeypatch):
+    """`ocish bundle init --image docker:NAME` (and a bare NAME, found in Docker's store after
+    podman's, here a private and empty one): skopeo reads the image from our dockerd
+    ($DOCKER_HOST, handed to skopeo as --src-daemon-host); ocish runs the image's entrypoint,
+    which reports its Env, WorkingDir and User from inside."""
+    import shutil as _shutil
+    from tests import images as I
+    from tests.conftest import cid
+    if not (_shutil.which("umoci") and _shutil.which("skopeo")):
+        pytest.skip("umoci and skopeo are not installed (apt-get install umoci skopeo)")
+    tar = I.rootfs_tar(I.image_rootfs(rootfs_template, tmp_path), tmp_path / "rootfs.tar")
+    name = f"ocish-image-{os.getpid()}"
+    dockerd.check("import", "--change", 'ENTRYPOINT ["/usr/local/bin/entry"]',
+                  "--change", 'CMD ["from-docker"]', "--change", "ENV GREETING=hello-from-docker",
+                  "--change", f"WORKDIR {I.WORKDIR}", "--change", "USER app", str(tar), name)
+    store = I.PodmanStore(tmp_path / "podman")  # the bare NAME's first try: an empty store
+    try:
+        for key in ("DOCKER_HOST", "DOCKER_CONFIG"):
+            monkeypatch.setenv(key, dockerd.env[key])
+        for key, value in store.env.items():
+            monkeypatch.setenv(key, value)
+        for n, ref in enumerate((f"docker:{name}", name)):
+            bundle = tmp_path / f"b{n}"
+            ocish("bundle", "init", str(bundle), "--image", ref, check=True, timeout=120)
+            got = I.probe_lines(ocish("run", "-b", str(bundle), cid(), check=True).stdout)
+            assert (got["args"], got["greeting"], got["cwd"]) == (
+                "from-docker", "hello-from-docker", I.WORKDIR), (ref, got)
+            assert (got["Uid"], got["Groups"]) == (" ".join([str(I.UID)] * 4), str(I.EXTRA_GID))
+    finally:
+        store.close()
+        dockerd("rmi", "-f", name)

@@ -341,7 +341,7 @@ def test_cli_usage_errors(tmp_path, capsys, argv):
 def test_cli_unknown_argument_names_the_subcommand(tmp_path, capsys):
     assert main(["init", str(tmp_path / "b"), "--json"]) == 1
     assert _one_line_error(capsys) == ("ocish: bundle init: unknown argument --json (it takes "
-                                       "DIR, --args, --force, --terminal, --rootless; a command "
+                                       "DIR, --image, --args, --force, --terminal, --rootless; a command "
                                        "after --)\n")
     assert not (tmp_path / "b").exists()
 

@@ -3,7 +3,7 @@
 The `signal` module wraps the same functions in enums, and importing enum costs several
 milliseconds at every runtime start; the runtime only needs the numbers and the calls.
 """
-from _signal import (NSIG, SIG_DFL, SIG_IGN, SIG_SETMASK, SIGHUP, SIGINT,  # noqa: F401
+from _signal import (NSIG, SIG_BLOCK, SIG_DFL, SIG_IGN, SIG_SETMASK, SIGHUP, SIGINT,  # noqa: F401
                      SIGKILL, SIGQUIT, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
                      pthread_sigmask, signal)
 import _signal

@@ -43,7 +43,9 @@ def look_path(name: str, path: str) -> str | None:
     for c in candidates:
         try:
             st = os.stat(c)
-        except OSError:
+        except OSError as e:
+            if e.errno == errno.EPERM:  # stat(2) never says so of a file: a seccomp filter
+                raise
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return c
@@ -78,7 +80,9 @@ class Exec(Stage):
         env = ctx.process.get("env") or []
         try:
             path = look_path(args[0], env_path(env))
-        except PermissionError:
+        except PermissionError as e:
+            if e.errno == errno.EPERM:  # blame_filter names the filter, when one refuses it
+                raise StageError(self.name, "stat", f'"{args[0]}"', errno.EPERM) from None
             raise StageError(self.name, "exec", f'"{args[0]}"', errno.EACCES, "/process/args/0") from None
         if path is None:
             raise StageError(self.name, "exec", f'"{args[0]}"', errno.ENOENT, "/process/args/0",
@@ -98,7 +102,7 @@ class Exec(Stage):
             if seccomp.pending():
                 self._try_handoff(ctx)
             else:
-                self._try_fifo(ctx)
+                self._try_loaded(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -120,15 +124,29 @@ class Exec(Stage):
             return os.open(f"self/fd/{ctx.fifo_fd}", flags, dir_fd=ctx.proc_fd)
         return os.open(f"/proc/self/fd/{ctx.fifo_fd}", flags)
 
-    def _try_fifo(self, ctx: Context) -> None:
-        """With the seccomp filter loaded already (stage bounding), make the handoff's open of
-        exec.fifo now, without blocking (ENXIO: no reader yet, as it should be): a filter
-        that refuses it fails `create` with its cause, not the container at `start`."""
+    def _try_loaded(self, ctx: Context) -> None:
+        """With the seccomp filter loaded already (stage bounding), make the handoff's calls
+        now, harmlessly: its signal mask reset (to the mask it has), the open of exec.fifo
+        without blocking (ENXIO: no reader yet, as it should be) and a write(2), to a pipe: a
+        filter that refuses one fails `create` with its cause (blame_filter), not the container
+        silently at `start`."""
+        try:
+            sig.pthread_sigmask(sig.SIG_SETMASK, sig.pthread_sigmask(sig.SIG_BLOCK, []))
+        except OSError as e:
+            raise StageError(self.name, "rt_sigprocmask", "", e.errno or 0) from None
         try:
             os.close(self._open_fifo(ctx, os.O_NONBLOCK))
         except OSError as e:
             if e.errno != errno.ENXIO:
                 raise StageError(self.name, "open", "exec.fifo", e.errno or 0) from None
+        r, w = os.pipe()
+        try:
+            os.write(w, b"0")
+        except OSError as e:
+            raise StageError(self.name, "write", "exec.fifo", e.errno or 0) from None
+        finally:
+            os.close(r)
+            os.close(w)
 
     def _try_handoff(self, ctx: Context) -> None:
         """With noNewPrivileges the filter is loaded in the handoff, after `create` returned,

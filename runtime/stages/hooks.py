@@ -19,8 +19,9 @@ import os
 
 from runtime.engine import CONTAINER, HOST, Context, Stage
 
-# runtime.hooks is imported where it is used: a container side without hooks never loads it
-# (stage container-hooks runs before pivot_root, while the host's files are still in reach)
+# runtime.hooks is imported where it is used: a container side without hooks never loads it.
+# The container side preloads it (ContainerHooks.preload): by the time stage container-hooks
+# runs, a user namespace may have made the host's Python files unreadable.
 
 HOST_KINDS = ("prestart", "createRuntime")
 
@@ -72,6 +73,9 @@ class ContainerHooks(Stage):
         from runtime import hooks
         return ["createContainer"] if hooks.hooks_of(ctx.spec, "createContainer") else []
 
+    def preload(self, ctx: Context) -> list[str]:
+        return ["runtime.hooks"] if (ctx.spec.get("hooks") or {}).get("createContainer") else []
+
     def describe(self, ctx: Context) -> str:
         return _describe(ctx, ("createContainer",),
                          f"from the container's init, in its namespaces, in {ctx.rootfs}")
@@ -83,7 +87,7 @@ class ContainerHooks(Stage):
         todo = (ctx.spec.get("hooks") or {}).get("createContainer")
         if not todo:
             return
-        from runtime import hooks
+        from runtime import hooks  # preloaded
         st = hooks.state(ctx.id, "creating", ctx.pid, ctx.bundle, ctx.spec.get("annotations"))
         try:
             # the channel: a runtime killed meanwhile must not leave the hook running;

@@ -114,6 +114,11 @@ class Mounts(Stage):
     def items(self, ctx: Context) -> list[str]:
         return ["rootfs"] + [f"/mounts/{i}" for i in range(len(mount_list(ctx)))] + ["devices"]
 
+    def preload(self, ctx: Context) -> list[str]:
+        # refused_data's, on a failed mount: in a user namespace the container side may no
+        # longer read the host's Python files by then
+        return ["runtime.linux.fscontext"] if has_new(ctx, "user") else []
+
     def describe(self, ctx: Context) -> str:
         prop = ctx.linux.get("rootfsPropagation") or "rslave"
         lines = [self.summary + ".",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -284,3 +285,33 @@ def test_hook_args_env_and_missing_program(ocish, make_bundle, open_dir, kind):
         assert p.returncode == 0 and p.stderr == f"ocish: warning: {msg}\n"
     else:
         assert p.returncode == 1 and p.stderr == f"ocish: create failed: stage hooks: {msg}\n"
+
+
+def test_a_user_namespace_container_side_imports_nothing_late(ocish, make_bundle, open_dir,
+                                                              tmp_path):
+    """The container side loads what a config needs (hooks, seccomp) before it enters a user
+    namespace: after it, its root is an unprivileged host uid that may not read the runtime's
+    own files, as /root/.pyenv's are not. Here the runtime runs from a copy in a 0700
+    directory, so a module imported late fails this test wherever Python is installed."""
+    private = tmp_path / "private"
+    for package in ("runtime", "ocish"):
+        shutil.copytree(REPO / package, private / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    private.chmod(0o700)
+
+    def mutate(s):
+        s["linux"]["namespaces"].append({"type": "user"})
+        s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        s["linux"].pop("resources", None)
+        s["mounts"] = [m for m in s["mounts"] if m["type"] != "cgroup"]
+        s["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["reboot"], "action": "SCMP_ACT_ERRNO"}]}
+        s["hooks"] = {"createContainer": [{"path": "/bin/true"}]}
+    b = make_bundle(["sh", "-c", "grep Seccomp: /proc/self/status"], mutate=mutate, base=open_dir)
+    c = cid()
+    p = subprocess.run([*ocish_cmd(), "--root", ocish.root, "run", "-b", str(b), c],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(private)))
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    assert p.stdout.split() == ["Seccomp:", "2"]

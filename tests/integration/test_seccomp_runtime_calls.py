@@ -31,6 +31,14 @@ def _seccomp(default: str, allow=(), deny=(), nnp: bool = False):
      f"ocish: create failed: stage exec: open exec.fifo {CAUSE}"),
     (_seccomp("SCMP_ACT_ALLOW", deny=["recvfrom"]),
      f"ocish: create failed: stage bounding: sync recvfrom {CAUSE}"),
+    # the handoff's own calls, tried in stage exec (they once failed silently at `start`)
+    (_seccomp("SCMP_ACT_ALLOW", deny=["write"]),
+     f"ocish: create failed: stage exec: write exec.fifo {CAUSE}"),
+    (_seccomp("SCMP_ACT_ALLOW", deny=["rt_sigprocmask"]),
+     f"ocish: create failed: stage exec: rt_sigprocmask {CAUSE}"),
+    # the program's lookup in $PATH: not "executable file not found"
+    (_seccomp("SCMP_ACT_ALLOW", deny=["newfstatat"]),
+     f'ocish: create failed: stage exec: stat "true" {CAUSE}'),
     (_seccomp("SCMP_ACT_KILL", allow=["write", "exit_group", "read", "brk", "mmap", "close"]),
      "ocish: create failed: stage bounding: sync: container process exited during setup: "
      "killed by SIGSYS; the "

@@ -27,7 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator
 
 from ocish import render
@@ -385,6 +385,8 @@ def main(argv: list[str], command: str, log=None) -> int:
     if command == "debug":
         p.add_argument("bundle", nargs="?")
         p.add_argument("--id")
+        from ocish.engine_bundle import engine_args
+        engine_args(p)  # --podman NAME|ID, --containerd ID [--namespace N]
     elif command == "attach":
         p.add_argument("id")
     p.add_argument("--root", default=default_root())
@@ -423,9 +425,17 @@ def main(argv: list[str], command: str, log=None) -> int:
         sys.exit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    borrowed = ExitStack()  # a podman/containerd container's mount: undone last
     try:
         if command == "debug":
             bundle, temp = a.bundle, ""
+            try:
+                bundle = _borrow(a, borrowed, shell) or bundle
+            except OcishError as e:
+                sys.stderr.write(f"ocish: {e}\n")
+                return 1
+            except KeyboardInterrupt:  # Ctrl-C while podman/ctr mount it: all undone
+                return 128 + signal.SIGINT
             if bundle is None:
                 temp = tempfile.mkdtemp(prefix="ocish-debug-")
                 from ocish.bundle import init_bundle
@@ -475,6 +485,24 @@ def main(argv: list[str], command: str, log=None) -> int:
             shell.dbg.teardown()
         if os.getpid() == owner:
             shell.commands.close()
+            try:
+                borrowed.close()
+            except OcishError as e:
+                sys.stderr.write(f"ocish: {e}\n")
+
+
+def _borrow(a: argparse.Namespace, stack: ExitStack, shell: Shell) -> str | None:
+    """`debug --podman NAME|ID` / `--containerd ID`: the container as a temp bundle, held by
+    `stack` until the session ends (ocish.engine_bundle); None without those flags."""
+    from ocish.engine_bundle import borrow, engine_of
+    engine, ref = engine_of(a, a.bundle is not None)
+    if not engine:
+        return None
+    b = stack.enter_context(borrow(engine, ref, a.namespace))
+    shell.note(f"{b.title()}: config {b.config}, rootfs {b.rootfs} (unmounted at quit)")
+    for note in b.notes:
+        shell.note(note)
+    return b.bundle
 
 
 def _record_at_end(shell: Shell, plain: str | None, expect: str | None) -> None:

@@ -14,7 +14,7 @@ DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
    attach       open the debugger on a container under --root
    bundle       build a bundle to experiment with (`bundle init DIR`)
    lint         check a bundle's config.json: every finding, with its fix
-   diagnose     why a bundle does not start, and what to change
+   diagnose     why a bundle (or a podman, containerd container) does not start, what to change
    replay       run .ocish scripts without a terminal (TAP, JSON, JUnit)
    help         this text; `ocish help COMMAND`: one command's
 

@@ -173,7 +173,12 @@ def _containerd(ref: str, namespace: str, undo: list[Callable[[], None]]) -> Bor
                           "(CONTAINERD_ADDRESS names another)")
     ctr = ["ctr", "--namespace", namespace]
     what = f"containerd container {ref} (namespace {namespace})"
-    out = _tool(ctr + ["containers", "info", ref], what)
+    try:
+        out = _tool(ctr + ["containers", "info", ref], what)
+    except EngineError as e:
+        if str(e).endswith(": not found"):  # ctr: container "X" in namespace "N": not found
+            raise EngineError(f"{what}: no such container") from None
+        raise
     try:
         info = json.loads(out)
     except ValueError:

@@ -29,17 +29,16 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from ocish.diagnose.dryrun import held_signals
 from runtime.errors import OcishError
 
 TOOL_TIMEOUT = 60.0  # seconds for one podman / ctr / mount call
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # ctr's default --address
 
 
@@ -115,7 +114,7 @@ def borrow(engine: str, ref: str, namespace: str | None = None) -> Iterator[Borr
         yield b
         failed = False
     finally:
-        with _held_signals():
+        with held_signals():
             errors = []
             for step in reversed(undo):
                 try:
@@ -134,7 +133,8 @@ def _podman(ref: str, undo: list[Callable[[], None]]) -> Borrowed:
     config = info.get("OCIConfigPath") or ""
     if not cid or not os.path.isfile(config):
         raise EngineError(f"podman container {ref}: no OCI config"
-                          + (f" at {config}" if config else " (podman inspect names none)"))
+                          + (f" at {config}" if config else " yet (podman writes it when the "
+                             "container is first started or `podman init`ed)"))
     spec = _read_spec(config, f"podman container {ref}")
     # podman counts mounts: our `mount` and `unmount` are one pair, whoever else holds one
     rootfs = _tool(["podman", "mount", cid], f"podman mount {ref}", mutate=True).strip()
@@ -284,15 +284,6 @@ def _cgroup_exists(path: str, cid: str) -> bool:
 
 # --- the engines' tools -------------------------------------------------------------------------
 
-@contextmanager
-def _held_signals() -> Iterator[None]:
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _tool(argv: list[str], what: str, mutate: bool = False) -> str:
     """Run an engine's client, return its stdout; EngineError with its last error line when it
     fails. One that changes something (`mutate`) runs with the stop signals held, so it is
@@ -300,7 +291,7 @@ def _tool(argv: list[str], what: str, mutate: bool = False) -> str:
     if shutil.which(argv[0]) is None:
         pkg = {"ctr": "containerd"}.get(argv[0], argv[0])
         raise EngineError(f"{argv[0]} is not installed (apt-get install {pkg})")
-    held = _held_signals() if mutate else _nothing()
+    held = held_signals() if mutate else nullcontext()
     try:
         with held:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -311,11 +302,6 @@ def _tool(argv: list[str], what: str, mutate: bool = False) -> str:
     if p.returncode != 0:
         raise EngineError(f"{what}: {_said(p.stderr) or f'{argv[0]} exit status {p.returncode}'}")
     return p.stdout
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _said(stderr: str) -> str:

@@ -19,8 +19,9 @@ files:
     must never be joined, nor removed by our teardown)
     afterwards, also on an error or a stop signal: podman unmount / umount, temp files removed
 
-The engine's tools run with the stop signals held and in a session of their own, so a Ctrl-C
-lands after `podman mount` has returned (and is then undone), never in the middle of it.
+The engine's tools run in a session of their own (the terminal's Ctrl-C reaches ocish only), and
+a mount with the stop signals held until its undoing is registered: a Ctrl-C lands before
+`podman mount` or after it, and is then undone, never in the middle.
 The engines' own clients are used, not their files: their storage layout is theirs to change.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -137,8 +138,8 @@ def _podman(ref: str, undo: list[Callable[[], None]]) -> Borrowed:
                              "container is first started or `podman init`ed)"))
     spec = _read_spec(config, f"podman container {ref}")
     # podman counts mounts: our `mount` and `unmount` are one pair, whoever else holds one
-    rootfs = _tool(["podman", "mount", cid], f"podman mount {ref}", mutate=True).strip()
-    undo.append(lambda: _tool(["podman", "unmount", cid], f"podman unmount {ref}", mutate=True))
+    rootfs = _mount(["podman", "mount", cid], f"podman mount {ref}", undo,
+                    lambda: _tool(["podman", "unmount", cid], f"podman unmount {ref}")).strip()
     if not os.path.isdir(rootfs):
         raise EngineError(f"podman mount {ref}: printed {rootfs!r}, not a directory")
     bundle = tempfile.mkdtemp(prefix="ocish-podman-")
@@ -197,8 +198,7 @@ def _containerd(ref: str, namespace: str, undo: list[Callable[[], None]]) -> Bor
     lines = _tool(ctr + ["snapshots", "--snapshotter", snapshotter, "mounts", rootfs, key],
                   f"{what}: snapshot {key}")
     for argv in _mount_commands(lines, rootfs, what):
-        _tool(argv, f"{what}: {' '.join(argv[:3])}", mutate=True)
-        undo.append(lambda: _umount(rootfs))
+        _mount(argv, f"{what}: {' '.join(argv[:3])}", undo, lambda: _umount(rootfs))
     if not os.path.ismount(rootfs):
         raise EngineError(f"{what}: snapshot {key} has no mounts")
     bundle = os.path.join(top, "bundle")
@@ -284,24 +284,32 @@ def _cgroup_exists(path: str, cid: str) -> bool:
 
 # --- the engines' tools -------------------------------------------------------------------------
 
-def _tool(argv: list[str], what: str, mutate: bool = False) -> str:
+def _tool(argv: list[str], what: str) -> str:
     """Run an engine's client, return its stdout; EngineError with its last error line when it
-    fails. One that changes something (`mutate`) runs with the stop signals held, so it is
-    never cut off half-done; all run in a session of their own, out of the terminal's Ctrl-C."""
+    fails. It runs in a session of its own, out of reach of the terminal's Ctrl-C (ours is
+    what ends things, through our cleanup)."""
     if shutil.which(argv[0]) is None:
         pkg = {"ctr": "containerd"}.get(argv[0], argv[0])
         raise EngineError(f"{argv[0]} is not installed (apt-get install {pkg})")
-    held = held_signals() if mutate else nullcontext()
     try:
-        with held:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=TOOL_TIMEOUT, start_new_session=True)
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=TOOL_TIMEOUT, start_new_session=True)
     except subprocess.TimeoutExpired:
         raise EngineError(f"{what}: {' '.join(argv[:3])} did not answer in "
                           f"{TOOL_TIMEOUT:g} s") from None
     if p.returncode != 0:
         raise EngineError(f"{what}: {_said(p.stderr) or f'{argv[0]} exit status {p.returncode}'}")
     return p.stdout
+
+
+def _mount(argv: list[str], what: str, undo: list[Callable[[], None]],
+           unmount: Callable[[], None]) -> str:
+    """_tool for a call that mounts: with the stop signals held until `unmount` is in `undo`,
+    so a Ctrl-C lands either before the mount or after its undoing is registered."""
+    with held_signals():
+        out = _tool(argv, what)
+        undo.append(unmount)
+    return out
 
 
 def _said(stderr: str) -> str:

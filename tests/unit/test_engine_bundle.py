@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -61,3 +62,69 @@ def test_flags():
         E.engine_of(p.parse_args(["--podman", "web", "--namespace", "n"]), False)
     with pytest.raises(E.EngineError, match="a bundle or --podman, not both"):
         E.engine_of(p.parse_args(["b", "--podman", "web"]), True)
+
+
+# --- the cleanup, with a podman that logs its calls -------------------------------------------------
+
+FAKE_PODMAN = """#!/bin/sh
+echo "$*" >> {log}
+case "$1 $2" in
+  "container inspect") [ "$3" = web ] || {{ echo "Error: inspecting object: no such container $3" >&2; exit 125; }}
+      echo '[{{"Id": "{cid}", "Name": "web", "OCIConfigPath": "{config}"}}]';;
+  "mount {cid}") echo {merged};;
+  "unmount {cid}") echo {cid};;
+  *) exit 99;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_podman(tmp_path, monkeypatch):
+    """A podman on PATH that answers inspect, mount and unmount for container "web" and logs
+    every call: the order of mount and unmount is what is checked, on every way out."""
+    cid = "c" * 64
+    config, merged, log = tmp_path / "config.json", tmp_path / "merged", tmp_path / "calls"
+    config.write_text(json.dumps({"ociVersion": "1.0.2", "root": {"path": "/x/merged"},
+                                  "process": {"args": ["/no/such/cmd"]}}))
+    merged.mkdir()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "podman").write_text(FAKE_PODMAN.format(log=log, cid=cid, config=config,
+                                                      merged=merged))
+    (bindir / "podman").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(E.tempfile, "tempdir", None)  # TMPDIR read again
+
+    def calls() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+    return cid, str(merged), str(config), calls
+
+
+def test_borrow_podman_mounts_then_unmounts(fake_podman):
+    cid, merged, config, calls = fake_podman
+    before = open(config).read()
+    with E.borrow("podman", "web") as b:
+        with open(os.path.join(b.bundle, "config.json")) as f:
+            assert json.load(f)["root"]["path"] == merged
+        assert calls() == ["container inspect web", f"mount {cid}"]
+        bundle = b.bundle
+    assert calls()[-1] == f"unmount {cid}" and len(calls()) == 3
+    assert not os.path.exists(bundle) and open(config).read() == before
+
+
+def test_borrow_podman_undone_when_the_body_fails(fake_podman):
+    cid, _, _, calls = fake_podman
+    with pytest.raises(KeyboardInterrupt):
+        with E.borrow("podman", "web") as b:
+            bundle = b.bundle
+            raise KeyboardInterrupt
+    assert calls()[-1] == f"unmount {cid}" and not os.path.exists(bundle)
+
+
+def test_borrow_podman_no_such_container(fake_podman):
+    *_, calls = fake_podman
+    with pytest.raises(E.EngineError, match=r"^podman container db: no such container$"):
+        with E.borrow("podman", "db"):
+            pass
+    assert calls() == ["container inspect db"]  # nothing mounted, nothing to undo

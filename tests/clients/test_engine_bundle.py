@@ -43,6 +43,13 @@ def mounted_by_podman(podman, name: str) -> bool:
     return podman.inspect(name, "{{.Id}}")[:12] in podman.check("mount").stdout
 
 
+def root_path(config: str) -> str:
+    """root.path of podman's config.json: where `podman mount` mounts the rootfs (podman
+    inspect's GraphDriver.Data.MergedDir is empty while it is not mounted)."""
+    with open(config) as f:
+        return json.load(f)["root"]["path"]
+
+
 def sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -79,7 +86,7 @@ def failed_podman(podman, runtimes, image_files):
 def test_diagnose_podman_by_name(podman, failed_podman):
     name, config = failed_podman
     digest, before = sha256(config), mount_points()
-    merged = podman.inspect(name, "{{.GraphDriver.Data.MergedDir}}")
+    merged = root_path(config)
     assert merged not in before  # podman unmounted the failed container's rootfs
     r = ocish(podman.env, "diagnose", "--podman", name, "--format", "json")
     assert r.returncode == 1, r
@@ -121,8 +128,8 @@ def test_debug_podman_session(podman, failed_podman, tmp_path):
 
 def test_debug_podman_stopped_by_sigterm(podman, failed_podman, tmp_path):
     """The rootfs is mounted while the session runs, and unmounted when a signal ends it."""
-    name, _ = failed_podman
-    merged = podman.inspect(name, "{{.GraphDriver.Data.MergedDir}}")
+    name, config = failed_podman
+    merged = root_path(config)
     before = mount_points()
     p = subprocess.Popen([sys.executable, "-m", "ocish", "debug", "--podman", name, "--plain",
                           "--root", str(tmp_path / "r")], stdin=subprocess.PIPE,

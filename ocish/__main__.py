@@ -15,7 +15,7 @@ DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
    attach       open the debugger on a container under --root
    bundle       build a bundle to experiment with (`bundle init DIR [--image REF]`)
    lint         check a bundle's config.json: every finding, with its fix
-   diagnose     why a bundle does not start, and what to change
+   diagnose     why a bundle (or a podman, containerd container) does not start, what to change
    bisect       the smallest config change that makes a good bundle fail like a bad one
    replay       run .ocish scripts without a terminal (TAP, JSON, JUnit)
    seccomp      what a seccomp filter does with a call (`seccomp check`), its rules

@@ -27,7 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator
 
 from ocish import render
@@ -392,6 +392,8 @@ def main(argv: list[str], command: str, log=None) -> int:
                             "in a temporary directory removed at quit")
         p.add_argument("--keep-bundle", action="store_true",
                        help="with --image: keep the temporary bundle at quit (its path is shown)")
+        from ocish.engine_bundle import engine_args
+        engine_args(p)  # --podman NAME|ID, --containerd ID [--namespace N]
     elif command == "attach":
         p.add_argument("id")
     p.add_argument("--root", default=default_root())
@@ -410,6 +412,9 @@ def main(argv: list[str], command: str, log=None) -> int:
         a = p.parse_args(argv)
         if command == "debug" and a.image is not None and a.bundle is not None:
             raise OcishError("ocish debug: give BUNDLE or --image REF, not both")
+        if command == "debug" and a.image is not None and (a.podman or a.containerd):
+            raise OcishError("ocish debug: give --image REF or a --podman/--containerd "
+                             "container, not both")
         if command == "debug" and a.keep_bundle and a.image is None:
             raise OcishError("ocish debug: --keep-bundle keeps the bundle --image builds")
     except OcishError as e:
@@ -434,9 +439,17 @@ def main(argv: list[str], command: str, log=None) -> int:
         sys.exit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    borrowed = ExitStack()  # a podman/containerd container's mount: undone last
     try:
         if command == "debug":
             bundle, temp = a.bundle, ""
+            try:
+                bundle = _borrow(a, borrowed, shell) or bundle
+            except OcishError as e:
+                sys.stderr.write(f"ocish: {e}\n")
+                return 1
+            except KeyboardInterrupt:  # Ctrl-C while podman/ctr mount it: all undone
+                return 128 + signal.SIGINT
             try:
                 if bundle is None:
                     temp = tempfile.mkdtemp(prefix="ocish-debug-")
@@ -490,6 +503,24 @@ def main(argv: list[str], command: str, log=None) -> int:
             shell.dbg.teardown()
         if os.getpid() == owner:
             shell.commands.close()
+            try:
+                borrowed.close()
+            except OcishError as e:
+                sys.stderr.write(f"ocish: {e}\n")
+
+
+def _borrow(a: argparse.Namespace, stack: ExitStack, shell: Shell) -> str | None:
+    """`debug --podman NAME|ID` / `--containerd ID`: the container as a temp bundle, held by
+    `stack` until the session ends (ocish.engine_bundle); None without those flags."""
+    from ocish.engine_bundle import borrow, engine_of
+    engine, ref = engine_of(a, a.bundle is not None)
+    if not engine:
+        return None
+    b = stack.enter_context(borrow(engine, ref, a.namespace))
+    shell.note(f"{b.title()}: config {b.config}, rootfs {b.rootfs} (unmounted at quit)")
+    for note in b.notes:
+        shell.note(note)
+    return b.bundle
 
 
 def _session_bundle(shell: Shell, path: str, image: str | None, keep: bool) -> str:

@@ -148,12 +148,12 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str]) -> int:
-    """`ocish diagnose [BUNDLE] [--format text|json] [--timeout S] [--against runc]
-    [--no-trace]`."""
+    """`ocish diagnose [BUNDLE | --podman NAME|ID | --containerd ID [--namespace N]]
+    [--format text|json] [--timeout S] [--against runc] [--no-trace]`."""
     from ocish.diagnose import dryrun, report as render
     p = _ArgParser(prog="ocish diagnose", description="Why does this bundle not start, and what "
                    "do I change? Lint, preflight checks and a dry run in a throwaway container.")
-    p.add_argument("bundle", nargs="?", default=".", help="the bundle directory (default: .)")
+    p.add_argument("bundle", nargs="?", help="the bundle directory (default: .)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--timeout", type=float, default=DEFAULT_WINDOW, metavar="S",
                    help=f"seconds to watch the started process (default {DEFAULT_WINDOW})")
@@ -161,12 +161,21 @@ def main(argv: list[str]) -> int:
                    "by side")
     p.add_argument("--no-trace", action="store_true",
                    help="do not re-run a dying process under strace")
+    from ocish.engine_bundle import EngineError, borrow, engine_args, engine_of
+    engine_args(p)
     try:
         a = p.parse_args(argv)
         check_window(a.timeout, DiagnoseError)
         dryrun.install_stop_handlers()
-        result = diagnose(a.bundle, a.timeout, not a.no_trace, a.against)
-    except DiagnoseError as e:
+        engine, ref = engine_of(a, a.bundle is not None)
+        if engine:
+            with borrow(engine, ref, a.namespace) as b:
+                result = diagnose(b.bundle, a.timeout, not a.no_trace, a.against)
+                result.container, result.bundle = b.describe(), b.title()
+                result.outcome.notes += b.notes
+        else:
+            result = diagnose(a.bundle or ".", a.timeout, not a.no_trace, a.against)
+    except (DiagnoseError, EngineError) as e:
         return _could_not_run(str(e), argv)
     except dryrun.Interrupted as e:
         sys.stderr.write("ocish: diagnose interrupted: the throwaway container and all it made "

@@ -126,6 +126,7 @@ class Report:
     against: dict | None = None                          # --against runc: runc's outcome
     seconds: float = 0.0
     spec: object = None                                  # config.json parsed, when it is JSON
+    container: dict | None = None                        # --podman/--containerd: which one
 
     @property
     def errors(self) -> list[Finding]:
@@ -140,7 +141,7 @@ class Report:
                 "verdict": verdict(self), "lint": "ok" if self.lint_ok else "failed",
                 "dry_run": {**asdict(self.outcome), "summary": self.outcome.summary()},
                 "findings": [f.to_dict(self.spec) for f in self.findings],
-                "checked": self.checked, "against": self.against,
+                "checked": self.checked, "against": self.against, "container": self.container,
                 "seconds": round(self.seconds, 3)}
 
 

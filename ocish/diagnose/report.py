@@ -22,6 +22,10 @@ def to_json(report: Report) -> str:
 
 def lines(report: Report) -> list[Line]:
     out: list[Line] = [(f"ocish diagnose {report.bundle}", "bold")]
+    if report.container:  # --podman / --containerd: where config and rootfs came from
+        out.append((_row("config", report.container["config"]), "dim"))
+        out.append((_row("rootfs", f"{report.container['rootfs']} (mounted for this, "
+                                   "unmounted after)"), "dim"))
     lint = "ok" if report.lint_ok else "failed: `create` refuses this config"
     pre = [f for f in report.findings if f.source == "preflight"]
     out.append((_row("lint", lint), "" if report.lint_ok else "red"))

@@ -410,6 +410,8 @@ class Commands:
         return self._advance("until", stage=a.pos[0], item=a.pos[1] if len(a.pos) > 1 else "")
 
     def do_continue(self, a: Args):
+        if self.dbg.held is not None:  # at a `catch exec` stop: let the process run
+            return self.dbg.release()
         return self._advance("continue")
 
     def do_break(self, a: Args, temporary: bool = False):
@@ -651,13 +653,15 @@ class Commands:
         return Setting("trace", value)
 
     def do_catch(self, a: Args):
+        d = self.dbg
         if a.pos == ["off"]:
-            self.dbg.catch_exec = 0
+            d.catching, d.catch_exec = False, 0
             return Setting("catch", "off")
         if not a.pos or a.pos[0] != "exec" or len(a.pos) > 2:
             raise OcishError(f"usage: {BY_NAME['catch'].usage}")
-        self.dbg.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 10
-        return Setting("catch", f"exec {self.dbg.catch_exec}")
+        d.catching = True
+        d.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 0
+        return Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "exec")
 
     def do_set(self, a: Args):
         if not a.pos:
@@ -722,7 +726,8 @@ class Commands:
         trace = {"": "off", "state": "on", "all": "all"}[d.trace_mode]
         return [Setting("errexit", "on" if self.errexit else "off"), Setting("trace", trace),
                 Setting("watch", "on" if d.watching else "off"),
-                Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "off")]
+                Setting("catch", "off" if not d.catching else
+                        f"exec {d.catch_exec}" if d.catch_exec else "exec")]
 
 
 # -- exec's own parser: its flags end at the command -------------------------------------------
@@ -895,7 +900,8 @@ COMMANDS: list[Command] = [
       "and failures on the way still stop it.", ("until pivot", "until mounts /mounts/3"),
       complete=lambda d, b: _stage_names(d) if not b else _complete_break(d, b)),
     C("continue", ("c", "cont"), "continue",
-      "run steps until a breakpoint, a failure, the process's death or the end of setup",
+      "run steps until a breakpoint, a failure, the process's death or the end of setup; "
+      "at a `catch exec` stop, let the process run",
       examples=("continue", "c"), repeat=True),
     C("break", ("b",), "break [STAGE [ITEM] | mount DESTINATION]",
       "stop before a stage, one of its items, or the mount of DESTINATION",
@@ -973,6 +979,8 @@ COMMANDS: list[Command] = [
       "proc     state, parent, threads, pids, command line\n"
       "net      links, addresses, routes of its network namespace (pyroute2)\n"
       "exit     alive, or how it ended (exit status, signal, the OOM killer)\n"
+      "exe      the program as loaded: /proc/PID/exe, ELF entry, interpreter, mapped files\n"
+      "auxv     the auxiliary vector of its execve (AT_ENTRY, AT_EXECFN ...), decoded\n"
       "After the process died, cgroup and exit still answer. A topic may be shortened\n"
       "(`x mo`). --json prints the reader's data; --pid inspects another process;\n"
       "--paths lists every fact of the topic as `expect` names it (ns.pid,\n"
@@ -1000,8 +1008,17 @@ COMMANDS: list[Command] = [
       "traced.", ("trace on", "trace all", "trace off"),
       complete=_first(["on", "all", "off"])),
     C("catch", (), "catch exec [N] | catch off",
-      "at `start`, trace the init across its execve and show the first N (10) calls",
-      examples=("catch exec", "catch exec 30"), complete=_first(["exec", "off"])),
+      "at `start`, stop the process right after its execve; `continue` lets it run",
+      "gdb's `catch exec`: `start` holds the container's process at its execve's\n"
+      "PTRACE_EVENT_EXEC stop (/proc/PID/status: t (tracing stop)), the new program mapped\n"
+      "and not one instruction of it run: `inspect exe` (the binary, its entry point, the\n"
+      "interpreter, mapped files), `inspect auxv`, `inspect fds` and every other topic show\n"
+      "it as it starts; the toolbar says where it is stopped. `continue` detaches and it\n"
+      "runs; with N, the first N calls of the new program are traced and shown first.\n"
+      "quit, a teardown or the shell's death detach it too: it is never left stopped.\n"
+      "The calls the init made before its execve (exec.fifo, the execve) are shown at\n"
+      "the stop.", examples=("catch exec", "catch exec 30", "catch off"),
+      complete=_first(["exec", "off"])),
     C("set", (), "set [errexit|trace|watch|catch VALUE]",
       "session settings; `set errexit on` ends a script at its first failed command",
       "Without arguments: every setting. `set errexit on` (or `ocish debug --errexit`) makes\n"

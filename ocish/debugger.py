@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ocish import diff as diffmod
+from ocish.catch import Held, Released, release
 from ocish import inspect
 from ocish.inspect import Target
 from ocish.inspect.exit import ExitInfo, describe_status
@@ -97,6 +98,7 @@ class Started:
     running: bool
     exit: ExitInfo | None = None
     catch: TraceResult | None = None
+    held: str = ""                       # `catch exec`: "stopped after execve of /bin/sh"
 
 
 @dataclass
@@ -168,7 +170,9 @@ class Debugger(Observer):
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
         self.watching = False
-        self.catch_exec = 0               # >0: trace that many calls after the user's execve
+        self.catching = False             # `catch exec`: hold the process after its execve
+        self.catch_exec = 0               # ... and trace that many of its calls on `continue`
+        self.held: Held | None = None     # the process held there now
         self.stops: list[diffmod.Snapshot] = []
         self._last: diffmod.Snapshot | None = None
         self._report: StepReport | None = None
@@ -445,6 +449,8 @@ class Debugger(Observer):
         created or started container stays, as an attached one always does (gdb detaches).
         Returns notices for the user."""
         notes, kept = [], False
+        if self.held is not None:  # never leave it stopped: detach, it runs on (or dies below)
+            self.release()
         try:
             if self.in_setup:
                 self.setup.abort()
@@ -516,6 +522,8 @@ class Debugger(Observer):
         out = [News("exited", pid, f"exec process {pid} exited: {describe_status(status)}")
                for pid, status in self._reap()]
         out, self._later = self._later + out, []
+        if self.held is not None and self.is_dead(self.held.pid):  # killed while held
+            self.release()
         pid = self.container_pid()
         if self.death is None and pid > 0 and self.is_dead(pid):
             when = "during setup" if self.in_setup else (
@@ -912,13 +920,14 @@ class Debugger(Observer):
 
     def start(self, watch: float = 1.0) -> Started:
         """lifecycle.start, then watch the process up to `watch` s until its execve is done;
-        with `catch exec`, the init is traced across its execve."""
+        with `catch exec`, the init is traced across its execve and held at its exec event
+        (`held`) until `continue`."""
         st = self._created()
         pid = st["pid"]
         before = _exe_and_args(pid)
         tracer = None
-        if self.catch_exec and state.alive(st):
-            tracer = Tracer(pid, "exec", self.catch_exec)
+        if self.catching and state.alive(st):
+            tracer = Tracer(pid, "exec", self.catch_exec, hold=True)
             err = tracer.start()
             if err:
                 raise OcishError(f"catch exec: {err}")
@@ -926,10 +935,15 @@ class Debugger(Observer):
         try:
             lifecycle.start(self.root, self.cid)
             self.started = True
-        finally:
             if tracer is not None:
-                tracer.wait(5.0)
-                result = tracer.stop()
+                result = tracer.held(5.0)
+                if result is not None:
+                    self.held = Held(pid, _exe_and_args(pid)[0], tracer)
+        finally:
+            if tracer is not None and self.held is None:  # it died, or start failed: detach
+                done = tracer.stop()
+                result = TraceResult(((result or TraceResult()).records + done.records),
+                                     done.error)
         # execve done (a new program and command line) or dead; a dying process has lost
         # its exe link before it is a zombie: wait for the zombie then
         deadline = time.monotonic() + watch
@@ -939,10 +953,19 @@ class Debugger(Observer):
             time.sleep(0.002)
         self._last = self._snapshot("after start")
         self._mark_stop()
-        done = Started(self.cid, pid, not self.is_dead(pid), catch=result)
+        done = Started(self.cid, pid, not self.is_dead(pid), catch=result,
+                       held=self.held.text if self.held else "")
         if not done.running:
             done.exit = self._tell_death("at once, right after start")
         return done
+
+    def release(self) -> Released:
+        """`continue` at a `catch exec` stop: the process runs on, untraced (after its first
+        `catch exec N` calls)."""
+        if self.held is None:
+            raise OcishError("no process is held by `catch exec`")
+        held, self.held = self.held, None
+        return release(held, self.catch_exec, lambda pid: not self.is_dead(pid))
 
     def oci_state(self, cid: str | None = None) -> dict:
         if cid is None:

@@ -127,9 +127,20 @@ def _net(d) -> dict:
     return out
 
 
+def _exe(d) -> dict:
+    return {"path": d.path, "elf": d.elf, "e_entry": d.e_entry, "entry": d.entry,
+            "load_base": d.load_base, "interpreter": d.interpreter,
+            "interpreter_base": d.interpreter_base, "mapped": [m.path for m in d.mapped]}
+
+
+def _auxv(d) -> dict:
+    return {e.name: e.text if e.name in ("AT_EXECFN", "AT_PLATFORM", "AT_BASE_PLATFORM")
+            else e.value for e in d}
+
+
 TOPIC_VIEWS = {"ns": _ns, "ids": _ids, "mounts": _mounts, "cgroup": _cgroup, "caps": _caps,
                "seccomp": _seccomp, "rlimits": _rlimits, "fds": _fds, "env": _env,
-               "proc": _plain, "net": _net, "exit": _plain}
+               "proc": _plain, "net": _net, "exit": _plain, "exe": _exe, "auxv": _auxv}
 
 
 def topic_view(topic: str, data: Any) -> Any:

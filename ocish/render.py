@@ -19,6 +19,7 @@ from typing import Any
 from ocish.commands import (Banner, BundleResult, Deleted, DiffResult, Fact, HelpEntry, Outcome,
                             Recorded, Setting, pick)
 from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
+from ocish.catch import Released
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
 from ocish.inspect.exit import ExitInfo
@@ -423,9 +424,27 @@ def net(data, fancy: bool):
     return "\n".join(["links:"] + columns(links) + ["routes:"] + (columns(routes) or ["  (none)"]))
 
 
+def exe(data, fancy: bool):
+    rows = [["exe", data.path], ["elf", data.elf + (f" ({data.error})" if data.error else "")],
+            ["entry", f"{data.entry:#x} (AT_ENTRY; ELF e_entry {data.e_entry:#x}, "
+                      f"loaded at {data.load_base:#x})"],
+            ["interpreter", f"{data.interpreter} at {data.interpreter_base:#x} (AT_BASE)"
+             if data.interpreter else "none (static)"]]
+    maps = [[f"{m.start:#x}-{m.end:#x}", m.perms, m.path] for m in data.mapped]
+    if fancy:
+        from rich.console import Group
+        return Group(_table(["", ""], rows), _table(["addresses", "perms", "mapped"], maps))
+    return "\n".join(columns(rows, "") + ["mapped:"] + columns(maps))
+
+
+def auxv(data, fancy: bool):
+    rows = [[e.name, e.text] for e in data]
+    return _table(["type", "value"], rows) if fancy else "\n".join(columns(rows, "")) or "(empty)"
+
+
 TOPIC_RENDERERS = {"ns": ns, "ids": ids, "mounts": mounts, "cgroup": cgroup, "caps": caps,
                    "seccomp": seccomp, "rlimits": rlimits, "fds": fds, "env": env, "proc": proc,
-                   "net": net, "exit": exit_info}
+                   "net": net, "exit": exit_info, "exe": exe, "auxv": auxv}
 
 
 def containers(states: list[dict], fancy: bool):
@@ -518,6 +537,21 @@ def started(s: Started, fancy: bool, hint: str = "") -> list:
                            "bold red", fancy))
     if s.catch is not None:
         out += ["catch exec:", trace(s.catch, fancy)]
+    if s.held:
+        out.append(_styled(f"{s.held} (pid {s.pid}, traced-stop): `inspect exe`, `inspect auxv`, "
+                           "`inspect fds` ... show it as it starts; `continue` lets it run",
+                           "bold yellow", fancy))
+    return out
+
+
+def released(r: Released, fancy: bool) -> list:
+    out = []
+    if r.calls:
+        out += [f"catch exec: the first {r.calls} calls of {r.exe}:", trace(r.trace, fancy)]
+    elif r.trace.error:
+        out.append(f"catch exec: {r.trace.error}")
+    out.append(f"process {r.pid} ({r.exe}) continues, detached" if r.running
+               else f"process {r.pid} ({r.exe}) is gone")
     return out
 
 
@@ -529,9 +563,10 @@ def breakpoint_set(b: Breakpoint) -> str:
 def setting(s: Setting | list[Setting]) -> str:
     if isinstance(s, list):
         return "\n".join(columns([[x.name, x.value] for x in s], ""))
-    if s.name == "catch" and s.value.startswith("exec "):
-        return (f"catch exec: `start` will show the first {s.value.split()[1]} syscalls after "
-                "the execve")
+    if s.name == "catch" and s.value.startswith("exec"):
+        calls = s.value.split()[1:]
+        return ("catch exec: `start` will stop the process right after its execve"
+                + (f"; `continue` then shows its first {calls[0]} syscalls" if calls else ""))
     return f"{s.name} {s.value}"
 
 
@@ -602,6 +637,8 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return [banner(data)]
     if isinstance(data, Started):
         return started(data, fancy, hint)
+    if isinstance(data, Released):
+        return released(data, fancy)
     if name == "state":
         return [to_json(data)]
     if name == "ps":

@@ -20,6 +20,7 @@ from ocish.commands import (Banner, BundleResult, Deleted, DiffResult, Fact, Hel
                             Recorded, Setting, pick)
 from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
 from ocish.catch import Released
+from ocish.exec_step import ExecLoaded
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
 from ocish.inspect.exit import ExitInfo
@@ -109,13 +110,14 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
     headers = ["Num", "Type", "Disp", "Enb", "What"]
     rows, notes = [], {}
     for b in bps:
-        where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
         typed = " ".join([b.stage] + b.items)
-        label = f"  (as typed: {b.label})" if b.label != typed else ""
+        label = f"  (as typed: {b.label})" if b.label != typed and not b.on_error else ""
         rows.append([str(b.number), "breakpoint", "del" if b.temporary else "keep",
-                     "y" if b.enabled else "n", f"before {where}{label}"])
-        notes[b.number] = ([f"breakpoint already hit {b.hits} time{'s' if b.hits != 1 else ''}"]
-                           if b.hits else [])
+                     "y" if b.enabled else "n", _breakpoint_where(b) + label])
+        notes[b.number] = [f"\tstop only if {b.condition}"] if b.condition else []
+        if b.hits:
+            notes[b.number].append(f"breakpoint already hit {b.hits} time"
+                                   f"{'s' if b.hits != 1 else ''}")
         if b.ignore:
             notes[b.number].append(f"Will ignore next {b.ignore} crossings of breakpoint.")
     if fancy:
@@ -190,6 +192,9 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     out: list = []
     if r.interrupted:
         out.append(_styled(f"interrupted: {r.interrupted}", "bold yellow", fancy))
+    elif r.reoffered:
+        out.append(_styled(f"tried {where}: it fails (break on error: the run stops before it)",
+                           "yellow", fancy))
     elif r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
@@ -498,6 +503,10 @@ def stop(s: Stop) -> str:
         prefix = f"{'temporary ' if s.temporary else ''}breakpoint {s.breakpoint}, "
     elif s.reason == "interrupted":
         prefix = "interrupted, "
+    if s.failing:
+        return (f"{prefix}stopped before {s.next}, which fails: {s.failing}\n"
+                "  (nothing of it is undone: inspect what it met; `continue` runs it again, "
+                "a second failure stands)")
     return f"{prefix}next: {s.next} -- {s.text}"
 
 
@@ -509,6 +518,10 @@ def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
     if created:
         out.append(_styled(f"setup complete: container {created['id']} created (pid "
                            f"{created['pid']}); `start` runs its process", "bold green", fancy))
+    execd = next((rep.exec_pid for rep in r.steps if rep.exec_pid), 0)
+    if execd:
+        out.append(_styled(f"exec process {execd} running (detached): the shell reaps it and "
+                           "says how it ends", "bold green", fancy))
     line = stop(r.stop)
     if line:
         out.append(_styled(line, "bold yellow" if r.stop.breakpoint else "", fancy))
@@ -555,9 +568,22 @@ def released(r: Released, fancy: bool) -> list:
     return out
 
 
+def _breakpoint_where(b: Breakpoint) -> str:
+    if b.on_error:
+        return "before any step that fails"
+    if b.items:
+        return f"before {b.stage} {', '.join(b.items)}"
+    return f"before {b.stage} " + ("(every step)" if b.condition else "(first step)")
+
+
 def breakpoint_set(b: Breakpoint) -> str:
-    where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
-    return f"{'temporary ' if b.temporary else ''}breakpoint {b.number} before {where}"
+    cond = f" if {b.condition}" if b.condition else ""
+    return f"{'temporary ' if b.temporary else ''}breakpoint {b.number} {_breakpoint_where(b)}{cond}"
+
+
+def exec_loaded(e: ExecLoaded) -> str:
+    return (f"exec {' '.join(e.args)} in {e.id}: its container side started, pid {e.pid}, "
+            f"stopped before the first stage\nnext: {e.next} -- {e.text}")
 
 
 def setting(s: Setting | list[Setting]) -> str:
@@ -639,6 +665,8 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return started(data, fancy, hint)
     if isinstance(data, Released):
         return released(data, fancy)
+    if isinstance(data, ExecLoaded):
+        return [exec_loaded(data)]
     if name == "state":
         return [to_json(data)]
     if name == "ps":

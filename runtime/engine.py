@@ -247,6 +247,11 @@ class Engine:
         while not self.done:
             self.step()
 
+    def reoffer(self) -> None:
+        """Forget the failure of the current step, which becomes the next step again: the
+        debugger's `break on error` (the container side answered Err and still serves)."""
+        self.failed = None
+
     def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None
         try:

@@ -748,7 +748,7 @@ class Commands:
 
 # -- exec's own parser: its flags end at the command -------------------------------------------
 
-EXEC_USAGE = ("exec [-d] [--step] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] "
+EXEC_USAGE = ("exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] [--step] "
               "[--json] CMD [ARGS...]")
 _EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
                 "--id": "id"}

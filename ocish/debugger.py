@@ -808,7 +808,9 @@ class Debugger(Observer):
             self._reoffered_at = -1
         if setup.engine.done and not report.error and not report.interrupted:
             if setup is self.exec_setup:  # its process runs: ours to reap, detached
+                before = _exe_and_args(setup.ctx.pid)
                 report.exec_pid = setup.finish()
+                self._await_execve(report.exec_pid, before, 1.0)
                 self.exec_pids[report.exec_pid] = self.cid
                 self.exec_setup = None
             else:
@@ -839,6 +841,16 @@ class Debugger(Observer):
         stepped.engine.reoffer()
         self._reoffered_at = pos
         return True
+
+    def _await_execve(self, pid: int, before: tuple[str, bytes], timeout: float) -> None:
+        """Wait up to `timeout` s until pid's execve is done (a new program and command line)
+        or it died: the exec stage answers Ok just before its execve. A dying process has
+        lost its exe link before it is a zombie: wait for the zombie then."""
+        deadline = time.monotonic() + timeout
+        while not self.is_dead(pid) and _exe_and_args(pid) in (before, ("", b"")):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
 
     def _snapshot(self, label: str) -> diffmod.Snapshot:
         t = self.target()
@@ -948,7 +960,7 @@ class Debugger(Observer):
         from ocish.exec_step import stage_names
         name, items = args[0][len(PREFIX):], args[1:2]
         if name not in stage_names():
-            raise _no_stage(name, [PREFIX + n for n in stage_names()])
+            raise _no_stage(args[0], [PREFIX + n for n in stage_names()])
         if items:
             if self.exec_setup is None:
                 raise OcishError(f"the items of {args[0]} are known once `exec --step` has "
@@ -1000,9 +1012,7 @@ class Debugger(Observer):
         from ocish import exec_step
         if self.exec_setup is not None:
             raise OcishError("an exec is being stepped already: `continue` it first")
-        if self.st is None:
-            self._created()  # raises why there is no container to exec in
-            raise OcishError("exec: the container is not set up yet")
+        self._exec_here()
         self.exec_setup = exec_step.load(self.root, self.cid, args, self, user=user, cwd=cwd,
                                          env=env)
         self._reoffered_at = -1
@@ -1137,13 +1147,8 @@ class Debugger(Observer):
                 done = tracer.stop()
                 result = TraceResult(((result or TraceResult()).records + done.records),
                                      done.error)
-        # execve done (a new program and command line) or dead; a dying process has lost
-        # its exe link before it is a zombie: wait for the zombie then
-        deadline = time.monotonic() + watch
-        while not self.await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)
+        self._reap()
+        self._await_execve(pid, before, watch)
         self._last = self._snapshot("after start")
         self._mark_stop()
         done = Started(self.cid, pid, not self.is_dead(pid), catch=result,
@@ -1233,16 +1238,7 @@ class Debugger(Observer):
         it), and comes back to us, its subreaper: news() reports it, teardown kills it."""
         from runtime import execprocess
         if cid is None:
-            if self.setup is None and self.st is None:
-                raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
-            if self.st is None and self.status() in ("failed", "died", "interrupted"):
-                try:
-                    self._created()
-                except OcishError as e:
-                    raise OcishError(f"exec: {e}") from None
-            if self.st is None:
-                raise OcishError("exec: the container is not set up yet: `continue` to finish "
-                                 "its setup, then exec")
+            self._exec_here()
             cid = self.cid
         if ignore_paused and lifecycle.oci_state(self.root, cid)["status"] == "paused":
             if not detach:
@@ -1265,6 +1261,19 @@ class Debugger(Observer):
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return Exec(started[0], status, *outputs)
 
+
+    def _exec_here(self) -> None:
+        """An exec in the loaded container needs it created; else an error that says why."""
+        if self.setup is None and self.st is None:
+            raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
+        if self.st is None and self.status() in ("failed", "died", "interrupted"):
+            try:
+                self._created()
+            except OcishError as e:
+                raise OcishError(f"exec: {e}") from None
+        if self.st is None:
+            raise OcishError("exec: the container is not set up yet: `continue` to finish "
+                             "its setup, then exec")
 
     def _exec_when_resumed(self, cid: str, args: list[str], user: str | None, cwd: str | None,
                            env: list[str]) -> Exec:

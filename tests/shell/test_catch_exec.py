@@ -91,3 +91,18 @@ def test_a_held_process_is_released_when_the_shell_dies(session, make_bundle):
         time.sleep(0.01)
     assert status_field(pid, "State")[0] == "S" and status_field(pid, "TracerPid") == "0"
     os.kill(pid, signal.SIGKILL)  # the shell is gone: the session's sweep removes the cgroups
+
+
+def test_quit_keep_detaches_a_held_process(ocish, session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("catch exec")
+    s.cmd("continue")
+    pid = s.json("inspect proc --json")["pid"]
+    s.cmd("start")
+    assert status_field(pid, "State").startswith("t")
+    assert "kept (running" in s.quit("quit --keep")
+    deadline = time.monotonic() + 5
+    while status_field(pid, "State")[0] != "S" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert status_field(pid, "State")[0] == "S" and status_field(pid, "TracerPid") == "0"
+    assert ocish("delete", "-f", s.cid).returncode == 0

@@ -114,7 +114,7 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
         label = f"  (as typed: {b.label})" if b.label != typed and not b.on_error else ""
         rows.append([str(b.number), "breakpoint", "del" if b.temporary else "keep",
                      "y" if b.enabled else "n", _breakpoint_where(b) + label])
-        notes[b.number] = [f"\tstop only if {b.condition}"] if b.condition else []
+        notes[b.number] = [f"stop only if {b.condition}"] if b.condition else []
         if b.hits:
             notes[b.number].append(f"breakpoint already hit {b.hits} time"
                                    f"{'s' if b.hits != 1 else ''}")
@@ -520,7 +520,7 @@ def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
                            f"{created['pid']}); `start` runs its process", "bold green", fancy))
     execd = next((rep.exec_pid for rep in r.steps if rep.exec_pid), 0)
     if execd:
-        out.append(_styled(f"exec process {execd} running (detached): the shell reaps it and "
+        out.append(_styled(f"exec process {execd} started (detached): the shell reaps it and "
                            "says how it ends", "bold green", fancy))
     line = stop(r.stop)
     if line:

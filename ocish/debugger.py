@@ -502,6 +502,7 @@ class Debugger(Observer):
             self.setup, self.st, self.started, self.attached = None, None, False, False
             self.bundle = self.cid = self.temp_dir = self.load_error = self.interrupted_at = ""
             self._status, self.death, self._sent = {}, None, set()
+            self._reoffered_at = -1
         return notes
 
     def _kept_note(self) -> str:

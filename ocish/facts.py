@@ -179,7 +179,7 @@ def command_view(name: str, args, data: Any) -> Any:
         return run_view(data)
     if isinstance(data, Started):
         return {"id": data.id, "pid": data.pid, "running": data.running,
-                "exit": _plain(data.exit)}
+                "exit": _plain(data.exit), "held": data.held}
     return _plain(data)
 
 
@@ -188,6 +188,8 @@ def run_view(run) -> dict:
     created = next((r.created for r in run.steps if r.created), None)
     return {"reason": run.stop.reason, "next": run.stop.next, "text": run.stop.text,
             "breakpoint": run.stop.breakpoint, "created": created is not None,
+            "failing": run.stop.failing,
+            "exec_pid": next((r.exec_pid for r in run.steps if r.exec_pid), 0),
             "steps": [f"{r.stage} {r.item}".strip() for r in run.steps]}
 
 

@@ -34,7 +34,8 @@ def test_catch_exec_holds_the_process_at_its_execve_then_lets_it_run(session, ma
     assert "stop the process right after its execve" in s.cmd("catch exec")
     s.cmd("continue")
     pid = s.json("inspect proc --json")["pid"]
-    assert "stopped after execve of /bin/busybox" in s.cmd("start")
+    out = s.cmd('expect start -> running == true, held == "stopped after execve of /bin/busybox"')
+    assert out.startswith("ok: start -> "), out
     # held: a traced-stop, by a tracer that is not the shell, on the new program's first instruction
     assert status_field(pid, "State").startswith("t")
     tracer = int(status_field(pid, "TracerPid"))

@@ -75,6 +75,10 @@ def test_break_on_error_stops_before_the_failing_mount(session, make_bundle):
     out = s.cmd("expect continue -> fails, stage == mounts, errno == ENODEV, pointer == /mounts/8")
     assert "\nok: continue -> fails" in out, out
     assert s.json("info breakpoints --json")[0]["hits"] == 1
+    s.cmd("restart")  # the same stop again, for a script's `expect`
+    out = s.cmd("expect continue -> reason == breakpoint, next == \"mounts /mounts/8\", "
+                "failing matches \"no such device$\"")
+    assert "\nok: continue -> " in out, out
 
 
 def test_break_on_error_does_not_stop_a_setup_that_works(session, make_bundle):

@@ -1052,6 +1052,7 @@ COMMANDS: list[Command] = [
       "it as it starts; the toolbar says where it is stopped. `continue` detaches and it\n"
       "runs; with N, the first N calls of the new program are traced and shown first.\n"
       "quit, a teardown or the shell's death detach it too: it is never left stopped.\n"
+      "A stepped exec (`exec --step`) is caught the same way after its exec stage.\n"
       "The calls the init made before its execve (exec.fifo, the execve) are shown at\n"
       "the stop.", examples=("catch exec", "catch exec 30", "catch off"),
       complete=_first(["exec", "off"])),

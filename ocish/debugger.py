@@ -74,6 +74,7 @@ class StepReport:
     interrupted: str = ""                # Ctrl-C killed the hook this step ran: what happened
     reoffered: bool = False              # `break on error`: it failed, and is the next step again
     exec_pid: int = 0                    # `exec --step`: this step started the exec's process
+    held: str = ""                       # ... and `catch exec` holds it after its execve
 
 
 @dataclass
@@ -261,9 +262,12 @@ class Debugger(Observer):
     def target(self) -> Target | None:
         """The container process to inspect, dead or alive (Target.status is set once it is
         reaped), or None when there is none."""
-        if self.exec_setup is not None:  # the exec's process, between its stages
+        # the exec's process, between its stages, or held by `catch exec` after them
+        execd = (self.exec_setup.ctx.pid if self.exec_setup is not None else
+                 self.held.pid if self.held is not None and self.st is not None else 0)
+        if execd and execd != self.st["pid"]:
             cg = self.st.get("cgroup") or {}
-            return Target(self.exec_setup.ctx.pid, self.st.get("rootfs", ""),
+            return Target(execd, self.st.get("rootfs", ""),
                           dict(cg.get("paths") or {}), None,
                           self._created_spec().get("linux", {}).get("resources"))
         pid = self.container_pid()
@@ -772,6 +776,7 @@ class Debugger(Observer):
         stage, item = setup.engine.next_step
         self._report = report = StepReport(self.prefix + stage.name, item, stage.side)
         self._killed_hooks = False
+        catcher = self._exec_catcher(setup, stage)
         try:
             try:
                 setup.engine.step()
@@ -811,11 +816,16 @@ class Debugger(Observer):
             if setup is self.exec_setup:  # its process runs: ours to reap, detached
                 before = _exe_and_args(setup.ctx.pid)
                 report.exec_pid = setup.finish()
+                if catcher is not None and catcher.held(5.0) is not None:
+                    self.held = Held(report.exec_pid, _exe_and_args(report.exec_pid)[0], catcher)
+                    report.held = self.held.text
                 self._await_execve(report.exec_pid, before, 1.0)
                 self.exec_pids[report.exec_pid] = self.cid
                 self.exec_setup = None
             else:
                 self.st = report.created = setup.finish()
+        if catcher is not None and (self.held is None or self.held.tracer is not catcher):
+            catcher.stop()  # the exec failed, or its process died before its execve
         return report
 
     def _reoffer(self, stepped, err: StageError) -> bool:
@@ -842,6 +852,16 @@ class Debugger(Observer):
         stepped.engine.reoffer()
         self._reoffered_at = pos
         return True
+
+    def _exec_catcher(self, stepped, stage: Stage) -> Tracer | None:
+        """`catch exec` while an exec is stepped: a tracer seizes its process before its exec
+        stage, to hold it after its execve as `start` holds the init (not with `trace on`,
+        whose tracer has it then)."""
+        if not (self.catching and stepped is self.exec_setup and stage.name == "exec"
+                and not self.tracing):
+            return None
+        tracer = Tracer(stepped.ctx.pid, "exec", self.catch_exec, hold=True)
+        return None if tracer.start() else tracer
 
     def _await_execve(self, pid: int, before: tuple[str, bytes], timeout: float) -> None:
         """Wait up to `timeout` s until pid's execve is done (a new program and command line)

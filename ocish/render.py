@@ -522,6 +522,10 @@ def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
     if execd:
         out.append(_styled(f"exec process {execd} started (detached): the shell reaps it and "
                            "says how it ends", "bold green", fancy))
+    held = next((rep.held for rep in r.steps if rep.held), "")
+    if held:
+        out.append(_styled(f"{held} (pid {execd}, traced-stop): `inspect` shows it as it starts; "
+                           "`continue` lets it run", "bold yellow", fancy))
     line = stop(r.stop)
     if line:
         out.append(_styled(line, "bold yellow" if r.stop.breakpoint else "", fancy))

@@ -107,3 +107,26 @@ def test_quit_keep_detaches_a_held_process(ocish, session, make_bundle):
         time.sleep(0.01)
     assert status_field(pid, "State")[0] == "S" and status_field(pid, "TracerPid") == "0"
     assert ocish("delete", "-f", s.cid).returncode == 0
+
+
+def test_catch_exec_holds_a_stepped_exec_after_its_exec_stage(session, make_bundle):
+    s = session(make_bundle(["sleep", "100"]))
+    s.cmd("continue")
+    s.cmd("start")
+    init = s.json("state")["pid"]
+    s.cmd("catch exec")
+    s.cmd("exec --step sleep 50")
+    s.cmd("until exec:exec")
+    run = s.json("step --json")
+    pid = run["steps"][-1]["exec_pid"]
+    assert run["steps"][-1]["held"] == "stopped after execve of /bin/busybox"
+    assert status_field(pid, "State").startswith("t") and int(status_field(pid, "TracerPid"))
+    assert s.json("inspect proc --json")["cmdline"] == ["sleep", "50"]  # the target: it
+    assert s.json("inspect exe --json")["entry"] == _auxv(pid)[9]
+    assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
+    s.cmd("continue")
+    deadline = time.monotonic() + 5
+    while status_field(pid, "State")[0] != "S" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert status_field(pid, "TracerPid") == "0" and status_field(pid, "State")[0] == "S"
+    assert s.json("inspect proc --json")["pid"] == init

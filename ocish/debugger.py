@@ -834,7 +834,8 @@ class Debugger(Observer):
         stops before that step again, the failing call shown. Not twice in a row at one
         step: `continue` from that stop runs it again, and a second failure stands."""
         pos = stepped.engine.pos
-        if pos == self._reoffered_at or self.is_dead(stepped.ctx.pid):
+        # "sync": the channel closed, its process is dying (engine._died), nothing to offer
+        if pos == self._reoffered_at or err.op == "sync" or self.is_dead(stepped.ctx.pid):
             return False
         self._error_breakpoint = None
         for bp in self.breakpoints:

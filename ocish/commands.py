@@ -391,7 +391,7 @@ class Commands:
     def _advance(self, mode: str, **kw):
         run = self.dbg.advance(mode, on_step=lambda r: self.emit("step", r, self._json),
                                interrupted=self.interrupted, **kw)
-        failed = next((r for r in run.steps if r.error is not None), None)
+        failed = next((r for r in run.steps if r.error is not None and not r.reoffered), None)
         if failed is not None:
             raise Failed(run, self.dbg.death_text(failed.death) if failed.death
                          else str(failed.error))
@@ -410,12 +410,22 @@ class Commands:
         return self._advance("until", stage=a.pos[0], item=a.pos[1] if len(a.pos) > 1 else "")
 
     def do_continue(self, a: Args):
+        if self.dbg.held is not None:  # at a `catch exec` stop: let the process run
+            return self.dbg.release()
         return self._advance("continue")
 
     def do_break(self, a: Args, temporary: bool = False):
         if not a.pos:
             return self.dbg.breakpoints
-        return self.dbg.add_breakpoint(a.pos, temporary)
+        where, cond = a.pos, ""
+        if "if" in a.pos:  # gdb's `break LOCATION if COND`
+            at = a.pos.index("if")
+            where, words = a.pos[:at], a.pos[at + 1:]
+            if not where or not words:
+                raise OcishError(f"usage: {BY_NAME['break'].usage}")
+            from ocish import condition
+            cond = condition.join(words)
+        return self.dbg.add_breakpoint(where, temporary, cond)
 
     def do_tbreak(self, a: Args):
         if not a.pos:
@@ -588,6 +598,14 @@ class Commands:
 
     def do_exec(self, a: Args):
         o = a.opts
+        if o["step"] or self.dbg.exec_breakpoints():
+            if o["detach"] or o["id"] or o["ignore_paused"]:
+                raise OcishError("exec --step (or an exec:STAGE breakpoint) steps an exec in "
+                                 "the loaded container: without -d, --id, --ignore-paused")
+            loaded = self.dbg.exec_load(a.pos, user=o["user"], cwd=o["cwd"], env=o["env"])
+            if o["step"]:
+                return loaded
+            return self._advance("continue")  # to the exec:STAGE breakpoint
         devnull = -1
         if o["detach"] or not sys.stdin.isatty():  # never the shell's own input (a script)
             devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -670,13 +688,15 @@ class Commands:
         return Setting("trace", value)
 
     def do_catch(self, a: Args):
+        d = self.dbg
         if a.pos == ["off"]:
-            self.dbg.catch_exec = 0
+            d.catching, d.catch_exec = False, 0
             return Setting("catch", "off")
         if not a.pos or a.pos[0] != "exec" or len(a.pos) > 2:
             raise OcishError(f"usage: {BY_NAME['catch'].usage}")
-        self.dbg.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 10
-        return Setting("catch", f"exec {self.dbg.catch_exec}")
+        d.catching = True
+        d.catch_exec = _number(a.pos[1], "the call count", 1) if len(a.pos) > 1 else 0
+        return Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "exec")
 
     def do_set(self, a: Args):
         if not a.pos:
@@ -747,13 +767,14 @@ class Commands:
         trace = {"": "off", "state": "on", "all": "all"}[d.trace_mode]
         return [Setting("errexit", "on" if self.errexit else "off"), Setting("trace", trace),
                 Setting("watch", "on" if d.watching else "off"),
-                Setting("catch", f"exec {d.catch_exec}" if d.catch_exec else "off")]
+                Setting("catch", "off" if not d.catching else
+                        f"exec {d.catch_exec}" if d.catch_exec else "exec")]
 
 
 # -- exec's own parser: its flags end at the command -------------------------------------------
 
-EXEC_USAGE = ("exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] [--json] "
-              "CMD [ARGS...]")
+EXEC_USAGE = ("exec [-d] [-u UID[:GID]] [--cwd D] [-e K=V]... [--id ID] [--ignore-paused] [--step] "
+              "[--json] CMD [ARGS...]")
 _EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--env": "env",
                 "--id": "id"}
 
@@ -761,7 +782,7 @@ _EXEC_VALUES = {"-u": "user", "--user": "user", "--cwd": "cwd", "-e": "env", "--
 def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     """exec's flags (`--flag value`, `--flag=value`, `--` ends them), then CMD [ARGS...]."""
     out = Args([], {"detach": False, "user": None, "cwd": None, "env": [], "id": None,
-                    "ignore_paused": False})
+                    "ignore_paused": False, "step": False})
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         flag, eq, value = args[i].partition("=")
@@ -773,6 +794,9 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
             continue
         if flag == "--ignore-paused" and not eq:
             out.opts["ignore_paused"] = True
+            continue
+        if flag == "--step" and not eq:
+            out.opts["step"] = True
             continue
         if flag == "--json" and not eq:
             out.json = True
@@ -852,7 +876,10 @@ def _stage_names(d: Debugger) -> list[str]:
 
 def _complete_break(d: Debugger, before: list[str]) -> list[str]:
     if not before:
-        return _stage_names(d) + ["mount"]
+        from ocish.exec_step import PREFIX, stage_names
+        return _stage_names(d) + ["mount", "on"] + [PREFIX + n for n in stage_names()]
+    if before == ["on"]:
+        return ["error"]
     if before == ["mount"] and d.setup:
         return [m.get("destination", "") for m in d.setup.ctx.spec.get("mounts") or []]
     if len(before) == 1 and d.engine:
@@ -926,16 +953,31 @@ COMMANDS: list[Command] = [
       "and failures on the way still stop it.", ("until pivot", "until mounts /mounts/3"),
       complete=lambda d, b: _stage_names(d) if not b else _complete_break(d, b)),
     C("continue", ("c", "cont"), "continue",
-      "run steps until a breakpoint, a failure, the process's death or the end of setup",
+      "run steps until a breakpoint, a failure, the process's death or the end of setup; "
+      "at a `catch exec` stop, let the process run",
       examples=("continue", "c"), repeat=True),
-    C("break", ("b",), "break [STAGE [ITEM] | mount DESTINATION]",
-      "stop before a stage, one of its items, or the mount of DESTINATION",
+    C("break", ("b",), "break [STAGE [ITEM] | mount DESTINATION | exec:STAGE [ITEM]] [if COND] "
+      "| break on error",
+      "stop before a stage, one of its items, the mount of DESTINATION, or a failing step",
       "`break mounts` stops before the stage's first item; `break mounts /mounts/2`\n"
       "before that item; `break mount /proc` before the mount whose destination is\n"
-      "/proc. Without arguments: list breakpoints.",
-      ("break pivot", "break mounts /mounts/2", "break mount /proc"), complete=_complete_break),
-    C("tbreak", (), "tbreak STAGE [ITEM] | tbreak mount DESTINATION",
-      "a temporary breakpoint: deleted when it stops a run", examples=("tbreak caps",),
+      "/proc; `break exec:caps` before stage caps of an exec (`exec --step`, or any\n"
+      "`exec` while such a breakpoint is set). Without arguments: list breakpoints.\n"
+      "`if COND` (gdb's): checked before every step of the stage, it stops only where\n"
+      "COND holds. COND is expect's language over the step's fields: stage, item and,\n"
+      "when the item is a config.json object, its fields (a mount's type, source,\n"
+      "destination, options): `break mounts if type == bind, destination matches ^/mnt`.\n"
+      "As in gdb, a false condition is no hit and uses no `ignore` count.\n"
+      "`break on error`: a step that fails while its process lives is made the next step\n"
+      "again and the run stops before it, with the failing call; inspect what the\n"
+      "failure met, then `continue` runs it once more (a second failure stands), or\n"
+      "fix config.json and `restart`.",
+      ("break pivot", "break mounts /mounts/2", "break mount /proc",
+       "break mounts if type == bind", "break exec:join", "break on error"),
+      complete=_complete_break),
+    C("tbreak", (), "tbreak STAGE [ITEM] [if COND] | tbreak mount DESTINATION | tbreak on error",
+      "a temporary breakpoint: deleted when it stops a run",
+      examples=("tbreak caps", "tbreak mounts if destination == /proc"),
       complete=_complete_break),
     C("disable", (), "disable [N...]", "disable breakpoints N... (all without N): they stay, "
       "but do not stop runs", examples=("disable 2", "disable"), complete=_breakpoint_numbers),
@@ -1004,6 +1046,8 @@ COMMANDS: list[Command] = [
       "proc     state, parent, threads, pids, command line\n"
       "net      links, addresses, routes of its network namespace (pyroute2)\n"
       "exit     alive, or how it ended (exit status, signal, the OOM killer)\n"
+      "exe      the program as loaded: /proc/PID/exe, ELF entry, interpreter, mapped files\n"
+      "auxv     the auxiliary vector of its execve (AT_ENTRY, AT_EXECFN ...), decoded\n"
       "After the process died, cgroup and exit still answer. A topic may be shortened\n"
       "(`x mo`). --json prints the reader's data; --pid inspects another process;\n"
       "--paths lists every fact of the topic as `expect` names it (ns.pid,\n"
@@ -1066,8 +1110,18 @@ COMMANDS: list[Command] = [
       "traced.", ("trace on", "trace all", "trace off"),
       complete=_first(["on", "all", "off"])),
     C("catch", (), "catch exec [N] | catch off",
-      "at `start`, trace the init across its execve and show the first N (10) calls",
-      examples=("catch exec", "catch exec 30"), complete=_first(["exec", "off"])),
+      "at `start`, stop the process right after its execve; `continue` lets it run",
+      "gdb's `catch exec`: `start` holds the container's process at its execve's\n"
+      "PTRACE_EVENT_EXEC stop (/proc/PID/status: t (tracing stop)), the new program mapped\n"
+      "and not one instruction of it run: `inspect exe` (the binary, its entry point, the\n"
+      "interpreter, mapped files), `inspect auxv`, `inspect fds` and every other topic show\n"
+      "it as it starts; the toolbar says where it is stopped. `continue` detaches and it\n"
+      "runs; with N, the first N calls of the new program are traced and shown first.\n"
+      "quit, a teardown or the shell's death detach it too: it is never left stopped.\n"
+      "A stepped exec (`exec --step`) is caught the same way after its exec stage.\n"
+      "The calls the init made before its execve (exec.fifo, the execve) are shown at\n"
+      "the stop.", examples=("catch exec", "catch exec 30", "catch off"),
+      complete=_first(["exec", "off"])),
     C("set", (), "set [errexit|trace|watch|catch VALUE]",
       "session settings; `set errexit on` ends a script at its first failed command",
       "Without arguments: every setting. `set errexit on` (or `ocish debug --errexit`) makes\n"
@@ -1091,8 +1145,15 @@ COMMANDS: list[Command] = [
       "Its stdout and stderr are the shell's; its stdin is the shell's terminal (none\n"
       "with -d or without a terminal: /dev/null); no -t. The shell waits for it, forwards\n"
       "signals (Ctrl-C) to it, then prints `exit status N` (128+N: killed by signal N).\n"
-      "Errors before it runs read `exec failed: ...`, as from `ocish exec`.",
-      ("exec hostname", "exec -u 1000 -- id", "exec -d sleep 60"), complete=_complete_exec,
+      "Errors before it runs read `exec failed: ...`, as from `ocish exec`.\n"
+      "  --step        load the exec stopped before its first stage: `step`, `next`,\n"
+      "                `until exec:STAGE`, `continue`, `stages`, `explain`, `inspect`\n"
+      "                then work on its pipeline and its process as on create's;\n"
+      "                breakpoints on it are `break exec:STAGE` (an `exec` while one is\n"
+      "                set steps too, to it). Its process runs detached once its exec\n"
+      "                stage is done; the shell reaps it and says how it ended.",
+      ("exec hostname", "exec -u 1000 -- id", "exec -d sleep 60", "exec --step sh"),
+      complete=_complete_exec,
       parse=parse_exec),
     C("expect", (), "expect FACT OP VALUE[, ...] | expect COMMAND -> CLAUSE[, ...]",
       "check a fact of the container, or what a command returns (scripts' assertions)",

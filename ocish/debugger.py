@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ocish import diff as diffmod
+from ocish.catch import Held, Released, release
+from ocish.exec_step import PREFIX, ExecLoaded
 from ocish import inspect
 from ocish.inspect import Target
 from ocish.inspect.exit import ExitInfo, describe_status
@@ -52,6 +54,8 @@ class Breakpoint:
     enabled: bool = True
     temporary: bool = False  # tbreak: deleted when it stops a run
     ignore: int = 0          # crossings still to ignore (gdb's `ignore N COUNT`)
+    condition: str = ""      # `break STAGE if COND`: stops only where COND holds (condition.py)
+    on_error: bool = False   # `break on error`: before any step that fails
 
 
 @dataclass
@@ -68,6 +72,9 @@ class StepReport:
     cause: str = ""                      # a failure's evidence in the cgroup (forks refused...)
     cause_pointer: str = ""              # ... and the config.json field behind it
     interrupted: str = ""                # Ctrl-C killed the hook this step ran: what happened
+    reoffered: bool = False              # `break on error`: it failed, and is the next step again
+    exec_pid: int = 0                    # `exec --step`: this step started the exec's process
+    held: str = ""                       # ... and `catch exec` holds it after its execve
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Stop:
     text: str = ""                       # what it will do
     breakpoint: int = 0                  # the breakpoint that stopped the run
     temporary: bool = False              # ... a tbreak, now deleted
+    failing: str = ""                    # `break on error`: the call the next step fails with
 
 
 @dataclass
@@ -97,6 +105,7 @@ class Started:
     running: bool
     exit: ExitInfo | None = None
     catch: TraceResult | None = None
+    held: str = ""                       # `catch exec`: "stopped after execve of /bin/sh"
 
 
 @dataclass
@@ -170,7 +179,13 @@ class Debugger(Observer):
         self._next_bp = 1
         self.trace_mode = ""              # "", "state" (calls that change state) or "all"
         self.watching = False
-        self.catch_exec = 0               # >0: trace that many calls after the user's execve
+        self.catching = False             # `catch exec`: hold the process after its execve
+        self.catch_exec = 0               # ... and trace that many of its calls on `continue`
+        self.held: Held | None = None     # the process held there now
+        self.exec_setup = None            # `exec --step`: the ExecSetup being stepped
+        self._conditions: dict[int, list] = {}  # breakpoint number -> its parsed condition
+        self._reoffered_at = -1           # `break on error` stopped before this step
+        self._error_breakpoint: Breakpoint | None = None  # ... the breakpoint that did
         self.stops: list[diffmod.Snapshot] = []
         self._last: diffmod.Snapshot | None = None
         self._report: StepReport | None = None
@@ -199,6 +214,18 @@ class Debugger(Observer):
         return self.setup is not None and self.st is None
 
     @property
+    def stepped(self):
+        """What step, next, until and continue drive: an exec being stepped, else the
+        container's setup (None when neither)."""
+        return self.exec_setup if self.exec_setup is not None else (
+            self.setup if self.in_setup else None)
+
+    @property
+    def prefix(self) -> str:
+        """How breakpoints name the stepped pipeline's stages: "exec:" for an exec's."""
+        return PREFIX if self.exec_setup is not None else ""
+
+    @property
     def tracing(self) -> bool:
         return bool(self.trace_mode)
 
@@ -220,6 +247,9 @@ class Debugger(Observer):
 
     def position(self) -> str:
         """Where setup stands: the next step, or what comes after setup."""
+        if self.exec_setup is not None:
+            step = self.exec_setup.engine.next_step
+            return "-" if step is None else f"{PREFIX}{step[0].name} {step[1]}".strip()
         if not self.in_setup:
             return "setup done" if self.st else "-"
         step = self.setup.engine.next_step
@@ -234,6 +264,14 @@ class Debugger(Observer):
     def target(self) -> Target | None:
         """The container process to inspect, dead or alive (Target.status is set once it is
         reaped), or None when there is none."""
+        # the exec's process, between its stages, or held by `catch exec` after them
+        execd = (self.exec_setup.ctx.pid if self.exec_setup is not None else
+                 self.held.pid if self.held is not None and self.st is not None else 0)
+        if execd and execd != self.st["pid"]:
+            cg = self.st.get("cgroup") or {}
+            return Target(execd, self.st.get("rootfs", ""),
+                          dict(cg.get("paths") or {}), None,
+                          self._created_spec().get("linux", {}).get("resources"))
         pid = self.container_pid()
         if pid <= 0:
             return None
@@ -447,6 +485,9 @@ class Debugger(Observer):
         created or started container stays, as an attached one always does (gdb detaches).
         Returns notices for the user."""
         notes, kept = [], False
+        if self.held is not None:  # never leave it stopped: detach, it runs on (or dies below)
+            self.release()
+        self.exec_abort()
         try:
             if self.in_setup:
                 self.setup.abort()
@@ -467,6 +508,7 @@ class Debugger(Observer):
             self.setup, self.st, self.started, self.attached = None, None, False, False
             self.bundle = self.cid = self.temp_dir = self.load_error = self.interrupted_at = ""
             self._status, self.death, self._sent = {}, None, set()
+            self._reoffered_at = -1
         return notes
 
     def _kept_note(self) -> str:
@@ -518,6 +560,8 @@ class Debugger(Observer):
         out = [News("exited", pid, f"exec process {pid} exited: {describe_status(status)}")
                for pid, status in self._reap()]
         out, self._later = self._later + out, []
+        if self.held is not None and self.is_dead(self.held.pid):  # killed while held
+            self.release()
         pid = self.container_pid()
         if self.death is None and pid > 0 and self.is_dead(pid):
             when = "during setup" if self.in_setup else (
@@ -579,7 +623,11 @@ class Debugger(Observer):
                     os.unlink(pid_file)
 
     # -- stepping ----------------------------------------------------------------------------
-    def _require_setup(self) -> lifecycle.Setup:
+    def _require_setup(self):
+        """What the next steps run: an exec being stepped, else the container's setup; an
+        error that says why there is nothing to step."""
+        if self.exec_setup is not None:
+            return self.exec_setup
         if self.setup is None:
             raise self.nothing_loaded()
         if self.st is not None:
@@ -604,6 +652,7 @@ class Debugger(Observer):
         setup = self._require_setup()
         current = setup.engine.next_step[0].name
         if mode == "until":
+            stage = stage[len(PREFIX):] if self.prefix and stage.startswith(PREFIX) else stage
             self._check_until(stage, item)
         steps: list[StepReport] = []
         reason, bp = "", None
@@ -617,10 +666,14 @@ class Debugger(Observer):
                     reason = "interrupted"
                 elif report.death is not None:
                     reason = "died"
+                elif report.reoffered:
+                    reason, bp = "breakpoint", self._error_breakpoint
                 elif report.error is not None:
                     reason = "failed"
                 elif report.created is not None:
                     reason = "created"
+                elif report.exec_pid:
+                    reason = "exec"
                 else:
                     bp = self._hit_breakpoint()
                     nxt = setup.engine.next_step
@@ -639,10 +692,13 @@ class Debugger(Observer):
                     break
         finally:
             self._mark_stop()
-        return Run(steps, self.where(reason, bp))
+        stop = self.where(reason, bp)
+        if reason == "breakpoint" and steps and steps[-1].reoffered:
+            stop.failing = str(steps[-1].error)
+        return Run(steps, stop)
 
     def _check_until(self, stage: str, item: str) -> None:
-        engine = self.setup.engine
+        engine = self.stepped.engine
         names = [s.name for s in engine.stages]
         if stage not in names:
             raise _no_stage(stage, names)
@@ -657,21 +713,23 @@ class Debugger(Observer):
                              "`restart` to run it again")
 
     def _first_of_stage(self, pos: int) -> bool:
-        steps = self.setup.engine.steps
+        steps = self.stepped.engine.steps
         return pos == 0 or steps[pos - 1][0] is not steps[pos][0]
 
     def where(self, reason: str = "", bp: Breakpoint | None = None) -> Stop:
         """The stop: why (see Stop), and the next step with what it will do."""
         stop = Stop(reason, breakpoint=bp.number if bp else 0, temporary=bool(bp and bp.temporary))
-        if not self.in_setup or self.setup.engine.failed or self.death is not None:
+        stepped = self.stepped
+        if stepped is None or stepped.engine.failed or (self.death is not None
+                                                        and self.exec_setup is None):
             return stop
-        step = self.setup.engine.next_step
+        step = stepped.engine.next_step
         if step is None:
             return stop
         stage, item = step
-        stop.next = f"{stage.name} {item}".strip()
+        stop.next = f"{self.prefix}{stage.name} {item}".strip()
         rows = {r.name: r for r in self.pipeline()}
-        row = rows[stage.name]
+        row = rows[self.prefix + stage.name]
         stop.text = next((i.text for i in row.items if i.item == item), "") or row.summary
         return stop
 
@@ -679,10 +737,13 @@ class Debugger(Observer):
         """The breakpoint that stops the run before the next step: every enabled one there
         counts a hit; one with an ignore count lets this crossing pass; a temporary one is
         deleted when it stops the run."""
-        if not self.in_setup or self.setup.engine.done:
+        stepped = self.stepped
+        if stepped is None or stepped.engine.done:
             return None
         hit = None
-        for bp in self._breakpoints_at(self.setup.engine.pos):
+        for bp in self._breakpoints_at(stepped.engine.pos):
+            if bp.condition and not self._condition_holds(bp, stepped.engine.pos):
+                continue  # gdb: a false condition is no hit, and uses no ignore count
             bp.hits += 1
             if bp.ignore > 0:
                 bp.ignore -= 1
@@ -715,8 +776,9 @@ class Debugger(Observer):
     def _step(self) -> StepReport:
         setup = self._require_setup()
         stage, item = setup.engine.next_step
-        self._report = report = StepReport(stage.name, item, stage.side)
+        self._report = report = StepReport(self.prefix + stage.name, item, stage.side)
         self._killed_hooks = False
+        catcher = self._exec_catcher(setup, stage)
         try:
             try:
                 setup.engine.step()
@@ -729,7 +791,11 @@ class Debugger(Observer):
             report.error = err
             # a process that died answers nothing: the engine saw its end of the channel close
             pid = setup.ctx.pid
-            if self._killed_hooks and not self.is_dead(pid):  # Ctrl-C, not the config
+            if self._reoffer(setup, err):
+                report.reoffered = True
+            elif setup is self.exec_setup:  # an exec that failed: it is gone, as `ocish exec`'s
+                self.exec_abort()
+            elif self._killed_hooks and not self.is_dead(pid):  # Ctrl-C, not the config
                 report.error = None
                 report.interrupted = self.interrupted_at = (
                     f"stage {stage.name} {item}".strip() + f": Ctrl-C killed its hook "
@@ -746,9 +812,69 @@ class Debugger(Observer):
         if self.watching and self._last is not None:
             report.changes = diffmod.diff(self._last, snap)
         self._last = snap
+        if report.error is None:
+            self._reoffered_at = -1
         if setup.engine.done and not report.error and not report.interrupted:
-            self.st = report.created = setup.finish()
+            if setup is self.exec_setup:  # its process runs: ours to reap, detached
+                before = _exe_and_args(setup.ctx.pid)
+                report.exec_pid = setup.finish()
+                if catcher is not None and catcher.held(5.0) is not None:
+                    self.held = Held(report.exec_pid, _exe_and_args(report.exec_pid)[0], catcher)
+                    report.held = self.held.text
+                self._await_execve(report.exec_pid, before, 1.0)
+                self.exec_pids[report.exec_pid] = self.cid
+                self.exec_setup = None
+            else:
+                self.st = report.created = setup.finish()
+        if catcher is not None and (self.held is None or self.held.tracer is not catcher):
+            catcher.stop()  # the exec failed, or its process died before its execve
         return report
+
+    def _reoffer(self, stepped, err: StageError) -> bool:
+        """`break on error`: a step failed while its process lives (the container side
+        answered Err and serves on): the failure is forgotten (Engine.reoffer) and the run
+        stops before that step again, the failing call shown. Not twice in a row at one
+        step: `continue` from that stop runs it again, and a second failure stands."""
+        pos = stepped.engine.pos
+        # "sync": the channel closed, its process is dying (engine._died), nothing to offer
+        if pos == self._reoffered_at or err.op == "sync" or self.is_dead(stepped.ctx.pid):
+            return False
+        self._error_breakpoint = None
+        for bp in self.breakpoints:
+            if not (bp.enabled and bp.on_error):
+                continue
+            bp.hits += 1
+            if bp.ignore > 0:
+                bp.ignore -= 1
+            elif self._error_breakpoint is None:
+                self._error_breakpoint = bp
+        if self._error_breakpoint is None:
+            return False
+        if self._error_breakpoint.temporary:
+            self.breakpoints.remove(self._error_breakpoint)
+        stepped.engine.reoffer()
+        self._reoffered_at = pos
+        return True
+
+    def _exec_catcher(self, stepped, stage: Stage) -> Tracer | None:
+        """`catch exec` while an exec is stepped: a tracer seizes its process before its exec
+        stage, to hold it after its execve as `start` holds the init (not with `trace on`,
+        whose tracer has it then)."""
+        if not (self.catching and stepped is self.exec_setup and stage.name == "exec"
+                and not self.tracing):
+            return None
+        tracer = Tracer(stepped.ctx.pid, "exec", self.catch_exec, hold=True)
+        return None if tracer.start() else tracer
+
+    def _await_execve(self, pid: int, before: tuple[str, bytes], timeout: float) -> None:
+        """Wait up to `timeout` s until pid's execve is done (a new program and command line)
+        or it died: the exec stage answers Ok just before its execve. A dying process has
+        lost its exe link before it is a zombie: wait for the zombie then."""
+        deadline = time.monotonic() + timeout
+        while not self.is_dead(pid) and _exe_and_args(pid) in (before, ("", b"")):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
 
     def _snapshot(self, label: str) -> diffmod.Snapshot:
         t = self.target()
@@ -801,11 +927,38 @@ class Debugger(Observer):
                 self._report.trace = result
 
     # -- breakpoints -------------------------------------------------------------------------
-    def add_breakpoint(self, args: list[str], temporary: bool = False) -> Breakpoint:
-        """`STAGE`, `STAGE ITEM` or `mount DEST` (the mounts item whose destination is DEST)."""
+    def add_breakpoint(self, args: list[str], temporary: bool = False,
+                       condition: str = "") -> Breakpoint:
+        """`STAGE`, `STAGE ITEM`, `mount DEST` (the mounts item whose destination is DEST),
+        `exec:STAGE [ITEM]` (a stage of `exec`'s pipeline) or `on error` (before any step
+        that fails); `condition`: stop only where it holds (ocish/condition.py)."""
+        clauses = []
+        if condition:
+            from ocish import condition as condmod
+            clauses = condmod.parse(condition)
+        if args == ["on", "error"]:
+            if condition:
+                raise OcishError("break on error takes no condition")
+            name, items = "", []
+        elif args[0].startswith(PREFIX):
+            name, items = self._exec_breakpoint(args)
+        else:
+            name, items = self._setup_breakpoint(args)
+        if clauses:
+            self._check_fields(name, items, clauses)
+        bp = Breakpoint(self._next_bp, name, items, " ".join(args), temporary=temporary,
+                        condition=condition, on_error=args == ["on", "error"])
+        self._next_bp += 1
+        self.breakpoints.append(bp)
+        if clauses:
+            self._conditions[bp.number] = clauses
+        return bp
+
+    def _setup_breakpoint(self, args: list[str]) -> tuple[str, list[str]]:
         if self.setup is None:
             raise self.nothing_loaded() if not self.st else OcishError(
-                             "setup is over: breakpoints apply to the setup stages (`restart`)")
+                             "setup is over: breakpoints apply to the setup stages (`restart`), "
+                             "and to exec's as exec:STAGE")
         ctx, stages = self.setup.ctx, {s.name: s for s in self.setup.engine.stages}
         if args[0] == "mount" and "mount" not in stages:
             if len(args) != 2:
@@ -816,18 +969,48 @@ class Debugger(Observer):
                      if os.path.normpath(m.get("destination", "")) == dest]
             if not items:
                 raise OcishError(f"no mount with destination {dest} in config.json /mounts")
-            name = "mounts"
-        else:
-            name, items = args[0], args[1:2]
-            if name not in stages:
-                raise _no_stage(name, stages)
-            if items and items[0] not in stages[name].items(ctx):
-                raise OcishError(f"stage {name} has no item {items[0]!r}: "
-                                 f"{', '.join(stages[name].items(ctx)) or 'it has no items'}")
-        bp = Breakpoint(self._next_bp, name, items, " ".join(args), temporary=temporary)
-        self._next_bp += 1
-        self.breakpoints.append(bp)
-        return bp
+            return "mounts", items
+        name, items = args[0], args[1:2]
+        if name not in stages:
+            raise _no_stage(name, stages)
+        if items and items[0] not in stages[name].items(ctx):
+            raise OcishError(f"stage {name} has no item {items[0]!r}: "
+                             f"{', '.join(stages[name].items(ctx)) or 'it has no items'}")
+        return name, items
+
+    def _exec_breakpoint(self, args: list[str]) -> tuple[str, list[str]]:
+        """exec:STAGE [ITEM]: any stage of the exec pipeline; an item only when an exec is
+        being stepped (the items depend on its process)."""
+        from ocish.exec_step import stage_names
+        name, items = args[0][len(PREFIX):], args[1:2]
+        if name not in stage_names():
+            raise _no_stage(args[0], [PREFIX + n for n in stage_names()])
+        if items:
+            if self.exec_setup is None:
+                raise OcishError(f"the items of {args[0]} are known once `exec --step` has "
+                                 "loaded an exec: break on the stage, or with a condition")
+            stage = next(s for s in self.exec_setup.engine.stages if s.name == name)
+            if items[0] not in stage.items(self.exec_setup.ctx):
+                raise OcishError(f"stage {args[0]} has no item {items[0]!r}: "
+                                 f"{', '.join(stage.items(self.exec_setup.ctx)) or 'it has no items'}")
+        return PREFIX + name, items
+
+    def _check_fields(self, name: str, items: list[str], clauses: list) -> None:
+        """A condition that names a field no step of the stage has can never hold: refused
+        (when the config is known), saying which fields there are."""
+        from ocish import condition as condmod
+        stepped = self.exec_setup if name.startswith(PREFIX) else self.setup
+        if stepped is None:
+            return
+        bare = name[len(PREFIX):] if name.startswith(PREFIX) else name
+        stage = next(s for s in stepped.engine.stages if s.name == bare)
+        known: set[str] = set()
+        for item in items or stage.items(stepped.ctx) or [""]:
+            known |= set(condmod.fields(bare, stepped.ctx.spec, item))
+        missing = [f for f in condmod.names(clauses) if f not in known]
+        if missing:
+            raise OcishError(f"break {name} if ...: no step of {name} has a field "
+                             f"{missing[0]!r} (fields: {', '.join(sorted(known))})")
 
     def breakpoint(self, number: int) -> Breakpoint:
         for b in self.breakpoints:
@@ -838,40 +1021,87 @@ class Debugger(Observer):
     def delete_breakpoint(self, number: int) -> Breakpoint:
         bp = self.breakpoint(number)
         self.breakpoints.remove(bp)
+        self._conditions.pop(number, None)
         return bp
 
-    def _breakpoints_at(self, pos: int) -> list[Breakpoint]:
-        """The enabled breakpoints set on step `pos`."""
-        steps = self.setup.engine.steps
+    # -- exec --step ---------------------------------------------------------------------------
+    def exec_breakpoints(self) -> bool:
+        """Whether an enabled breakpoint is set on the exec pipeline (`exec` then steps)."""
+        return any(b.enabled and b.stage.startswith(PREFIX) for b in self.breakpoints)
+
+    def exec_load(self, args: list[str], *, user: str | None = None, cwd: str | None = None,
+                  env: list[str] = ()) -> ExecLoaded:
+        """`exec --step CMD`: the exec's container side up, stopped before its first stage;
+        step, next, until, continue then run its stages (ocish/exec_step.py)."""
+        from ocish import exec_step
+        if self.exec_setup is not None:
+            raise OcishError("an exec is being stepped already: `continue` it first")
+        self._exec_here()
+        self.exec_setup = exec_step.load(self.root, self.cid, args, self, user=user, cwd=cwd,
+                                         env=env)
+        self._reoffered_at = -1
+        self._last = self._snapshot(f"exec {' '.join(args)}, before its first stage")
+        self._mark_stop()
+        stop = self.where()
+        return ExecLoaded(self.cid, list(args), self.exec_setup.ctx.pid, stop.next, stop.text)
+
+    def exec_abort(self) -> None:
+        """Kill the exec being stepped (its C1 or C2) and forget it."""
+        if self.exec_setup is not None:
+            setup, self.exec_setup = self.exec_setup, None
+            setup.abort()
+
+    def _breakpoints_at(self, pos: int, stepped=None) -> list[Breakpoint]:
+        """The enabled breakpoints set on step `pos` of the stepped pipeline (`stepped`:
+        another one, for `stages`); one with a condition and no item is on every step of
+        its stage."""
+        stepped = stepped or self.stepped
+        prefix = PREFIX if stepped is self.exec_setup else ""
+        steps = stepped.engine.steps
         stage, item = steps[pos]
         first_of_stage = pos == 0 or steps[pos - 1][0] is not stage
-        return [b for b in self.breakpoints if b.enabled and b.stage == stage.name
-                and (item in b.items if b.items else first_of_stage)]
+        return [b for b in self.breakpoints if b.enabled and b.stage == prefix + stage.name
+                and (item in b.items if b.items else bool(b.condition) or first_of_stage)]
+
+    def _condition_holds(self, bp: Breakpoint, pos: int) -> bool:
+        from ocish import condition
+        stepped = self.stepped
+        stage, item = stepped.engine.steps[pos]
+        return condition.holds(self._conditions[bp.number],
+                               condition.fields(stage.name, stepped.ctx.spec, item))
 
     def breakpoint_ahead(self) -> Breakpoint | None:
-        """The enabled breakpoint set on the next step, if any."""
-        if not self.in_setup or self.setup.engine.done:
+        """The enabled breakpoint set on the next step, if any (its condition holding)."""
+        stepped = self.stepped
+        if stepped is None or stepped.engine.done:
             return None
-        hits = self._breakpoints_at(self.setup.engine.pos)
+        hits = [b for b in self._breakpoints_at(stepped.engine.pos)
+                if not b.condition or self._condition_holds(b, stepped.engine.pos)]
         return hits[0] if hits else None
 
     # -- the pipeline as rows for `stages` -----------------------------------------------------
     def pipeline(self) -> list[StageRow]:
-        if self.setup is None:
+        if self.exec_setup is not None:
+            stepped = self.exec_setup
+        elif self.setup is None:
             raise self.nothing_loaded() if not self.st else OcishError(
                              f"container {self.cid} was not set up by this session: its "
                              "stages are not known here (`restart` sets it up again)")
-        engine, ctx = self.setup.engine, self.setup.ctx
-        pos = len(engine.steps) if self.st is not None else engine.pos
+        else:
+            stepped = self.setup
+        engine, ctx = stepped.engine, stepped.ctx
+        prefix = PREFIX if stepped is self.exec_setup else ""
+        pos = len(engine.steps) if stepped is self.setup and self.st is not None else engine.pos
         rows: dict[str, StageRow] = {}
         for i, (stage, item) in enumerate(engine.steps):
             status = ("done" if i < pos else "failed" if i == pos and engine.failed
                       else "next" if i == pos else "pending")
-            bps = [b.number for b in self._breakpoints_at(i)]
+            bps = [b.number for b in self._breakpoints_at(i, stepped)]
             row = rows.get(stage.name)
             if row is None:
                 summary = (stage.describe(ctx).splitlines() or [stage.summary])[0]
-                row = rows[stage.name] = StageRow(stage.name, stage.side, status, summary, bps)
+                row = rows[stage.name] = StageRow(prefix + stage.name, stage.side, status,
+                                                  summary, bps)
             elif status != "pending" and row.status == "done":
                 row.status = status
             if item:
@@ -879,18 +1109,21 @@ class Debugger(Observer):
         return list(rows.values())
 
     def explain(self, name: str | None) -> Explanation:
-        if self.setup is None:
+        if self.exec_setup is None and self.setup is None:
             self.pipeline()  # raises the reason
-        stages = {s.name: s for s in self.setup.engine.stages}
+        stepped = self.exec_setup or self.setup
+        stages = {s.name: s for s in stepped.engine.stages}
+        if name is not None and self.exec_setup is not None and name.startswith(PREFIX):
+            name = name[len(PREFIX):]
         if name is None:
-            step = self.setup.engine.next_step
+            step = stepped.engine.next_step
             if step is None:
                 raise OcishError("setup is complete: name a stage")
             name = step[0].name
         if name not in stages:
             raise _no_stage(name, stages)
         stage = stages[name]
-        return Explanation(stage.name, stage.side, stage.describe(self.setup.ctx))
+        return Explanation(self.prefix + stage.name, stage.side, stage.describe(stepped.ctx))
 
     # -- lifecycle, through runtime.lifecycle as the CLI does ----------------------------------
     def _created(self) -> dict:
@@ -914,13 +1147,14 @@ class Debugger(Observer):
 
     def start(self, watch: float = 1.0) -> Started:
         """lifecycle.start, then watch the process up to `watch` s until its execve is done;
-        with `catch exec`, the init is traced across its execve."""
+        with `catch exec`, the init is traced across its execve and held at its exec event
+        (`held`) until `continue`."""
         st = self._created()
         pid = st["pid"]
         before = _exe_and_args(pid)
         tracer = None
-        if self.catch_exec and state.alive(st):
-            tracer = Tracer(pid, "exec", self.catch_exec)
+        if self.catching and state.alive(st):
+            tracer = Tracer(pid, "exec", self.catch_exec, hold=True)
             err = tracer.start()
             if err:
                 raise OcishError(f"catch exec: {err}")
@@ -928,23 +1162,32 @@ class Debugger(Observer):
         try:
             lifecycle.start(self.root, self.cid)
             self.started = True
-        finally:
             if tracer is not None:
-                tracer.wait(5.0)
-                result = tracer.stop()
-        # execve done (a new program and command line) or dead; a dying process has lost
-        # its exe link before it is a zombie: wait for the zombie then
-        deadline = time.monotonic() + watch
-        while not self.await_death(pid, 0.0) and _exe_and_args(pid) in (before, ("", b"")):
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)
+                result = tracer.held(5.0)
+                if result is not None:
+                    self.held = Held(pid, _exe_and_args(pid)[0], tracer)
+        finally:
+            if tracer is not None and self.held is None:  # it died, or start failed: detach
+                done = tracer.stop()
+                result = TraceResult(((result or TraceResult()).records + done.records),
+                                     done.error)
+        self._reap()
+        self._await_execve(pid, before, watch)
         self._last = self._snapshot("after start")
         self._mark_stop()
-        done = Started(self.cid, pid, not self.is_dead(pid), catch=result)
+        done = Started(self.cid, pid, not self.is_dead(pid), catch=result,
+                       held=self.held.text if self.held else "")
         if not done.running:
             done.exit = self._tell_death("at once, right after start")
         return done
+
+    def release(self) -> Released:
+        """`continue` at a `catch exec` stop: the process runs on, untraced (after its first
+        `catch exec N` calls)."""
+        if self.held is None:
+            raise OcishError("no process is held by `catch exec`")
+        held, self.held = self.held, None
+        return release(held, self.catch_exec, lambda pid: not self.is_dead(pid))
 
     def oci_state(self, cid: str | None = None) -> dict:
         if cid is None:
@@ -1019,16 +1262,7 @@ class Debugger(Observer):
         it), and comes back to us, its subreaper: news() reports it, teardown kills it."""
         from runtime import execprocess
         if cid is None:
-            if self.setup is None and self.st is None:
-                raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
-            if self.st is None and self.status() in ("failed", "died", "interrupted"):
-                try:
-                    self._created()
-                except OcishError as e:
-                    raise OcishError(f"exec: {e}") from None
-            if self.st is None:
-                raise OcishError("exec: the container is not set up yet: `continue` to finish "
-                                 "its setup, then exec")
+            self._exec_here()
             cid = self.cid
         if ignore_paused and lifecycle.oci_state(self.root, cid)["status"] == "paused":
             if not detach:
@@ -1051,6 +1285,19 @@ class Debugger(Observer):
         self.exec_pids.pop(started[0], None)  # lifecycle.wait_foreground reaped it
         return Exec(started[0], status, *outputs)
 
+
+    def _exec_here(self) -> None:
+        """An exec in the loaded container needs it created; else an error that says why."""
+        if self.setup is None and self.st is None:
+            raise OcishError("exec: nothing loaded: load a bundle first (or exec --id ID)")
+        if self.st is None and self.status() in ("failed", "died", "interrupted"):
+            try:
+                self._created()
+            except OcishError as e:
+                raise OcishError(f"exec: {e}") from None
+        if self.st is None:
+            raise OcishError("exec: the container is not set up yet: `continue` to finish "
+                             "its setup, then exec")
 
     def _exec_when_resumed(self, cid: str, args: list[str], user: str | None, cwd: str | None,
                            env: list[str]) -> Exec:

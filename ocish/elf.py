@@ -43,6 +43,7 @@ class Elf:
     needed: list[str] = field(default_factory=list)   # DT_NEEDED, in order
     rpath: list[str] = field(default_factory=list)    # DT_RPATH entries
     runpath: list[str] = field(default_factory=list)  # DT_RUNPATH entries
+    entry: int = 0                  # e_entry: where execution starts (plus the load base, for PIE)
 
     @property
     def machine_name(self) -> str:
@@ -88,7 +89,7 @@ def _parse(f) -> Elf:
         if len(hdr) < 48:
             raise ValueError("truncated ELF header")
         e_type, machine = struct.unpack_from(end + "HH", hdr, 0)
-        phoff = struct.unpack_from(end + "Q", hdr, 16)[0]
+        entry, phoff = struct.unpack_from(end + "QQ", hdr, 8)
         phentsize, phnum = struct.unpack_from(end + "HH", hdr, 38)
         ph_fmt, min_entsize = end + "IIQQQQQQ", 56   # type flags offset vaddr paddr filesz ...
         dyn_fmt = end + "qQ"
@@ -97,11 +98,11 @@ def _parse(f) -> Elf:
         if len(hdr) < 36:
             raise ValueError("truncated ELF header")
         e_type, machine = struct.unpack_from(end + "HH", hdr, 0)
-        phoff = struct.unpack_from(end + "I", hdr, 12)[0]
+        entry, phoff = struct.unpack_from(end + "II", hdr, 8)
         phentsize, phnum = struct.unpack_from(end + "HH", hdr, 26)
         ph_fmt, min_entsize = end + "IIIIIIII", 32   # type offset vaddr paddr filesz ...
         dyn_fmt = end + "iI"
-    elf = Elf(64 if klass == 2 else 32, data == 1, e_type, machine)
+    elf = Elf(64 if klass == 2 else 32, data == 1, e_type, machine, entry=entry)
     if phnum == 0:
         return elf
     if phentsize < min_entsize or phnum == 0xFFFF:   # PN_XNUM is never used by executables

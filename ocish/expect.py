@@ -120,11 +120,12 @@ class Expectation:
 
 
 class _Scanner:
-    def __init__(self, text: str) -> None:
-        self.text, self.i = text, 0
+    def __init__(self, text: str, command: str = "expect") -> None:
+        self.text, self.i, self.command = text, 0, command
 
     def error(self, what: str) -> ExpectSyntaxError:
-        return ExpectSyntaxError(f"expect: {what} (at column {self.i + 1} of {self.text!r})")
+        return ExpectSyntaxError(f"{self.command}: {what} (at column {self.i + 1} of "
+                                 f"{self.text!r})")
 
     def ws(self) -> None:
         while self.i < len(self.text) and self.text[self.i].isspace():
@@ -261,22 +262,32 @@ def parse(text: str) -> Expectation:
         raise ExpectSyntaxError(f"expect takes no options ({rest.split()[0]!r}): what it "
                                 "returns is a check, not data; write `expect FACT OP VALUE` or "
                                 "`expect COMMAND -> CLAUSES` (`help expect`)")
-    s = _Scanner(rest)
+    clauses = parse_clauses(rest, sources=not command, allow_fails=bool(command),
+                            after_arrow=bool(split))
+    return Expectation(text, command, clauses)
+
+
+def parse_clauses(rest: str, sources: bool = False, allow_fails: bool = False,
+                  after_arrow: bool = False, command: str = "expect") -> list[Clause]:
+    """`PATH OP VALUE [, PATH OP VALUE]...` (and `fails` with `allow_fails`); with `sources`,
+    each path starts with one of facts.SOURCES. Also the condition of `break ... if COND`
+    (`command` names it in errors). Raises ExpectSyntaxError."""
+    s = _Scanner(rest, command)
     clauses: list[Clause] = []
     while True:
         if s.end():
-            raise s.error("a check is missing" + (" after ->" if split and not clauses else
-                                                  " after ','"))
+            raise s.error("a check is missing" + (" after ->" if after_arrow and not clauses
+                                                  else " after ','"))
         start = s.i
         path_text = s.bare()
-        if path_text == "fails" and command:
+        if path_text == "fails" and allow_fails:
             clauses.append(Clause("fails", None))
         else:
             try:
                 path = facts.parse_path(path_text)
             except facts.PathError as e:
                 raise s.error(str(e)) from None
-            if not command and path.keys[0] not in facts.SOURCES:
+            if sources and path.keys[0] not in facts.SOURCES:
                 raise s.error(f"unknown source {path.keys[0]!r}: a fact starts with one of "
                               f"{', '.join(facts.SOURCES)} (or run a command: "
                               f"`expect COMMAND -> CLAUSES`)")
@@ -305,7 +316,7 @@ def parse(text: str) -> Expectation:
             raise s.error("a ',' between checks, or the end of the line; quote a value that "
                           "has spaces")
         s.i += 1
-    return Expectation(text, command, clauses)
+    return clauses
 
 
 # -- checking ------------------------------------------------------------------------------------

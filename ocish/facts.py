@@ -127,9 +127,20 @@ def _net(d) -> dict:
     return out
 
 
+def _exe(d) -> dict:
+    return {"path": d.path, "elf": d.elf, "e_entry": d.e_entry, "entry": d.entry,
+            "load_base": d.load_base, "interpreter": d.interpreter,
+            "interpreter_base": d.interpreter_base, "mapped": [m.path for m in d.mapped]}
+
+
+def _auxv(d) -> dict:
+    return {e.name: e.text if e.name in ("AT_EXECFN", "AT_PLATFORM", "AT_BASE_PLATFORM")
+            else e.value for e in d}
+
+
 TOPIC_VIEWS = {"ns": _ns, "ids": _ids, "mounts": _mounts, "cgroup": _cgroup, "caps": _caps,
                "seccomp": _seccomp, "rlimits": _rlimits, "fds": _fds, "env": _env,
-               "proc": _plain, "net": _net, "exit": _plain}
+               "proc": _plain, "net": _net, "exit": _plain, "exe": _exe, "auxv": _auxv}
 
 
 def topic_view(topic: str, data: Any) -> Any:
@@ -168,7 +179,7 @@ def command_view(name: str, args, data: Any) -> Any:
         return run_view(data)
     if isinstance(data, Started):
         return {"id": data.id, "pid": data.pid, "running": data.running,
-                "exit": _plain(data.exit)}
+                "exit": _plain(data.exit), "held": data.held}
     return _plain(data)
 
 
@@ -177,6 +188,8 @@ def run_view(run) -> dict:
     created = next((r.created for r in run.steps if r.created), None)
     return {"reason": run.stop.reason, "next": run.stop.next, "text": run.stop.text,
             "breakpoint": run.stop.breakpoint, "created": created is not None,
+            "failing": run.stop.failing,
+            "exec_pid": next((r.exec_pid for r in run.steps if r.exec_pid), 0),
             "steps": [f"{r.stage} {r.item}".strip() for r in run.steps]}
 
 

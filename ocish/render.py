@@ -19,6 +19,8 @@ from typing import Any
 from ocish.commands import (Banner, BundleResult, Deleted, DiffResult, Fact, HelpEntry, Outcome,
                             Recorded, Setting, pick)
 from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
+from ocish.catch import Released
+from ocish.exec_step import ExecLoaded
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
 from ocish.inspect.exit import ExitInfo
@@ -108,13 +110,14 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
     headers = ["Num", "Type", "Disp", "Enb", "What"]
     rows, notes = [], {}
     for b in bps:
-        where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
         typed = " ".join([b.stage] + b.items)
-        label = f"  (as typed: {b.label})" if b.label != typed else ""
+        label = f"  (as typed: {b.label})" if b.label != typed and not b.on_error else ""
         rows.append([str(b.number), "breakpoint", "del" if b.temporary else "keep",
-                     "y" if b.enabled else "n", f"before {where}{label}"])
-        notes[b.number] = ([f"breakpoint already hit {b.hits} time{'s' if b.hits != 1 else ''}"]
-                           if b.hits else [])
+                     "y" if b.enabled else "n", _breakpoint_where(b) + label])
+        notes[b.number] = [f"stop only if {b.condition}"] if b.condition else []
+        if b.hits:
+            notes[b.number].append(f"breakpoint already hit {b.hits} time"
+                                   f"{'s' if b.hits != 1 else ''}")
         if b.ignore:
             notes[b.number].append(f"Will ignore next {b.ignore} crossings of breakpoint.")
     if fancy:
@@ -189,6 +192,9 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     out: list = []
     if r.interrupted:
         out.append(_styled(f"interrupted: {r.interrupted}", "bold yellow", fancy))
+    elif r.reoffered:
+        out.append(_styled(f"tried {where}: it fails (break on error: the run stops before it)",
+                           "yellow", fancy))
     elif r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
@@ -423,9 +429,27 @@ def net(data, fancy: bool):
     return "\n".join(["links:"] + columns(links) + ["routes:"] + (columns(routes) or ["  (none)"]))
 
 
+def exe(data, fancy: bool):
+    rows = [["exe", data.path], ["elf", data.elf + (f" ({data.error})" if data.error else "")],
+            ["entry", f"{data.entry:#x} (AT_ENTRY; ELF e_entry {data.e_entry:#x}, "
+                      f"loaded at {data.load_base:#x})"],
+            ["interpreter", f"{data.interpreter} at {data.interpreter_base:#x} (AT_BASE)"
+             if data.interpreter else "none (static)"]]
+    maps = [[f"{m.start:#x}-{m.end:#x}", m.perms, m.path] for m in data.mapped]
+    if fancy:
+        from rich.console import Group
+        return Group(_table(["", ""], rows), _table(["addresses", "perms", "mapped"], maps))
+    return "\n".join(columns(rows, "") + ["mapped:"] + columns(maps))
+
+
+def auxv(data, fancy: bool):
+    rows = [[e.name, e.text] for e in data]
+    return _table(["type", "value"], rows) if fancy else "\n".join(columns(rows, "")) or "(empty)"
+
+
 TOPIC_RENDERERS = {"ns": ns, "ids": ids, "mounts": mounts, "cgroup": cgroup, "caps": caps,
                    "seccomp": seccomp, "rlimits": rlimits, "fds": fds, "env": env, "proc": proc,
-                   "net": net, "exit": exit_info}
+                   "net": net, "exit": exit_info, "exe": exe, "auxv": auxv}
 
 
 def containers(states: list[dict], fancy: bool):
@@ -479,6 +503,10 @@ def stop(s: Stop) -> str:
         prefix = f"{'temporary ' if s.temporary else ''}breakpoint {s.breakpoint}, "
     elif s.reason == "interrupted":
         prefix = "interrupted, "
+    if s.failing:
+        return (f"{prefix}stopped before {s.next}, which fails: {s.failing}\n"
+                "  (nothing of it is undone: inspect what it met; `continue` runs it again, "
+                "a second failure stands)")
     return f"{prefix}next: {s.next} -- {s.text}"
 
 
@@ -490,6 +518,14 @@ def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
     if created:
         out.append(_styled(f"setup complete: container {created['id']} created (pid "
                            f"{created['pid']}); `start` runs its process", "bold green", fancy))
+    execd = next((rep.exec_pid for rep in r.steps if rep.exec_pid), 0)
+    if execd:
+        out.append(_styled(f"exec process {execd} started (detached): the shell reaps it and "
+                           "says how it ends", "bold green", fancy))
+    held = next((rep.held for rep in r.steps if rep.held), "")
+    if held:
+        out.append(_styled(f"{held} (pid {execd}, traced-stop): `inspect` shows it as it starts; "
+                           "`continue` lets it run", "bold yellow", fancy))
     line = stop(r.stop)
     if line:
         out.append(_styled(line, "bold yellow" if r.stop.breakpoint else "", fancy))
@@ -518,20 +554,49 @@ def started(s: Started, fancy: bool, hint: str = "") -> list:
                            "bold red", fancy))
     if s.catch is not None:
         out += ["catch exec:", trace(s.catch, fancy)]
+    if s.held:
+        out.append(_styled(f"{s.held} (pid {s.pid}, traced-stop): `inspect exe`, `inspect auxv`, "
+                           "`inspect fds` ... show it as it starts; `continue` lets it run",
+                           "bold yellow", fancy))
     return out
 
 
+def released(r: Released, fancy: bool) -> list:
+    out = []
+    if r.calls:
+        out += [f"catch exec: the first {r.calls} calls of {r.exe}:", trace(r.trace, fancy)]
+    elif r.trace.error:
+        out.append(f"catch exec: {r.trace.error}")
+    out.append(f"process {r.pid} ({r.exe}) continues, detached" if r.running
+               else f"process {r.pid} ({r.exe}) is gone")
+    return out
+
+
+def _breakpoint_where(b: Breakpoint) -> str:
+    if b.on_error:
+        return "before any step that fails"
+    if b.items:
+        return f"before {b.stage} {', '.join(b.items)}"
+    return f"before {b.stage} " + ("(every step)" if b.condition else "(first step)")
+
+
 def breakpoint_set(b: Breakpoint) -> str:
-    where = f"{b.stage} " + (", ".join(b.items) if b.items else "(first step)")
-    return f"{'temporary ' if b.temporary else ''}breakpoint {b.number} before {where}"
+    cond = f" if {b.condition}" if b.condition else ""
+    return f"{'temporary ' if b.temporary else ''}breakpoint {b.number} {_breakpoint_where(b)}{cond}"
+
+
+def exec_loaded(e: ExecLoaded) -> str:
+    return (f"exec {' '.join(e.args)} in {e.id}: its container side started, pid {e.pid}, "
+            f"stopped before the first stage\nnext: {e.next} -- {e.text}")
 
 
 def setting(s: Setting | list[Setting]) -> str:
     if isinstance(s, list):
         return "\n".join(columns([[x.name, x.value] for x in s], ""))
-    if s.name == "catch" and s.value.startswith("exec "):
-        return (f"catch exec: `start` will show the first {s.value.split()[1]} syscalls after "
-                "the execve")
+    if s.name == "catch" and s.value.startswith("exec"):
+        calls = s.value.split()[1:]
+        return ("catch exec: `start` will stop the process right after its execve"
+                + (f"; `continue` then shows its first {calls[0]} syscalls" if calls else ""))
     return f"{s.name} {s.value}"
 
 
@@ -602,6 +667,10 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return [banner(data)]
     if isinstance(data, Started):
         return started(data, fancy, hint)
+    if isinstance(data, Released):
+        return released(data, fancy)
+    if isinstance(data, ExecLoaded):
+        return [exec_loaded(data)]
     if name == "state":
         return [to_json(data)]
     if name == "ps":

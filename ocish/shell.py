@@ -249,6 +249,8 @@ class Shell:
         if status == "died" or (d.death is not None and status == "stopped"):
             status = f"{status}: {d.death.how}" if d.death else status
         flags = "".join(f" | {n} on" for n, on in (("trace", d.tracing), ("watch", d.watching)) if on)
+        if d.held is not None:  # `catch exec`: where the process is stopped says more
+            return f" ocish | id {d.cid} | {d.held.text} (pid {d.held.pid}) | continue runs it{flags} "
         return f" ocish | id {d.cid} | status {status} | stage {d.position()}{flags} "
 
     def onecmd(self, line: str) -> Outcome:

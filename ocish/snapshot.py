@@ -171,6 +171,8 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
             # fd number, which depends on what the session had open
             return [f'{path}[0] == "{INIT_NAME}"']
         return [_literal(path, value, subst)]
+    if topic in ("auxv", "exe"):
+        return _program(topic, path, field, value, host, view, subst)
     if topic == "rlimits" and ctx.done("process") and _configured_rlimit(path, ctx.config):
         return [_literal(path, value, subst)]  # the config's, whatever the host's is
     if topic == "caps" and ctx.done("bounding" if field == "bounding" else "caps"):
@@ -197,6 +199,35 @@ def clause(topic: str, path: str, value: Any, hosts: dict[str, Any], view: Any, 
             return [_pid(path, value)]
         if field == "created":
             return [_matches(path, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T")]
+    return [_literal(path, value, subst)]
+
+
+# auxv entries and exe fields that are addresses: every run draws them anew (ASLR), 0 aside
+_ADDRESSES = ("AT_SYSINFO_EHDR", "AT_SYSINFO", "AT_RANDOM", "AT_BASE", "AT_PHDR", "AT_ENTRY",
+              "entry", "load_base", "interpreter_base")
+# auxv entries that describe only this host's CPU and kernel
+_HOST_ONLY = ("AT_HWCAP", "AT_HWCAP2", "AT_HWCAP3", "AT_HWCAP4", "AT_PLATFORM",
+              "AT_BASE_PLATFORM", "AT_MINSIGSTKSZ", "AT_RSEQ_FEATURE_SIZE", "AT_RSEQ_ALIGN",
+              "AT_CLKTCK", "AT_PAGESZ")
+
+
+def _program(topic: str, path: str, field: str, value: Any, host: Any, view: Any,
+             subst: Subst) -> list[str]:
+    """auxv and exe: addresses as relations, the host's hardware as nothing, what the
+    program is (its path, ELF header, interpreter) as a literal or `== host` (the container
+    side before its execve runs the host's interpreter); of the mapped files, only that the
+    program is one of them (the others, and their order, are the loader's and ASLR's)."""
+    if field in _HOST_ONLY:
+        return []
+    if field in _ADDRESSES:
+        return [r for r in [_positive(path, value)] if r]
+    if topic == "exe" and path.startswith("exe.mapped"):
+        exe = view.get("path") if isinstance(view, dict) else None
+        return [f"exe.mapped contains {subst(facts.format_value(value))}"] if value == exe else []
+    if host is not MISSING and value == host:
+        return [f"{path} == host"]
+    if isinstance(value, str) and re.search(r"[0-9]", value) and value.startswith("/proc/"):
+        return [_matches(path, _pattern(value))]  # /proc/self/fd/N: an fd number of this run
     return [_literal(path, value, subst)]
 
 

@@ -18,6 +18,17 @@ and C1's exit reaches the shell, its real parent, once the helper has seen it.
 Tracees are seized (PTRACE_SEIZE), so stopping them for the detach needs no signal: the container
 never sees a SIGSTOP. Records are kept in memory and written only after the detach, so the helper
 never blocks on a full pipe while a tracee waits for it.
+
+`catch exec` holds the process at its PTRACE_EVENT_EXEC stop (the new program is mapped, its
+first instruction not run yet; /proc/PID/status says "t (tracing stop)"):
+
+    Tracer.held() ◄── records so far, "held" ── at the exec event: waits on the ctl pipe
+    (the shell inspects /proc/PID: exe, maps, auxv, fds ...)
+    Tracer.release() ── "go" ──────────────► traces `limit` calls of the new program, then
+                                             PTRACE_DETACH (limit 0: at once)
+
+The helper dies with the shell (PR_SET_PDEATHSIG): the kernel then detaches its tracees and
+resumes one held in a ptrace-stop, so a killed shell never leaves the process stopped.
 """
 from __future__ import annotations
 
@@ -130,11 +141,12 @@ class Tracer:
     mode "state": record only the calls that change kernel state (syscall_args.interesting).
     mode "all": record every call.
     mode "exec": record those that change state until an execve succeeds, then every call, and
-    detach by itself after `limit` calls of the new program.
+    detach by itself after `limit` calls of the new program. With `hold`, the process is held
+    at the exec event until release() (`catch exec`).
     """
 
-    def __init__(self, pid: int, mode: str = "state", limit: int = 0) -> None:
-        self.pid, self.mode, self.limit = pid, mode, limit
+    def __init__(self, pid: int, mode: str = "state", limit: int = 0, hold: bool = False) -> None:
+        self.pid, self.mode, self.limit, self.hold = pid, mode, limit, hold
         self.helper = 0
         self._ctl = self._out = -1
 
@@ -149,7 +161,9 @@ class Tracer:
                 os.close(ctl_w)
                 os.close(out_r)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the shell's
-                _Helper(self.pid, self.mode, self.limit, ctl_r, out_w).run()
+                from runtime.linux import syscalls
+                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+                _Helper(self.pid, self.mode, self.limit, ctl_r, out_w, self.hold).run()
                 code = 0
             finally:
                 os._exit(code)
@@ -174,6 +188,27 @@ class Tracer:
                 return buf.decode().strip()
             buf += chunk
         return buf.decode().strip()
+
+    def held(self, timeout: float) -> TraceResult | None:
+        """With `hold`: wait up to `timeout` s for the process to stop at its exec event; the
+        records so far, or None when it did not get there (it died; then stop() says how)."""
+        result = TraceResult()
+        lines = []
+        while True:
+            line = self._readline(timeout)
+            if line == "held":
+                _parse(lines, result)
+                return result
+            if not line:
+                return None
+            lines.append(line)
+
+    def release(self) -> None:
+        """Let a held process run on: the helper traces `limit` calls, then detaches."""
+        try:
+            os.write(self._ctl, b"go\n")
+        except BrokenPipeError:  # the helper finished by itself (the process died)
+            pass
 
     def wait(self, timeout: float) -> bool:
         """Wait for the helper to finish by itself (mode "exec"); False on timeout."""
@@ -206,26 +241,33 @@ class Tracer:
         os.close(self._out)
         os.waitpid(self.helper, 0)
         self.helper = 0
-        for line in b"".join(chunks).decode(errors="replace").splitlines():
-            if not line or line == "ready":
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:  # cut short when the helper was killed
-                continue
-            kind = rec.pop("kind")
-            if kind == "error":
-                result.error = result.error or rec["msg"]
-            else:
-                result.records.append(Call(**rec) if kind == "call" else Event(**rec))
+        _parse(b"".join(chunks).decode(errors="replace").splitlines(), result)
         return result
+
+
+def _parse(lines: list[str], result: TraceResult) -> None:
+    """The helper's JSON lines into `result` (records, or its first error)."""
+    for line in lines:
+        if not line or line == "ready":
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:  # cut short when the helper was killed
+            continue
+        kind = rec.pop("kind")
+        if kind == "error":
+            result.error = result.error or rec["msg"]
+        else:
+            result.records.append(Call(**rec) if kind == "call" else Event(**rec))
 
 
 class _Helper:
     """The tracer's loop, in the forked helper process."""
 
-    def __init__(self, pid: int, mode: str, limit: int, ctl: int, out: int) -> None:
+    def __init__(self, pid: int, mode: str, limit: int, ctl: int, out: int,
+                 hold: bool = False) -> None:
         self.root, self.mode, self.limit, self.ctl, self.out = pid, mode, limit, ctl, out
+        self.hold = hold
         self.tracees: dict[int, A.Memory | None] = {}
         self.pending: dict[int, tuple[str, list[str], bool]] = {}  # pid: a call entered
         self.records: list[dict] = []
@@ -323,7 +365,10 @@ class _Helper:
             self._forget_memory(pid)
             self._event(pid, "exec", _readlink(f"/proc/{pid}/exe"))
             self.exec_seen = True
-            self._resume(pid)
+            if self.hold and pid == self.root:
+                self._hold(pid)
+            else:
+                self._resume(pid)
         elif event == PTRACE_EVENT_STOP:
             self._resume(pid)  # the first stop after seize, or of an auto-attached child
         elif sig == signal.SIGTRAP | 0x80:
@@ -331,6 +376,31 @@ class _Helper:
             self._resume(pid)
         else:
             self._resume(pid, sig)  # a real signal: deliver it
+
+    def _hold(self, pid: int) -> None:
+        """Stay in the exec event stop until the shell says "go" (or "stop", or goes away);
+        then trace `limit` calls, or detach at once."""
+        for rec in self.records:
+            self._emit(rec)
+        self.records = []
+        os.write(self.out, b"held\n")
+        word = b""
+        while not word.endswith(b"\n"):
+            chunk = os.read(self.ctl, 1)
+            if not chunk:
+                break
+            word += chunk
+        if word == b"go\n" and self.limit:
+            self._resume(pid)
+            return
+        self.stopping = True
+        ptrace(PTRACE_DETACH, pid, 0, 0)
+        self._forget(pid)
+        for other in list(self.tracees):  # children it forked before its execve
+            try:
+                ptrace(PTRACE_INTERRUPT, other)
+            except PtraceError:
+                self._forget(other)
 
     def _forget_memory(self, pid: int) -> None:
         mem = self.tracees.get(pid)

@@ -359,6 +359,11 @@ class Engine:
             stage, item = self.steps[self.pos]
             self._complete(stage, item, lambda: self._receive(stage.name))
 
+    def reoffer(self) -> None:
+        """Forget the failure of the current step, which becomes the next step again: the
+        debugger's `break on error` (the container side answered Err and still serves)."""
+        self.failed = None
+
     def _send(self, msg: sync.Message, fds: list[int] | tuple[int, ...] = ()) -> None:
         assert self.chan is not None
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TOPICS = ("ns", "ids", "mounts", "cgroup", "caps", "seccomp", "rlimits", "fds", "env", "proc", "net",
-          "exit")
+          "exit", "exe", "auxv")
 # what can still answer once the process is dead: its cgroup outlives it, and how it ended
 AFTER_DEATH = ("cgroup", "exit")
 

@@ -84,7 +84,11 @@ def read(t: Target) -> Seccomp:
     try:
         progs = dump_filters(t.pid)
     except PtraceError as e:
-        out.error = f"cannot dump the filters: {e}"
+        tracer = st.get("TracerPid", "0")
+        # a process has one tracer: `catch exec`'s helper holds it, or another debugger
+        out.error = (f"cannot dump the filters: pid {tracer} traces it (a process `catch exec` "
+                     "holds is dumped once `continue` lets it run)" if tracer != "0"
+                     else f"cannot dump the filters: {e}")
         return out
     out.filters = [Filter(i, p, bpf.disassemble(p, SYSCALL_NAMES)) for i, p in enumerate(progs)]
     return out

@@ -108,12 +108,13 @@ def test_json_everywhere(ocish, session, make_bundle):
     s.cmd("break mount /proc")
     bps = s.json("info breakpoints --json")
     assert bps == [{"number": 1, "stage": "mounts", "items": ["/mounts/0"], "label": "mount /proc",
-                    "hits": 0, "enabled": True, "temporary": False, "ignore": 0}]
+                    "hits": 0, "enabled": True, "temporary": False, "ignore": 0,
+                    "condition": "", "on_error": False}]
     run = s.json("continue --json")  # the steps' reports are in the data, not printed
     assert [st["stage"] for st in run["steps"]][:2] == ["cgroup", "unshare"]
     assert run["stop"] == {"reason": "breakpoint", "next": "mounts /mounts/0",
                            "text": "mount(2) proc proc on /proc", "breakpoint": 1,
-                           "temporary": False}
+                           "temporary": False, "failing": ""}
     assert s.json("info b --json")[0]["hits"] == 1
     # ps: the pids in the container's cgroup, as the kernel lists them
     with open(f"/sys/fs/cgroup/pids/ocish/{s.cid}/cgroup.procs") as f:

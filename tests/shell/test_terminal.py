@@ -236,3 +236,26 @@ def test_record_expect_of_an_exec_on_a_terminal(ocish, make_bundle, tmp_path):
                                  "`, stdout == ...` to check it (piped, it is kept)"), lines
     finally:
         _cleanup(ocish, t, c)
+
+
+def test_the_toolbar_says_where_catch_exec_holds_the_process(ocish, make_bundle, tmp_path):
+    c = cid()
+    t = _session(ocish, make_bundle(["sleep", "100"]), c, tmp_path / "home")
+    try:
+        t.wait_for(f"id {c} | status setting up")
+        for line in ("catch exec", "continue", "start"):
+            t.keys(line, "Enter")
+        screen = t.wait_for(f"id {c} | stopped after execve of /bin/busybox (pid ")
+        pid = int(screen.split("stopped after execve of /bin/busybox (pid ")[-1].split(")")[0])
+        with open(f"/proc/{pid}/status") as f:
+            assert "State:\tt (tracing stop)" in f.read()
+        t.keys("continue", "Enter")
+        t.wait_for(f"id {c} | status running")
+        with open(f"/proc/{pid}/status") as f:
+            assert "TracerPid:\t0" in f.read()
+        t.keys("quit", "Enter")
+        t.wait_for("Quit anyway?")
+        t.keys("y", "Enter")
+        t.wait_for("OCISH-EXITED 0")
+    finally:
+        _cleanup(ocish, t, c)

@@ -51,6 +51,12 @@ def _normal(snap: dict, container_id: str) -> dict:
     out["proc"] = {"name": proc["name"], "threads": proc["threads"], "nspid": proc["nspid"][1:],
                    "exe": proc["exe"], "cwd": proc["cwd"], "argv": proc["cmdline"][:-1]}
     out["exit"] = {k: v for k, v in snap["exit"].items() if k != "pid"}
+    # addresses move with ASLR: what is mapped and where it starts relative to the load base
+    exe = snap["exe"]
+    out["exe"] = {"path": exe["path"], "elf": exe["elf"], "e_entry": exe["e_entry"],
+                  "entry": exe["entry"] - exe["load_base"], "interpreter": exe["interpreter"],
+                  "mapped": sorted(m["path"] for m in exe["mapped"])}
+    out["auxv"] = [a["name"] for a in snap["auxv"]]
     return out
 
 

@@ -386,8 +386,15 @@ def main(argv: list[str], command: str, log=None) -> int:
         p.add_argument("bundle", nargs="?")
         p.add_argument("--id")
     elif command == "attach":
-        p.add_argument("id")
-    p.add_argument("--root", default=default_root())
+        p.add_argument("id", help="an id, a podman or Docker name, or a host pid")
+        p.add_argument("--runtime", choices=("runc", "crun", "ocish"),
+                       help="whose state root to look in (default: ours, then runc's, crun's, "
+                            "containerd's, Docker's, podman's and Docker's names)")
+        p.add_argument("--allow-changes", action="store_true",
+                       help="let start, kill, pause, resume and delete change another "
+                            "runtime's container (through its own runtime); read-only without")
+    # for attach, --root is the state root of --runtime (ours by default)
+    p.add_argument("--root", default=None)
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="piped: no transcript on stderr (echoed commands, banner, progress); "
@@ -405,7 +412,10 @@ def main(argv: list[str], command: str, log=None) -> int:
         sys.stderr.write(f"ocish: {e}\n")
         return 1
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
-    shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
+    runtime = getattr(a, "runtime", None)
+    theirs = command == "attach" and runtime not in (None, "ocish")
+    session_root = default_root() if a.root is None or theirs else a.root
+    shell = Shell(os.path.abspath(session_root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit, quiet=a.quiet)
     if log is not None:
         shell.log = log
@@ -451,7 +461,9 @@ def main(argv: list[str], command: str, log=None) -> int:
                 shell.banner()
         elif command == "attach":
             try:
-                shell.dbg.attach(a.id)
+                shell.dbg.attach(a.id, runtime=runtime,
+                                 root=os.path.abspath(a.root) if a.root else None,
+                                 allow_changes=a.allow_changes)
             except OcishError as e:
                 if shell.log is not None:
                     shell.log.write("error", str(e))

@@ -475,7 +475,13 @@ class Debugger(Observer):
             except OcishError:  # not a valid id: a podman name with "/", say
                 if runtime == "ocish" or not ref.isascii() or not ref.isdigit():
                     raise
-        return None, foreign.find(ref, runtime, None if root == self.root else root)
+        theirs = None if root == self.root else root
+        try:
+            return None, foreign.find(ref, runtime, theirs)
+        except foreign.NotFound as e:
+            if runtime is None and theirs is None:  # ours were looked at first
+                raise foreign.NotFound(str(e).replace(" in ", f" in {self.root} (ocish), ", 1))
+            raise
 
     def _spawn(self) -> None:
         assert self.setup is not None

@@ -199,14 +199,22 @@ def find(ref: str, runtime: str | None = None, root: str | None = None) -> Forei
         found = in_root(ref, rt, r)
         if found is not None:
             return found
-        looked.append(r)
+        looked.append(f"{r} ({rt})" if rt else r)
     if root is None and runtime is None:
         for engine in ("podman", "docker"):
-            found = by_engine_name(engine, ref)
-            if found is not None:
-                return found
-            looked.append(f"`{engine} inspect`")
+            if _engine_runs(engine):
+                found = by_engine_name(engine, ref)
+                if found is not None:
+                    return found
+                looked.append(f"`{engine} inspect`")
     raise NotFound(f"no container {ref} in {', '.join(looked)}")
+
+
+def _engine_runs(engine: str) -> bool:
+    """Whether `ENGINE inspect` can answer: podman is installed (it needs no daemon), Docker
+    is installed and its daemon's socket is there."""
+    return shutil.which(engine) is not None and (
+        engine != "docker" or os.path.exists("/run/docker.sock"))
 
 
 def _roots(runtime: str | None, root: str | None) -> list[tuple[str, str]]:
@@ -290,8 +298,7 @@ def _config(f: Foreign, path: str) -> None:
 def by_engine_name(engine: str, ref: str) -> Foreign | None:
     """A podman or Docker container by name or id, from `ENGINE inspect` (None when the
     engine is not installed, not running, or knows no such container)."""
-    if shutil.which(engine) is None or engine == "docker" and not os.path.exists(
-            "/run/docker.sock"):
+    if not _engine_runs(engine):
         return None
     try:
         p = subprocess.run([engine, "inspect", "--type", "container", ref],

@@ -190,11 +190,24 @@ def test_trace_detaches_on_ctrl_c_and_when_the_shell_is_killed(runc_container):
 
 def test_attach_errors_are_one_line(ocish):
     root = tempfile.mkdtemp(prefix="ocish-runc-", dir="/run")
+
+    def attach(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ocish_cmd(), "attach", *args, "--plain"], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        p = subprocess.run([*ocish_cmd(), "attach", "nope", "--runtime", "runc", "--root", root,
-                            "--plain"], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
-        assert p.returncode == 1
-        assert p.stderr == f"ocish: attach nope: no container nope in {root}\n"
+        for args, err in (
+                (("nope", "--runtime", "runc", "--root", root),
+                 f"attach nope: no container nope in {root} (runc)"),
+                (("4194304", "--runtime", "runc", "--root", root),  # above pid_max's ceiling
+                 "attach 4194304: no process 4194304"),
+                (("a/b", "--runtime", "runc", "--root", root),
+                 'attach a/b: invalid container id "a/b": character "/" is not allowed; use '
+                 'letters, digits and "_", "+", "-", "."')):
+            p = attach(*args)
+            assert (p.returncode, p.stderr, p.stdout) == (1, f"ocish: {err}\n", ""), args
+        p = attach("x", "--runtime", "youki")
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and "invalid choice" in p.stderr
+        assert os.listdir(root) == []  # nothing made where it looked
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -668,7 +668,8 @@ class Commands:
     def do_trace(self, a: Args):
         if "for" in a.opts or "pid" in a.opts:
             if a.pos:
-                raise OcishError(f"trace --for takes no on|all|off; usage: {BY_NAME['trace'].usage}")
+                raise OcishError("trace --for takes no on|all|off; usage: "
+                                 f"{BY_NAME['trace'].usage}")
             seconds = float(_number(a.opts.get("for", "5"), "--for", 1))
             pid = _number(a.opts["pid"], "--pid", 1) if "pid" in a.opts else 0
             return self.dbg.trace_live(seconds, pid, "state" if a.opts.get("state") else "all")

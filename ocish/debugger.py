@@ -3,8 +3,8 @@
 A `Debugger` holds one container: first a `runtime.lifecycle.Setup` whose engine it steps,
 then, after `Setup.finish()` (exactly what `create` does), a created container handled with the
 same lifecycle functions as the CLI; or a container found under --root (`attach`); or a
-container of another runtime (runc, crun, podman, containerd, Docker, or a bare pid: ocish/foreign.py),
-held read-only: inspected, diffed over time, traced and exec'd into, never changed unless the
+container of another runtime (runc, crun, podman, containerd, Docker, or a bare pid:
+ocish/foreign.py), held read-only: inspected, diffed over time, traced and exec'd into, never changed unless the
 session was opened with --allow-changes (then through that runtime's own commands). It never
 prints: it returns data (Run, Stop, StepReport, rows, dicts) that the shell renders and
 scripts compare.

@@ -214,7 +214,7 @@ def _engine_runs(engine: str) -> bool:
     """Whether `ENGINE inspect` can answer: podman is installed (it needs no daemon), Docker
     is installed and its daemon's socket is there."""
     return shutil.which(engine) is not None and (
-        engine != "docker" or os.path.exists("/run/docker.sock"))
+        engine != "docker" or "DOCKER_HOST" in os.environ or os.path.exists("/run/docker.sock"))
 
 
 def _roots(runtime: str | None, root: str | None) -> list[tuple[str, str]]:
@@ -330,8 +330,28 @@ def by_engine_name(engine: str, ref: str) -> Foreign | None:
     if cfg_path:
         _config(f, cfg_path)
         f.bundle = f.bundle or os.path.dirname(cfg_path)
+    if not f.config:  # Docker says nowhere: its shim runs in the bundle
+        _parent_bundle(f)
     f.created = f.created or info.get("Created", "")
     return f
+
+
+def _parent_bundle(f: Foreign) -> None:
+    """The bundle of a container whose state we cannot read: the working directory of its
+    init's parent (containerd's runc shim, conmon run there), taken only when its config.json's
+    root is the init's root (the same inode as /proc/PID/root)."""
+    try:
+        with open(f"/proc/{f.pid}/stat") as st:
+            ppid = int(st.read().rsplit(")", 1)[1].split()[1])
+        cwd = os.readlink(f"/proc/{ppid}/cwd")
+        probe = Foreign(f.id, f.runtime, f.pid, f.start_time)
+        _config(probe, os.path.join(cwd, "config.json"))
+        theirs, root = os.stat(probe.rootfs), os.stat(f"/proc/{f.pid}/root")
+    except (OSError, ValueError, IndexError):
+        return
+    if probe.config and (theirs.st_dev, theirs.st_ino) == (root.st_dev, root.st_ino):
+        f.config, f.config_path, f.bundle, f.rootfs = (probe.config, probe.config_path, cwd,
+                                                        probe.rootfs)
 
 
 def by_pid(pid: int, runtime: str | None = None, root: str | None = None) -> Foreign:
@@ -353,4 +373,7 @@ def by_pid(pid: int, runtime: str | None = None, root: str | None = None) -> For
                 continue
             if f is not None and f.pid == pid and f.start_time == start:
                 return f
-    return Foreign(f"pid-{pid}", "", pid, start, rootfs=f"/proc/{pid}/root")
+    f = Foreign(f"pid-{pid}", "", pid, start)
+    _parent_bundle(f)
+    f.rootfs = f.rootfs or f"/proc/{pid}/root"
+    return f

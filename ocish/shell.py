@@ -249,6 +249,9 @@ class Shell:
         if status == "died" or (d.death is not None and status == "stopped"):
             status = f"{status}: {d.death.how}" if d.death else status
         flags = "".join(f" | {n} on" for n, on in (("trace", d.tracing), ("watch", d.watching)) if on)
+        if d.foreign is not None:  # no stages: whose it is, and whether it may be changed
+            mode = "changes allowed" if d.foreign.allow_changes else "read-only"
+            return f" ocish | {d.foreign.label} | status {status} | {mode}{flags} "
         return f" ocish | id {d.cid} | status {status} | stage {d.position()}{flags} "
 
     def onecmd(self, line: str) -> Outcome:

@@ -881,8 +881,9 @@ class Debugger(Observer):
             interrupted = True
         finally:
             result = tracer.stop()
-        return LiveTrace(pid, round(time.monotonic() - began, 2), result, interrupted,
-                         procfs.proc_state(pid))
+        elapsed = time.monotonic() - began  # the asked time, unless it ended sooner
+        took = seconds if not interrupted and elapsed >= seconds else round(elapsed, 2)
+        return LiveTrace(pid, took, result, interrupted, procfs.proc_state(pid))
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:

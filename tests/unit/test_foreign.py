@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +19,13 @@ from runtime.linux import procfs
 
 @pytest.fixture
 def init():
-    p = subprocess.Popen(["sleep", "60"])
+    p = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], "PROBE": "1"})
     try:
-        while os.path.basename(os.readlink(f"/proc/{p.pid}/exe")) != "sleep":
-            time.sleep(0.005)  # Popen may return before the child's execve is done
+        # Popen may return before the child's execve has laid out its new environment
+        deadline = time.monotonic() + 10
+        while b"PROBE=1" not in Path(f"/proc/{p.pid}/environ").read_bytes():
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.005)
         yield p.pid, procfs.start_time(p.pid)
     finally:
         p.kill()
@@ -106,4 +110,4 @@ def test_kernel_process_is_the_init_as_it_runs(init):
         eff = next(ln.split()[1] for ln in f if ln.startswith("CapEff:"))
     from runtime.linux import capabilities
     assert p["capabilities"]["effective"] == capabilities.names(int(eff, 16))
-    assert "PATH=" + os.environ["PATH"] in p["env"]
+    assert p["env"] == ["PATH=" + os.environ["PATH"], "PROBE=1"]

@@ -392,12 +392,13 @@ def main(argv: list[str], command: str, log=None) -> int:
         p.add_argument("id", help="an id, a podman or Docker name, or a host pid")
         p.add_argument("--runtime", choices=("runc", "crun", "ocish"),
                        help="whose state root to look in (default: ours, then runc's, crun's, "
-                            "containerd's, Docker's, podman's and Docker's names)")
+                            "Docker's and containerd's roots, then podman's and Docker's names)")
         p.add_argument("--allow-changes", action="store_true",
                        help="let start, kill, pause, resume and delete change another "
                             "runtime's container (through its own runtime); read-only without")
     # for attach, --root is the state root of --runtime (ours by default)
-    p.add_argument("--root", default=None)
+    p.add_argument("--root", default=None, help="the state root (default: ocish's; for attach "
+                   "--runtime runc|crun, that runtime's: /run/runc, /run/crun)")
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="piped: no transcript on stderr (echoed commands, banner, progress); "

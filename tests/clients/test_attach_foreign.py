@@ -57,8 +57,9 @@ def test_attach_a_podman_container_by_name(podman, runtimes, pm_name, ocish):
 def test_attach_a_containerd_container_by_id(containerd, runtimes, ctr_id, ocish):
     cid = ctr_id()
     runc = runtimes["runc"]
+    # --seccomp: containerd's default profile (ctr loads none without it)
     r = containerd.ctr("run", "--runc-binary", runc.path, "--runc-root", containerd.roots["runc"],
-                       "--detach", IMAGE, cid, "sleep", "1000")
+                       "--seccomp", "--detach", IMAGE, cid, "sleep", "1000")
     assert r.returncode == 0, r
     root = os.path.join(containerd.roots["runc"], NS)  # the shim's `runc --root`
 

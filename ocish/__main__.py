@@ -12,7 +12,8 @@ DEBUGGER_HELP = """
 DEBUGGER COMMANDS (`ocish COMMAND --help` for each):
    debug        step through a bundle's (or an image's: --image REF) setup in the debugger
    shell        the debugger's shell, no container loaded (bare `ocish` on a terminal)
-   attach       open the debugger on a container under --root
+   attach       open the debugger on a container under --root, or read-only on one
+                runc, crun, podman, containerd or Docker made (by id, name or pid)
    bundle       build a bundle to experiment with (`bundle init DIR [--image REF]`)
    lint         check a bundle's config.json: every finding, with its fix
    diagnose     why a bundle (or a podman, containerd container) does not start, what to change

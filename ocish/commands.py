@@ -99,6 +99,8 @@ class Banner:
     status: str
     next: str = ""
     text: str = ""
+    foreign: str = ""                 # another runtime's container: "runc container web"
+    read_only: bool = False           # ... held read-only (no --allow-changes)
 
 
 @dataclass
@@ -473,10 +475,24 @@ class Commands:
     def do_load(self, a: Args):
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['load'].usage}")
+        if not os.path.exists(a.pos[0]) and not a.opts.get("id"):
+            attached = self._load_running(a.pos[0])
+            if attached is not None:
+                return attached
         self.dbg.load(a.pos[0], a.opts.get("id") or self.default_id or None,
                       replacing=self._replacing("load", f"Load {a.pos[0]} anyway? (y or n) "))
         self.vars["bundle"] = self.dbg.bundle
         return self.banner()
+
+    def _load_running(self, ref: str) -> Banner | None:
+        """`load ID|NAME|PID` of a running container (no such bundle path): `attach` it,
+        read-only; None when nothing runs by that name (load then says the bundle is
+        missing)."""
+        try:
+            self.dbg.find_container(ref, None, None)
+        except OcishError:
+            return None
+        return self.do_attach(Args([ref]))
 
     def _replacing(self, action: str, ask: str) -> Callable[[], None]:
         """What runs once a load, attach or restart is sure to work, before the held container
@@ -522,14 +538,18 @@ class Commands:
         if len(a.pos) != 1:
             raise OcishError(f"usage: {BY_NAME['attach'].usage}")
         self.dbg.attach(a.pos[0], self._replacing(
-            "attach", f"Attach to container {a.pos[0]} anyway? (y or n) "))
+            "attach", f"Attach to container {a.pos[0]} anyway? (y or n) "),
+            runtime=a.opts.get("runtime"), root=a.opts.get("root"),
+            allow_changes=bool(a.opts.get("allow_changes")))
         return self.banner()
 
     def banner(self) -> Banner:
         d = self.dbg
         stop = d.where()
-        return Banner(d.bundle, d.cid, d.root, d.container_pid(), d.status(), stop.next,
-                      stop.text)
+        f = d.foreign
+        return Banner(d.bundle, d.cid, f.root if f else d.root, d.container_pid(), d.status(),
+                      stop.next, stop.text, f.label if f else "",
+                      bool(f and not f.allow_changes))
 
     def do_quit(self, a: Args):
         keep = bool(a.opts.get("keep"))
@@ -683,6 +703,13 @@ class Commands:
         return Setting("watch", "on" if self.dbg.watching else "off")
 
     def do_trace(self, a: Args):
+        if "for" in a.opts or "pid" in a.opts:
+            if a.pos:
+                raise OcishError("trace --for takes no on|all|off; usage: "
+                                 f"{BY_NAME['trace'].usage}")
+            seconds = float(_number(a.opts.get("for", "5"), "--for", 1))
+            pid = _number(a.opts["pid"], "--pid", 1) if "pid" in a.opts else 0
+            return self.dbg.trace_live(seconds, pid, "state" if a.opts.get("state") else "all")
         value = self._switch(a, "trace", ("on", "off", "all"))
         self.dbg.trace_mode = {"on": "state", "all": "all", "off": ""}[value]
         return Setting("trace", value)
@@ -1007,8 +1034,22 @@ COMMANDS: list[Command] = [
     C("load", (), "load BUNDLE [--id ID]",
       "set up a bundle's container, stopped before its first stage",
       examples=("load /tmp/bundle", "load . --id web"), flags=(("--id", "id", True),)),
-    C("attach", (), "attach ID", "take over container ID under --root (created, running ...): "
-      "start, exec, inspect, kill, delete it", examples=("attach web",), complete=_container_ids),
+    C("attach", (), "attach ID|NAME|PID [--runtime runc|crun|ocish] [--root R] [--allow-changes]",
+      "take over container ID under --root (created, running ...), or inspect another "
+      "runtime's read-only",
+      "An ocish container under --root is taken over: start, exec, inspect, kill, delete.\n"
+      "Any other is another runtime's: runc's (state.json under --root, default /run/runc),\n"
+      "crun's (/run/crun), containerd's and Docker's runc state, a podman or Docker name\n"
+      "(`podman inspect`), or a host PID. It is held read-only: every `inspect` topic,\n"
+      "`diff` (what changed since the last diff), `trace --for S`, `exec` (through the\n"
+      "runtime's exec pipeline: setns(2) into its init's namespaces, its cgroups, its\n"
+      "config.json's process), `state`, `ps`. start, kill, pause, resume and delete are\n"
+      "refused unless --allow-changes, and then run its own runtime's command (`runc kill`,\n"
+      "`podman pause` ...). `quit` detaches: the container is left as it is.",
+      examples=("attach web", "attach web --runtime runc --root /run/runc", "attach 4242",
+                "attach my-podman-container"),
+      flags=(("--runtime", "runtime", True), ("--root", "root", True),
+             ("--allow-changes", "allow_changes", False)), complete=_container_ids),
     C("start", (), "start", "run the created container's process (`catch exec` traces its "
       "execve); says at once if it died", examples=("start", "start --json")),
     C("state", (), "state [ID] [--paths]", "the runtime state JSON, as `ocish state`",
@@ -1097,7 +1138,7 @@ COMMANDS: list[Command] = [
       examples=("diff", "diff --json"), repeat=True),
     C("watch", (), "watch on|off", "show the diff after every step",
       complete=_first(["on", "off"])),
-    C("trace", ("t",), "trace on|all|off",
+    C("trace", ("t",), "trace on|all|off | trace --for SECONDS [--pid PID] [--state]",
       "ptrace the container side during the next steps: `on` lists the calls that change "
       "state, `all` every call",
       "`on` lists mount, umount2, pivot_root, unshare, setns, clone, sethostname, capset,\n"
@@ -1107,8 +1148,14 @@ COMMANDS: list[Command] = [
       "sets) and results; reads and interpreter noise are hidden (`trace all` shows\n"
       "them). Runs of alike calls fold into one line with a count. The tracer detaches\n"
       "after every step. Host-side stages (cgroup, idmap) run in this shell and are not\n"
-      "traced.", ("trace on", "trace all", "trace off"),
-      complete=_first(["on", "all", "off"])),
+      "traced.\n"
+      "`trace --for SECONDS` traces the running container's init (or --pid PID) and the\n"
+      "children it forks for SECONDS (Ctrl-C ends it sooner), every call (--state: only\n"
+      "those that change state), then detaches: seized with PTRACE_SEIZE, never stopped\n"
+      "by a signal it could see, and never left stopped, even when the shell dies.",
+      ("trace on", "trace all", "trace off", "trace --for 2", "trace --for 5 --pid 4242"),
+      flags=(("--for", "for", True), ("--pid", "pid", True), ("--state", "state", False)),
+      complete=_first(["on", "all", "off", "--for"])),
     C("catch", (), "catch exec [N] | catch off",
       "at `start`, stop the process right after its execve; `continue` lets it run",
       "gdb's `catch exec`: `start` holds the container's process at its execve's\n"

@@ -2,7 +2,10 @@
 
 A `Debugger` holds one container: first a `runtime.lifecycle.Setup` whose engine it steps,
 then, after `Setup.finish()` (exactly what `create` does), a created container handled with the
-same lifecycle functions as the CLI; or a container found under --root (`attach`). It never
+same lifecycle functions as the CLI; or a container found under --root (`attach`); or a
+container of another runtime (runc, crun, podman, containerd, Docker, or a bare pid:
+ocish/foreign.py), held read-only: inspected, diffed over time, traced and exec'd into, never changed unless the
+session was opened with --allow-changes (then through that runtime's own commands). It never
 prints: it returns data (Run, Stop, StepReport, rows, dicts) that the shell renders and
 scripts compare.
 
@@ -35,6 +38,7 @@ from ocish.catch import Held, Released, release
 from ocish.exec_step import PREFIX, ExecLoaded
 from ocish import inspect
 from ocish.inspect import Target
+from ocish.foreign import Foreign
 from ocish.inspect.exit import ExitInfo, describe_status
 from ocish.trace import TraceResult, Tracer
 from runtime import lifecycle, state
@@ -148,6 +152,17 @@ class Exec:
 
 
 @dataclass
+class LiveTrace:
+    """What `trace --for SECONDS` saw of a running process: its calls, for how long it was
+    traced (less when Ctrl-C ended it), and its state once detached (never stopped: S, R, D)."""
+    pid: int
+    seconds: float
+    result: TraceResult
+    interrupted: bool
+    state_after: str
+
+
+@dataclass
 class Explanation:
     stage: str
     side: str
@@ -171,6 +186,7 @@ class Debugger(Observer):
         self.st: dict | None = None       # state.json once created (or attached)
         self.started = False
         self.attached = False             # a container found under --root, not set up by us
+        self.foreign: Foreign | None = None  # ... or one of another runtime (read-only)
         self.load_error = ""              # why the bundle's config was refused at load
         self.refused = ""                 # the bundle whose config the last load refused
         self.interrupted_at = ""          # a hook step that Ctrl-C cut short: what happened
@@ -232,6 +248,8 @@ class Debugger(Observer):
     def status(self) -> str:
         """none, setting up, failed, died (during setup), or the runtime's status once
         created."""
+        if self.foreign is not None:
+            return self.foreign.status()
         if self.setup is None and self.st is None:
             return "none"
         if self.in_setup:
@@ -257,6 +275,8 @@ class Debugger(Observer):
 
     def container_pid(self) -> int:
         """The host pid of the container process (C1, then its init), 0 when there is none."""
+        if self.foreign is not None:
+            return self.foreign.pid
         if self.in_setup:
             return max(self.setup.ctx.pid, 0)
         return self.st["pid"] if self.st else 0
@@ -275,6 +295,10 @@ class Debugger(Observer):
         pid = self.container_pid()
         if pid <= 0:
             return None
+        if self.foreign is not None:  # its cgroups as the kernel has them
+            f = self.foreign
+            return Target(pid, f.rootfs, f.cgroup_paths() if f.alive() else {}, None,
+                          (f.config.get("linux") or {}).get("resources"))
         if self.in_setup:
             ctx = self.setup.ctx
             rootfs, paths = ctx.rootfs, ctx.cgroup.paths() if ctx.cgroup else {}
@@ -288,6 +312,8 @@ class Debugger(Observer):
     def config(self) -> dict:
         """The container's config.json: as its setup read it, or as it was created with ({}
         when nothing is loaded)."""
+        if self.foreign is not None:
+            return self.foreign.config
         if self.setup is not None:
             return self.setup.ctx.spec
         return self._created_spec() if self.st is not None else {}
@@ -308,6 +334,8 @@ class Debugger(Observer):
             return False
         if pid in self._status:
             return True
+        if self.foreign is not None and pid == self.foreign.pid:
+            return not self.foreign.alive()
         if self.st is not None and pid == self.st["pid"]:
             return not state.alive(self.st)
         return procfs.proc_state(pid) in ("", "Z", "X")
@@ -356,6 +384,9 @@ class Debugger(Observer):
         return t
 
     def nothing_loaded(self) -> OcishError:
+        if self.foreign is not None:
+            return OcishError(f"{self.foreign.label} was not set up by this session: its "
+                              "stages are not known here (attach inspects it as it runs)")
         if self.load_error:
             return OcishError(f"nothing loaded: {self.load_error} (bundle {self.bundle}): fix "
                               "config.json, then `restart`")
@@ -369,7 +400,7 @@ class Debugger(Observer):
     def holds(self) -> bool:
         """Whether a container is held (being set up, created or attached): what a load, an
         attach or a restart replaces."""
-        return self.setup is not None or self.st is not None
+        return self.setup is not None or self.st is not None or self.foreign is not None
 
     def check_load(self, bundle: str, cid: str, frees_id: bool) -> None:
         """What `load` (or `restart`) would refuse, found without touching the held container:
@@ -424,27 +455,73 @@ class Debugger(Observer):
         return (f"container {self.cid} is kept ({self.status()}"
                 + (f", pid {pid})" if pid > 0 else ")"))
 
-    def attach(self, cid: str, replacing: Callable[[], None] | None = None) -> dict:
+    def attach(self, cid: str, replacing: Callable[[], None] | None = None,
+               runtime: str | None = None, root: str | None = None,
+               allow_changes: bool = False) -> dict:
         """Take over container `cid` under --root (created, running, paused or stopped), as the
-        lifecycle commands see it: start, exec, inspect, kill, delete. Returns its state. A
-        container that cannot be attached leaves the held one as it is; `replacing()` runs
-        before the held one goes, as for load."""
+        lifecycle commands see it: start, exec, inspect, kill, delete. Or, when it is none of
+        ours (or `runtime` names another), hold another runtime's container read-only
+        (ocish/foreign.py: `cid` an id in `root`, a podman/Docker name, a host pid);
+        `allow_changes` lets start, kill, pause, resume and delete through its own runtime.
+        Returns its state. A container that cannot be attached leaves the held one as it is;
+        `replacing()` runs before the held one goes, as for load."""
         if cid == self.cid and self.holds:
             raise OcishError(f"container {cid} is this session's already")
         try:
-            st = state.load(self.root, cid)
+            st, found = self.find_container(cid, runtime, root)
         except OcishError as e:
             raise OcishError(f"attach {cid}: {e}" + (f": {self.kept_text()}" if self.holds
                                                       else "")) from None
         if replacing is not None and self.holds:
             replacing()
         self.teardown()
+        self.stops = []
+        if found is not None:
+            found.allow_changes = allow_changes
+            self.foreign, self.cid, self.bundle, self.attached = found, found.id, found.bundle, True
+            self.started = found.status() != "created"
+            self._last = self._snapshot(f"at attach to {found.label}")
+            self.stops.append(self._last)
+            return found.oci_state()
         self.st, self.cid, self.bundle, self.attached = st, cid, st["bundle"], True
         self.started = state.status(self.root, st) != "created"
-        self.stops = []
         self._last = self._snapshot(f"at attach to {cid}")
         self.stops.append(self._last)
         return lifecycle.oci_state(self.root, cid)
+
+    def find_container(self, ref: str, runtime: str | None,
+              root: str | None) -> tuple[dict | None, Foreign | None]:
+        """(our state.json, None) for a container of ours under --root, else (None, the
+        other runtime's container): ours first unless --runtime or another --root says
+        otherwise; a runc or crun state dir under our own --root is read as theirs."""
+        from ocish import foreign
+        if runtime not in (None, *foreign.RUNTIMES):
+            raise OcishError(f"unknown runtime {runtime!r}: one of {', '.join(foreign.RUNTIMES)}")
+        if runtime == "ocish" and root not in (None, self.root):
+            raise OcishError(f"--runtime ocish looks under the session's --root {self.root}, "
+                             f"not {root}")
+        if runtime == "ocish" or runtime is None and root in (None, self.root):
+            try:
+                return state.load(self.root, ref), None
+            except state.NotOurs:
+                if runtime == "ocish":
+                    raise
+                found = foreign.in_root(ref, "", self.root)
+                if found is not None:
+                    return None, found
+            except state.NotExist:
+                if runtime == "ocish":
+                    raise
+            except OcishError:  # not a valid id: a podman name with "/", say
+                if runtime == "ocish" or not ref.isascii() or not ref.isdigit():
+                    raise
+        theirs = None if root == self.root else root
+        try:
+            return None, foreign.find(ref, runtime, theirs)
+        except foreign.NotFound as e:
+            if runtime is None and theirs is None:  # ours were looked at first
+                raise foreign.NotFound(str(e).replace(" in ", f" in {self.root} (ocish), ", 1))
+            raise
 
     def _spawn(self) -> None:
         assert self.setup is not None
@@ -461,7 +538,7 @@ class Debugger(Observer):
         again), breakpoints kept. A config.json the runtime now refuses leaves the held
         container as it is (`refused` names the bundle); `replacing()` runs before the held
         one goes, as for load."""
-        if not self.bundle:
+        if not self.bundle or self.foreign is not None:
             raise self.nothing_loaded()
         bundle, cid, temp = self.bundle, self.cid, self.temp_dir
         self.refused = ""
@@ -489,7 +566,11 @@ class Debugger(Observer):
             self.release()
         self.exec_abort()
         try:
-            if self.in_setup:
+            if self.foreign is not None:  # never touched: detached, as gdb does
+                kept = True
+                notes.append(f"detached from {self.foreign.label} ({self.status()}, pid "
+                             f"{self.foreign.pid}): left as it is")
+            elif self.in_setup:
                 self.setup.abort()
             elif self.st is not None and self.status() != "deleted":
                 kept = keep or self.attached  # gdb detaches from a process it attached to
@@ -506,6 +587,7 @@ class Debugger(Observer):
             if self.temp_dir and not kept:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.setup, self.st, self.started, self.attached = None, None, False, False
+            self.foreign = None
             self.bundle = self.cid = self.temp_dir = self.load_error = self.interrupted_at = ""
             self._status, self.death, self._sent = {}, None, set()
             self._reoffered_at = -1
@@ -886,12 +968,50 @@ class Debugger(Observer):
             del self.stops[:-2]
 
     def last_diff(self) -> tuple[list[str], str]:
-        """(diff lines between the last two stops, or [] with a reason)."""
+        """(diff lines between the last two stops, or [] with a reason). A container this
+        session did not set up has no steps: each `diff` is a stop, so it says what changed
+        in its kernel state since the last one (the attach, the last diff)."""
+        if self.foreign is not None:
+            self._last = self._snapshot(f"at {time.strftime('%H:%M:%S')}")
+            self._mark_stop()
         if len(self.stops) < 2:
             return [], "only one stop so far: step first"
         lines = diffmod.diff(self.stops[-2], self.stops[-1])
         before, after = self.stops[-2].label, self.stops[-1].label
         return lines, "" if lines else f"no change between {before!r} and {after!r}"
+
+    def trace_live(self, seconds: float, pid: int = 0, mode: str = "all") -> LiveTrace:
+        """ptrace a running process (default: the container's init) and its new children for
+        `seconds`, or until Ctrl-C, then detach: the Tracer seizes it (PTRACE_SEIZE, no
+        SIGSTOP the process could see) and its helper detaches at each tracee's next stop,
+        also when this shell dies (the helper sees its control pipe close) or the helper does
+        (the kernel detaches a dead tracer's tracees). So it is never left stopped."""
+        pid = pid or self.container_pid()
+        if pid <= 0:
+            raise OcishError("trace --for: no container process: attach or load first")
+        if procfs.proc_state(pid) in ("", "Z", "X"):
+            raise OcishError(f"trace --for: process {pid} is not running")
+        tracer = Tracer(pid, mode)
+        try:
+            err = tracer.start()
+        except BaseException:  # Ctrl-C while it seizes: detach before anything else
+            if tracer.helper:
+                tracer.stop()
+            raise
+        if err:
+            raise OcishError(f"trace --for: {err}")
+        began, interrupted = time.monotonic(), False
+        try:
+            while time.monotonic() - began < seconds and procfs.proc_state(pid) not in (
+                    "", "Z", "X"):
+                time.sleep(min(0.05, max(0.0, seconds - (time.monotonic() - began))))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            result = tracer.stop()
+        elapsed = time.monotonic() - began  # the asked time, unless it ended sooner
+        took = seconds if not interrupted and elapsed >= seconds else round(elapsed, 2)
+        return LiveTrace(pid, took, result, interrupted, procfs.proc_state(pid))
 
     # -- the Observer hooks: the engine calls these around each step ---------------------------
     def before(self, engine: Engine, stage: Stage, item: str) -> None:
@@ -1148,7 +1268,11 @@ class Debugger(Observer):
     def start(self, watch: float = 1.0) -> Started:
         """lifecycle.start, then watch the process up to `watch` s until its execve is done;
         with `catch exec`, the init is traced across its execve and held at its exec event
-        (`held`) until `continue`."""
+        (`held`) until `continue`. Another runtime's container: its own runtime starts it."""
+        if self.foreign is not None:
+            self.foreign.change("start")
+            self.started = True
+            return Started(self.cid, self.foreign.pid, self.foreign.alive())
         st = self._created()
         pid = st["pid"]
         before = _exe_and_args(pid)
@@ -1190,12 +1314,16 @@ class Debugger(Observer):
         return release(held, self.catch_exec, lambda pid: not self.is_dead(pid))
 
     def oci_state(self, cid: str | None = None) -> dict:
+        if cid is None and self.foreign is not None:
+            return self.foreign.oci_state()
         if cid is None:
             self._created()
         return lifecycle.oci_state(self.root, cid or self.cid)
 
     def ps(self, cid: str | None = None) -> list[int]:
         from runtime import cgroups
+        if cid is None and self.foreign is not None:
+            return self.foreign.manager().pids() if self.foreign.alive() else []
         if cid is None and self.in_setup:
             manager = self.setup.ctx.cgroup
             if manager is None:
@@ -1214,11 +1342,15 @@ class Debugger(Observer):
         return cgroups.from_state(st["cgroup"])
 
     def pause(self) -> None:
+        if self.foreign is not None:
+            return self.foreign.change("pause")
         if self.status() != "running":
             raise OcishError(f"container is not running: {self.status()}")
         self._manager().freeze()
 
     def resume(self) -> None:
+        if self.foreign is not None:
+            return self.foreign.change("resume")
         if self.status() != "paused":
             raise OcishError(f"container is not paused: {self.status()}")
         self._manager().thaw()
@@ -1228,6 +1360,13 @@ class Debugger(Observer):
         zombie, or reaped): SIGKILL always ends it, but not at once, and a `delete` typed next must find
         it stopped (gdb's `kill` too returns once the inferior is gone; `runc kill` does not
         wait, and `runc delete` right after can still see it running)."""
+        if self.foreign is not None:
+            if all_:
+                raise OcishError(f"kill --all: {self.foreign.label}: signal its processes "
+                                 "one by one (`kill` signals its init)")
+            self.foreign.change("kill", str(sig))
+            self._sent.add(sig)
+            return
         self._created()
         lifecycle.kill(self.root, self.cid, sig, all_)
         self._sent.add(sig)
@@ -1239,6 +1378,8 @@ class Debugger(Observer):
     def delete(self, force: bool = False) -> None:
         """lifecycle.delete; the death it causes is the user's doing, not news (no diagnose
         hint): it is kept, told by `inspect exit`."""
+        if self.foreign is not None:
+            return self.foreign.change("delete", *(["force"] if force else []))
         self._created()
         if force or self.status() not in ("running", "paused"):
             self._end_execs(self.cid)
@@ -1261,6 +1402,8 @@ class Debugger(Observer):
         detached process is put in its own process group (Ctrl-C at the shell must not reach
         it), and comes back to us, its subreaper: news() reports it, teardown kills it."""
         from runtime import execprocess
+        if cid is None and self.foreign is not None:
+            return self._exec_foreign(args, detach, user, cwd, env, stdin_fd, capture)
         if cid is None:
             self._exec_here()
             cid = self.cid
@@ -1298,6 +1441,44 @@ class Debugger(Observer):
         if self.st is None:
             raise OcishError("exec: the container is not set up yet: `continue` to finish "
                              "its setup, then exec")
+
+    def _exec_foreign(self, args: list[str], detach: bool, user: str | None, cwd: str | None,
+                      env: list[str], stdin_fd: int | None, capture: bool) -> Exec:
+        """exec into another runtime's container through the runtime's own exec pipeline
+        (runtime/execprocess.py: cgroup-join into the cgroups the kernel shows for its init,
+        then `join`'s setns(2) from /proc/<init>/ns/*, the config's process attributes,
+        capabilities and seccomp), as `runc exec` runs config.json's process with the command
+        line over it. Without a config.json, the process is the init's as the kernel has it
+        (foreign.kernel_process). Nothing of the container's runtime state is written."""
+        from runtime import execprocess
+        f = self.foreign
+        status = f.status()
+        if status in ("stopped", "paused", "created"):
+            raise execprocess.ExecFailed(f"cannot exec in a {status} container ({f.label})")
+        spec = f.exec_spec()
+        process = execprocess.merge_cli(spec.get("process") or {}, args, cwd=cwd, env=list(env),
+                                        user=user)
+        execprocess.validate_process(process, "process")
+        started: list[int] = []
+
+        def on_start(pid: int) -> None:
+            started.append(pid)
+            self.exec_pids[pid] = f.id
+        with _captured(capture and not detach) as outputs:
+            try:
+                setup = execprocess.ExecSetup(f.root or "/", f.id, process, st=f.exec_state(),
+                                              spec=spec)
+                status_code = execprocess.exec_process(
+                    setup, detach=detach, stdin_fd=stdin_fd, own_group=detach,
+                    on_start=on_start, keep_signals=self.exec_keeps)
+            except execprocess.ExecFailed:
+                raise
+            except OcishError as e:
+                raise execprocess.ExecFailed(str(e)) from None
+        if detach:
+            return Exec(started[0], None)
+        self.exec_pids.pop(started[0], None)
+        return Exec(started[0], status_code, *outputs)
 
     def _exec_when_resumed(self, cid: str, args: list[str], user: str | None, cwd: str | None,
                            env: list[str]) -> Exec:

@@ -119,6 +119,9 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             bundle = out.data.bundle
             if name == "attach":
                 status = out.data.status
+                if not bundle:  # a bare pid (ocish/foreign.py): nothing to set up again
+                    raise OcishError(f"record: the session attached to {out.data.foreign}, "
+                                     "whose config.json is unknown: a replay cannot set it up")
                 if status not in AFTER_ATTACH:
                     raise OcishError(f"record: the session attached to container {out.data.id} "
                                      f"while it was {status}: a replay cannot set a new "

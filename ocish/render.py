@@ -18,8 +18,9 @@ from typing import Any
 
 from ocish.commands import (Banner, BundleResult, Deleted, DiffResult, Fact, HelpEntry, Outcome,
                             Recorded, Setting, pick)
-from ocish.debugger import Breakpoint, Exec, News, Run, StageRow, Started, StepReport, Stop
 from ocish.catch import Released
+from ocish.debugger import (Breakpoint, Exec, LiveTrace, News, Run, StageRow, Started, StepReport,
+                            Stop)
 from ocish.exec_step import ExecLoaded
 from ocish.inspect import TOPICS
 from ocish.inspect.cgroup import CgroupInfo, human_size
@@ -183,6 +184,16 @@ def trace(result: TraceResult, fancy: bool):
     if result.error:
         out.append(f"  trace error: {result.error}\n", "red")
     return out if entries or result.error else Text("  (no state-changing syscalls)", "dim")
+
+
+def live_trace(t: LiveTrace, fancy: bool) -> list:
+    """`trace --for`: the calls, then for how long and in what state the process was left."""
+    how = "interrupted by Ctrl-C after" if t.interrupted else "for"
+    state = {"": "gone", "Z": "a zombie", "X": "dead"}.get(t.state_after, f"state {t.state_after}")
+    calls = trace(t.result, fancy)
+    if not t.result.records and not t.result.error:
+        calls = "  (no calls)"
+    return [calls, f"traced pid {t.pid} {how} {t.seconds:g} s; detached, {state}"]
 
 
 def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
@@ -533,6 +544,13 @@ def run(r: Run, fancy: bool, streamed: bool = True, pid: int = 0):
 
 
 def banner(b: Banner) -> str:
+    if b.foreign:
+        where = f", bundle {b.bundle}" if b.bundle else ", no config.json known"
+        where += f", state root {b.root}" if b.root else ""
+        mode = ("read-only (start, kill, pause, resume, delete refused: `attach "
+                "--allow-changes` lets them through its runtime)" if b.read_only
+                else "changes allowed: start, kill, pause, resume, delete run its runtime's")
+        return f"attached to {b.foreign} ({b.status}, pid {b.pid}){where}\n{mode}"
     if b.status not in ("setting up", "failed"):
         return (f"attached to container {b.id} ({b.status}, pid {b.pid}), bundle {b.bundle}, "
                 f"root {b.root}")
@@ -665,6 +683,8 @@ def command(o: Outcome, fancy: bool, width: int = 80, hint: str = "", pid: int =
         return [f"deleted {data.what} {i}" for i in data.ids]
     if isinstance(data, Banner):
         return [banner(data)]
+    if isinstance(data, LiveTrace):
+        return live_trace(data, fancy)
     if isinstance(data, Started):
         return started(data, fancy, hint)
     if isinstance(data, Released):

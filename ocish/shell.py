@@ -251,6 +251,9 @@ class Shell:
         flags = "".join(f" | {n} on" for n, on in (("trace", d.tracing), ("watch", d.watching)) if on)
         if d.held is not None:  # `catch exec`: where the process is stopped says more
             return f" ocish | id {d.cid} | {d.held.text} (pid {d.held.pid}) | continue runs it{flags} "
+        if d.foreign is not None:  # no stages: whose it is, and whether it may be changed
+            mode = "changes allowed" if d.foreign.allow_changes else "read-only"
+            return f" ocish | {d.foreign.label} | status {status} | {mode}{flags} "
         return f" ocish | id {d.cid} | status {status} | stage {d.position()}{flags} "
 
     def onecmd(self, line: str) -> Outcome:
@@ -397,8 +400,16 @@ def main(argv: list[str], command: str, log=None) -> int:
         from ocish.engine_bundle import engine_args
         engine_args(p)  # --podman NAME|ID, --containerd ID [--namespace N]
     elif command == "attach":
-        p.add_argument("id")
-    p.add_argument("--root", default=default_root())
+        p.add_argument("id", help="an id, a podman or Docker name, or a host pid")
+        p.add_argument("--runtime", choices=("runc", "crun", "ocish"),
+                       help="whose state root to look in (default: ours, then runc's, crun's, "
+                            "Docker's and containerd's roots, then podman's and Docker's names)")
+        p.add_argument("--allow-changes", action="store_true",
+                       help="let start, kill, pause, resume and delete change another "
+                            "runtime's container (through its own runtime); read-only without")
+    # for attach, --root is the state root of --runtime (ours by default)
+    p.add_argument("--root", default=None, help="the state root (default: ocish's; for attach "
+                   "--runtime runc|crun, that runtime's: /run/runc, /run/crun)")
     p.add_argument("--plain", action="store_true", help="plain text, one command per line")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="piped: no transcript on stderr (echoed commands, banner, progress); "
@@ -423,7 +434,10 @@ def main(argv: list[str], command: str, log=None) -> int:
         sys.stderr.write(f"ocish: {e}\n")
         return 1
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
-    shell = Shell(os.path.abspath(a.root), fancy=interactive and sys.stdout.isatty(),
+    runtime = getattr(a, "runtime", None)
+    theirs = command == "attach" and runtime not in (None, "ocish")
+    session_root = default_root() if a.root is None or theirs else a.root
+    shell = Shell(os.path.abspath(session_root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit, quiet=a.quiet)
     if log is not None:
         shell.log = log
@@ -481,7 +495,9 @@ def main(argv: list[str], command: str, log=None) -> int:
                 shell.banner()
         elif command == "attach":
             try:
-                shell.dbg.attach(a.id)
+                shell.dbg.attach(a.id, runtime=runtime,
+                                 root=os.path.abspath(a.root) if a.root else None,
+                                 allow_changes=a.allow_changes)
             except OcishError as e:
                 if shell.log is not None:
                     shell.log.write("error", str(e))

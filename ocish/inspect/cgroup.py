@@ -128,6 +128,21 @@ def dirs_of(membership: list[Membership], root: str = CGROUP_ROOT) -> dict[str, 
     return out
 
 
+def frozen(pid: int) -> bool:
+    """Whether `pid`'s cgroup is frozen: its v1 freezer, or its cgroup2 freeze (hybrid or
+    pure v2); False when /proc/PID/cgroup cannot be read."""
+    from runtime import cgroups
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            membership = [Membership(*ln.split(":", 2)) for ln in f.read().splitlines()]
+    except OSError:
+        return False
+    dirs = dirs_of(membership)
+    v2 = dirs.get("") or dirs.get("unified")
+    return (cgroups.frozen({"version": 1, "paths": dirs})
+            or v2 is not None and cgroups.frozen({"version": 2, "paths": {"": v2}}))
+
+
 def read(t: Target) -> CgroupInfo:
     """Membership (when the process is alive), every file of FILES that exists, and the
     resources and settings they add up to. Raises OSError only when neither the process nor

@@ -48,10 +48,16 @@ def dump_filters(pid: int) -> list[list[bpf.Insn]]:
     from the newest)."""
     from ptrace import PtraceError
     from ptrace.binding.func import PTRACE_DETACH, ptrace
+    from ocish.inspect.cgroup import frozen
+    if frozen(pid):  # it would never stop for ptrace, and stay seized once thawed
+        raise PtraceError(f"pid {pid} is frozen (a paused container: `resume` it first)",
+                          pid=pid)
     ptrace(PTRACE_SEIZE, pid, 0, 0)
     try:
         ptrace(PTRACE_INTERRUPT, pid)
-        _, status = os.waitpid(pid, _WALL)
+        status = _stopped(pid)
+        if status is None:  # frozen meanwhile, say: do not wait for ever
+            raise PtraceError(f"pid {pid} does not stop for ptrace", pid=pid)
         if not os.WIFSTOPPED(status):
             raise PtraceError(f"pid {pid} exited", pid=pid)
         filters = []
@@ -70,6 +76,20 @@ def dump_filters(pid: int) -> list[list[bpf.Insn]]:
             ptrace(PTRACE_DETACH, pid, 0, 0)
         except PtraceError:
             pass
+
+
+def _stopped(pid: int, timeout: float = 2.0) -> int | None:
+    """The wait status of `pid` once PTRACE_INTERRUPT stopped it; None when it did not within
+    `timeout` s (a task in a frozen cgroup stops only once thawed)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        got, status = os.waitpid(pid, _WALL | os.WNOHANG)
+        if got:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
 
 
 def read(t: Target) -> Seccomp:

@@ -70,7 +70,9 @@ def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
                 raise OcishError(f"{flag} needs a value")
             value, i = argv[i], i + 1
         opts[names[flag]] = value
-    if not pos or pos[0] == "help":
+    if not pos:
+        raise OcishError("which command? check or explain")
+    if pos[0] == "help":
         raise SystemExit(0)
     if pos[0] not in ("check", "explain"):
         raise OcishError(f"unknown seccomp command {pos[0]!r}: check or explain")
@@ -133,7 +135,7 @@ def validate(action: str, pos: list[str]) -> None:
             raise OcishError(f"explain takes no syscall: {' '.join(pos)}")
         return
     if not pos:
-        raise OcishError("check: which syscall? (seccomp check SYSCALL [ARG...])")
+        raise OcishError("which syscall? (seccomp check SYSCALL [ARG...])")
     from ocish.seccomp.answers import parse_args, resolve_syscall
     resolve_syscall(pos[0])
     parse_args(pos[1:])

@@ -51,7 +51,7 @@ def check(c: Check) -> str:
         w = max(len(p.text) for p in r.path)
         lines += [f"  {p.pc:04d}  {p.text:<{w}}  ; {p.note}" for p in r.path]
     if c.flags:
-        lines.append("flagged: the process needs this call to start")
+        lines.append("flagged: a process makes this call to start")
         lines += flags(c.flags)
     return "\n".join(lines)
 
@@ -84,7 +84,7 @@ def explain(items: list[Explain]) -> str:
             lines.append("cannot reconstruct (the symbolic run cannot follow the BPF):")
             lines += [f"  {u}" for u in e.unresolved]
         if e.flags:
-            lines.append("flagged: the process cannot start as it should")
+            lines.append("flagged: calls a process makes to start, which this filter stops")
             lines += flags(e.flags)
     return "\n".join(lines)
 

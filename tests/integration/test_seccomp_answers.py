@@ -126,7 +126,7 @@ def test_profile_that_blocks_execve_is_flagged(ocish, make_bundle):
     b = make_bundle(["true"], mutate=mutate)
     p = ocish("seccomp", "explain", "--bundle", str(b))
     assert p.returncode == 0, p.stderr
-    assert ("flagged: the process cannot start as it should\n  ! execve: SCMP_ACT_ERRNO(13): "
+    assert ("flagged: calls a process makes to start, which this filter stops\n  ! execve: SCMP_ACT_ERRNO(13): "
             "the program cannot be started") in p.stdout
     d = _check(ocish, "--bundle", str(b), "execve")
     assert (d["errno_name"], [f["syscall"] for f in d["flags"]]) == ("EACCES", ["execve"])
@@ -163,7 +163,7 @@ def test_runc_container(make_bundle):
      "/linux/seccomp/syscalls/0/action: unknown action \"SCMP_ACT_BOGUS\", expected one of "),
     (["check", "no-such-container", "read"], "ocish: seccomp check: container "
      "no-such-container (root ROOT): container does not exist"),
-    (["check", "--bundle", "BUNDLE"], "ocish: seccomp check: check: which syscall?"),
+    (["check", "--bundle", "BUNDLE"], "ocish: seccomp check: which syscall?"),
     (["check", "--bundle", "BUNDLE", "mkdir", "O_BOGUS"], "ocish: seccomp check: args[0] "
      "('O_BOGUS'): 'O_BOGUS' is neither a number"),
 ])
@@ -200,3 +200,18 @@ def test_created_then_stopped(ocish, make_bundle):
     p = ocish("seccomp", "check", c, "mkdir")
     assert (p.returncode, p.stderr) == (1, f"ocish: seccomp check: container {c} is stopped: "
                                            "it has no process to read\n")
+
+
+def test_a_paused_container_is_refused_not_waited_for(ocish, running):
+    """A frozen task never stops for ptrace: the filters of a paused container cannot be read,
+    and the answer says so at once instead of waiting for ever (and leaving it seized)."""
+    _, c, pid = running
+    assert ocish("pause", c).returncode == 0
+    t = time.monotonic()
+    p = ocish("seccomp", "check", c, "mkdir")
+    assert time.monotonic() - t < 10
+    assert p.returncode == 1 and p.stdout == ""
+    assert len(p.stderr.splitlines()) == 1 and "frozen" in p.stderr and "resume" in p.stderr
+    assert ocish("resume", c).returncode == 0
+    assert _status(pid)["TracerPid"] == "0" and not _status(pid)["State"].startswith("t")
+    assert _check(ocish, c, "mkdir")["errno_name"] == "EPERM"

@@ -29,9 +29,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from typing import Callable
 
 from ocish import elf
@@ -438,6 +440,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP while an image unpacks: unwinds like Ctrl-C's KeyboardInterrupt (the
+    running tool is killed by subprocess.run, the staging directory removed by assemble)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stops_raise():
+    def stop(signum: int, _frame) -> None:
+        raise _Stopped(signum)
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str]) -> int:
     """`ocish bundle init DIR [--image REF] [--args 'CMD ...' | -- CMD...] [--force]
     [--terminal] [--rootless]`."""
@@ -467,14 +490,20 @@ def main(argv: list[str]) -> int:
             args = command or None
         if ns.image is not None:
             from ocish.image.build import build
-            path = build(ns.dir, ns.image, args, terminal=ns.terminal, force=ns.force,
-                         rootless=ns.rootless)
+            with _stops_raise():  # skopeo and umoci killed, DIR's work removed, one line
+                path = build(ns.dir, ns.image, args, terminal=ns.terminal, force=ns.force,
+                             rootless=ns.rootless)
         else:
             path = init_bundle(ns.dir, args, terminal=ns.terminal, force=ns.force,
                                rootless=ns.rootless)
     except _UsageError as e:
         print(f"ocish: {str(e).removeprefix('ocish ')}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, _Stopped) as e:
+        signum = e.signum if isinstance(e, _Stopped) else signal.SIGINT
+        print(f"ocish: bundle init: interrupted by {signal.Signals(signum).name}: nothing "
+              f"was left behind", file=sys.stderr)
+        return 128 + signum
     except OcishError as e:
         print(f"ocish: {e}", file=sys.stderr)
         return e.exit_code

@@ -91,6 +91,9 @@ def engine_args(p: argparse.ArgumentParser) -> None:
 def engine_of(a: argparse.Namespace, bundle_given: bool) -> tuple[str, str]:
     """(engine, container) from engine_args' flags, ("", "") for none; raises EngineError
     when they are given with a bundle, or --namespace without --containerd."""
+    for flag in ("podman", "containerd", "namespace"):
+        if getattr(a, flag) == "":
+            raise EngineError(f"--{flag}: an empty name")
     engine = "podman" if a.podman else "containerd" if a.containerd else ""
     if a.namespace is not None and engine != "containerd":
         raise EngineError("--namespace goes with --containerd")
@@ -137,9 +140,12 @@ def _podman(ref: str, undo: list[Callable[[], None]]) -> Borrowed:
                           + (f" at {config}" if config else " yet (podman writes it when the "
                              "container is first started or `podman init`ed)"))
     spec = _read_spec(config, f"podman container {ref}")
-    # podman counts mounts: our `mount` and `unmount` are one pair, whoever else holds one
-    rootfs = _mount(["podman", "mount", cid], f"podman mount {ref}", undo,
-                    lambda: _tool(["podman", "unmount", cid], f"podman unmount {ref}")).strip()
+    # podman counts mounts: our `mount` and `unmount` are one pair, whoever else holds one.
+    # By name: podman 4.3's `unmount FULL-ID` of a running container exits 0 and leaves its
+    # count as it was (its name, or a short id, do take it down)
+    key = name or cid
+    rootfs = _mount(["podman", "mount", key], f"podman mount {ref}", undo,
+                    lambda: _tool(["podman", "unmount", key], f"podman unmount {ref}")).strip()
     if not os.path.isdir(rootfs):
         raise EngineError(f"podman mount {ref}: printed {rootfs!r}, not a directory")
     bundle = tempfile.mkdtemp(prefix="ocish-podman-")

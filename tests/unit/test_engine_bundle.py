@@ -71,8 +71,8 @@ echo "$*" >> {log}
 case "$1 $2" in
   "container inspect") [ "$3" = web ] || {{ echo "Error: inspecting object: no such container $3" >&2; exit 125; }}
       echo '[{{"Id": "{cid}", "Name": "web", "OCIConfigPath": "{config}"}}]';;
-  "mount {cid}") echo {merged};;
-  "unmount {cid}") echo {cid};;
+  "mount web") echo {merged};;
+  "unmount web") echo {cid};;
   *) exit 99;;
 esac
 """
@@ -107,9 +107,9 @@ def test_borrow_podman_mounts_then_unmounts(fake_podman):
     with E.borrow("podman", "web") as b:
         with open(os.path.join(b.bundle, "config.json")) as f:
             assert json.load(f)["root"]["path"] == merged
-        assert calls() == ["container inspect web", f"mount {cid}"]
+        assert calls() == ["container inspect web", "mount web"]
         bundle = b.bundle
-    assert calls()[-1] == f"unmount {cid}" and len(calls()) == 3
+    assert calls()[-1] == "unmount web" and len(calls()) == 3
     assert not os.path.exists(bundle) and open(config).read() == before
 
 
@@ -119,7 +119,7 @@ def test_borrow_podman_undone_when_the_body_fails(fake_podman):
         with E.borrow("podman", "web") as b:
             bundle = b.bundle
             raise KeyboardInterrupt
-    assert calls()[-1] == f"unmount {cid}" and not os.path.exists(bundle)
+    assert calls()[-1] == "unmount web" and not os.path.exists(bundle)
 
 
 def test_borrow_podman_no_such_container(fake_podman):
@@ -128,3 +128,12 @@ def test_borrow_podman_no_such_container(fake_podman):
         with E.borrow("podman", "db"):
             pass
     assert calls() == ["container inspect db"]  # nothing mounted, nothing to undo
+
+
+@pytest.mark.parametrize("flags", [dict(podman="", containerd=None, namespace=None),
+                                   dict(podman=None, containerd="", namespace=None),
+                                   dict(podman=None, containerd="c", namespace="")])
+def test_an_empty_name_is_refused_not_ignored(flags):
+    import argparse
+    with pytest.raises(E.EngineError, match="an empty name"):
+        E.engine_of(argparse.Namespace(**flags), False)

@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.cli import main as runtime_main
         return runtime_main(["--version"])
     rest = argv[n + 1:]
-    if g.root and command in ROOTED:
-        rest = ["--root", g.root] + rest  # before the command's own, which wins (the last)
+    # before the command's own, which wins (the last); attach's own --root is another
+    # runtime's state root, so the global one goes to it as the session's
+    if g.root and command in ROOTED and command != "attach":
+        rest = ["--root", g.root] + rest
     if command == "bundle":
         from ocish.bundle import main as bundle_main
         return bundle_main(rest)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from ocish.seccomp import main as seccomp_main
         return seccomp_main(rest)
     from ocish.shell import main as shell_main
-    return shell_main(rest, command, log)
+    return shell_main(rest, command, log, g.root if command == "attach" else None)
 
 
 def _leading_globals(argv: list[str]) -> int:

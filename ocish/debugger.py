@@ -822,18 +822,19 @@ class Debugger(Observer):
         stepped = self.stepped
         if stepped is None or stepped.engine.done:
             return None
-        hit = None
+        stopping = []
         for bp in self._breakpoints_at(stepped.engine.pos):
             if bp.condition and not self._condition_holds(bp, stepped.engine.pos):
                 continue  # gdb: a false condition is no hit, and uses no ignore count
             bp.hits += 1
             if bp.ignore > 0:
                 bp.ignore -= 1
-            elif hit is None:
-                hit = bp
-        if hit is not None and hit.temporary:
-            self.breakpoints.remove(hit)
-        return hit
+            else:
+                stopping.append(bp)
+        for bp in stopping:  # gdb: every temporary breakpoint that stops here goes
+            if bp.temporary:
+                self.breakpoints.remove(bp)
+        return stopping[0] if stopping else None
 
     def interrupt(self) -> None:
         """Ctrl-C during a step (the shell's handler): a step that runs hooks would wait for

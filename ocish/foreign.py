@@ -136,15 +136,13 @@ class Foreign:
     def change(self, action: str, *args: str) -> None:
         """Run the owning runtime's own `action` (CHANGES) on it; refused (one line) unless
         the session was opened with --allow-changes."""
+        if not self.runtime:  # a bare host pid (it may be the host's init): never ours to change
+            raise OcishError(f"{action} refused: process {self.pid} belongs to no container "
+                             f"runtime, and ocish changes nothing it does not own")
         if not self.allow_changes:
-            owner = f"through {self.runtime}" if self.runtime else "by signal"
             raise OcishError(f"{action} refused: {self.label} is attached read-only (`ocish "
-                             f"attach --allow-changes` lets {action} change it, {owner})")
-        if not self.runtime:
-            if action != "kill":
-                raise OcishError(f"{action}: process {self.pid} has no runtime to {action} it")
-            os.kill(self.pid, int(args[0]))
-            return
+                             f"attach --allow-changes` lets {action} change it, through "
+                             f"{self.runtime})")
         argv = self._command(action, *args)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=60)

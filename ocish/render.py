@@ -137,9 +137,11 @@ def breakpoints(bps: list[Breakpoint], fancy: bool):
     return "\n".join(out)
 
 
-def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer: str = ""):
+def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer: str = "",
+                exec_step: bool = False):
     """The failure block: stage, operation, target, errno, config pointer; `cause` is what the
-    cgroup's counters add (a fork refused at the pids limit), with its own config pointer."""
+    cgroup's counters add (a fork refused at the pids limit), with its own config pointer.
+    `exec_step`: a step of `exec --step` failed, not the container's setup."""
     name = errnomod.errorcode.get(err.errno, "") if err.errno else ""
     why = f"{name} ({os.strerror(err.errno).lower()})" if err.errno else "-"
     rows = [["stage", err.stage], ["operation", err.op or "-"], ["target", err.target or "-"],
@@ -148,8 +150,11 @@ def stage_error(err: StageError, pid: int, fancy: bool, cause: str = "", pointer
         rows.append(["detail", err.detail])
     if cause:
         rows.append(["cause", cause + (f" (config {pointer})" if pointer else "")])
-    tail = (f"the container process (pid {pid}) is still there, blocked: inspect it; "
-            "`restart` or `quit` cleans up" if pid > 0 else "")
+    if exec_step:
+        tail = f"this exec failed; the container (pid {pid}) is as it was" if pid > 0 else ""
+    else:
+        tail = (f"the container process (pid {pid}) is still there, blocked: inspect it; "
+                "`restart` or `quit` cleans up" if pid > 0 else "")
     if fancy:
         from rich.console import Group
         from rich.text import Text
@@ -209,7 +214,8 @@ def step_report(r: StepReport, pid: int, fancy: bool, hint: str = "") -> list:
     elif r.death is not None:
         out.append(death(r.death, r.stage, fancy, hint))
     elif r.error is not None:
-        out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer))
+        out.append(stage_error(r.error, pid, fancy, r.cause, r.cause_pointer,
+                               exec_step=r.stage.startswith("exec:")))
     else:
         line = f"ran {where} ({r.side} side)"
         out.append(_styled(line, "green", fancy))

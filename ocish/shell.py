@@ -383,7 +383,7 @@ class _ArgParser(argparse.ArgumentParser):
         raise OcishError(f"{self.prog}: {message}")
 
 
-def main(argv: list[str], command: str, log=None) -> int:
+def main(argv: list[str], command: str, log=None, global_root: str | None = None) -> int:
     """`ocish debug [BUNDLE | --image REF [--keep-bundle]] [--id ID]`, `ocish shell` or `ocish
     attach ID`, each with [--root R] [--plain] [--errexit] [--quiet]. `log` (runtime.cli.Log,
     from the global --log, --debug) gets the session's errors and, with --debug, its steps
@@ -436,7 +436,9 @@ def main(argv: list[str], command: str, log=None) -> int:
     interactive = sys.stdin.isatty() and not a.plain and "NO_COLOR" not in os.environ
     runtime = getattr(a, "runtime", None)
     theirs = command == "attach" and runtime not in (None, "ocish")
-    session_root = default_root() if a.root is None or theirs else a.root
+    # `ocish --root R attach --runtime runc --root RR ID`: R stays the session's own root (a
+    # typed `attach ID` or `load` looks there); RR is only where runc's state is read
+    session_root = global_root or (default_root() if a.root is None or theirs else a.root)
     shell = Shell(os.path.abspath(session_root), fancy=interactive and sys.stdout.isatty(),
                   interactive=interactive, errexit=a.errexit, quiet=a.quiet)
     if log is not None:

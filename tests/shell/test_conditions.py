@@ -54,6 +54,11 @@ def test_a_conditional_breakpoint_stops_only_on_the_bind_mount(session, make_bun
     bp = s.json("info breakpoints --json")[0]
     assert bp["hits"] == 2 and bp["ignore"] == 0
     assert "stop only if type == bind" in s.cmd("info breakpoints")
+    # gdb: a tbreak that stops the run where another breakpoint does goes too
+    s.cmd("restart")
+    s.cmd("tbreak mounts /mounts/7")
+    assert s.json("continue --json")["stop"]["next"] == "mounts /mounts/7"
+    assert [b["number"] for b in s.json("info breakpoints --json")] == [1]
 
 
 def test_break_on_error_stops_before_the_failing_mount(session, make_bundle):

@@ -179,16 +179,17 @@ def test_cgroup_reader_v2(tmp_path):
 
 def test_global_flags_written_first_reach_the_shell_commands(monkeypatch):
     """The runtime's global flags before a debugger command: counted with their values, and
-    --root handed to the commands that have one, ahead of their own (which win)."""
+    --root handed to the commands that have one, ahead of their own (which win); attach's own
+    --root is another runtime's state root, so the global one is the session's."""
     import ocish.__main__ as entry
     import ocish.shell
     assert entry._leading_globals(["--root", "/r", "--debug", "--log=/l", "attach", "web"]) == 4
     assert entry._leading_globals(["-root", "/r", "list"]) == 2
     assert entry._leading_globals(["debug", "--root", "/r"]) == 0
     seen = []
-    monkeypatch.setattr(ocish.shell, "main", lambda argv, command, log: seen.append(
-        (argv, command, log.debug_on)) or 0)
+    monkeypatch.setattr(ocish.shell, "main", lambda argv, command, log, root: seen.append(
+        (argv, command, log.debug_on, root)) or 0)
     assert entry.main(["--root", "/r", "--debug", "attach", "web"]) == 0
     assert entry.main(["--root=/r", "debug", "b", "--root", "/own"]) == 0
-    assert seen == [(["--root", "/r", "web"], "attach", True),
-                    (["--root", "/r", "b", "--root", "/own"], "debug", False)]
+    assert seen == [(["web"], "attach", True, "/r"),
+                    (["--root", "/r", "b", "--root", "/own"], "debug", False, None)]

@@ -20,6 +20,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 TAG = "web"
 UID, GID, EXTRA_GID = 1234, 1234, 2345
 GREETING = "hello-from-image"
@@ -133,3 +135,9 @@ def probe_lines(out: str) -> dict[str, str]:
             key, _, value = line.partition(":")
             got[key] = " ".join(value.split())
     return got
+
+
+# the image tests' skip: the field's tools, which .ci/run installs
+NEEDS_TOOLS = pytest.mark.skipif(
+    not (shutil.which("umoci") and shutil.which("skopeo")),
+    reason="umoci and skopeo are not installed (apt-get install umoci skopeo; .ci/run does)")

@@ -18,9 +18,7 @@ import pytest
 from tests import images as I
 from tests.conftest import cid, needs_root
 
-pytestmark = [needs_root, pytest.mark.skipif(
-    not (shutil.which("umoci") and shutil.which("skopeo")),
-    reason="umoci and skopeo are not installed (apt-get install umoci skopeo; .ci/run does)")]
+pytestmark = [needs_root, I.NEEDS_TOOLS]
 
 
 @pytest.fixture(scope="module")

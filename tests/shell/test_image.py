@@ -15,9 +15,7 @@ from tests import images as I
 from tests.conftest import needs_root
 from tests.shell.conftest import alive, status_field
 
-pytestmark = [needs_root, pytest.mark.skipif(
-    not (shutil.which("umoci") and shutil.which("skopeo")),
-    reason="umoci and skopeo are not installed (apt-get install umoci skopeo; .ci/run does)")]
+pytestmark = [needs_root, I.NEEDS_TOOLS]
 
 
 @pytest.fixture(scope="module")

@@ -337,7 +337,7 @@ class Engine:
                     more = stage.host_fds(self.ctx, item)
                 except StageError:
                     if not batch:
-                        raise  # the step's own failure: step() below would raise the same
+                        raise  # this step fails, as in step()
                     break  # the batch so far runs first; this step comes again, first
                 if batch and len(fds) + len(more) > sync.MAX_FDS:
                     for fd in more:

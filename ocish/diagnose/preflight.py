@@ -759,11 +759,14 @@ class Preflight:
             return  # a v2 child's files depend on the parent's subtree_control: not mirrored
         bad = len(self.findings)
         with tempfile.TemporaryDirectory(prefix="ocish-lint-cgroup-") as mirror:
-            paths = {}
+            paths, unknown = {}, set()
             for ctrl, d in real.paths().items():
                 paths[ctrl] = os.path.join(mirror, ctrl.replace("=", "-"))
                 os.mkdir(paths[ctrl])
-                src = _existing(d)
+                src = _model_cgroup(d)
+                if src is None:
+                    unknown.add(paths[ctrl])
+                    continue
                 for name in os.listdir(src):
                     if os.path.isfile(os.path.join(src, name)):
                         open(os.path.join(paths[ctrl], name), "w").close()
@@ -775,7 +778,8 @@ class Preflight:
                     try:
                         probe.apply({key: part})
                     except StageError as e:
-                        self._cgroup_finding(e, mirror, real.paths())
+                        if os.path.dirname(e.target) not in unknown:
+                            self._cgroup_finding(e, mirror, real.paths())
         if len(self.findings) == bad:
             self.checked.append("cgroup resources: every file the driver writes exists here")
         self._block_devices(res)
@@ -1071,6 +1075,20 @@ def _read_int(path: str) -> int | None:
     try:
         return int(_read(path) or "")
     except ValueError:
+        return None
+
+
+def _model_cgroup(path: str) -> str | None:
+    """The cgroup whose files a new cgroup at `path` will have: `path` or its nearest existing
+    ancestor, unless that is its hierarchy's root, which lacks the limit files every child
+    has (pids.max, blkio.weight ...): then any child of the root, and None when it has none
+    (nothing here shows what a child would have)."""
+    src = _existing(path)
+    if os.path.exists(os.path.join(os.path.dirname(src), "cgroup.procs")):
+        return src  # a cgroup below the root
+    try:
+        return next((e.path for e in os.scandir(src) if e.is_dir(follow_symlinks=False)), None)
+    except OSError:
         return None
 
 

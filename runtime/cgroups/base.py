@@ -233,7 +233,11 @@ class Manager(ABC):
         try:
             os.mkdir(d, 0o755)
         except FileExistsError:
-            return  # made meanwhile by someone else: theirs to remove
+            # made meanwhile by someone else: theirs to remove; but its maker may not have
+            # filled in a v1 cpuset yet, and a child copied from it empty refuses tasks
+            # (ENOSPC): prepared here too, as runc's cpuset ensureParent does each level
+            self._init_dir(d)
+            return
         except OSError as e:
             raise StageError(STAGE, "mkdir", d, e.errno or 0, "/linux/cgroupsPath") from None
         if d not in self._created:

@@ -342,11 +342,16 @@ def _file(d: str | None, name: str) -> str:
 
 def _inherit_cpuset(d: str) -> None:
     """A new v1 cpuset starts with no cpus and mems, and refuses tasks until it has some:
-    copy the parent's (runc's cpuset ensureParent)."""
+    copy the parent's, filling an empty parent first, up to the root (runc's cpuset
+    ensureParent): a parent another create made a moment ago may not be filled in yet."""
     parent = os.path.dirname(d)
     for name in ("cpuset.cpus", "cpuset.mems"):
         if not read(f"{d}/{name}"):
-            write(f"{d}/{name}", read(f"{parent}/{name}") or "")
+            value = read(f"{parent}/{name}")
+            if not value and os.path.exists(f"{os.path.dirname(parent)}/{name}"):
+                _inherit_cpuset(parent)
+                value = read(f"{parent}/{name}")
+            write(f"{d}/{name}", value or "")
 
 
 def _write_memory(path: str, value: int, pointer: str) -> None:

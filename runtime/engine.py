@@ -89,11 +89,6 @@ class Context:
             ctx.console_sock = _socket.socket(fileno=fds[d["console_fd"]])
         return ctx
 
-    def inherited_fds(self) -> set[int]:
-        """The fds the container side inherits at its spawn: stdio and the --preserve-fds
-        ones; it gets no other (sent_fds come with Init)."""
-        return set(range(3 + self.preserve_fds))
-
     @property
     def process(self) -> dict:
         return self.spec.get("process") or {}
@@ -189,6 +184,12 @@ class Launched:
         _reap(self.pid)
 
 
+def inherited_fds(preserve_fds: int) -> set[int]:
+    """The fds the container side inherits at its spawn besides its channel: stdio and the
+    --preserve-fds ones; it gets no other (Context.sent_fds come with Init)."""
+    return set(range(3 + preserve_fds))
+
+
 def launch(preserve_fds: int = 0, stdin_fd: int | None = None,
            own_group: bool = False) -> Launched:
     """Start C1, a fresh interpreter from a sealed copy of ours (`ocish init`, see
@@ -200,7 +201,7 @@ def launch(preserve_fds: int = 0, stdin_fd: int | None = None,
     now (runtime/linux/cgroupwarm.py), and elapses while C1 starts."""
     cgroupwarm.start_grace_period()
     host, child = sync.pair()
-    keep = set(range(3 + preserve_fds)) | {child.fileno()}
+    keep = inherited_fds(preserve_fds) | {child.fileno()}
     old = sig.signal(sig.SIGINT, sig.SIG_IGN) if own_group else None  # C1 inherits SIG_IGN
     try:
         pid = exeseal.spawn(INIT_ARGV + [str(child.fileno())], _init_env(), keep, stdin_fd,

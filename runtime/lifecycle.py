@@ -22,18 +22,8 @@ class Setup:
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
                  console_socket: str | None = None, pid_file: str | None = None,
                  launched=None) -> None:
-        """`launched`: the container side, already started (engine.launch) by `create`;
-        killed here when the setup cannot begin."""
-        try:
-            self._begin(root, cid, bundle, observer, no_pivot, no_new_keyring, preserve_fds,
-                        console_socket, pid_file, launched)
-        except BaseException:
-            if launched is not None:
-                launched.kill()
-            raise
-
-    def _begin(self, root, cid, bundle, observer, no_pivot, no_new_keyring, preserve_fds,
-               console_socket, pid_file, launched) -> None:
+        """`launched`: the container side, already started (engine.launch) by `create`; its
+        engine owns it once made (the caller kills it when this raises)."""
         # Imported here: state, kill, delete and list never need the engine or the stages.
         from runtime import spec as specmod
         from runtime.engine import Context, Engine
@@ -183,8 +173,12 @@ def _create(root: str, cid: str, bundle: str, detach: bool, opts: dict):
     from runtime import engine
     state.validate_id(cid)  # nothing started for an id that cannot be one
     try:
-        setup = Setup(root, cid, bundle, launched=engine.launch(opts.get("preserve_fds", 0)),
-                      **opts)
+        launched = engine.launch(opts.get("preserve_fds", 0))
+        try:
+            setup = Setup(root, cid, bundle, launched=launched, **opts)
+        except BaseException:  # nothing else holds it yet
+            launched.kill()
+            raise
         attach = run_setup(setup, detach)
     except StageError as exc:
         raise OcishError(f"create failed: {exc}") from None

@@ -15,7 +15,7 @@ import pytest
 
 from runtime import jsonfast, sync
 from runtime.defaults import default_spec
-from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage
+from runtime.engine import CONTAINER, HOST, Context, Engine, Observer, Stage, inherited_fds
 from runtime.errors import StageError
 from runtime.linux import exeseal
 from runtime.linux import syscalls as S
@@ -234,7 +234,7 @@ def test_context_crosses_the_wire(ctx):
                  "preserve_fds", "console_socket", "fifo_fd", "sys"):
         assert getattr(back, name) == getattr(ctx, name), name
     assert back.console_sock is None and back.pid == 0 and back.notes == {}
-    assert ctx.inherited_fds() == {0, 1, 2, 3, 4}
+    assert inherited_fds(ctx.preserve_fds) == {0, 1, 2, 3, 4}
 
 
 

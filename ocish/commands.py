@@ -193,6 +193,12 @@ def parse_args(cmd: Command, words: list[str]) -> Args:
     return a
 
 
+def bang(line: str) -> str:
+    """The line stripped, gdb's `!COMMAND` (no space) read as `! COMMAND` (shell)."""
+    line = line.strip()
+    return "! " + line[1:] if line.startswith("!") and line[1:2] not in ("", " ") else line
+
+
 def pick(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
     """`word`, or the one choice it is a prefix of; else an error that lists the choices and
     says which one was probably meant."""
@@ -326,7 +332,7 @@ class Commands:
         `record`."""
         out = Outcome(line)
         self._news(out)
-        first, rest = (line.strip().split(None, 1) + ["", ""])[:2]
+        first, rest = (bang(line).split(None, 1) + ["", ""])[:2]
         if not first or first.startswith("#"):
             return out
         try:
@@ -639,6 +645,33 @@ class Commands:
         finally:
             if devnull >= 0:
                 os.close(devnull)
+
+    def do_shell(self, a: Args):
+        """gdb's `shell COMMAND`: one host command line through /bin/sh -c, in the session's
+        own namespaces (the host's, not the container's: `exec` runs in those), $variables
+        expanded first. Its output is the terminal's, or kept in the result when the session
+        captures exec's output (a script); stdin is /dev/null without a terminal. A non-zero
+        exit status is data, not a failure, as for `exec`."""
+        from ocish.debugger import Exec
+        from ocish.variables import expand_line
+        line = expand_line(a.pos[0], self.variable).strip() if a.pos else ""
+        if not line or line.startswith("#"):
+            raise OcishError(f"usage: {BY_NAME['shell'].usage}")
+        import subprocess
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pipe = subprocess.PIPE if self.capture_exec else None
+        stdin = None if sys.stdin.isatty() else subprocess.DEVNULL  # never a script's input
+        proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=stdin, stdout=pipe, stderr=pipe,
+                                text=True, errors="replace")
+        try:
+            out, err = proc.communicate()
+        except BaseException:  # Ctrl-C reached it too (same process group); never leave it
+            proc.kill()
+            proc.wait()
+            raise
+        status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        return Exec(proc.pid, status, out, err)
 
     # -- inspection ----------------------------------------------------------------------------
     def do_inspect(self, a: Args):
@@ -1174,6 +1207,17 @@ COMMANDS: list[Command] = [
       "Without arguments: every setting. `set errexit on` (or `ocish debug --errexit`) makes\n"
       "a failed command end the session at once, exit status 1, as `set -e` does in sh.",
       ("set", "set errexit on"), complete=_complete_set),
+    C("shell", ("!",), "shell COMMAND-LINE",
+      "run a command line on the host, through /bin/sh (gdb's `shell`)",
+      "The rest of the line goes to /bin/sh -c as typed, after $variables ($bundle,\n"
+      "$rootfs, $pid, $id ...) are expanded: pipes, redirections and quotes are sh's. It\n"
+      "runs in the shell's own namespaces and cgroup, as the host: `exec` runs a command\n"
+      "inside the container instead. Prints its output, then `exit status N` (128+N:\n"
+      "killed by signal N); in a script its stdout and stderr are its data, as exec's:\n"
+      "`expect shell hostname -> stdout != ocish`. A non-zero status does not fail it.",
+      ("shell hostname", "shell cat /proc/$pid/status | grep ^Cap",
+       "! ls -l /proc/$pid/ns", "expect shell ip link -> stdout contains lo"),
+      raw=True),
     C("exec", (), EXEC_USAGE, "run one more process in the container, as `ocish exec` does",
       "Runs the runtime's own exec pipeline (cgroup-join, lsm, seccomp, join, terminal,\n"
       "process, attributes, bounding, user, caps, exec): the process joins the cgroups\n"

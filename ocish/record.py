@@ -3,7 +3,7 @@ same stops.
 
 Every command the session ran is kept (Commands.history, with its data). Recording writes:
 - what changes the container or the session, as typed: bundle, load, break and its kin, step,
-  next, until, continue, start, exec, kill, pause, resume, delete, restart, trace, watch, catch,
+  next, until, continue, start, exec, shell, kill, pause, resume, delete, restart, trace, watch, catch,
   set, and the user's own expectations;
 - a step that failed as `expect LINE -> fails, stage == ..., errno == ..., pointer == ...`,
   since a replay treats an unexpected failure as a failed test;
@@ -159,7 +159,7 @@ def lines_of(cmds: "Commands", expect: bool) -> tuple[list[str], int, int, list[
             clauses = _clauses(view, ("reason", "next"), subst)
             out_lines.append(f"expect {typed} -> {clauses}")
             n_exp += 1
-        elif expect and name == "exec" and isinstance(out.data, Exec) and out.data.status is not None:
+        elif expect and name in ("exec", "shell") and isinstance(out.data, Exec) and out.data.status is not None:
             view = facts.command_view("exec", out.args, out.data)
             if out.data.stdout is None:  # on a terminal: the output went to it, not to us
                 out_lines.append("# its output went to the terminal, not kept: add "

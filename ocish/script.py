@@ -46,9 +46,9 @@ class Script:
 
 def _check_command(text: str) -> str:
     """The name of the command `text` runs; raises OcishError when it cannot run as written."""
-    from ocish.commands import parse_args, resolve
+    from ocish.commands import bang, parse_args, resolve
     from ocish.variables import split_words
-    words = split_words(text)  # ValueError: an unbalanced quote
+    words = split_words(bang(text))  # ValueError: an unbalanced quote
     cmd = resolve(words[0])
     if cmd.name in REFUSED:
         raise OcishError(f"{cmd.name}: {REFUSED[cmd.name]}")

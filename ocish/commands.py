@@ -650,26 +650,36 @@ class Commands:
         """gdb's `shell COMMAND`: one host command line through /bin/sh -c, in the session's
         own namespaces (the host's, not the container's: `exec` runs in those), $variables
         expanded first. Its output is the terminal's, or kept in the result when the session
-        captures exec's output (a script); stdin is /dev/null without a terminal. A non-zero
-        exit status is data, not a failure, as for `exec`."""
+        captures exec's output (a script): what it wrote until sh exited; stdin is /dev/null
+        without a terminal. A non-zero exit status is data, not a failure, as for `exec`."""
         from ocish.debugger import Exec
         from ocish.variables import expand_line
         line = expand_line(a.pos[0], self.variable).strip() if a.pos else ""
         if not line or line.startswith("#"):
             raise OcishError(f"usage: {BY_NAME['shell'].usage}")
         import subprocess
+        import tempfile
         sys.stdout.flush()
         sys.stderr.flush()
-        pipe = subprocess.PIPE if self.capture_exec else None
         stdin = None if sys.stdin.isatty() else subprocess.DEVNULL  # never a script's input
-        proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=stdin, stdout=pipe, stderr=pipe,
-                                text=True, errors="replace")
+        # captured to files, not pipes: what sh leaves running in the background (`runc run
+        # -d`, `cmd &`) keeps its stdout, and reading a pipe to its end would wait for it
+        files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()] if self.capture_exec else []
         try:
-            out, err = proc.communicate()
-        except BaseException:  # Ctrl-C reached it too (same process group); never leave it
-            proc.kill()
-            proc.wait()
-            raise
+            proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=stdin,
+                                    stdout=files[0] if files else None,
+                                    stderr=files[1] if files else None)
+            try:
+                proc.wait()
+            except BaseException:  # Ctrl-C reached it too (same process group): never leave it
+                proc.kill()
+                proc.wait()
+                raise
+            out, err = [(f.seek(0), f.read().decode(errors="replace"))[1] for f in files] or \
+                [None, None]
+        finally:
+            for f in files:
+                f.close()
         status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return Exec(proc.pid, status, out, err)
 

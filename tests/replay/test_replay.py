@@ -320,6 +320,24 @@ def test_a_plain_exec_keeps_its_output_in_the_report(replay, tmp_path):
     replay.assert_clean()
 
 
+def test_a_refused_load_and_restart_name_the_config_pointer(replay, tmp_path):
+    """A config.json the runtime refuses fails `load` and `restart` with the SpecError's
+    pointer as the failure's data (`expect load B -> fails, pointer == ...`), as a failed
+    stage gives its own."""
+    sc = tmp_path / "refused.ocish"
+    sc.write_text("bundle init -- sleep 100\n"
+                  "bundle set /linux/namespaces/- '{\"type\": \"user\"}'\n"
+                  "expect load $bundle -> fails, pointer == /linux/uidMappings, "
+                  "error contains 'needs uid mappings'\n"
+                  "bundle set /linux/uidMappings '[{\"containerID\": 0, \"hostID\": 100000, "
+                  "\"size\": 1}]'\n"
+                  "expect restart -> fails, pointer == /linux/gidMappings\n")
+    p = replay(str(sc), "--format", "json")
+    assert p.returncode == 0, p.stdout
+    assert json.loads(p.stdout)["summary"]["passed"] == 2
+    replay.assert_clean()
+
+
 def test_a_bad_regular_expression_is_a_syntax_error(replay, tmp_path):
     sc = tmp_path / "bad-regex.ocish"
     sc.write_text("bundle init -- sleep 100\ncontinue\nexpect state.id matches \"(unclosed\"\n")

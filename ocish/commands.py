@@ -281,10 +281,14 @@ class Commands:
         return self._workdir
 
     def close(self) -> None:
-        """Remove what the session made besides its container: the scratch directory."""
+        """Remove what the session made besides its container: the scratch directory, once
+        the mounts a `shell` command left in it (a script that failed before its own umount)
+        are detached; with one that cannot be, the directory stays, since rmtree would
+        descend into whatever that mount shows."""
         if self._workdir:
             import shutil
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            if _detach_mounts_under(self._workdir):
+                shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = ""
 
     def variable(self, name: str) -> str:
@@ -1301,3 +1305,20 @@ COMMANDS: list[Command] = [
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 ALIASES = {a: c.name for c in COMMANDS for a in (c.name,) + c.aliases}
+
+
+def _detach_mounts_under(path: str) -> bool:
+    """umount2(MNT_DETACH) every mount below `path`, deepest first (a detached parent takes its
+    children along: EINVAL for them then). False when one could not be detached."""
+    import errno as errnomod
+    from runtime.linux import procfs
+    from runtime.linux import syscalls as S
+    prefix = path.rstrip("/") + "/"
+    points = [e.mountpoint for e in procfs.mountinfo() if e.mountpoint.startswith(prefix)]
+    for mp in sorted(points, key=len, reverse=True):
+        try:
+            S.umount2(mp, S.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errnomod.EINVAL, errnomod.ENOENT):
+                return False
+    return True

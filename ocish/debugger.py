@@ -429,12 +429,12 @@ class Debugger(Observer):
             refused = isinstance(e, (SpecError, ConfigNotJson))
             self.refused = bundle if refused else ""
             if self.holds:
-                raise OcishError(f"{e}: {self.kept_text()}") from None
+                raise _refusal(e, self.kept_text()) from None
             if not refused:
                 raise
             self.teardown()
             self.bundle, self.cid, self.temp_dir, self.load_error = bundle, cid, temp_dir, str(e)
-            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+            raise _refusal(e, "fix config.json, then `restart` reads it again") from None
         if replacing is not None and self.holds:
             replacing()
         self.teardown()
@@ -547,8 +547,8 @@ class Debugger(Observer):
                 self.check_load(bundle, cid, frees_id=True)
             except (SpecError, ConfigNotJson) as e:
                 self.refused = bundle
-                raise OcishError(f"{e}: {self.kept_text()}; fix config.json, then `restart` "
-                                 "again") from None
+                raise _refusal(e, f"{self.kept_text()}; fix config.json, then `restart` "
+                                  "again") from None
             if replacing is not None:
                 replacing()
         if self.attached:  # teardown leaves an attached container: restart replaces it
@@ -1574,3 +1574,12 @@ def _no_stage(name: str, stages) -> OcishError:
     listed = f"stages are {', '.join(names)}"
     return OcishError(f"no stage {name!r}: " + (
         f"did you mean {' or '.join(close)}? ({listed})" if close else listed))
+
+
+def _refusal(e: OcishError, advice: str) -> OcishError:
+    """A load or restart refused by its config.json: the error's text and `advice`, still a
+    SpecError with its pointer when it was one (a script's `expect load B -> fails, pointer ==
+    /linux/uidMappings` reads it)."""
+    if isinstance(e, SpecError):
+        return SpecError(e.pointer, f"{e.message}: {advice}")
+    return OcishError(f"{e}: {advice}")

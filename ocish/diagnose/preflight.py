@@ -100,12 +100,19 @@ class Preflight:
             except OSError:
                 return
             if not creds.may(st, X):
+                # A closed parent refuses the bind of the rootfs; the rootfs itself is bound
+                # (its own mode is not searched), then each path resolved in it is refused.
+                inside = part == ""
                 self.add("userns-rootfs-access", ERROR,
                          f"the user namespace's root cannot reach the rootfs: {path} is closed",
                          f"the container's root is {creds.label}; {path} (mode "
                          f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) lets only "
-                         "its owner and group in, so the bind mount of the rootfs, made inside "
-                         "the user namespace, is refused", "mounts", "mount", errno.EACCES,
+                         "its owner and group in, so " + (
+                             "each mount's destination, resolved inside it in the user "
+                             "namespace, is refused" if inside else
+                             "the bind mount of the rootfs, made inside the user namespace, "
+                             "is refused"), "mounts", "resolve" if inside else "mount",
+                         errno.EACCES,
                          "/root/path", [f"{path}: {stat.filemode(st.st_mode)} "
                                         f"{st.st_uid}:{st.st_gid}",
                                         f"/linux/uidMappings: {creds.uid_map}"],

@@ -344,7 +344,14 @@ class Debugger(Observer):
         """The wait status of the container process `pid` once it died (up to `timeout` s for
         it to die and be reaped by us, its parent or subreaper); None while it lives, or when
         another process reaped it."""
+        deadline = time.monotonic() + timeout
         self.await_death(pid, timeout)
+        # a traced process (strace -f's, diagnose's re-run) is a zombie in /proc before its
+        # tracer has seen its end; only then can its parent wait for it (ptrace(2))
+        while pid not in self._status and procfs.proc_state(pid) == "Z" \
+                and time.monotonic() < deadline:
+            time.sleep(0.002)
+            self._reap()
         return self._status.get(pid)
 
     def exit_info(self, when: str = "") -> ExitInfo | None:

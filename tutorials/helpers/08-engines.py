@@ -39,9 +39,17 @@ import time
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_ROOT = "/sys/fs/cgroup"
 KEEPER = "keeper.pid"
+# Host paths the engines create whatever they are told (podman's blob-info cache, containerd
+# 1.6's shim sockets and fifos, dockerd's plugin dir): when one was not there before the engine
+# started, it is removed again at stop, as far as it holds only these files and empty dirs and
+# no other engine runs (the same rule as tests/clients/conftest.py's host_leftovers).
+HOST_PATHS = ["/var/lib/containers", "/run/containerd", "/run/docker"]
+HOST_FILES = ["/var/lib/containers/cache/blob-info-cache-v1.boltdb"]
+ENGINES = (b"podman", b"conmon", b"containerd", b"dockerd", b"containerd-shim-runc-v2")
 
 
 def die(msg: str) -> None:
+    """One line on stderr, exit status 1."""
     print(f"08-engines: {msg}", file=sys.stderr)
     sys.exit(1)
 
@@ -151,6 +159,7 @@ ocish = ["{rt}"]
 
 
 def containerd_conf(d: str) -> str:
+    """A containerd config.toml under d (socket, root, state there; no CRI plugin); its path."""
     path = f"{d}/containerd.toml"
     with open(path, "w") as f:
         f.write(f"""\
@@ -172,6 +181,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 
 def docker_conf(d: str, rt: str) -> str:
+    """dockerd's daemon.json under d: runtime `ocish` = rt, the containerd of d, no networking
+    of the host's touched (no iptables, no bridge), cgroupfs under cgroup_parent(d); its path."""
     path = f"{d}/daemon.json"
     cfg = {"runtimes": {"ocish": {"path": rt}}, "hosts": [f"unix://{d}/docker.sock"],
            "data-root": f"{d}/docker/data", "exec-root": f"{d}/docker/exec",
@@ -196,6 +207,7 @@ def cgroup_parent(d: str) -> str:
 # --- the keeper ---------------------------------------------------------------------------------
 
 def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie does not)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -204,6 +216,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_socket(path: str, daemon: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    """Until the daemon made its socket; RuntimeError when it died or took too long."""
     end = time.monotonic() + timeout
     while not os.path.exists(path):
         if daemon.poll() is not None:
@@ -214,6 +227,7 @@ def wait_socket(path: str, daemon: subprocess.Popen, what: str, timeout: float =
 
 
 def start_daemon(d: str, name: str, argv: list[str]) -> subprocess.Popen:
+    """A daemon, its output to d/NAME.log, with a PATH that finds the shims and runtimes."""
     log = open(f"{d}/{name}.log", "wb")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ, PATH=PATH_ENV.split("=", 1)[1]))
@@ -257,6 +271,7 @@ def keep(d: str, engine: str, watch: int | None, ready_w: int) -> None:
 
 
 def reap() -> None:
+    """Collect every exited child (the keeper is the subreaper of the engines' monitors)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -267,6 +282,7 @@ def reap() -> None:
 
 
 def quiet(argv: list[str], env: dict, timeout: float = 60) -> str:
+    """A client command's stdout, '' when it fails to run: teardown goes on regardless."""
     try:
         return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=timeout).stdout
@@ -275,6 +291,7 @@ def quiet(argv: list[str], env: dict, timeout: float = 60) -> str:
 
 
 def engine_env(d: str) -> dict:
+    """This environment with d/env's variables on it."""
     env = dict(os.environ)
     with open(f"{d}/env") as f:
         for line in f:
@@ -319,7 +336,37 @@ def teardown(d: str, daemons: list[subprocess.Popen]) -> None:
     if os.path.exists(f"{d}/daemon.json"):
         remove_cgroups([cgroup_parent(d)])
     unmount_under(d)
+    remove_host_paths(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_host_paths(d: str) -> None:
+    """The HOST_PATHS that were not there at setup (listed in d/host-paths), emptied of
+    HOST_FILES and removed, unless another engine runs now (it may be using them)."""
+    try:
+        with open(f"{d}/host-paths") as f:
+            before = f.read().split()
+    except OSError:
+        return
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if os.path.basename(cmd.split(b"\0")[0]) in ENGINES and d.encode() not in cmd:
+            return
+    for top in HOST_PATHS:
+        if top in before or not os.path.isdir(top):
+            continue
+        for f in HOST_FILES:
+            if f.startswith(top + "/") and os.path.isfile(f):
+                os.unlink(f)
+        for sub, _, _ in sorted(os.walk(top), key=lambda w: w[0].count("/"), reverse=True):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
 
 
 def kill_naming(d: str) -> None:
@@ -374,6 +421,8 @@ def remove_cgroups(names) -> None:
 # --- commands -----------------------------------------------------------------------------------
 
 def setup(engine: str, d: str, watch: int | None) -> None:
+    """Configure the engine in d, start the keeper (and through it the daemons), wait until
+    they answer; one line on stdout when ready, else die with the keeper's error."""
     if os.path.exists(f"{d}/{KEEPER}"):
         die(f"{d} already has an engine: `08-engines.py stop {d}` first")
     os.makedirs(d, exist_ok=True)
@@ -388,6 +437,8 @@ def setup(engine: str, d: str, watch: int | None) -> None:
         env["DOCKER_CONFIG"] = f"{d}/docker/client"
     with open(f"{d}/env", "w") as f:
         f.writelines(f"export {k}={v}\n" for k, v in env.items())
+    with open(f"{d}/host-paths", "w") as f:
+        f.write("\n".join(p for p in HOST_PATHS if os.path.exists(p)))
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the keeper: its own session, no stdio of the caller's (a pipe held open
@@ -423,12 +474,14 @@ def setup(engine: str, d: str, watch: int | None) -> None:
 
 
 def wait_gone(d: str, timeout: float = 180) -> None:
+    """Until the keeper removed d (or the timeout passed)."""
     end = time.monotonic() + timeout
     while os.path.exists(d) and time.monotonic() < end:
         time.sleep(0.1)
 
 
 def stop(d: str) -> None:
+    """Ask d's keeper to tear everything down (or do it here when the keeper is gone)."""
     try:
         with open(f"{d}/{KEEPER}") as f:
             pid = int(f.read())
@@ -445,6 +498,7 @@ def stop(d: str) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """The command line (see the module's docstring)."""
     if len(argv) < 2 or argv[0] not in ("image", "podman", "containerd", "docker", "stop"):
         die("usage: 08-engines.py image|podman|containerd|docker|stop DIR [--while PID]")
     cmd, d = argv[0], os.path.abspath(argv[1])

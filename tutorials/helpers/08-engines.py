@@ -502,7 +502,11 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[0] not in ("image", "podman", "containerd", "docker", "stop"):
         die("usage: 08-engines.py image|podman|containerd|docker|stop DIR [--while PID]")
     cmd, d = argv[0], os.path.abspath(argv[1])
-    watch = int(argv[3]) if argv[2:3] == ["--while"] and len(argv) > 3 else None
+    watch = None
+    if argv[2:3] == ["--while"]:
+        if len(argv) < 4 or not argv[3].isdigit():
+            die(f"--while wants a pid, got {argv[3] if len(argv) > 3 else 'nothing'!r}")
+        watch = int(argv[3])
     if os.geteuid() != 0:
         die("the engines need root")
     if cmd == "image":

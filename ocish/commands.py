@@ -123,6 +123,7 @@ class BundleResult:
     bundle: str
     pointer: str = ""
     value: Any = None
+    notes: list[str] = field(default_factory=list)  # a member runtime-spec does not know ...
 
 
 @dataclass
@@ -281,10 +282,14 @@ class Commands:
         return self._workdir
 
     def close(self) -> None:
-        """Remove what the session made besides its container: the scratch directory."""
+        """Remove what the session made besides its container: the scratch directory, once
+        the mounts a `shell` command left in it (a script that failed before its own umount)
+        are detached; with one that cannot be, the directory stays, since rmtree would
+        descend into whatever that mount shows."""
         if self._workdir:
             import shutil
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            if _detach_mounts_under(self._workdir):
+                shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = ""
 
     def variable(self, name: str) -> str:
@@ -650,26 +655,36 @@ class Commands:
         """gdb's `shell COMMAND`: one host command line through /bin/sh -c, in the session's
         own namespaces (the host's, not the container's: `exec` runs in those), $variables
         expanded first. Its output is the terminal's, or kept in the result when the session
-        captures exec's output (a script); stdin is /dev/null without a terminal. A non-zero
-        exit status is data, not a failure, as for `exec`."""
+        captures exec's output (a script): what it wrote until sh exited; stdin is /dev/null
+        without a terminal. A non-zero exit status is data, not a failure, as for `exec`."""
         from ocish.debugger import Exec
         from ocish.variables import expand_line
         line = expand_line(a.pos[0], self.variable).strip() if a.pos else ""
         if not line or line.startswith("#"):
             raise OcishError(f"usage: {BY_NAME['shell'].usage}")
         import subprocess
+        import tempfile
         sys.stdout.flush()
         sys.stderr.flush()
-        pipe = subprocess.PIPE if self.capture_exec else None
         stdin = None if sys.stdin.isatty() else subprocess.DEVNULL  # never a script's input
-        proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=stdin, stdout=pipe, stderr=pipe,
-                                text=True, errors="replace")
+        # captured to files, not pipes: what sh leaves running in the background (`runc run
+        # -d`, `cmd &`) keeps its stdout, and reading a pipe to its end would wait for it
+        files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()] if self.capture_exec else []
         try:
-            out, err = proc.communicate()
-        except BaseException:  # Ctrl-C reached it too (same process group); never leave it
-            proc.kill()
-            proc.wait()
-            raise
+            proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=stdin,
+                                    stdout=files[0] if files else None,
+                                    stderr=files[1] if files else None)
+            try:
+                proc.wait()
+            except BaseException:  # Ctrl-C reached it too (same process group): never leave it
+                proc.kill()
+                proc.wait()
+                raise
+            out, err = [(f.seek(0), f.read().decode(errors="replace"))[1] for f in files] or \
+                [None, None]
+        finally:
+            for f in files:
+                f.close()
         status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return Exec(proc.pid, status, out, err)
 
@@ -803,12 +818,16 @@ class Commands:
         if action == "init":
             d = a.opts["dir"] or os.path.join(self.workdir(),
                                               f"bundle{len(self.made_bundles) + 1}")
+            loaded = self.dbg.bundle if self.dbg.setup is not None or self.dbg.st else ""
+            if a.opts["force"] and loaded and os.path.realpath(d) == os.path.realpath(loaded):
+                raise OcishError(f"bundle init --force: {d} is the bundle of the loaded "
+                                 f"container {self.dbg.cid}: `delete -f` it (or `quit`) first")
             if a.opts.get("image"):
                 from ocish.image.build import build
                 path = build(d, a.opts["image"], a.opts["args"] or None,
-                             rootless=a.opts["rootless"])
+                             force=a.opts["force"], rootless=a.opts["rootless"])
             else:
-                path = bundle.init_bundle(d, a.opts["args"] or None,
+                path = bundle.init_bundle(d, a.opts["args"] or None, force=a.opts["force"],
                                           rootless=a.opts["rootless"])
             self.made_bundles.add(path)
             self.vars["bundle"] = path
@@ -820,7 +839,12 @@ class Commands:
                              "config.json)")
         value = bundle.edit_config(path, a.opts["pointer"], a.opts.get("value"),
                                    remove=action == "unset")
-        return BundleResult(action, path, a.opts["pointer"], value)
+        notes = bundle.unknown_members_at(path, a.opts["pointer"])
+        d = self.dbg
+        if d.bundle == path and (d.setup is not None or d.st is not None):
+            notes.append("the loaded container was set up from config.json as it was: "
+                         "`restart` reads it again")
+        return BundleResult(action, path, a.opts["pointer"], value, notes)
 
     def settings(self) -> list[Setting]:
         d = self.dbg
@@ -878,12 +902,12 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     return out
 
 
-BUNDLE_USAGE = ("bundle init [DIR] [--image REF] [--rootless] [-- CMD ARGS...] | "
+BUNDLE_USAGE = ("bundle init [DIR] [--image REF] [--rootless] [--force] [-- CMD ARGS...] | "
                 "bundle set POINTER VALUE | bundle unset POINTER")
 
 
 def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
-    """`init [DIR] [--image REF] [--rootless] [-- CMD...]`, `set POINTER VALUE`, `unset
+    """`init [DIR] [--image REF] [--rootless] [--force] [-- CMD...]`, `set POINTER VALUE`, `unset
     POINTER`."""
     if not args or args[0] not in ("init", "set", "unset"):
         raise OcishError(f"usage: {BUNDLE_USAGE}")
@@ -892,14 +916,15 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
     as_json = "--json" in rest[:cut]  # what it did, as data: every command with data takes it
     rest = [w for w in rest[:cut] if w != "--json"] + rest[cut:]
     if action == "init":
-        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False, "image": None}
+        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False, "image": None,
+                                "force": False}
         if "--" in rest:
             at = rest.index("--")
             rest, opts["args"] = rest[:at], rest[at + 1:]
         words = iter(rest)
         for w in words:
-            if w == "--rootless":
-                opts["rootless"] = True
+            if w in ("--rootless", "--force"):
+                opts[w[2:]] = True
             elif w == "--image" or w.startswith("--image="):
                 opts["image"] = w.partition("=")[2] if "=" in w else next(words, None)
                 if not opts["image"]:
@@ -1278,6 +1303,7 @@ COMMANDS: list[Command] = [
       "build a busybox bundle (offline) and edit its config.json: scripts make what they need",
       "`bundle init` builds a bundle in the session's scratch directory ($tmp) or DIR, as\n"
       "`ocish bundle init` does, and sets $bundle to it; `load $bundle` sets it up.\n"
+      "--force replaces what DIR holds (a bundle of an earlier session).\n"
       "--image REF builds it from an image (oci:DIR[:TAG], a docker/podman save tar,\n"
       "podman:NAME, docker:NAME) with skopeo and umoci; a CMD replaces the image's Cmd.\n"
       "`bundle set POINTER VALUE` writes VALUE (JSON, or else a string) at the JSON\n"
@@ -1291,3 +1317,20 @@ COMMANDS: list[Command] = [
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 ALIASES = {a: c.name for c in COMMANDS for a in (c.name,) + c.aliases}
+
+
+def _detach_mounts_under(path: str) -> bool:
+    """umount2(MNT_DETACH) every mount below `path`, deepest first (a detached parent takes its
+    children along: EINVAL for them then). False when one could not be detached."""
+    import errno as errnomod
+    from runtime.linux import procfs
+    from runtime.linux import syscalls as S
+    prefix = path.rstrip("/") + "/"
+    points = [e.mountpoint for e in procfs.mountinfo() if e.mountpoint.startswith(prefix)]
+    for mp in sorted(points, key=len, reverse=True):
+        try:
+            S.umount2(mp, S.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errnomod.EINVAL, errnomod.ENOENT):
+                return False
+    return True

@@ -344,7 +344,14 @@ class Debugger(Observer):
         """The wait status of the container process `pid` once it died (up to `timeout` s for
         it to die and be reaped by us, its parent or subreaper); None while it lives, or when
         another process reaped it."""
+        deadline = time.monotonic() + timeout
         self.await_death(pid, timeout)
+        # a traced process (strace -f's, diagnose's re-run) is a zombie in /proc before its
+        # tracer has seen its end; only then can its parent wait for it (ptrace(2))
+        while pid not in self._status and procfs.proc_state(pid) == "Z" \
+                and time.monotonic() < deadline:
+            time.sleep(0.002)
+            self._reap()
         return self._status.get(pid)
 
     def exit_info(self, when: str = "") -> ExitInfo | None:
@@ -409,7 +416,10 @@ class Debugger(Observer):
         from runtime import spec as specmod
         state.validate_id(cid)
         if not frees_id and os.path.lexists(state.container_dir(self.root, cid)):
-            raise OcishError(f"container with id exists: {cid}")
+            root = "" if self.root == _default_root() else f"--root {self.root} "
+            raise OcishError(f"container with id exists: {cid} (`ocish {root}state {cid}` "
+                             f"shows it, `ocish {root}delete -f {cid}` removes it, `--id` "
+                             "picks another)")
         specmod.load(bundle)
 
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "",
@@ -429,12 +439,12 @@ class Debugger(Observer):
             refused = isinstance(e, (SpecError, ConfigNotJson))
             self.refused = bundle if refused else ""
             if self.holds:
-                raise OcishError(f"{e}: {self.kept_text()}") from None
+                raise _refusal(e, self.kept_text()) from None
             if not refused:
                 raise
             self.teardown()
             self.bundle, self.cid, self.temp_dir, self.load_error = bundle, cid, temp_dir, str(e)
-            raise OcishError(f"{e}: fix config.json, then `restart` reads it again") from None
+            raise _refusal(e, "fix config.json, then `restart` reads it again") from None
         if replacing is not None and self.holds:
             replacing()
         self.teardown()
@@ -547,8 +557,8 @@ class Debugger(Observer):
                 self.check_load(bundle, cid, frees_id=True)
             except (SpecError, ConfigNotJson) as e:
                 self.refused = bundle
-                raise OcishError(f"{e}: {self.kept_text()}; fix config.json, then `restart` "
-                                 "again") from None
+                raise _refusal(e, f"{self.kept_text()}; fix config.json, then `restart` "
+                                  "again") from None
             if replacing is not None:
                 replacing()
         if self.attached:  # teardown leaves an attached container: restart replaces it
@@ -1586,3 +1596,12 @@ def _no_stage(name: str, stages) -> OcishError:
     listed = f"stages are {', '.join(names)}"
     return OcishError(f"no stage {name!r}: " + (
         f"did you mean {' or '.join(close)}? ({listed})" if close else listed))
+
+
+def _refusal(e: OcishError, advice: str) -> OcishError:
+    """A load or restart refused by its config.json: the error's text and `advice`, still a
+    SpecError with its pointer when it was one (a script's `expect load B -> fails, pointer ==
+    /linux/uidMappings` reads it)."""
+    if isinstance(e, SpecError):
+        return SpecError(e.pointer, f"{e.message}: {advice}")
+    return OcishError(f"{e}: {advice}")

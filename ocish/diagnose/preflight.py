@@ -100,12 +100,20 @@ class Preflight:
             except OSError:
                 return
             if not creds.may(st, X):
+                # A closed parent refuses the bind of the rootfs; the rootfs itself is bound
+                # (its own mode is not searched), then each path resolved in it is refused.
+                inside = part == ""
                 self.add("userns-rootfs-access", ERROR,
                          f"the user namespace's root cannot reach the rootfs: {path} is closed",
                          f"the container's root is {creds.label}; {path} (mode "
                          f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) lets only "
-                         "its owner and group in, so the bind mount of the rootfs, made inside "
-                         "the user namespace, is refused", "mounts", "mount", errno.EACCES,
+                         + ("its owner and group" if st.st_mode & stat.S_IXGRP else "its owner")
+                         + " in, so " + (
+                             "each mount's destination, resolved inside it in the user "
+                             "namespace, is refused" if inside else
+                             "the bind mount of the rootfs, made inside the user namespace, "
+                             "is refused"), "mounts", "resolve" if inside else "mount",
+                         errno.EACCES,
                          "/root/path", [f"{path}: {stat.filemode(st.st_mode)} "
                                         f"{st.st_uid}:{st.st_gid}",
                                         f"/linux/uidMappings: {creds.uid_map}"],
@@ -160,16 +168,31 @@ class Preflight:
                      "read-only, as runc and crun do", "pivot", "mkdir", 0, "/process/cwd",
                      [f"{self.rootfs}{loc.missing or cwd}: missing"], None)
             return
-        for cpath, host in loc.dirs + [(loc.path, loc.host)]:
-            st = os.stat(host)
+        # stage user enters the cwd as root first (runc's finalizeNamespace), as the user only
+        # when root may not: the chdir fails only when both are refused
+        root = namespace_root(self.spec)
+        chain = [(cpath, host, os.stat(host)) for cpath, host in loc.dirs + [(loc.path, loc.host)]]
+        root_may = root is None or all(root.may(st, X) for _, _, st in chain)
+        for cpath, host, st in chain:
             if not creds.may(st, X):
-                self.add("cwd-permission", ERROR, f"cwd {cwd}: {cpath} is not searchable by the "
-                         "process's user", f"the process runs as {creds.label}; {cpath} (mode "
-                         f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) refuses "
-                         "it, so chdir(2) fails with EACCES", "user", "chdir", errno.EACCES,
-                         "/process/cwd", [f"{host}: {stat.filemode(st.st_mode)}"],
-                         Fix(f"let others search {cpath}",
-                             command=f"chmod o+x {shlex.quote(host)}"))
+                mode = f"{cpath} (mode {stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid})"
+                fix = Fix(f"let others search {cpath}", command=f"chmod o+x {shlex.quote(host)}")
+                evidence = [f"{host}: {stat.filemode(st.st_mode)}"]
+                title = f"cwd {cwd}: {cpath} is not searchable by the process's user"
+                if not root_may:
+                    self.add("cwd-permission", ERROR, title, f"the process runs as "
+                             f"{creds.label}; {mode} refuses it and the user namespace's root "
+                             "too, so chdir(2) fails with EACCES", "user", "chdir",
+                             errno.EACCES, "/process/cwd", evidence, fix)
+                    return
+                hit = ("every path relative to the cwd ('.', a plain `ls`) fails with EACCES"
+                       if cpath == loc.path else
+                       f"absolute paths through {cpath} fail with EACCES")
+                self.add("cwd-permission", WARNING, title, f"the runtime enters {cwd} as root "
+                         "before the user switch (as runc does), so setup goes through and the "
+                         f"process starts there; but it runs as {creds.label}, and {mode} "
+                         f"refuses it: {hit}", "start", "", errno.EACCES, "/process/cwd",
+                         evidence, fix)
                 return
         self.checked.append(f"cwd {cwd}: a directory")
 

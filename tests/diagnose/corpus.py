@@ -256,6 +256,9 @@ CASES: list[Case] = [
     # -- user namespaces
     Case("user namespace root cannot reach the rootfs", "userns-rootfs-access", "mounts",
          "/root/path", "100000", "command:chmod o+x", _userns()),
+    Case("user namespace root cannot enter the rootfs", "userns-rootfs-access", "mounts",
+         "/root/path", "each mount's destination", "command:chmod o+x", _userns(),
+         rootfs=lambda root: root.chmod(0o700), open_dir=True),
     Case("user namespace without a mapping for 0", "userns-root-unmapped", "mounts",
          "/linux/uidMappings", "EINVAL", "patch:/linux/uidMappings",
          _both(_userns(first=1000), _proc("user", {"uid": 1000, "gid": 1000})), open_dir=True),

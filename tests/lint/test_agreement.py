@@ -189,6 +189,16 @@ OWN = [
     ("mount destination through a symlink (lands inside)", _mount(
         destination="/link/x", type="tmpfs", source="tmpfs"),
      lambda root: ((root / "real").mkdir(), (root / "link").symlink_to("/real"))),
+    # stage user enters the cwd as root first (runc): the process starts in a cwd it cannot
+    # search (a warning); with a user namespace whose root is refused too, create fails
+    ("cwd not searchable by the user, root enters it", lambda s: s["process"].update(
+        cwd="/srv", user={"uid": 1000, "gid": 1000}), lambda root: (root / "srv").mkdir(0o700)),
+    ("cwd not searchable by the user nor the namespace's root", lambda s: (
+        s["process"].update(cwd="/srv", user={"uid": 1000, "gid": 1000}),
+        s["linux"]["namespaces"].append({"type": "user"}),
+        s["linux"].update(uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+                          gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])),
+     lambda root: (root / "srv").mkdir(0o700)),
     ("cwd through a symlink", _set("/process/cwd", "/home"),
      lambda root: ((root / "srv").mkdir(exist_ok=True), (root / "home").symlink_to("/srv"))),
     ("entrypoint a dangling symlink", _set("/process/args", ["/app"]),

@@ -320,6 +320,39 @@ def test_a_plain_exec_keeps_its_output_in_the_report(replay, tmp_path):
     replay.assert_clean()
 
 
+def test_a_refused_load_and_restart_name_the_config_pointer(replay, tmp_path):
+    """A config.json the runtime refuses fails `load` and `restart` with the SpecError's
+    pointer as the failure's data (`expect load B -> fails, pointer == ...`), as a failed
+    stage gives its own."""
+    sc = tmp_path / "refused.ocish"
+    sc.write_text("bundle init -- sleep 100\n"
+                  "bundle set /linux/namespaces/- '{\"type\": \"user\"}'\n"
+                  "expect load $bundle -> fails, pointer == /linux/uidMappings, "
+                  "error contains 'needs uid mappings'\n"
+                  "bundle set /linux/uidMappings '[{\"containerID\": 0, \"hostID\": 100000, "
+                  "\"size\": 1}]'\n"
+                  "expect restart -> fails, pointer == /linux/gidMappings\n")
+    p = replay(str(sc), "--format", "json")
+    assert p.returncode == 0, p.stdout
+    assert json.loads(p.stdout)["summary"]["passed"] == 2
+    replay.assert_clean()
+
+
+def test_mounts_a_failed_script_left_in_its_scratch_dir_are_detached(replay, tmp_path):
+    """A script that mounts in $tmp (tutorials/03-mounts.ocish) and fails before its own
+    umount leaves nothing mounted, and its scratch directory goes."""
+    sc = tmp_path / "mounts-left.ocish"
+    sc.write_text("shell mkdir -p $tmp/a/b && mount --bind $tmp/a $tmp/a "
+                  "&& mount -t tmpfs tmpfs $tmp/a/b && mount -t tmpfs tmpfs $tmp/a/b\n"
+                  "expect shell grep -c \" $tmp/a/b \" /proc/self/mountinfo -> stdout == 2\n"
+                  "expect shell true -> status == 1\n"
+                  "shell umount $tmp/a/b $tmp/a/b $tmp/a\n")
+    p = replay(str(sc), "--format", "json")
+    assert p.returncode == 1, p.stdout
+    assert json.loads(p.stdout)["summary"]["passed"] == 1
+    replay.assert_clean()
+
+
 def test_a_bad_regular_expression_is_a_syntax_error(replay, tmp_path):
     sc = tmp_path / "bad-regex.ocish"
     sc.write_text("bundle init -- sleep 100\ncontinue\nexpect state.id matches \"(unclosed\"\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from tests.conftest import REPO, cid, needs_root, ocish_cmd
 
@@ -50,3 +51,12 @@ def test_shell_without_a_command_line_is_refused(tmp_path) -> None:
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert res.stderr.count("usage: shell COMMAND-LINE") == 2, res.stderr
     assert res.returncode == 1
+
+
+def test_a_background_process_keeping_stdout_does_not_hold_the_session(tmp_path) -> None:
+    # a detached container (`ocish run -d`, `runc run -d`) keeps the stdout it was given
+    t0 = time.monotonic()
+    res = _replay(tmp_path, "expect shell echo now; sleep 29.75 & -> status == 0, stdout == now\n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert time.monotonic() - t0 < 20
+    subprocess.run(["pkill", "-f", "^sleep 29.75$"])

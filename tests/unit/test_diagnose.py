@@ -137,6 +137,22 @@ def test_seccomp_check_finds_what_stops_the_runtime():
     assert seccomp_check.findings(conditional, {"noNewPrivileges": True}) == []
 
 
+def test_seccomp_before_exec_points_at_what_decides():
+    """A rule that refuses the runtime's openat is the culprit, not the default action that
+    lets everything else through; a default action that refuses it is."""
+    by_rule = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["openat"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["openat"], "action": "SCMP_ACT_ERRNO"}]}
+    [f] = seccomp_check.findings(by_rule, {"noNewPrivileges": True})
+    assert (f.code, f.op, f.pointer) == ("seccomp-before-exec", "openat", "/linux/seccomp/syscalls/2")
+    by_default = {"defaultAction": "SCMP_ACT_ERRNO",
+                  "syscalls": [{"names": ["write", "execve"], "action": "SCMP_ACT_ALLOW"}]}
+    [g] = seccomp_check.findings(by_default, {"noNewPrivileges": True})
+    assert (g.op, g.pointer) == ("openat", "/linux/seccomp/defaultAction")
+
+
 def test_seccomp_check_warns_of_the_programs_first_calls():
     """The runtime gets through to execve(2); the program's start-up calls (ld.so's mmap,
     mprotect ...) do not: a warning, with the patch that lets them through."""

@@ -345,8 +345,9 @@ class Shell:
             self._refused.discard(self.dbg.bundle)
         else:
             self._lint_lines(self.dbg.bundle, report)
-            self.note("config.json loads now, but lint still finds the problems above: the "
-                      "setup fails where an error says; fix them, then `restart`")
+            self.note("config.json loads now, but lint still finds the problems above: " + (
+                "the setup fails where an error says; fix them, then `restart`"
+                if report.count(ERROR) else "warnings only: the setup may go through"))
 
     def _lint_lines(self, bundle: str, report=None) -> None:
         from ocish.lint import text_lines

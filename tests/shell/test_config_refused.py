@@ -84,9 +84,15 @@ def test_a_partial_fix_that_loads_lists_what_lint_still_finds(ocish, session, ma
     assert f"container {s.cid}" in out and "stopped before the first stage" in out
     assert f"{b}/config.json: 1 error, 1 warning (create refuses it)" in out
     assert "error   /mounts/7/options/0" in out and "warning /hostnmae" in out
-    assert "config.json loads now, but lint still finds the problems above" in out
+    assert ("config.json loads now, but lint still finds the problems above: the setup fails "
+            "where an error says" in out)
     assert "stage mounts, mount: EINVAL" in out
     assert "FAILED: stage mounts" in s.cmd("continue")
+    bad["mounts"] = good["mounts"]  # the error fixed, the unknown member (a warning) kept
+    _write(b, bad)
+    out = s.cmd("restart")
+    assert f"{b}/config.json: 0 errors, 1 warning" in out
+    assert "lint still finds the problems above: warnings only: the setup may go through" in out
     _write(b, good)
     out = s.cmd("restart")
     assert "stopped before the first stage" in out and "lint" not in out

@@ -332,6 +332,25 @@ def _index(container: list, key: str, pointer: str, append: bool) -> int:
     return int(key)
 
 
+def unknown_members_at(bundle: str, pointer: str) -> list[str]:
+    """Lint's unknown-member findings (a member runtime-spec does not define: the runtime
+    ignores it, usually a typo) on the way to or under `pointer` in `bundle`/config.json, one
+    line each: "/linux/namespace: unknown member 'namespace': ignored; did you mean
+    'namespaces'?". Empty when config.json cannot be read (edit_config said why)."""
+    from ocish.lint.checks import unknown_members
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            spec = json.load(f)
+    except (OSError, ValueError):
+        return []
+    out = []
+    for f in unknown_members(spec) if isinstance(spec, dict) else []:
+        if (pointer + "/").startswith(f.pointer + "/") or f.pointer.startswith(pointer + "/"):
+            guess = f.cause.partition("; ")[2]
+            out.append(f"{f.pointer}: {f.title}" + (f"; {guess}" if guess else ""))
+    return out
+
+
 def edit_config(bundle: str, pointer: str, value: str | None, remove: bool = False):
     """Set (or with `remove`, delete) the item at `pointer` in `bundle`/config.json. `value`
     is JSON, or else taken as a string (unless it starts as JSON does, with [, { or ", and

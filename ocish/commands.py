@@ -123,6 +123,7 @@ class BundleResult:
     bundle: str
     pointer: str = ""
     value: Any = None
+    notes: list[str] = field(default_factory=list)  # a member runtime-spec does not know ...
 
 
 @dataclass
@@ -817,12 +818,16 @@ class Commands:
         if action == "init":
             d = a.opts["dir"] or os.path.join(self.workdir(),
                                               f"bundle{len(self.made_bundles) + 1}")
+            loaded = self.dbg.bundle if self.dbg.setup is not None or self.dbg.st else ""
+            if a.opts["force"] and loaded and os.path.realpath(d) == os.path.realpath(loaded):
+                raise OcishError(f"bundle init --force: {d} is the bundle of the loaded "
+                                 f"container {self.dbg.cid}: `delete -f` it (or `quit`) first")
             if a.opts.get("image"):
                 from ocish.image.build import build
                 path = build(d, a.opts["image"], a.opts["args"] or None,
-                             rootless=a.opts["rootless"])
+                             force=a.opts["force"], rootless=a.opts["rootless"])
             else:
-                path = bundle.init_bundle(d, a.opts["args"] or None,
+                path = bundle.init_bundle(d, a.opts["args"] or None, force=a.opts["force"],
                                           rootless=a.opts["rootless"])
             self.made_bundles.add(path)
             self.vars["bundle"] = path
@@ -834,7 +839,12 @@ class Commands:
                              "config.json)")
         value = bundle.edit_config(path, a.opts["pointer"], a.opts.get("value"),
                                    remove=action == "unset")
-        return BundleResult(action, path, a.opts["pointer"], value)
+        notes = bundle.unknown_members_at(path, a.opts["pointer"])
+        d = self.dbg
+        if d.bundle == path and (d.setup is not None or d.st is not None):
+            notes.append("the loaded container was set up from config.json as it was: "
+                         "`restart` reads it again")
+        return BundleResult(action, path, a.opts["pointer"], value, notes)
 
     def settings(self) -> list[Setting]:
         d = self.dbg
@@ -892,12 +902,12 @@ def parse_exec(cmd: Command | None, args: list[str]) -> Args:
     return out
 
 
-BUNDLE_USAGE = ("bundle init [DIR] [--image REF] [--rootless] [-- CMD ARGS...] | "
+BUNDLE_USAGE = ("bundle init [DIR] [--image REF] [--rootless] [--force] [-- CMD ARGS...] | "
                 "bundle set POINTER VALUE | bundle unset POINTER")
 
 
 def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
-    """`init [DIR] [--image REF] [--rootless] [-- CMD...]`, `set POINTER VALUE`, `unset
+    """`init [DIR] [--image REF] [--rootless] [--force] [-- CMD...]`, `set POINTER VALUE`, `unset
     POINTER`."""
     if not args or args[0] not in ("init", "set", "unset"):
         raise OcishError(f"usage: {BUNDLE_USAGE}")
@@ -906,14 +916,15 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
     as_json = "--json" in rest[:cut]  # what it did, as data: every command with data takes it
     rest = [w for w in rest[:cut] if w != "--json"] + rest[cut:]
     if action == "init":
-        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False, "image": None}
+        opts: dict[str, Any] = {"dir": None, "args": [], "rootless": False, "image": None,
+                                "force": False}
         if "--" in rest:
             at = rest.index("--")
             rest, opts["args"] = rest[:at], rest[at + 1:]
         words = iter(rest)
         for w in words:
-            if w == "--rootless":
-                opts["rootless"] = True
+            if w in ("--rootless", "--force"):
+                opts[w[2:]] = True
             elif w == "--image" or w.startswith("--image="):
                 opts["image"] = w.partition("=")[2] if "=" in w else next(words, None)
                 if not opts["image"]:
@@ -1292,6 +1303,7 @@ COMMANDS: list[Command] = [
       "build a busybox bundle (offline) and edit its config.json: scripts make what they need",
       "`bundle init` builds a bundle in the session's scratch directory ($tmp) or DIR, as\n"
       "`ocish bundle init` does, and sets $bundle to it; `load $bundle` sets it up.\n"
+      "--force replaces what DIR holds (a bundle of an earlier session).\n"
       "--image REF builds it from an image (oci:DIR[:TAG], a docker/podman save tar,\n"
       "podman:NAME, docker:NAME) with skopeo and umoci; a CMD replaces the image's Cmd.\n"
       "`bundle set POINTER VALUE` writes VALUE (JSON, or else a string) at the JSON\n"

@@ -416,7 +416,10 @@ class Debugger(Observer):
         from runtime import spec as specmod
         state.validate_id(cid)
         if not frees_id and os.path.lexists(state.container_dir(self.root, cid)):
-            raise OcishError(f"container with id exists: {cid}")
+            root = "" if self.root == _default_root() else f"--root {self.root} "
+            raise OcishError(f"container with id exists: {cid} (`ocish {root}state {cid}` "
+                             f"shows it, `ocish {root}delete -f {cid}` removes it, `--id` "
+                             "picks another)")
         specmod.load(bundle)
 
     def load(self, bundle: str, cid: str | None = None, temp_dir: str = "",

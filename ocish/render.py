@@ -644,7 +644,8 @@ def bundle_result(b: BundleResult) -> str:
         return f"bundle {b.bundle} built ($bundle): `load $bundle` sets it up"
     from ocish.facts import format_value
     what = "removed" if b.action == "unset" else f"= {format_value(b.value)}"
-    return f"{b.bundle}/config.json {b.pointer} {what}"
+    return "\n".join([f"{b.bundle}/config.json {b.pointer} {what}"]
+                     + [f"note: {n}" for n in b.notes])
 
 
 def recorded(r: Recorded) -> str:

@@ -107,7 +107,8 @@ class Preflight:
                          f"the user namespace's root cannot reach the rootfs: {path} is closed",
                          f"the container's root is {creds.label}; {path} (mode "
                          f"{stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}) lets only "
-                         "its owner and group in, so " + (
+                         + ("its owner and group" if st.st_mode & stat.S_IXGRP else "its owner")
+                         + " in, so " + (
                              "each mount's destination, resolved inside it in the user "
                              "namespace, is refused" if inside else
                              "the bind mount of the rootfs, made inside the user namespace, "

@@ -177,7 +177,7 @@ def _schema_findings(doc, errors) -> list[Finding]:
 # -- 3. accepted, then ignored or dropped --------------------------------------------------------
 
 def _static_findings(doc: dict) -> list[Finding]:
-    out = _unknown_members(doc)
+    out = unknown_members(doc)
     for ptr, why in NOT_APPLIED:
         found, value = _at(doc, ptr)
         if found and value not in ({}, None):
@@ -210,7 +210,7 @@ def _hooks_run_by_create(doc: dict) -> list[Finding]:
     return out
 
 
-def _unknown_members(doc: dict) -> list[Finding]:
+def unknown_members(doc: dict) -> list[Finding]:
     """Members the schema does not describe where it lists them all: ignored by the runtime
     (runtime-spec: "MUST ignore unknown properties"), usually a typo."""
     from ocish.lint.schemacheck import known_members

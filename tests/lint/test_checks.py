@@ -32,7 +32,7 @@ def test_unknown_members_with_a_guess():
     spec["process"]["capabilites"] = {}
     spec["linux"]["netDevices"] = {}          # runtime-spec 1.3's: the runtime reads it
     spec["annotations"] = {"anything": "goes"}  # a map: any key
-    found = {f.pointer: f for f in checks._unknown_members(spec)}
+    found = {f.pointer: f for f in checks.unknown_members(spec)}
     assert sorted(found) == ["/hostnmae", "/process/capabilites"]
     assert found["/process/capabilites"].fix.patch == [
         {"op": "move", "from": "/process/capabilites", "path": "/process/capabilities"}]

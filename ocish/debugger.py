@@ -700,13 +700,25 @@ class Debugger(Observer):
     def _end_execs(self, cid: str) -> None:
         """Kill and reap the exec'd processes of container `cid` that are still our children:
         the container's init cannot finish dying while one of its pid namespace is left
-        unreaped by a parent outside it (this shell, their subreaper)."""
+        unreaped by a parent outside it (this shell, their subreaper). A SIGKILLed process of
+        a frozen (paused) v1 cgroup dies only once thawed: as runc's Signal does, the cgroup is
+        thawed after the SIGKILLs, else the waitpid would wait for ever."""
         waiting = [p for p, (c, _) in self._waiting_execs.items() if c == cid]
-        for pid in [p for p, c in self.exec_pids.items() if c == cid] + waiting:
+        pids = [p for p, c in self.exec_pids.items() if c == cid] + waiting
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if pids and cid == self.cid and self.st is not None and self.st.get("cgroup"):
+            from runtime import cgroups
+            manager = cgroups.from_state(self.st["cgroup"])
+            if manager.frozen():
+                manager.thaw()
+        for pid in pids:
+            try:
                 os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
+            except ChildProcessError:
                 pass
             self.exec_pids.pop(pid, None)
             if pid in self._waiting_execs:

@@ -144,3 +144,19 @@ def test_exec_ignore_paused_waits_for_resume(ocish, session, make_bundle, tmp_pa
     assert pid in pids and pid != init and alive(pid)
     s.quit()  # the detached process is killed with the container
     assert not alive(pid) and not cgroup_dirs(s.cid)
+
+
+def test_quit_of_a_paused_container_with_a_detached_exec(session, make_bundle):
+    """A SIGKILLed process of a frozen v1 cgroup dies only once thawed: quitting (as a replay
+    does after a failed expectation) while the container is paused and a detached exec still
+    runs used to wait for that exec for ever. The shell thaws after its SIGKILLs, as runc's
+    Signal does."""
+    s = session(make_bundle(["sleep", "30"]))
+    s.cmd("continue")
+    s.cmd("start")
+    pid = int(s.cmd("exec -d sleep 60").split()[2])
+    assert _wait(lambda: alive(pid))
+    s.cmd("pause")
+    assert s.json("state")["status"] == "paused"
+    s.quit(timeout=15)
+    assert not alive(pid) and not cgroup_dirs(s.cid)

@@ -103,6 +103,8 @@ class Exec(Stage):
                 self._try_handoff(ctx)
             else:
                 self._try_loaded(ctx)
+        else:
+            self._try_fifo(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -124,6 +126,27 @@ class Exec(Stage):
             return os.open(f"self/fd/{ctx.fifo_fd}", flags, dir_fd=ctx.proc_fd)
         return os.open(f"/proc/self/fd/{ctx.fifo_fd}", flags)
 
+    def _try_fifo(self, ctx: Context) -> None:
+        """The handoff's open of exec.fifo, made now without blocking (ENXIO: no reader yet, as
+        it should be): one that cannot be made fails `create`, as runc 1.1.5's does (its init
+        fails "error closing exec fds: open /proc/self/fd: too many open files" before create
+        returns), not the container later with nobody to tell. EMFILE: the config's
+        RLIMIT_NOFILE leaves no free file descriptor."""
+        try:
+            os.close(self._open_fifo(ctx, os.O_NONBLOCK))
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return
+            pointer, detail = "", ""
+            if e.errno == errno.EMFILE:
+                limits = [r.get("type") for r in ctx.process.get("rlimits") or []]
+                if "RLIMIT_NOFILE" in limits:
+                    pointer = f"/process/rlimits/{limits.index('RLIMIT_NOFILE')}"
+                    detail = ("the RLIMIT_NOFILE limit leaves no file descriptor free for "
+                              "the runtime's last open: raise it above the fds in use")
+            raise StageError(self.name, "open", "exec.fifo", e.errno or 0, pointer,
+                             detail) from None
+
     def _try_loaded(self, ctx: Context) -> None:
         """With the seccomp filter loaded already (stage bounding), make the handoff's calls
         now, harmlessly: its signal mask reset (to the mask it has), the open of exec.fifo
@@ -134,11 +157,7 @@ class Exec(Stage):
             sig.pthread_sigmask(sig.SIG_SETMASK, sig.pthread_sigmask(sig.SIG_BLOCK, []))
         except OSError as e:
             raise StageError(self.name, "rt_sigprocmask", "", e.errno or 0) from None
-        try:
-            os.close(self._open_fifo(ctx, os.O_NONBLOCK))
-        except OSError as e:
-            if e.errno != errno.ENXIO:
-                raise StageError(self.name, "open", "exec.fifo", e.errno or 0) from None
+        self._try_fifo(ctx)
         r, w = os.pipe()
         try:
             os.write(w, b"0")

@@ -69,6 +69,11 @@ CASES = [
     ("hard nofile above ours", _set(["process", "rlimits"],
                                     [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1 << 20}]),
      "/process/rlimits/0"),
+    # runc 1.1.5 fails create too ("error closing exec fds: open /proc/self/fd: too many open
+    # files"); the container must not die after create returned 0, telling nobody
+    ("nofile leaving no fd for exec.fifo", _set(["process", "rlimits"],
+                                                [{"type": "RLIMIT_NOFILE", "soft": 3, "hard": 3}]),
+     "stage exec: open exec.fifo (config /process/rlimits/0)"),
     ("cpuset beyond the machine", lambda s: s["linux"]["resources"].__setitem__("cpu", {"cpus": "64"}),
      "/linux/resources/cpu/cpus"),
     ("sysctl that does not exist", _set(["linux", "sysctl"], {"net.ipv4.no_such_knob": "1"}),

@@ -117,6 +117,8 @@ class Runner:
         cid = self.opts.id or f"replay-{uuid.uuid4().hex[:8]}"
         run = ScriptRun(sc.file, cid, started=time.time())
         root = self.opts.root or tempfile.mkdtemp(prefix="ocish-replay-")
+        from runtime import state
+        before = set(state.list_ids(root))
         t0 = time.monotonic()
         dbg = Debugger(os.path.abspath(root))
         dbg.exec_keeps = STOP_SIGNALS
@@ -138,6 +140,8 @@ class Runner:
         finally:
             with _held(STOP_SIGNALS), _stdio_to(output.fileno()):
                 for note in dbg.teardown():
+                    self._say(note)
+                for note in _delete_made(root, before, not self.opts.root, cid):
                     self._say(note)
                 cmds.close()
                 if not self.opts.root:
@@ -219,6 +223,23 @@ class Runner:
 
 
 TAIL_BYTES = 64 * 1024
+
+
+def _delete_made(root: str, before: set[str], private: bool, cid: str) -> list[str]:
+    """`delete -f` the containers a script made besides the session's own (`shell ocish
+    --root $root create ...`) that are still under `root`: every new one in a `private` root,
+    and in a --root shared with others only the new ones named with the script's id
+    (`$id-...`). Returns what could not be removed, one line each."""
+    from runtime import lifecycle, state
+    notes = []
+    for other in sorted(set(state.list_ids(root)) - before):
+        if not private and not other.startswith(f"{cid}-"):
+            continue
+        try:
+            lifecycle.delete(root, other, force=True)
+        except OcishError as e:
+            notes.append(f"container {other} the script made could not be removed: {e}")
+    return notes
 
 
 def _tail(f) -> str:

@@ -60,3 +60,35 @@ def test_a_background_process_keeping_stdout_does_not_hold_the_session(tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert time.monotonic() - t0 < 20
     subprocess.run(["pkill", "-f", "^sleep 29.75$"])
+
+
+def _left(root) -> list[str]:
+    return os.listdir(root) if os.path.isdir(root) else []
+
+
+def test_a_container_a_failed_script_made_with_shell_is_removed(tmp_path) -> None:
+    """A script that made a second container (`shell ocish --root $root create ...`) and failed
+    before deleting it: the replay removes it with the session's own, process and cgroups."""
+    from tests.shell.conftest import cgroup_dirs
+    script = tmp_path / "s.ocish"
+    script.write_text("bundle init -- sleep 100\n"
+                      "expect shell ocish --root $root create -b $bundle $id-other "
+                      "</dev/null >/dev/null 2>&1 -> status == 0\n"
+                      "expect shell ocish --root $root state $id-other -> stdout contains created\n"
+                      "expect status == running\n")  # fails: nothing loaded
+    wrapper = tmp_path / "bin"
+    wrapper.mkdir()
+    (wrapper / "ocish").write_text(f'#!/bin/sh\nexec {ocish_cmd()[0]} -m ocish "$@"\n')
+    (wrapper / "ocish").chmod(0o755)
+    env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{wrapper}:{os.environ['PATH']}")
+    for root in (None, tmp_path / "root"):
+        c = cid()
+        res = subprocess.run(ocish_cmd() + ["replay", str(script), "--id", c] +
+                             (["--root", str(root)] if root else []),
+                             capture_output=True, text=True, timeout=120, env=env,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 1 and "ok 2 " in res.stdout, res.stdout + res.stderr
+        assert not cgroup_dirs(f"{c}-other"), res.stderr
+        if root:
+            assert _left(root) == []
+        assert subprocess.run(["pgrep", "-f", f"ocish init.*{c}"]).returncode == 1

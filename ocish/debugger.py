@@ -1243,6 +1243,8 @@ class Debugger(Observer):
             row = rows.get(stage.name)
             if row is None:
                 summary = (stage.describe(ctx).splitlines() or [stage.summary])[0]
+                if summary.endswith(":"):  # a list follows on the lines `explain` shows
+                    summary = f"{summary[:-1]} (`explain {prefix + stage.name}` lists them)."
                 row = rows[stage.name] = StageRow(prefix + stage.name, stage.side, status,
                                                   summary, bps)
             elif status != "pending" and row.status == "done":

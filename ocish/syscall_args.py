@@ -313,6 +313,20 @@ _hex: Decoder = lambda m, a, i: hex(a[i])  # noqa: E731
 _mode_d: Decoder = lambda m, a, i: _mode(a[i])  # noqa: E731
 _dev: Decoder = lambda m, a, i: f"makedev({os.major(a[i])}, {os.minor(a[i])})"  # noqa: E731
 
+FSCONFIG_CMDS = {0: "FSCONFIG_SET_FLAG", 1: "FSCONFIG_SET_STRING", 2: "FSCONFIG_SET_BINARY",
+                 3: "FSCONFIG_SET_PATH", 4: "FSCONFIG_SET_PATH_EMPTY", 5: "FSCONFIG_SET_FD",
+                 6: "FSCONFIG_CMD_CREATE", 7: "FSCONFIG_CMD_RECONFIGURE",
+                 8: "FSCONFIG_CMD_CREATE_EXCL"}
+
+
+def _fsconfig(m: Memory, a: list[int]) -> list[str]:
+    """fsconfig(fd, cmd, key, value, aux): key and value are strings for SET_STRING (value a
+    pointer otherwise, NULL for the commands)."""
+    cmd = FSCONFIG_CMDS.get(a[1], str(a[1]))
+    value = _str(m, a, 3) if a[1] == 1 else hex(a[3]) if a[3] else "NULL"
+    return [str(_signed(a[0])), cmd, _str(m, a, 2), value, str(_signed(a[4]))]
+
+
 SIGNATURES: dict[str, list[Decoder] | Shape] = {
     "mount": [_str, _str, _str, _bits(MOUNT_FLAGS), _str],
     "umount2": [_str, _bits(UMOUNT_FLAGS)],
@@ -345,6 +359,13 @@ SIGNATURES: dict[str, list[Decoder] | Shape] = {
     "keyctl": [_table(KEYCTL_OPS), _str],
     "execve": [_str, _argv, _hex],
     "execveat": [_dirfd, _str, _argv, _hex, _hex],
+    "mkdir": [_str, _oct], "mkdirat": [_dirfd, _str, _oct],
+    # the new mount API (fsopen, fsconfig, fsmount, move_mount, open_tree): a mount made so
+    "fsopen": [_str, _hex],
+    "fsconfig": _fsconfig,
+    "fsmount": [_int, _hex, _bits(MOUNT_ATTR)],
+    "move_mount": [_dirfd, _str, _dirfd, _str, _hex],
+    "open_tree": [_dirfd, _str, _hex],
     "openat": [_dirfd, _str, _bits(OPEN_FLAGS, "access"), _oct],
     "open": [_str, _bits(OPEN_FLAGS, "access"), _oct],
 }
@@ -364,6 +385,8 @@ def interesting(name: str, args: list[int], mem: Memory) -> bool:
         return args[2] != 0
     if name == "prctl":
         return args[0] not in _READ_ONLY_PRCTL
+    if name in ("mkdir", "mkdirat"):  # mount destinations made as `mkdir -p` makes them,
+        return False                  # most refused with EEXIST: noise here, `trace all` shows
     return name in SIGNATURES
 
 

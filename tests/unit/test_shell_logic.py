@@ -123,6 +123,20 @@ def test_decoders_read_structs_from_memory():
         ro = ctypes.create_string_buffer(b"/proc/self/mountinfo")
         assert not syscall_args.interesting("openat", [0, ctypes.addressof(ro), os.O_RDONLY, 0, 0, 0], mem)
         assert syscall_args.interesting("openat", [0, ctypes.addressof(ro), os.O_WRONLY, 0, 0, 0], mem)
+        # the new mount API makes a mount (the pivot stage's procfs handle): listed, decoded;
+        # the mkdir -p of mount destinations (mostly EEXIST) only under `trace all`
+        key, value = ctypes.create_string_buffer(b"subset"), ctypes.create_string_buffer(b"pid")
+        args = [4, 1, ctypes.addressof(key), ctypes.addressof(value), 0, 0]
+        assert syscall_args.interesting("fsconfig", args, mem)
+        assert syscall_args.decode("fsconfig", args, mem) == \
+            ["4", "FSCONFIG_SET_STRING", '"subset"', '"pid"', "0"]
+        assert syscall_args.decode("fsconfig", [4, 6, 0, 0, 0, 0], mem) == \
+            ["4", "FSCONFIG_CMD_CREATE", "NULL", "NULL", "0"]
+        assert syscall_args.decode("fsmount", [4, 1, 0xE, 0, 0, 0], mem) == \
+            ["4", "0x1", "MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|MOUNT_ATTR_NOEXEC"]
+        assert not syscall_args.interesting("mkdir", [ctypes.addressof(ro), 0o755, 0, 0, 0, 0], mem)
+        assert syscall_args.decode("mkdir", [ctypes.addressof(ro), 0o755, 0, 0, 0, 0], mem) == \
+            ['"/proc/self/mountinfo"', "0755"]
     finally:
         mem.close()
 

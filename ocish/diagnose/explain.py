@@ -334,8 +334,8 @@ def _explain(out: Outcome, spec: dict, rootfs: str, bundle: str) -> Finding | No
         name = syscall_name(out.last_syscall)
         return Finding("seccomp-kill", ERROR, DRYRUN, "the seccomp filter killed the process"
                        + (f" at {name}" if name else ""),
-                       "the process died of SIGSYS, the signal seccomp's KILL and TRAP actions "
-                       "send" + (f"; the call it died in was {name}" if name else ""),
+                       "the process died of SIGSYS: a seccomp KILL action ends it as though "
+                       "killed by SIGSYS, a TRAP action sends it" + (f"; the call it died in was {name}" if name else ""),
                        out.stage or "exec", name or "seccomp", 0, "/linux/seccomp",
                        evidence, Fix(f"allow {name} in /linux/seccomp", _allow(spec, name))
                        if name else Fix("allow the system call in /linux/seccomp"))

@@ -146,11 +146,32 @@ class Report:
 
 
 def verdict(report: Report) -> str:
-    if report.healthy:
-        return "healthy: " + report.outcome.summary()
+    """One line that counts what the report lists: "1 problem found", "1 problem found,
+    1 warning", "healthy: started; still running after 1.5s, 2 warnings"."""
     n = len(report.errors)
-    return f"{n} problem{'s' if n != 1 else ''} found" if n else \
-        "not healthy: " + report.outcome.summary()
+    if report.healthy:
+        head = "healthy: " + report.outcome.summary()
+    else:
+        head = f"{n} problem{'s' if n != 1 else ''} found" if n else \
+            "not healthy: " + report.outcome.summary()
+    rest = [f"{k} {word}{'s' if k != 1 else ''}" for word, k in
+            (("warning", count_severity(report.findings, WARNING)), ("note", count_severity(report.findings, INFO)))
+            if k]
+    return ", ".join([head] + rest)
+
+
+def lint_summary(report: Report) -> str:
+    """lint's line of the report, counted as `ocish lint` counts: "ok", "ok, 1 warning (`create`
+    takes it)", "failed: `create` refuses this config"."""
+    if not report.lint_ok:
+        return "failed: `create` refuses this config"
+    w = sum(1 for f in report.findings if f.source == LINT and f.severity == WARNING)
+    return f"ok, {w} warning{'s' if w != 1 else ''} (`create` takes it)" if w else "ok"
+
+
+def count_severity(findings: list[Finding], severity: str) -> int:
+    """How many of `findings` have `severity` (error, warning, info)."""
+    return sum(1 for f in findings if f.severity == severity)
 
 
 def resolve_pointer(doc, pointer: str) -> tuple[bool, object]:

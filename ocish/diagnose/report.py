@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import textwrap
 
-from ocish.diagnose.model import ERROR, INFO, WARNING, Finding, Report, verdict
+from ocish.diagnose.model import (ERROR, INFO, WARNING, Finding, Report, count_severity,
+                                  lint_summary, verdict)
 
 Line = tuple[str, str]
 _SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
@@ -26,11 +27,10 @@ def lines(report: Report) -> list[Line]:
         out.append((_row("config", report.container["config"]), "dim"))
         out.append((_row("rootfs", f"{report.container['rootfs']} (mounted for this, "
                                    "unmounted after)"), "dim"))
-    lint = "ok" if report.lint_ok else "failed: `create` refuses this config"
     pre = [f for f in report.findings if f.source == "preflight"]
-    out.append((_row("lint", lint), "" if report.lint_ok else "red"))
-    out.append((_row("preflight", f"{_n(_count(pre, ERROR), 'error')}, "
-                                  f"{_n(_count(pre, WARNING), 'warning')}, "
+    out.append((_row("lint", lint_summary(report)), "" if report.lint_ok else "red"))
+    out.append((_row("preflight", f"{_n(count_severity(pre, ERROR), 'error')}, "
+                                  f"{_n(count_severity(pre, WARNING), 'warning')}, "
                                   f"{_n(len(report.checked), 'check')} fine"), ""))
     out.append((_row("dry run", report.outcome.summary()), ""))
     for note in report.outcome.notes:
@@ -139,10 +139,6 @@ def _json(v) -> str:
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _count(findings: list[Finding], severity: str) -> int:
-    return sum(1 for f in findings if f.severity == severity)
 
 
 def _row(label: str, text: str) -> str:

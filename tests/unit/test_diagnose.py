@@ -12,7 +12,8 @@ from ocish import elf
 from ocish.diagnose import explain, seccomp_check
 from ocish.diagnose.creds import R, X, Creds, process_creds, to_host
 from ocish.diagnose.dryrun import last_syscall, syscall_name
-from ocish.diagnose.model import Outcome, resolve_pointer
+from ocish.diagnose.model import Finding, Outcome, Report, resolve_pointer
+from ocish.diagnose.report import render_text
 from ocish.diagnose.rootview import RootView
 
 
@@ -242,6 +243,39 @@ def test_a_death_nothing_explains_names_the_bundle_to_debug():
     assert found.code == "process-died"
     assert "ocish debug '/srv/my bundle', then continue" in found.fix.text
     assert "BUNDLE" not in found.fix.text
+
+
+def test_summary_counts_what_the_report_lists():
+    """The lint row counts lint's warnings as `ocish lint` does, and the verdict counts every
+    finding it lists below: errors as problems, then warnings and notes."""
+    died = Outcome(phase="exited", signal="SIGSYS", seconds=0.01, window=1.0)
+    report = Report("/b", outcome=died, findings=[
+        Finding("seccomp-kill", "error", "dry run", "the seccomp filter killed the process"),
+        Finding("seccomp-start", "warning", "lint", "the profile stops start-up calls")])
+    text = render_text(report, styled=False).splitlines()
+    assert "  lint      ok, 1 warning (`create` takes it)" in text
+    assert "  verdict   1 problem found, 1 warning" in text
+    assert [ln[:3] for ln in text if ln[:1].isdigit()] == ["1. ", "2. "]
+    alive = Report("/b", outcome=Outcome(phase="running", window=1.5), findings=[
+        Finding("x", "warning", "preflight", "a"), Finding("y", "info", "dry run", "b"),
+        Finding("z", "warning", "preflight", "c")])
+    text = render_text(alive, styled=False).splitlines()
+    assert "  lint      ok" in text
+    assert "  verdict   healthy: started; still running after 1.5s, 2 warnings, 1 note" in text
+    assert "  verdict   2 problems found" in render_text(Report("/b", outcome=died, findings=[
+        Finding("a", "error", "lint", "a"), Finding("b", "error", "dry run", "b")]),
+        styled=False).splitlines()
+
+
+def test_a_seccomp_kill_is_not_called_a_signal_sent():
+    """seccomp(2): KILL_PROCESS/KILL_THREAD end the process "as though killed by SIGSYS";
+    only SECCOMP_RET_TRAP sends SIGSYS."""
+    out = Outcome(phase="exited", signal="SIGSYS", seconds=0.0, window=1.0,
+                  last_syscall="arch_prctl(ARCH_SET_FS, 0x1) = ?")
+    [found] = explain.outcome_findings(out, {}, "", [], "/b")
+    assert found.code == "seccomp-kill" and found.op == "arch_prctl"
+    assert "as though killed by SIGSYS, a TRAP action sends it" in found.cause
+    assert "KILL and TRAP actions send" not in found.cause
 
 
 def test_memory_fix_raises_the_swap_limit_with_it():

@@ -200,8 +200,9 @@ def docker_conf(d: str, rt: str) -> str:
 
 
 def cgroup_parent(d: str) -> str:
-    """Docker's cgroup parent: this directory's alone (named for it), removed at stop."""
-    return "/" + os.path.basename(d.rstrip("/"))
+    """Docker's cgroup parent: this directory's alone, named for its whole path ("/tmp/tut/dk"
+    gives "/tmp-tut-dk", so that two directories named dk do not share one), removed at stop."""
+    return "/" + d.strip("/").replace("/", "-")
 
 
 # --- the keeper ---------------------------------------------------------------------------------
@@ -428,6 +429,8 @@ def setup(engine: str, d: str, watch: int | None) -> None:
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)
     env = {}
+    if engine in ("podman", "docker"):  # the runtime named in their configuration: say which
+        print(f"using ocish: {runtime_path()}", flush=True)
     if engine == "podman":
         env = podman_conf(d, runtime_path())
     if engine in ("containerd", "docker"):

@@ -349,12 +349,7 @@ def remove_host_paths(d: str) -> None:
             before = f.read().split()
     except OSError:
         return
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
+    for _, cmd in cmdlines():
         if os.path.basename(cmd.split(b"\0")[0]) in ENGINES and d.encode() not in cmd:
             return
     for top in HOST_PATHS:
@@ -373,17 +368,22 @@ def remove_host_paths(d: str) -> None:
 def kill_naming(d: str) -> None:
     """SIGKILL the processes whose command line names d (containerd's shims, conmons)."""
     me = os.getpid()
+    for pid, cmd in cmdlines():
+        if pid != me and d.encode() + b"/" in cmd and b"08-engines" not in cmd:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def cmdlines():
+    """(pid, /proc/PID/cmdline) of every process that is still there to read."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
+                yield int(pid), f.read()
         except OSError:
             continue
-        if int(pid) != me and d.encode() + b"/" in cmd and b"08-engines" not in cmd:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     time.sleep(0.2)
 
 

@@ -935,6 +935,12 @@ def parse_bundle(cmd: Command | None, args: list[str]) -> Args:
                 opts["dir"] = w
         return Args([action], opts, as_json)
     want = 2 if action == "set" else 1
+    if action == "set" and len(rest) > 2 and rest[0].startswith("/"):
+        words = " ".join(rest[1:])
+        raise OcishError(f"bundle set: the value is {len(rest) - 1} words "
+                         f"({words if len(words) <= 40 else words[:40] + '...'}): quote it as "
+                         "one, JSON in single "
+                         """quotes: bundle set /linux/namespaces/- '{"type": "user"}'""")
     if len(rest) != want or not rest[0].startswith("/"):
         raise OcishError(f"usage: bundle {action} POINTER{' VALUE' if want == 2 else ''} "
                          "(POINTER a JSON pointer into config.json: /linux/resources/pids/limit)")

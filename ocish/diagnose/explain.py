@@ -67,6 +67,13 @@ def _value_fix(ptr: str, msg: str, value, spec: dict) -> tuple[str, Fix] | None:
                                        [{"op": "remove", "path": parent}])
     if "must not exceed hard limit" in msg and parts[-1] == "soft":
         hard = resolve_pointer(spec, parent + "/hard")[1]
+        kind = resolve_pointer(spec, parent + "/type")[1]
+        from runtime.stages.exec import Exec
+        if kind == "RLIMIT_NOFILE" and isinstance(hard, int) and 0 <= hard < Exec.MIN_NOFILE:
+            # lowered, the soft limit would leave the runtime no fd for exec.fifo's open
+            return "rlimit-soft-above-hard", Fix(
+                f"raise the hard limit to the soft limit {value}",
+                [{"op": "replace", "path": parent + "/hard", "value": value}])
         return "rlimit-soft-above-hard", Fix(f"lower the soft limit to the hard limit {hard}",
                                              [{"op": "replace", "path": ptr, "value": hard}])
     if ptr.startswith("/process/rlimits/") and parts[-1] == "type" and "RLIMIT_" in msg:

@@ -117,7 +117,9 @@ class Preflight:
                          "/root/path", [f"{path}: {stat.filemode(st.st_mode)} "
                                         f"{st.st_uid}:{st.st_gid}",
                                         f"/linux/uidMappings: {creds.uid_map}"],
-                         Fix(f"let others search {path} (or keep the bundle under a directory "
+                         Fix(f"let others search {path} (or give the rootfs to the mapped "
+                             "root: chown -R to its host uid and gid)" if inside else
+                             f"let others search {path} (or keep the bundle under a directory "
                              "that is open, or owned by the mapped root)",
                              command=f"chmod o+x {shlex.quote(path)}"))
                 return
@@ -470,6 +472,9 @@ class Preflight:
             hard = r.get("hard") if isinstance(r, dict) else None
             if res is None or not isinstance(hard, int):
                 continue
+            if name == "RLIMIT_NOFILE":
+                self._nofile_floor(i, r.get("soft") if isinstance(r.get("soft"), int) else hard,
+                                   hard)
             our_hard = _limit(resource.getrlimit(res)[1])
             ceiling = UNLIMITED if can_raise else our_hard
             if name == "RLIMIT_NOFILE" and nr_open:  # the kernel's cap, even for the privileged
@@ -489,6 +494,27 @@ class Preflight:
                      Fix(f"lower the limit to {ceiling}",
                          [{"op": "replace", "path": f"{ptr}/hard", "value": ceiling},
                           {"op": "replace", "path": f"{ptr}/soft", "value": min(soft, ceiling)}]))
+
+    def _nofile_floor(self, i: int, soft: int, hard: int) -> None:
+        """The runtime's own last open, exec.fifo's, happens under the config's RLIMIT_NOFILE:
+        below Exec.MIN_NOFILE it fails with EMFILE and create fails (runc 1.1.5 fails create
+        too, below 7: "error closing exec fds: open /proc/self/fd: too many open files")."""
+        from runtime.stages.exec import Exec
+        if _limit(soft) >= Exec.MIN_NOFILE:
+            return
+        ptr = f"/process/rlimits/{i}"
+        self.add("rlimit-nofile-too-low", ERROR, f"RLIMIT_NOFILE soft limit {soft} leaves the "
+                 "runtime no file descriptor for its last open",
+                 f"when the runtime hands over, stdio, its sync socket, exec.fifo and a procfs "
+                 f"handle are open: opening exec.fifo needs descriptor number {Exec.MIN_NOFILE - 1}, "
+                 f"which a limit of {soft} refuses with EMFILE (--preserve-fds needs more)",
+                 "exec", "openat", errno.EMFILE, ptr,
+                 [f"RLIMIT_NOFILE: soft {soft}, the runtime needs {Exec.MIN_NOFILE}"],
+                 Fix(f"raise the soft limit to {Exec.MIN_NOFILE} or more (the program's own "
+                     "needs come on top)",
+                     [{"op": "replace", "path": f"{ptr}/soft", "value": Exec.MIN_NOFILE}]
+                     + ([{"op": "replace", "path": f"{ptr}/hard", "value": Exec.MIN_NOFILE}]
+                        if _limit(hard) < Exec.MIN_NOFILE else [])))
 
     def oom_score_adj(self) -> None:
         """proc(5): a process without CAP_SYS_RESOURCE cannot lower its oom_score_adj below

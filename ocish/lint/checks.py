@@ -290,8 +290,9 @@ def _host(report: Report, doc: dict, bundle: str, errors: list) -> None:
 def lint_severity(f: Finding) -> str:
     """A preflight finding's severity for lint: an error only when the stage that fails runs
     during `create`. Of stage exec, `create` runs the look-up of the entrypoint (op "exec", as
-    runc's LookPath) and tries the hand-off's calls under the seccomp filter loaded there
-    (open and write exec.fifo: runtime/stages/exec.py); execve(2) runs at `start`."""
+    runc's LookPath) and tries the hand-off's open of exec.fifo (EMFILE under a low
+    RLIMIT_NOFILE) and its calls under the seccomp filter loaded there (open and write
+    exec.fifo: runtime/stages/exec.py); execve(2) runs at `start`."""
     if f.severity != ERROR:
         return f.severity
     if f.stage in AFTER_CREATE or f.stage == "exec" and f.op not in ("exec", "openat", "write"):

@@ -126,6 +126,11 @@ class Exec(Stage):
             return os.open(f"self/fd/{ctx.fifo_fd}", flags, dir_fd=ctx.proc_fd)
         return os.open(f"/proc/self/fd/{ctx.fifo_fd}", flags)
 
+    # fds the container side holds when its handoff opens exec.fifo: stdio, its sync socket,
+    # exec.fifo's O_PATH fd and the procfs handle, plus the one the open makes (--preserve-fds
+    # adds its own); a lower RLIMIT_NOFILE soft limit fails create (lint predicts it)
+    MIN_NOFILE = 6
+
     def _try_fifo(self, ctx: Context) -> None:
         """The handoff's open of exec.fifo, made now without blocking (ENXIO: no reader yet, as
         it should be): one that cannot be made fails `create`, as runc 1.1.5's does (its init

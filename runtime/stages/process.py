@@ -139,7 +139,7 @@ def stdio_to_chown(st: os.stat_result, flags: int, uid: int,
 
 class User(Process):
     name = "user"
-    summary = "switch to the container user (groups, gid, uid), set umask and cwd"
+    summary = "enter the cwd as root, switch to the container user (groups, gid, uid), set umask"
 
     def describe(self, ctx: Context) -> str:
         p, user = ctx.process, ctx.process.get("user") or {}

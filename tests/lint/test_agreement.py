@@ -141,6 +141,11 @@ OWN = [
         {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]), None),
     ("nofile hard above the host's limit", _set("/process/rlimits", [
         {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20001}]), None),
+    # the runtime's own last open (exec.fifo) under the config's limit: 6 is the least it takes
+    ("nofile soft one below the runtime's need", _set("/process/rlimits", [
+        {"type": "RLIMIT_NOFILE", "soft": 5, "hard": 1024}]), None),
+    ("nofile soft at the runtime's need", _set("/process/rlimits", [
+        {"type": "RLIMIT_NOFILE", "soft": 6, "hard": 6}]), None),
     ("rlimit lowered", _set("/process/rlimits", [{"type": "RLIMIT_CORE", "soft": 0,
                                                   "hard": 0}]), None),
     ("capability held only in the bounding set", lambda s: s["process"]["capabilities"][

@@ -51,3 +51,10 @@ def test_set_notes_an_unknown_member_and_the_need_to_restart(tmp_path) -> None:
     assert not lines[typo + 2].startswith("note:")  # a known member: nothing to note
     assert lines[-1] == ("note: the loaded container was set up from config.json as it was: "
                          "`restart` reads it again")
+
+
+def test_set_with_an_unquoted_json_value_says_to_quote_it(tmp_path) -> None:
+    res = _session(tmp_path, 'bundle init -- true\nbundle set /linux/namespaces/- {"type": "user"}\n')
+    assert res.returncode == 1
+    assert ("error: bundle set: the value is 2 words ({type: user}): quote it as one, JSON in "
+            "single quotes: bundle set /linux/namespaces/- '{\"type\": \"user\"}'") in res.stderr

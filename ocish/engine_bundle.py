@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ocish.diagnose.dryrun import held_signals
+from ocish.image.tools import failure
 from runtime.errors import OcishError
 
 TOOL_TIMEOUT = 60.0  # seconds for one podman / ctr / mount call
@@ -304,7 +305,7 @@ def _tool(argv: list[str], what: str) -> str:
         raise EngineError(f"{what}: {' '.join(argv[:3])} did not answer in "
                           f"{TOOL_TIMEOUT:g} s") from None
     if p.returncode != 0:
-        raise EngineError(f"{what}: {_said(p.stderr) or f'{argv[0]} exit status {p.returncode}'}")
+        raise EngineError(f"{what}: {failure(p.stderr, p.returncode, argv[0])}")
     return p.stdout
 
 
@@ -318,13 +319,3 @@ def _mount(argv: list[str], what: str, undo: list[Callable[[], None]],
     return out
 
 
-def _said(stderr: str) -> str:
-    """The engine's error, as one line: its last non-empty line without `Error: ` / `ctr: `."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    last = lines[-1]
-    for prefix in ("Error: ", "ctr: ", "mount: "):
-        if last.startswith(prefix):
-            last = last[len(prefix):]
-    return last

@@ -505,9 +505,9 @@ class Preflight:
         ptr = f"/process/rlimits/{i}"
         self.add("rlimit-nofile-too-low", ERROR, f"RLIMIT_NOFILE soft limit {soft} leaves the "
                  "runtime no file descriptor for its last open",
-                 f"when the runtime hands over, stdio, its sync socket, exec.fifo and a procfs "
-                 f"handle are open: opening exec.fifo needs descriptor number {Exec.MIN_NOFILE - 1}, "
-                 f"which a limit of {soft} refuses with EMFILE (--preserve-fds needs more)",
+                 f"when `create` hands over, stdio and the runtime's own descriptors are open: "
+                 f"opening exec.fifo needs descriptor number {Exec.MIN_NOFILE - 1}, which a "
+                 f"limit of {soft} refuses with EMFILE (--preserve-fds needs more)",
                  "exec", "openat", errno.EMFILE, ptr,
                  [f"RLIMIT_NOFILE: soft {soft}, the runtime needs {Exec.MIN_NOFILE}"],
                  Fix(f"raise the soft limit to {Exec.MIN_NOFILE} or more (the program's own "

@@ -1,7 +1,8 @@
 """Running the image tools (skopeo, umoci, podman, docker) with one clear line per failure.
 
 Each tool reports differently: skopeo logs `time=... level=fatal msg="..."` (logrus), umoci
-`   ⨯ message` (apex/log's CLI handler), podman and docker `Error: message`. `failure()` takes
+`   ⨯ message` (apex/log's CLI handler), podman and docker `Error: message`, ctr `ctr: message`.
+`failure()` takes
 the last line of stderr and strips that dress, so the error reads as ours.
 """
 from __future__ import annotations
@@ -24,11 +25,12 @@ def need(tool: str, why: str) -> str:
     return path
 
 
-def failure(stderr: str, returncode: int) -> str:
-    """The last meaningful line of a tool's stderr, without its logger's decoration."""
+def failure(stderr: str, returncode: int, tool: str = "") -> str:
+    """The last meaningful line of a tool's stderr, without its logger's decoration (or
+    "[TOOL ]exit status N" when it said nothing)."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     if not lines:
-        return f"exit status {returncode}"
+        return f"{tool + ' ' if tool else ''}exit status {returncode}"
     line = lines[-1]
     if "level=fatal" in line or "level=error" in line:  # logrus: time=.. level=fatal msg=".."
         start = line.find('msg="')
@@ -39,7 +41,9 @@ def failure(stderr: str, returncode: int) -> str:
     line = line.lstrip("⨯•").strip()   # umoci's apex/log CLI handler
     if line.startswith("initializing source "):  # skopeo: the source is named by the caller
         line = line.split(": ", 1)[-1]
-    line = line.removeprefix("Error: ").removeprefix("error: ").strip()
+    for prefix in ("Error: ", "error: ", "ctr: ", "mount: "):  # podman, docker, ctr, mount(8)
+        line = line.removeprefix(prefix)
+    line = line.strip()
     return line[:1].lower() + line[1:]  # ours are lower-case: "Cannot connect ..." too
 
 

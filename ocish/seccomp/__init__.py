@@ -113,8 +113,8 @@ def main(argv: list[str]) -> int:
         elif "pid" in o:
             src = source.from_pid(pid_number(o["pid"]))
         else:
-            from ocish.debugger import _default_root
-            src = source.from_container(o.get("root") or _default_root(), cid)
+            from runtime.cli import default_root
+            src = source.from_container(o.get("root") or default_root(), cid)
         data = answer(src, action, pos)
     except OcishError as e:
         sys.stderr.write(f"ocish: seccomp {action}: {e}\n")

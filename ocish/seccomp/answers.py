@@ -12,7 +12,8 @@ import errno as errnomod
 import os
 from dataclasses import dataclass, field
 
-from ocish.inspect.bpf import AUDIT_ARCHES, X32_SYSCALL_BIT, Insn, disassemble, field_name
+from ocish.inspect.bpf import (ACTIONS, AUDIT_ARCHES, X32_SYSCALL_BIT, Insn, disassemble,
+                               field_name)
 from ocish.seccomp import bpfrun
 from ocish.seccomp.source import Source
 from runtime.errors import OcishError
@@ -21,10 +22,7 @@ from runtime.linux import seccomp as S
 NATIVE_ARCH = {"x86_64": 0xC000003E, "i686": 0x40000003, "aarch64": 0xC00000B7,
                "riscv64": 0xC00000F3, "s390x": 0x80000016, "ppc64le": 0xC0000015,
                "armv7l": 0x40000028}
-RET_NAMES = {0x80000000: "SECCOMP_RET_KILL_PROCESS", 0: "SECCOMP_RET_KILL_THREAD",
-             0x00030000: "SECCOMP_RET_TRAP", 0x00050000: "SECCOMP_RET_ERRNO",
-             0x7FC00000: "SECCOMP_RET_USER_NOTIF", 0x7FF00000: "SECCOMP_RET_TRACE",
-             0x7FFC0000: "SECCOMP_RET_LOG", 0x7FFF0000: "SECCOMP_RET_ALLOW"}
+RET_NAMES = {ret: f"SECCOMP_RET_{name}" for ret, name in ACTIONS.items()}
 # SECCOMP_MODE_STRICT: read, write, _exit and sigreturn run, the rest is SIGKILL
 STRICT_ALLOWED = ("read", "write", "exit", "rt_sigreturn")
 UNUSED_NR = 1000        # no syscall has it on x86_64 (x32's numbers carry bit 30): the default
@@ -267,35 +265,35 @@ def check(src: Source, syscall: str, args: list[str]) -> Check:
     return out
 
 
-def _cmp(op: str, arg: int, value: int, value2: int) -> bool:
-    return {"SCMP_CMP_NE": arg != value, "SCMP_CMP_LT": arg < value,
-            "SCMP_CMP_LE": arg <= value, "SCMP_CMP_EQ": arg == value,
-            "SCMP_CMP_GE": arg >= value, "SCMP_CMP_GT": arg > value,
-            "SCMP_CMP_MASKED_EQ": arg & value == value2}[op]
+def _holds(cond: tuple, args: list[int]) -> bool:
+    """One compiled condition (arg index, operator number, datum_a, datum_b: the mask and the
+    value for SCMP_CMP_MASKED_EQ, as struct scmp_arg_cmp) on the call's arguments."""
+    index, op, a, b = cond
+    arg = args[index]
+    return {S.OPERATORS["SCMP_CMP_NE"]: arg != a, S.OPERATORS["SCMP_CMP_LT"]: arg < a,
+            S.OPERATORS["SCMP_CMP_LE"]: arg <= a, S.OPERATORS["SCMP_CMP_EQ"]: arg == a,
+            S.OPERATORS["SCMP_CMP_GE"]: arg >= a, S.OPERATORS["SCMP_CMP_GT"]: arg > a,
+            S.CMP_MASKED_EQ: arg & a == b}[op]
 
 
 def deciding_rule(sc: dict, name: str, args: list[int], value: int) -> str:
     """The config.json pointer of the rule whose action the filter returned for this call (the
-    first entry naming the call whose conditions hold), or /linux/seccomp/defaultAction; "" when
-    none of them has that action (the filter is not this profile)."""
+    first rule naming the call whose conditions hold), or /linux/seccomp/defaultAction; "" when
+    none of them has that action (the filter is not this profile). Read from the profile as
+    the runtime compiles it (runtime/spec_seccomp.py): an argument compared twice in one entry
+    makes one rule per condition (runc), and rules with the default action are dropped."""
+    from runtime.errors import SpecError
+    from runtime.spec_seccomp import compile_profile
     vals = (list(args) + [0] * 6)[:6]
     try:
-        default = S.action_value(sc["defaultAction"], sc.get("defaultErrnoRet"))
-    except (KeyError, TypeError):
+        prof = compile_profile(sc)
+    except SpecError:
         return ""
-    for i, call in enumerate(sc.get("syscalls") or []):
-        if not isinstance(call, dict) or name not in (call.get("names") or []):
-            continue
-        try:
-            conds = [(a["index"], a["op"], a["value"], a.get("valueTwo", 0))
-                     for a in call.get("args") or []]
-            action = S.action_value(call["action"], call.get("errnoRet"))
-            hold = all(_cmp(op, vals[ix], v, v2) for ix, op, v, v2 in conds)
-        except (KeyError, TypeError, IndexError):
-            continue
-        if hold and action == value and action != default:  # the default's: dropped
-            return f"/linux/seccomp/syscalls/{i}"
-    return "/linux/seccomp/defaultAction" if default == value else ""
+    for rule in prof.rules:
+        if rule.name == name and rule.action == value and \
+                all(_holds(c, vals) for c in rule.conditions):
+            return rule.pointer
+    return f"{prof.pointer}/defaultAction" if prof.default_action == value else ""
 
 
 # -- startup: what a process needs before and right after execve ------------------------------

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from ocish.inspect.bpf import X32_SYSCALL_BIT, Insn
 from ocish.seccomp import bpfrun
-from ocish.seccomp.answers import Flag, effect, native_arch, ret_name, startup
+from ocish.seccomp.answers import UNUSED_NR, Flag, effect, native_arch, ret_name, startup
 from ocish.seccomp.source import Source
 from runtime.linux import seccomp as S
 
-U64 = 2**64 - 1
 OPS = {"SCMP_CMP_NE": "!=", "SCMP_CMP_LT": "<", "SCMP_CMP_LE": "<=", "SCMP_CMP_EQ": "==",
        "SCMP_CMP_GE": ">=", "SCMP_CMP_GT": ">"}
 NRS = range(0, 512)       # every native syscall number (x32's carry bit 30)
@@ -109,6 +108,14 @@ def condition_text(a: dict) -> str:
     return f"args[{i}] {OPS.get(op, op)} {number(v)}"
 
 
+def _compiled_text(cond: tuple) -> str:
+    """A compiled condition (index, operator number, datum_a, datum_b) as condition_text says
+    its config.json entry."""
+    index, op, a, b = cond
+    name = next(n for n, v in S.OPERATORS.items() if v == op)
+    return condition_text({"index": index, "op": name, "value": a, "valueTwo": b})
+
+
 def number(v) -> str:
     """A value as the rules show it: decimal when small, else hex."""
     return str(v) if not isinstance(v, int) or v < 4096 else hex(v)
@@ -118,8 +125,15 @@ def from_profile(sc: dict, label: str, mode: str, how: str) -> Explain:
     """The entries of /linux/seccomp `sc` (validated already) grouped by action, strongest
     first, each with its pointer; entries with no effect (the default action, names
     libseccomp does not know) say so."""
+    from runtime.spec_seccomp import compile_profile
     default = S.action_value(sc["defaultAction"], sc.get("defaultErrnoRet"))
     out = Explain(label, mode, how, S.action_name(default))
+    # each entry's condition groups as the runtime compiles them: an argument compared twice
+    # is one rule per condition, any of which matches (runc), not all of them at once
+    compiled: dict[str, list[tuple]] = {}
+    for rule in compile_profile(sc).rules:
+        if rule.conditions not in compiled.setdefault(rule.pointer, []):
+            compiled[rule.pointer].append(rule.conditions)
     groups: dict[int, ActionGroup] = {}
     for i, call in enumerate(sc.get("syscalls") or []):
         action = S.action_value(call["action"], call.get("errnoRet"))
@@ -132,8 +146,12 @@ def from_profile(sc: dict, label: str, mode: str, how: str) -> Explain:
             notes.append("unknown to libseccomp, skipped: " + ", ".join(unknown))
         g = groups.setdefault(action, ActionGroup(S.action_name(action), ret_name(action),
                                                   effect(action)))
-        g.rules.append(RuleLine(names, [condition_text(a) for a in call.get("args") or []],
-                                f"/linux/seccomp/syscalls/{i}", "; ".join(notes)))
+        ptr = f"/linux/seccomp/syscalls/{i}"
+        args = call.get("args") or []
+        for conds in compiled.get(ptr) or [None]:  # None: no rule compiled (the default's)
+            g.rules.append(RuleLine(names, [condition_text(a) for a in args] if conds is None
+                                    else [_compiled_text(c) for c in conds], ptr,
+                                    "; ".join(notes)))
     out.groups = [groups[a] for a in sorted(groups, key=lambda a: (bpfrun.precedence(a), a))]
     return out
 
@@ -145,7 +163,7 @@ def arch_answers(prog: list[Insn]) -> list[str]:
     on a 64-bit kernel), besides the native one."""
     machine, arch = native_arch()
     out = []
-    probes = [(f"{machine}, a number no syscall has (1000)", 1000, arch)]
+    probes = [(f"{machine}, a number no syscall has ({UNUSED_NR})", UNUSED_NR, arch)]
     if machine == "x86_64":
         probes += [("x32 ABI, its read (nr 0x40000000)", X32_SYSCALL_BIT, arch),
                    ("i386 ABI, its restart_syscall (AUDIT_ARCH_I386, nr 0)", 0, 0x40000003)]
@@ -199,14 +217,14 @@ def _describe(key: str, c: Cond) -> str:
         a, b = iv[0]
         if a == b:
             return f"{word} == {number(a)}"
-        if b == U64:
+        if b == S.U64:
             return f"{word} >= {number(a)}"
         if a == 0:
             return f"{word} <= {number(b)}"
         return f"{word} >= {number(a)} and {word} <= {number(b)}"
     if all(a == b for a, b in iv):
         return f"{word} in " + ", ".join(number(a) for a, _ in iv) + " (one rule per value)"
-    if len(iv) == 2 and iv[0][0] == 0 and iv[1][1] == U64 and iv[1][0] == iv[0][1] + 2:
+    if len(iv) == 2 and iv[0][0] == 0 and iv[1][1] == S.U64 and iv[1][0] == iv[0][1] + 2:
         return f"{word} != {number(iv[0][1] + 1)}"
     return f"{word} in " + " or ".join(f"[{number(a)}, {number(b)}]" for a, b in iv)
 
@@ -214,7 +232,7 @@ def _describe(key: str, c: Cond) -> str:
 def _merge(paths: list[dict[str, Cond]]) -> list[dict[str, Cond]]:
     """Union the paths to one action: one that constrains less absorbs one that constrains
     more; two that differ on one argument's intervals become one."""
-    ps = [{k: v for k, v in p.items() if v != ("iv", [(0, U64)])} for p in paths]
+    ps = [{k: v for k, v in p.items() if v != ("iv", [(0, S.U64)])} for p in paths]
     changed = True
     while changed:
         changed = False
@@ -233,7 +251,7 @@ def _merge(paths: list[dict[str, Cond]]) -> list[dict[str, Cond]]:
                     k = diff[0]
                     merged = dict(p)
                     merged[k] = ("iv", bpfrun.union(p[k][1], q[k][1]))
-                    if merged[k] == ("iv", [(0, U64)]):
+                    if merged[k] == ("iv", [(0, S.U64)]):
                         del merged[k]
                     ps[i] = merged
                     del ps[j]
@@ -248,7 +266,7 @@ def reconstruct(prog: list[Insn], label: str, mode: str, how: str) -> Explain:
     """Rules rebuilt from a BPF program alone: each native syscall number run with its
     arguments unknown; calls whose answer is the default are left out."""
     _, arch = native_arch()
-    default = bpfrun.run(prog, bpfrun.seccomp_data(1000, arch)).ret
+    default = bpfrun.run(prog, bpfrun.seccomp_data(UNUSED_NR, arch)).ret
     out = Explain(label, mode, how, S.action_name(default), arches=arch_answers(prog))
     plain: dict[int, list[str]] = {}
     cond: dict[int, list[RuleLine]] = {}

@@ -153,17 +153,19 @@ def _config(path: str) -> dict | None:
 
 
 def _foreign(root: str, cid: str) -> tuple[int, dict | None]:
-    """runc's state.json: init_process_pid, and the bundle in config.labels ("bundle=...")."""
+    """Another runtime's container under `root` (runc's state.json, crun's status), read as
+    `ocish attach` reads it (ocish/foreign.py): its init, alive with its start time (a pid
+    reused since is refused), and its config.json when known."""
+    from ocish import foreign
     try:
-        with open(os.path.join(root, cid, "state.json")) as f:
-            st = json.load(f)
-        pid = int(st.get("init_process_pid") or st.get("pid") or 0)
-    except (OSError, ValueError, TypeError, AttributeError):
-        raise OcishError(f"container {cid}: {root}/{cid}/state.json is unreadable") from None
-    labels = (st.get("config") or {}).get("labels") or []
-    bundle = next((lb[7:] for lb in labels if isinstance(lb, str) and lb.startswith("bundle=")),
-                  "")
-    return pid, _config(os.path.join(bundle, "config.json")) if bundle else None
+        f = foreign.in_root(cid, "", root)
+    except OcishError as e:
+        raise OcishError(f"container {cid} (root {root}): {e}") from None
+    if f is None:
+        raise OcishError(f"container {cid} (root {root}): no state this reads")
+    if not f.alive():
+        raise OcishError(f"container {cid} is stopped: it has no process to read")
+    return f.pid, f.config or None
 
 
 def from_container(root: str, cid: str) -> Source:

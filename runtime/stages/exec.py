@@ -126,9 +126,10 @@ class Exec(Stage):
             return os.open(f"self/fd/{ctx.fifo_fd}", flags, dir_fd=ctx.proc_fd)
         return os.open(f"/proc/self/fd/{ctx.fifo_fd}", flags)
 
-    # fds the container side holds when its handoff opens exec.fifo: stdio, its sync socket,
-    # exec.fifo's O_PATH fd and the procfs handle, plus the one the open makes (--preserve-fds
-    # adds its own); a lower RLIMIT_NOFILE soft limit fails create (lint predicts it)
+    # the least RLIMIT_NOFILE soft limit `ocish create` takes, measured: under it the open
+    # finds no free descriptor number below the limit (stdio and the runtime's own, as Init's
+    # SCM_RIGHTS left them; --preserve-fds adds its own). The debugger's container side holds
+    # fewer (one descriptor number lower), so lint and diagnose go by this create's figure.
     MIN_NOFILE = 6
 
     def _try_fifo(self, ctx: Context) -> None:

@@ -293,6 +293,11 @@ CASES: list[Case] = [
     Case("rlimit above the host's hard limit", "rlimit-above-host", "process",
          "/process/rlimits/0", "CAP_SYS_RESOURCE", "patch:/process/rlimits/0/hard",
          _proc("rlimits", [{"type": "RLIMIT_NOFILE", "soft": 65536, "hard": 65536}])),
+    # create refuses it; the dry run's container side (the debugger's) starts, holding one
+    # descriptor fewer: the finding must stay an error all the same
+    Case("nofile too low for the runtime's last open", "rlimit-nofile-too-low", "exec",
+         "/process/rlimits/0", "EMFILE", "patch:/process/rlimits/0/soft",
+         _proc("rlimits", [{"type": "RLIMIT_NOFILE", "soft": 5, "hard": 1024}])),
     # -- hooks
     Case("prestart hook missing", "hook-missing", "hooks", "/hooks/prestart/0", "ENOENT",
          "patch:/hooks/prestart/0",

@@ -31,10 +31,12 @@ def test_mount_commands_refuse_anything_else(line):
 
 
 def test_engine_error_line():
-    assert E._said("time=... level=warning\nError: no such container x\n") == "no such container x"
-    assert E._said('ctr: container "a" in namespace "b": not found\n') == \
+    # the engines' clients' errors go through the image tools' one reader of a tool's stderr
+    assert E.failure("time=... level=warning\nError: no such container x\n", 125) == \
+        "no such container x"
+    assert E.failure('ctr: container "a" in namespace "b": not found\n', 1) == \
         'container "a" in namespace "b": not found'
-    assert E._said("") == ""
+    assert E.failure("", 1, "ctr") == "ctr exit status 1"
 
 
 def test_temp_config_points_at_the_mount(tmp_path):

@@ -299,3 +299,22 @@ def test_strict_mode():
     finally:
         status = _end(pid, w)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9  # the kernel's answer to getpid
+
+
+@needs_libseccomp
+def test_an_argument_compared_twice_is_either_condition_as_compiled():
+    """runc (and runtime/spec_seccomp.py) compile an entry comparing one argument twice as one
+    rule per condition: check names that entry for either value, explain lists both rules,
+    neither says the two must hold at once."""
+    prof = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        _rule("personality", 1, (0, "SCMP_CMP_EQ", 8), (0, "SCMP_CMP_EQ", 9))]}
+    src = source.from_profile({"linux": {"seccomp": prof}}, "t")
+    for value in ("8", "9"):
+        c = answers.check(src, "personality", [value])
+        assert (c.errno, c.rule) == (1, "/linux/seccomp/syscalls/0")
+    c = answers.check(src, "personality", ["10"])
+    assert (c.action, c.rule) == ("SCMP_ACT_ALLOW", "/linux/seccomp/defaultAction")
+    (e,) = explain.explain(src)
+    assert [(r.names, r.conditions, r.pointer) for g in e.groups for r in g.rules] == [
+        (["personality"], ["args[0] == 8"], "/linux/seccomp/syscalls/0"),
+        (["personality"], ["args[0] == 9"], "/linux/seccomp/syscalls/0")]

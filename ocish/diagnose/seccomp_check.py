@@ -99,19 +99,15 @@ def findings(sc: dict, proc: dict) -> list[Finding]:
                     "runtime before execve(2)", f"the filter is loaded {where}; after that the "
                     f"runtime still calls {', '.join(names)}, and {first} {blocks(action)}: the "
                     "process dies (or fails) before its program runs", "bounding" if not nnp
-                    else "exec", first, errno_, decided_by(sc, first), evidence, fix)]
+                    else "exec", first, errno_, decided_by(prof, first), evidence, fix)]
 
 
-def decided_by(sc: dict, name: str) -> str:
-    """The pointer of what decides `name` in /linux/seccomp `sc` called with any arguments: the
-    first rule naming it without argument conditions (as action_for reads the compiled profile),
-    else the default action."""
-    calls = sc.get("syscalls") if isinstance(sc.get("syscalls"), list) else []
-    for i, call in enumerate(calls):
-        if isinstance(call, dict) and not call.get("args") and \
-                name in (call.get("names") or []):
-            return f"{PTR}/syscalls/{i}"
-    return PTR + "/defaultAction"
+def decided_by(prof: S.Profile, name: str) -> str:
+    """The pointer of what decides `name` called with any arguments in the compiled profile, as
+    action_for reads it: its first rule without argument conditions, else the default action
+    (rules with the default's action were dropped by the compiler, as runc drops them)."""
+    plain = [r for r in prof.rules if r.name == name and not r.conditions]
+    return plain[0].pointer if plain else f"{prof.pointer}/defaultAction"
 
 
 def loader_findings(prof: S.Profile, sc: dict) -> list[Finding]:

@@ -152,6 +152,12 @@ def test_seccomp_before_exec_points_at_what_decides():
                   "syscalls": [{"names": ["write", "execve"], "action": "SCMP_ACT_ALLOW"}]}
     [g] = seccomp_check.findings(by_default, {"noNewPrivileges": True})
     assert (g.op, g.pointer) == ("openat", "/linux/seccomp/defaultAction")
+    # a rule with the default's own action is dropped when compiled (runc): the default decides
+    same = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["openat"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["write", "execve"], "action": "SCMP_ACT_ALLOW"}]}
+    [h] = seccomp_check.findings(same, {"noNewPrivileges": True})
+    assert (h.op, h.pointer) == ("openat", "/linux/seccomp/defaultAction")
 
 
 def test_seccomp_check_warns_of_the_programs_first_calls():

@@ -98,13 +98,13 @@ class Exec(Stage):
             raise StageError(self.name, "open", "/proc/self/fd", errno.ENOENT, "/mounts",
                              "no procfs handle could be made and the container has no /proc "
                              "mounted: one is needed to reach exec.fifo")
-        elif (seccomp := _seccomp()) is not None and seccomp.prepared() is not None:
-            if seccomp.pending():
-                self._try_handoff(ctx)
-            else:
-                self._try_loaded(ctx)
         else:
-            self._try_fifo(ctx)
+            self._try_fifo(ctx)  # under a filter loaded already, too (stage bounding)
+            if (seccomp := _seccomp()) is not None and seccomp.prepared() is not None:
+                if seccomp.pending():
+                    self._try_handoff(ctx)
+                else:
+                    self._try_loaded(ctx)
         keep = 3 + ctx.preserve_fds
         for fd in range(3, keep):
             try:
@@ -155,15 +155,14 @@ class Exec(Stage):
 
     def _try_loaded(self, ctx: Context) -> None:
         """With the seccomp filter loaded already (stage bounding), make the handoff's calls
-        now, harmlessly: its signal mask reset (to the mask it has), the open of exec.fifo
-        without blocking (ENXIO: no reader yet, as it should be) and a write(2), to a pipe: a
-        filter that refuses one fails `create` with its cause (blame_filter), not the container
+        now, harmlessly: its signal mask reset (to the mask it has) and a write(2), to a pipe
+        (the open of exec.fifo is _try_fifo's, made before under the same filter): a filter
+        that refuses one fails `create` with its cause (blame_filter), not the container
         silently at `start`."""
         try:
             sig.pthread_sigmask(sig.SIG_SETMASK, sig.pthread_sigmask(sig.SIG_BLOCK, []))
         except OSError as e:
             raise StageError(self.name, "rt_sigprocmask", "", e.errno or 0) from None
-        self._try_fifo(ctx)
         r, w = os.pipe()
         try:
             os.write(w, b"0")

@@ -74,6 +74,13 @@ CASES = [
     ("nofile leaving no fd for exec.fifo", _set(["process", "rlimits"],
                                                 [{"type": "RLIMIT_NOFILE", "soft": 3, "hard": 3}]),
      "stage exec: open exec.fifo (config /process/rlimits/0)"),
+    # ... also when a seccomp filter is loaded in the handoff (noNewPrivileges)
+    ("nofile too low with a handoff filter", lambda s: (
+        s["process"].__setitem__("rlimits", [{"type": "RLIMIT_NOFILE", "soft": 3, "hard": 3}]),
+        s["process"].__setitem__("noNewPrivileges", True),
+        s["linux"].__setitem__("seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]})),
+     "stage exec: open exec.fifo (config /process/rlimits/0)"),
     ("cpuset beyond the machine", lambda s: s["linux"]["resources"].__setitem__("cpu", {"cpus": "64"}),
      "/linux/resources/cpu/cpus"),
     ("sysctl that does not exist", _set(["linux", "sysctl"], {"net.ipv4.no_such_knob": "1"}),

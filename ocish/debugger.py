@@ -287,12 +287,8 @@ class Debugger(Observer):
         # the exec's process, between its stages, or held by `catch exec` after them
         execd = (self.exec_setup.ctx.pid if self.exec_setup is not None else
                  self.held.pid if self.held is not None and self.st is not None else 0)
-        if execd and execd != self.st["pid"]:
-            cg = self.st.get("cgroup") or {}
-            return Target(execd, self.st.get("rootfs", ""),
-                          dict(cg.get("paths") or {}), None,
-                          self._created_spec().get("linux", {}).get("resources"))
-        pid = self.container_pid()
+        in_created = execd and self.st is not None and execd != self.st["pid"]
+        pid = execd if in_created else self.container_pid()
         if pid <= 0:
             return None
         if self.foreign is not None:  # its cgroups as the kernel has them
@@ -844,16 +840,22 @@ class Debugger(Observer):
         stepped = self.stepped
         if stepped is None or stepped.engine.done:
             return None
+        pos = stepped.engine.pos
+        # gdb: a false condition is no hit, and uses no ignore count
+        return self._count_hits([bp for bp in self._breakpoints_at(pos)
+                                 if not bp.condition or self._condition_holds(bp, pos)])
+
+    def _count_hits(self, reached: list[Breakpoint]) -> Breakpoint | None:
+        """Each breakpoint `reached` counts a hit; one with an ignore count lets this crossing
+        pass; of those that stop, the first is the stop's, and every temporary one goes (gdb)."""
         stopping = []
-        for bp in self._breakpoints_at(stepped.engine.pos):
-            if bp.condition and not self._condition_holds(bp, stepped.engine.pos):
-                continue  # gdb: a false condition is no hit, and uses no ignore count
+        for bp in reached:
             bp.hits += 1
             if bp.ignore > 0:
                 bp.ignore -= 1
             else:
                 stopping.append(bp)
-        for bp in stopping:  # gdb: every temporary breakpoint that stops here goes
+        for bp in stopping:
             if bp.temporary:
                 self.breakpoints.remove(bp)
         return stopping[0] if stopping else None
@@ -944,19 +946,10 @@ class Debugger(Observer):
         # "sync": the channel closed, its process is dying (engine._died), nothing to offer
         if pos == self._reoffered_at or err.op == "sync" or self.is_dead(stepped.ctx.pid):
             return False
-        self._error_breakpoint = None
-        for bp in self.breakpoints:
-            if not (bp.enabled and bp.on_error):
-                continue
-            bp.hits += 1
-            if bp.ignore > 0:
-                bp.ignore -= 1
-            elif self._error_breakpoint is None:
-                self._error_breakpoint = bp
+        self._error_breakpoint = self._count_hits([bp for bp in self.breakpoints
+                                                   if bp.enabled and bp.on_error])
         if self._error_breakpoint is None:
             return False
-        if self._error_breakpoint.temporary:
-            self.breakpoints.remove(self._error_breakpoint)
         stepped.engine.reoffer()
         self._reoffered_at = pos
         return True

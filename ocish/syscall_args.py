@@ -9,6 +9,7 @@ call the setup stages make); anything else gets hex arguments.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import resource
 import signal
@@ -371,6 +372,16 @@ SIGNATURES: dict[str, list[Decoder] | Shape] = {
 }
 # Calls that only read state: a prlimit64 without a new limit, a prctl that asks.
 _READ_ONLY_PRCTL = {o for o, n in PRCTL.items() if n.startswith("PR_GET_") or n == "PR_CAPBSET_READ"}
+
+
+@functools.cache
+def syscall_names() -> dict[int, str]:
+    """Native syscall number -> name: libseccomp's (the kernel's names, the newest calls too),
+    else python-ptrace's table (it stops at 440 and says `timerfd` for timerfd_create). One
+    table for `trace`, `inspect seccomp` and `seccomp check|explain`."""
+    from ptrace.syscall import SYSCALL_NAMES
+    from runtime.linux import seccomp
+    return {**SYSCALL_NAMES, **{n: name for n in range(512) if (name := seccomp.syscall_name(n))}}
 
 
 def interesting(name: str, args: list[int], mem: Memory) -> bool:

@@ -45,7 +45,6 @@ from ptrace.binding.func import (PTRACE_DETACH, PTRACE_EVENT_CLONE, PTRACE_EVENT
                                  PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_O_TRACECLONE,
                                  PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK, PTRACE_O_TRACESYSGOOD,
                                  PTRACE_O_TRACEVFORK, PTRACE_SYSCALL, ptrace, ptrace_geteventmsg)
-from ptrace.syscall import SYSCALL_NAMES
 
 from ocish import syscall_args as A
 
@@ -422,7 +421,7 @@ class _Helper:
         if op == _SYSINFO_ENTRY:
             nr = int.from_bytes(raw[24:32], "little")
             args = [int.from_bytes(raw[32 + 8 * i:40 + 8 * i], "little") for i in range(6)]
-            name = SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+            name = A.syscall_names().get(nr, f"syscall_{nr}")
             mem = self._memory(pid)
             everything = self.mode == "all" or (self.mode == "exec" and self.exec_seen)
             keep = everything or A.interesting(name, args, mem)

@@ -100,7 +100,7 @@ def read(t: Target) -> Seccomp:
     if mode != 2:
         return out
     from ptrace import PtraceError
-    from ptrace.syscall import SYSCALL_NAMES
+    from ocish.syscall_args import syscall_names
     try:
         progs = dump_filters(t.pid)
     except PtraceError as e:
@@ -110,5 +110,5 @@ def read(t: Target) -> Seccomp:
                      "holds is dumped once `continue` lets it run)" if tracer != "0"
                      else f"cannot dump the filters: {e}")
         return out
-    out.filters = [Filter(i, p, bpf.disassemble(p, SYSCALL_NAMES)) for i, p in enumerate(progs)]
+    out.filters = [Filter(i, p, bpf.disassemble(p, syscall_names())) for i, p in enumerate(progs)]
     return out

@@ -174,10 +174,6 @@ class Check:
     filters: int = 0
 
 
-def _names() -> dict[int, str]:
-    return {n: name for n in range(0, 512) if (name := S.syscall_name(n))}
-
-
 def annotate(prog: list[Insn], steps: list[bpfrun.Step], names: dict[int, str]) -> list[PathLine]:
     """The path as lines: the disassembly without its static notes, and what the interpreter
     saw there (the accumulator's meaning follows the path, so jumps name what they compare)."""
@@ -223,7 +219,8 @@ def check(src: Source, syscall: str, args: list[str]) -> Check:
     name, nr = resolve_syscall(syscall)
     values = parse_args(args)
     arch_name, arch = native_arch()
-    names = _names()
+    from ocish.syscall_args import syscall_names
+    names = syscall_names()
     out = Check(src.label, src.mode, name, nr, arch_name, values, S.ACT_ALLOW, "", "", 0, "", "",
                 matches_config=src.matches_config, source_note=src.note,
                 filters=len(src.filters))

@@ -219,6 +219,9 @@ def api_level() -> int:
     return _lib.seccomp_api_get() if _lib is not None else 0
 
 
+_free = ctypes.CDLL(None).free
+
+
 def syscall_number(name: str) -> int:
     """The native number of a syscall (negative for libseccomp's pseudo syscalls), or -1."""
     return _lib.seccomp_syscall_resolve_name(name.encode())
@@ -227,13 +230,13 @@ def syscall_number(name: str) -> int:
 def syscall_name(nr: int) -> str:
     """The native name of syscall number `nr` as libseccomp knows it, or "" (the debugger's
     seccomp answers name what a filter compares)."""
-    ptr = _lib.seccomp_syscall_resolve_num_arch(0, nr)  # 0: SCMP_ARCH_NATIVE
-    if not ptr:
+    ptr = _lib.seccomp_syscall_resolve_num_arch(0, nr) if _lib is not None else None
+    if not ptr:  # 0: SCMP_ARCH_NATIVE, above
         return ""
     try:
         return ctypes.string_at(ptr).decode()
     finally:
-        ctypes.CDLL(None).free(ctypes.c_void_p(ptr))
+        _free(ctypes.c_void_p(ptr))  # libseccomp's strdup'ed copy
 
 
 def _err(rc: int) -> str:

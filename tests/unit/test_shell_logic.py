@@ -13,6 +13,7 @@ from ocish.inspect import cgroup as cgroupmod
 from ocish.inspect.exit import evidence
 from ocish.trace import Call, Event, Repeated, group
 from runtime.errors import OcishError
+from runtime.linux import seccomp as seccomp_lib
 
 
 def test_resolve_names_aliases_prefixes_and_typos():
@@ -85,6 +86,15 @@ def test_group_folds_alike_calls_without_losing_values():
         'mount(a, /x, f1) = 0', 'mount(a, /y, f2) = 0',  # two arguments differ: kept apart
         'openat(AT_FDCWD, "/a", O_RDONLY) = -1 ENOENT  (x2, other arguments)']  # failures fold
     assert isinstance(out[0], Repeated) and out[0].values == ["CAP_CHOWN", "CAP_KILL"]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64" or not seccomp_lib.available(),
+                    reason="x86_64 numbers, named by libseccomp")
+def test_one_syscall_name_table_names_the_newest_calls():
+    """trace, inspect seccomp and seccomp check name calls from one table: libseccomp's kernel
+    names over python-ptrace's (which says `timerfd` and stops at 440)."""
+    names = syscall_args.syscall_names()
+    assert (names[0], names[283], names[442]) == ("read", "timerfd_create", "mount_setattr")
 
 
 def test_decoders_read_structs_from_memory():
